@@ -1,0 +1,72 @@
+"""The Python API: ``run_experiments``, ``read_results`` and ``resume``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from dagrun.errors import UsageError
+from dagrun.layout import SweepDir
+from dagrun.scheduler import Options, execute
+from dagrun.state import require_sweep
+from dagrun.summary import Summary
+from dagrun.workflow import Workflow
+
+if TYPE_CHECKING:
+    import pandas
+
+
+def run_experiments(basecfg: Mapping[str, Any], cfgs: Sequence[Mapping[str, Any]], *,
+                    rerun_changed: bool = False, dry_run: bool = False) -> Summary:
+    """Run every (experiment, repetition) of ``cfgs`` that is not done yet, then reduce.
+
+    Returns a ``Summary`` (done / skipped / failed counts, out path). A failing run never
+    raises; a bad ``basecfg``/``cfgs`` raises ``ConfigError`` before any run starts. Configs
+    that differ from what an existing sweep was run with raise ``ChangedConfigError`` unless
+    ``rerun_changed``.
+    """
+    return execute(basecfg, cfgs, Options(dry_run=dry_run, rerun_changed=rerun_changed))
+
+
+def stored_workflow(out_path: str | os.PathLike[str]) -> Workflow:
+    """The workflow a sweep was last executed with (for ``resume``)."""
+    sweep = require_sweep(os.fspath(out_path))
+    if not os.path.isfile(sweep.workflow):
+        raise UsageError(f"{sweep.path} keeps no pickled workflow (it could not be pickled); "
+                         "run `dagrun execute WORKFLOW.py` again instead")
+    return Workflow.load(sweep.workflow)
+
+
+def resume(out_path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None,
+           *, rerun_changed: bool = False, dry_run: bool = False) -> Summary:
+    """Continue a sweep from what ``out_path`` stores; no workflow file needed."""
+    wf = stored_workflow(out_path)
+    basecfg = {**wf.basecfg, "pre": wf.pre, "fit": wf.fit, "post": wf.post,
+               "out_path": os.fspath(out_path), **(overrides or {})}
+    return execute(basecfg, wf.cfgs, Options(dry_run=dry_run, rerun_changed=rerun_changed,
+                                             source=wf.source))
+
+
+def read_results(out_path: str | os.PathLike[str]) -> pandas.DataFrame:
+    """``OUT/results.jsonl`` as a flat pandas DataFrame (``scores.fit_time`` columns...)."""
+    try:
+        import pandas as pd
+    except ImportError as exc:
+        raise ImportError(
+            "read_results needs pandas: pip install 'dagrun[pandas]' (or pip install pandas)"
+        ) from exc
+    import json
+
+    path = SweepDir.at(out_path).results
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError as exc:
+                raise ValueError(f"{path}, line {number} is not JSON ({exc}); rebuild it with "
+                                 f"`dagrun reduce {os.fspath(out_path)}`") from exc
+    return pd.json_normalize(rows)

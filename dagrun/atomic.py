@@ -1,0 +1,93 @@
+"""Atomic file writes and tolerant reads.
+
+Every file dagrun writes goes to a unique temporary name in the same folder and is then
+renamed over its final name, so a reader (or a crash) sees the old file or the new one, never
+half of one. Files are created with mode 0o644 at most (the umask may remove more bits), so
+pickles are never group- or world-writable by default (see ``dagrun.safety``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from typing import Any
+
+_FILE_MODE = 0o644
+
+
+def _temp_name(path: str) -> str:
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}-{os.getpid()}.tmp")
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, then rename)."""
+    tmp = _temp_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def write_text(path: str, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str, obj: Any, *, indent: int | None = 2) -> None:
+    """Atomic JSON write; NaN and infinity are kept (Python's json reads them back)."""
+    write_text(path, json.dumps(obj, indent=indent, allow_nan=True) + "\n")
+
+
+def read_json(path: str) -> Any:
+    """Parse a JSON file. Raises ``OSError`` / ``ValueError`` as ``json`` and ``open`` do."""
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_json_or_none(path: str) -> Any:
+    """The parsed file, or ``None`` when it is missing or cannot be parsed."""
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
+def strict_json(obj: Any) -> Any:
+    """A copy of a JSON-able value with non-finite floats replaced by ``None``.
+
+    ``results.jsonl`` is read by strict parsers (jq, browsers), which reject ``NaN``.
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def remove(path: str) -> bool:
+    """Remove a file if it exists; returns whether it did."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def makedirs(path: str) -> None:
+    """Create a folder (and parents) that only its owner can write to by default."""
+    os.makedirs(path, mode=0o755, exist_ok=True)

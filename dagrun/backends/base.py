@@ -1,0 +1,64 @@
+"""The backend interface: a backend only runs runs; the disk and the scheduler decide what.
+
+A backend receives ``RunTask``s through ``submit`` and hands back ``RunOutcome``s from
+``poll``. Everything that touches a run's files happens in ``dagrun.stages.StageRunner``,
+wherever the backend runs it. ``shutdown(kill=True)`` must leave no process of the sweep
+running (Ctrl-C, errors).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+from dagrun.config import Settings
+from dagrun.layout import SweepDir
+from dagrun.stages import RunOutcome, RunTask
+from dagrun.workflow import Workflow
+
+
+class Backend(abc.ABC):
+    """Base class of every backend; subclasses implement ``submit`` and ``poll``."""
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: Settings, sweep: SweepDir, workflow: Workflow,
+                 fingerprints: dict[str, str]) -> None:
+        self.settings = settings
+        self.sweep = sweep
+        self.workflow = workflow
+        self.fingerprints = fingerprints
+
+    @property
+    def capacity(self) -> int:
+        """How many runs the backend can execute at once (the scheduler keeps it fed)."""
+        return 1
+
+    def start(self) -> None:
+        """Acquire resources (processes, cluster connection). Does nothing by default."""
+
+    @abc.abstractmethod
+    def submit(self, task: RunTask) -> None:
+        """Queue one run for execution."""
+
+    @abc.abstractmethod
+    def poll(self, timeout: float) -> list[RunOutcome]:
+        """Outcomes of runs finished since the last call, waiting at most ``timeout`` s."""
+
+    def running(self) -> int:
+        """How many submitted runs have not finished yet."""
+        return 0
+
+    def describe(self) -> str:
+        """One line for the start of a sweep, e.g. ``multiprocessing, 4 workers``."""
+        return self.name
+
+    def shutdown(self, *, kill: bool = False) -> None:
+        """Release resources; with ``kill``, stop running runs at once. Idempotent."""
+
+    def __enter__(self) -> Backend:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.shutdown(kill=exc_type is not None)

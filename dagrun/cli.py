@@ -1,0 +1,185 @@
+"""The ``dagrun`` command: subcommands, and exceptions mapped to exit codes.
+
+Exit codes: 0 every planned run is done; 1 some runs failed; 2 bad usage, workflow or
+config (one line on stderr, no traceback); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from dagrun.errors import DagrunError
+from dagrun.layout import Stage
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+EPILOG = """\
+A workflow file is plain Python defining `basecfg` (dict) and `cfgs` (list of dicts); pre, fit
+and post are basecfg entries or module-level functions. Its `if __name__ == "__main__":` block
+is not run. Command-line flags override basecfg.
+
+exit codes: 0 all planned runs done, 1 some runs failed, 2 bad usage/workflow/config,
+130 interrupted (finished stages are kept: run the same command again to resume)."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _non_negative(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        return value
+    return parse
+
+
+def _run_flags(p: argparse.ArgumentParser, with_out: bool) -> None:
+    p.add_argument("--backend", help="single, multiprocessing, ray or ssh (alias malocher)")
+    if with_out:
+        p.add_argument("--out", metavar="DIR", help="out_path of the sweep (overrides basecfg)")
+    p.add_argument("-j", "--num-cpus", type=_positive_int, metavar="N",
+                   help="multiprocessing: runs at once; ray: CPUs per run")
+    p.add_argument("--repetitions", type=_positive_int, metavar="R",
+                   help="runs per experiment (a cfg's own 'repetitions' wins)")
+    p.add_argument("--timeout", type=_non_negative(float), metavar="S",
+                   help="seconds one run may take before it is stopped (0: none)")
+    p.add_argument("--retries", type=_non_negative(int), metavar="N",
+                   help="extra attempts for a failed run")
+    p.add_argument("--hosts", metavar="H[:SLOTS],...", help="ssh backend: the machines to use")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what would run and why; run nothing, write nothing")
+    p.add_argument("--rerun-changed", action="store_true",
+                   help="recompute experiments whose config (or stages whose code) changed")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dagrun", description="Run experiment sweeps the way Make runs builds.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("execute", help="run a workflow file's sweep (only what is not done)",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("workflow", metavar="WORKFLOW.py")
+    _run_flags(p, with_out=True)
+    p = sub.add_parser("resume", help="continue a sweep from what OUT stores (no workflow file)")
+    p.add_argument("out", metavar="OUT")
+    _run_flags(p, with_out=False)
+    p = sub.add_parser("status", help="counts per stage; failed runs with their error")
+    p.add_argument("out", metavar="OUT")
+    p = sub.add_parser("show", help="one run: config, markers, metrics, error, log tail")
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("run", metavar="ID[/REP]")
+    p.add_argument("-n", "--lines", type=_positive_int, default=15, help="log lines to show")
+    p = sub.add_parser("reduce", help="rebuild OUT/results.jsonl from the runs on disk")
+    p.add_argument("out", metavar="OUT")
+    p = sub.add_parser("clean", help="invalidate stages so the next execute recomputes them")
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("--stage", choices=[s.value for s in Stage], default="pre",
+                   help="first stage to invalidate; later stages go too (default: pre, all)")
+    p.add_argument("--ids", nargs="+", metavar="ID", help="experiment ids, e.g. 3 5-7 9,10")
+    p.add_argument("--failed", action="store_true", help="only runs that failed")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    mapping = {"backend": "backend", "num_cpus": "num_cpus", "repetitions": "repetitions",
+               "timeout": "timeout", "retries": "retries", "hosts": "hosts",
+               "out": "out_path"}
+    out = {key: getattr(args, attr) for attr, key in mapping.items()
+           if getattr(args, attr, None) is not None}
+    if args.quiet:
+        out["verbose"] = False
+    return out
+
+
+def _cmd_execute(args: argparse.Namespace) -> int:
+    from dagrun.scheduler import Options, execute
+    from dagrun.workflow import workflow_from_file
+
+    basecfg, cfgs = workflow_from_file(args.workflow)
+    basecfg = {**basecfg, **_overrides(args)}
+    summary = execute(basecfg, cfgs, Options(args.dry_run, args.rerun_changed,
+                                             os.path.abspath(args.workflow)))
+    return EXIT_OK if summary.ok or summary.dry_run else EXIT_FAILED
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from dagrun.api import resume
+
+    summary = resume(args.out, _overrides(args), rerun_changed=args.rerun_changed,
+                     dry_run=args.dry_run)
+    return EXIT_OK if summary.ok or summary.dry_run else EXIT_FAILED
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from dagrun.report import status_lines
+
+    for line in status_lines(args.out):
+        print(line)
+    return EXIT_OK
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from dagrun.report import show_lines
+
+    for line in show_lines(args.out, args.run, args.lines):
+        print(line)
+    return EXIT_OK
+
+
+def _cmd_reduce(args: argparse.Namespace) -> int:
+    from dagrun import reduce
+    from dagrun.state import driver_lock, read_plan, require_sweep
+
+    sweep = require_sweep(args.out)
+    with driver_lock(sweep):
+        lines = reduce.rewrite(sweep, read_plan(sweep).values())
+    print(f"{sweep.results}: {lines} experiments")
+    return EXIT_OK
+
+
+def _cmd_clean(args: argparse.Namespace) -> int:
+    from dagrun.clean import clean, parse_ids
+
+    ids = parse_ids(args.ids) if args.ids else None
+    result = clean(args.out, Stage(args.stage), ids, args.failed)
+    print(f"invalidated {result.stages} stage(s) in {result.runs} run(s); "
+          f"results.jsonl now lists {result.results_lines} experiments")
+    return EXIT_OK
+
+
+COMMANDS = {"execute": _cmd_execute, "resume": _cmd_resume, "status": _cmd_status,
+            "show": _cmd_show, "reduce": _cmd_reduce, "clean": _cmd_clean}
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str,
+                  lineno: int, file: Any = None, line: str | None = None) -> None:
+    print(f"dagrun: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dagrun`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
+    try:
+        return COMMANDS[args.command](args)
+    except DagrunError as exc:
+        print(f"dagrun: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("dagrun: interrupted; finished stages are kept, run again to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK

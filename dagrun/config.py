@@ -1,0 +1,246 @@
+"""Validation of ``basecfg`` and ``cfgs``, and the JSON view of a config.
+
+Everything the user can get wrong in a config is checked here, up front, before anything is
+written: each problem is a ``ConfigError`` naming the key and what is expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from dagrun.errors import ConfigError
+
+BACKENDS = ("single", "multiprocessing", "ray", "ssh")
+BACKEND_ALIASES = {"malocher": "ssh"}
+RESERVED_CFG_KEYS = ("experiment_id", "run_id", "out_path")
+STAGE_KEYS = ("pre", "fit", "post")
+ONE_GB = 1 << 30
+
+# basecfg aliases from the original tool's malocher backend -> dagrun's names.
+KEY_ALIASES = {
+    "malocher_machines": "hosts",
+    "malocher_user": "ssh_user",
+    "malocher_port": "ssh_port",
+    "malocher_key": "ssh_key",
+    "malocher_dir": "ssh_dir",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A validated basecfg without its stage functions."""
+
+    out_path: str
+    backend: str = "single"
+    num_cpus: int = 1
+    num_gpus: float = 0
+    max_memory: int = ONE_GB
+    address: str = "auto"
+    redis_password: str | None = None
+    verbose: bool = True
+    repetitions: int = 1
+    timeout: float = 0
+    retries: int = 0
+    hosts: tuple[str, ...] = ()
+    ssh_user: str | None = None
+    ssh_port: int = 22
+    ssh_key: str | None = None
+    ssh_config: str | None = None
+    ssh_dir: str | None = None
+    python: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with the given keys replaced (command-line flags), validated again."""
+        merged = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, **merged)
+
+
+def _expect(cond: bool, key: str, what: str, value: Any) -> None:
+    if not cond:
+        raise ConfigError(f"basecfg[{key!r}] must be {what}, got {value!r}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_hosts(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [h for h in value.split(",") if h.strip()]
+    _expect(
+        isinstance(value, Sequence) and all(isinstance(h, str) and h.strip() for h in value),
+        "hosts", "a list of 'host' or 'host:slots' strings", value,
+    )
+    for h in value:
+        name, _, slots = h.strip().rpartition(":") if ":" in h else (h, "", "1")
+        _expect(bool(name.strip()), "hosts", "a list of 'host' or 'host:slots' strings", h)
+        _expect(slots.isdigit() and int(slots) >= 1, "hosts", "'host:slots' with slots >= 1", h)
+    return tuple(h.strip() for h in value)
+
+
+def _validated_settings(values: dict[str, Any]) -> Settings:
+    """Type and range checks of every non-function key."""
+    out = values["out_path"]
+    _expect(isinstance(out, (str, os.PathLike)) and str(out).strip() != "", "out_path",
+            "a non-empty path", out)
+    backend = values.get("backend", "single")
+    _expect(isinstance(backend, str), "backend", f"one of {', '.join(BACKENDS)}", backend)
+    backend = BACKEND_ALIASES.get(backend, backend)
+    if backend not in BACKENDS:
+        warnings.warn(
+            f"unknown backend {backend!r}; valid backends are {', '.join(BACKENDS)} "
+            "(and 'malocher' for ssh). Using 'single'.",
+            UserWarning, stacklevel=3,
+        )
+        backend = "single"
+    checks: list[tuple[str, Callable[[Any], bool], str]] = [
+        ("num_cpus", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+        ("num_gpus", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+        ("max_memory", lambda v: _is_int(v) and v > 0, "a positive number of bytes"),
+        ("address", lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+        ("redis_password", lambda v: v is None or isinstance(v, str), "a string or None"),
+        ("verbose", lambda v: isinstance(v, bool), "True or False"),
+        ("repetitions", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+        ("timeout", lambda v: _is_number(v) and v >= 0, "a number of seconds >= 0 (0: none)"),
+        ("retries", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+        ("ssh_user", lambda v: v is None or (isinstance(v, str) and v != ""), "a user name"),
+        ("ssh_port", lambda v: _is_int(v) and 1 <= v <= 65535, "a port number 1..65535"),
+        ("ssh_key", lambda v: v is None or isinstance(v, (str, os.PathLike)), "a path"),
+        ("ssh_config", lambda v: v is None or isinstance(v, (str, os.PathLike)), "a path"),
+        ("ssh_dir", lambda v: v is None or isinstance(v, (str, os.PathLike)), "a path"),
+        ("python", lambda v: v is None or (isinstance(v, str) and v != ""), "an interpreter path"),
+    ]
+    for key, ok, what in checks:
+        if key in values:
+            _expect(ok(values[key]), key, what, values[key])
+    kwargs = {k: values[k] for k, _, _ in checks if k in values}
+    for key in ("ssh_key", "ssh_config", "ssh_dir"):
+        if kwargs.get(key) is not None:
+            kwargs[key] = os.fspath(kwargs[key])
+    hosts = _check_hosts(values["hosts"]) if "hosts" in values else ()
+    return Settings(out_path=os.fspath(out), backend=backend, hosts=hosts, **kwargs)
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """A validated basecfg: its settings and the three stage functions."""
+
+    settings: Settings
+    pre: Callable[..., Any]
+    fit: Callable[..., Any]
+    post: Callable[..., Any]
+
+
+KNOWN_KEYS = frozenset(
+    {"out_path", *STAGE_KEYS, *(f for f in Settings.__dataclass_fields__ if f != "extra"),
+     *KEY_ALIASES}
+)
+
+
+def validate_basecfg(basecfg: Any) -> BaseConfig:
+    """Check every key of ``basecfg``; raise ``ConfigError`` on the first problem."""
+    if not isinstance(basecfg, Mapping):
+        raise ConfigError(f"basecfg must be a dict, got {type(basecfg).__name__}")
+    values: dict[str, Any] = {}
+    for key, value in basecfg.items():
+        if not isinstance(key, str) or key not in KNOWN_KEYS:
+            close = difflib.get_close_matches(str(key), sorted(KNOWN_KEYS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"basecfg has unknown key {key!r}{hint}")
+        target = KEY_ALIASES.get(key, key)
+        if target in values and target != key:
+            raise ConfigError(f"basecfg sets both {key!r} and {target!r}; use one")
+        values[target] = value
+    for key in ("out_path", *STAGE_KEYS):
+        if key not in values or values[key] is None:
+            raise ConfigError(f"basecfg[{key!r}] is required")
+    for key in STAGE_KEYS:
+        if not callable(values[key]):
+            raise ConfigError(
+                f"basecfg[{key!r}] must be a function {key}(cfg, ...), "
+                f"got {type(values[key]).__name__}"
+            )
+    settings = _validated_settings(values)
+    return BaseConfig(settings, values["pre"], values["fit"], values["post"])
+
+
+def validate_cfgs(cfgs: Any, default_repetitions: int) -> list[dict[str, Any]]:
+    """Check the list of experiment configs; returns it as a list of dicts."""
+    if isinstance(cfgs, (str, bytes, Mapping)) or not isinstance(cfgs, Sequence):
+        raise ConfigError(f"cfgs must be a list of dicts, got {type(cfgs).__name__}")
+    if len(cfgs) == 0:
+        raise ConfigError("cfgs is empty: there is nothing to run")
+    out: list[dict[str, Any]] = []
+    for i, cfg in enumerate(cfgs):
+        if not isinstance(cfg, Mapping):
+            raise ConfigError(f"cfgs[{i}] must be a dict, got {type(cfg).__name__}")
+        for key in RESERVED_CFG_KEYS:
+            if key in cfg:
+                raise ConfigError(
+                    f"cfgs[{i}] sets reserved key {key!r}; dagrun sets "
+                    f"{', '.join(RESERVED_CFG_KEYS)} itself"
+                )
+        reps = cfg.get("repetitions", default_repetitions)
+        if not _is_int(reps) or reps < 1:
+            raise ConfigError(f"cfgs[{i}]['repetitions'] must be an integer >= 1, got {reps!r}")
+        out.append(dict(cfg))
+    return out
+
+
+def repetitions_of(cfg: Mapping[str, Any], default: int) -> int:
+    reps = cfg.get("repetitions", default)
+    return int(reps)
+
+
+def json_view(value: Any) -> Any:
+    """The JSON form of a config value.
+
+    numpy scalars and arrays, tuples, sets and paths become their JSON equivalents; anything
+    else that JSON cannot hold (a function, an object) becomes a readable string that does
+    not change between runs (no memory addresses), so configs compare equal on resume.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): json_view(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_view(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        items = [json_view(v) for v in value]
+        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays
+    if callable(tolist) and type(value).__module__.split(".")[0] == "numpy":
+        return json_view(tolist())
+    return _readable(value)
+
+
+def _readable(value: Any) -> str:
+    qualname = getattr(value, "__qualname__", None)
+    module = getattr(value, "__module__", None)
+    if qualname is not None:
+        kind = "class" if isinstance(value, type) else "function"
+        return f"<{kind} {module}.{qualname}>" if module else f"<{kind} {qualname}>"
+    text = repr(value)
+    if " at 0x" in text or len(text) > 500:
+        cls = type(value)
+        return f"<{cls.__module__}.{cls.__qualname__} object>"
+    return text
+
+
+def canonical(value: Any) -> str:
+    """A stable string of a JSON value, for comparing configs."""
+    return json.dumps(value, sort_keys=True, allow_nan=True, separators=(",", ":"))

@@ -1,0 +1,121 @@
+"""Every file name dagrun uses on disk: the one place that knows the layout.
+
+``SweepDir`` is ``OUT/``; ``RunDir`` is one run's folder (``OUT/<id>/`` or ``OUT/<id>/<rep>/``).
+Nothing else in dagrun spells a file name.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class Stage(str, enum.Enum):
+    """The three stages of a run, in order."""
+
+    PRE = "pre"
+    FIT = "fit"
+    POST = "post"
+
+    @property
+    def index(self) -> int:
+        return STAGES.index(self)
+
+    def and_after(self) -> tuple[Stage, ...]:
+        """This stage and the ones that consume its output."""
+        return STAGES[self.index :]
+
+
+STAGES: tuple[Stage, ...] = (Stage.PRE, Stage.FIT, Stage.POST)
+
+RESULTS = "results.jsonl"
+CONFIG = "config.json"
+STATE_DIR = ".dagrun"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One run's folder and the names of everything in it."""
+
+    path: str
+
+    @property
+    def config(self) -> str:
+        return os.path.join(self.path, CONFIG)
+
+    def artifact(self, stage: Stage) -> str:
+        """pre.pkl / fit.pkl hold pickled outputs; post.json holds the metrics."""
+        ext = "json" if stage is Stage.POST else "pkl"
+        return os.path.join(self.path, f"{stage.value}.{ext}")
+
+    def marker(self, stage: Stage) -> str:
+        return os.path.join(self.path, f"{stage.value}.done")
+
+    def error(self, stage: Stage) -> str:
+        return os.path.join(self.path, f"{stage.value}.error")
+
+    def log(self, stage: Stage) -> str:
+        return os.path.join(self.path, f"{stage.value}.log")
+
+    def stage_files(self, stage: Stage) -> tuple[str, ...]:
+        """Everything a stage leaves, marker first so it is removed before its artifact."""
+        return (self.marker(stage), self.artifact(stage), self.error(stage))
+
+
+def marker_name(stage: Stage) -> str:
+    return f"{stage.value}.done"
+
+
+def error_name(stage: Stage) -> str:
+    return f"{stage.value}.error"
+
+
+@dataclass(frozen=True)
+class SweepDir:
+    """``OUT/``: run folders, results, and dagrun's own state under ``OUT/.dagrun/``."""
+
+    path: str
+
+    @classmethod
+    def at(cls, out_path: str | os.PathLike[str]) -> SweepDir:
+        return cls(os.path.abspath(os.fspath(out_path)))
+
+    @property
+    def results(self) -> str:
+        return os.path.join(self.path, RESULTS)
+
+    @property
+    def state(self) -> str:
+        return os.path.join(self.path, STATE_DIR)
+
+    @property
+    def plan(self) -> str:
+        """JSON: every experiment ever planned here (id, repetitions, JSON config)."""
+        return os.path.join(self.state, "plan.json")
+
+    @property
+    def workflow(self) -> str:
+        """cloudpickle of the stage functions, basecfg and original cfgs (for resume)."""
+        return os.path.join(self.state, "workflow.pkl")
+
+    @property
+    def lock(self) -> str:
+        return os.path.join(self.state, "lock")
+
+    @property
+    def driver(self) -> str:
+        """JSON naming the driver that holds the lock (host, pid, since)."""
+        return os.path.join(self.state, "driver.json")
+
+    def experiment_path(self, exp_id: int) -> str:
+        return os.path.join(self.path, str(exp_id))
+
+    def run_dir(self, exp_id: int, rep: int, repetitions: int) -> RunDir:
+        """``OUT/<id>/`` for a single repetition, ``OUT/<id>/<rep>/`` otherwise."""
+        base = self.experiment_path(exp_id)
+        return RunDir(base if repetitions == 1 else os.path.join(base, str(rep)))
+
+    def exists(self) -> bool:
+        return Path(self.state).is_dir()

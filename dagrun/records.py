@@ -1,0 +1,109 @@
+"""The JSON records a run leaves: stage markers (``<stage>.done``) and failures (``<stage>.error``).
+
+A marker is written only after its artifact is completely in place; it says when, where and by
+which attempt the stage was computed, and with which code (the stage's fingerprint).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any
+
+from dagrun import atomic
+from dagrun.errors import FailureKind
+from dagrun.layout import RunDir, Stage
+
+
+@lru_cache(maxsize=1)
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def iso(t: float) -> str:
+    """Local time with offset, to the millisecond."""
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t))
+    return f"{base}.{int((t % 1) * 1000):03d}{time.strftime('%z', time.localtime(t))}"
+
+
+@dataclass(frozen=True)
+class Marker:
+    """The content of ``<stage>.done``."""
+
+    stage: str
+    started: str
+    finished: str
+    seconds: float
+    host: str
+    pid: int
+    attempt: int
+    code: str | None = None
+
+    @classmethod
+    def now(cls, stage: Stage, started: float, finished: float, attempt: int,
+            code: str | None) -> Marker:
+        return cls(stage.value, iso(started), iso(finished), round(finished - started, 6),
+                   hostname(), os.getpid(), attempt, code)
+
+    def write(self, run: RunDir) -> None:
+        atomic.write_json(run.marker(Stage(self.stage)), asdict(self), indent=None)
+
+    @classmethod
+    def read(cls, run: RunDir, stage: Stage) -> Marker | None:
+        """The marker, or ``None`` when it is missing or unreadable."""
+        data = atomic.read_json_or_none(run.marker(stage))
+        if not isinstance(data, dict):
+            return None
+        try:
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        except TypeError:
+            return None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The content of ``<stage>.error``: the last failed attempt of a stage."""
+
+    stage: str
+    kind: str
+    message: str
+    traceback: str
+    attempt: int
+    host: str
+    time: str
+    pid: int = 0
+
+    @classmethod
+    def from_exception(cls, stage: Stage, exc: BaseException, attempt: int,
+                       kind: FailureKind = FailureKind.EXCEPTION) -> Failure:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return cls.make(stage, kind, message, attempt, tb)
+
+    @classmethod
+    def make(cls, stage: Stage, kind: FailureKind, message: str, attempt: int,
+             tb: str = "", host: str | None = None) -> Failure:
+        return cls(stage.value, kind.value, message, tb, attempt, host or hostname(),
+                   iso(time.time()), os.getpid())
+
+    def write(self, run: RunDir) -> None:
+        atomic.write_json(run.error(Stage(self.stage)), asdict(self))
+
+    @classmethod
+    def read(cls, run: RunDir, stage: Stage) -> Failure | None:
+        data = atomic.read_json_or_none(run.error(stage))
+        if not isinstance(data, dict):
+            return None
+        fields: dict[str, Any] = {k: data.get(k, "") for k in cls.__dataclass_fields__}
+        fields["attempt"] = int(data.get("attempt", 0) or 0)
+        fields["pid"] = int(data.get("pid", 0) or 0)
+        return cls(**fields)
+
+    @property
+    def first_line(self) -> str:
+        lines = self.message.strip().splitlines()
+        return lines[0] if lines else self.kind

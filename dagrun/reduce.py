@@ -1,0 +1,80 @@
+"""``OUT/results.jsonl``: one line per experiment whose repetitions are all done.
+
+Lines are appended as experiments complete (so a long sweep can be peeked at); the final
+reduce rewrites the whole file atomically from the runs on disk, sorted by experiment id,
+without duplicates. Non-finite metrics are written as ``null`` (strict JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from dagrun import atomic
+from dagrun.layout import Stage, SweepDir
+from dagrun.plan import Experiment, run_dirs
+
+
+def _is_numeric(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def aggregate(per_rep: list[dict[str, Any]]) -> dict[str, Any]:
+    """Scores of several repetitions: lists per metric plus ``mean_M``/``std_M`` (ddof=0)."""
+    names: dict[str, None] = {}
+    for scores in per_rep:
+        names.update(dict.fromkeys(scores))
+    out: dict[str, Any] = {}
+    for name in names:
+        values = [scores.get(name) for scores in per_rep]
+        out[name] = values
+        if all(_is_numeric(v) for v in values):
+            arr = np.asarray(values, dtype=float)
+            out[f"mean_{name}"] = float(np.mean(arr))
+            out[f"std_{name}"] = float(np.std(arr))
+    return out
+
+
+def experiment_line(sweep: SweepDir, exp: Experiment) -> dict[str, Any] | None:
+    """The results line of one experiment, or ``None`` while a repetition is not done."""
+    per_rep = []
+    for _, run in run_dirs(sweep, exp):
+        if not os.path.exists(run.marker(Stage.POST)):
+            return None
+        scores = atomic.read_json_or_none(run.artifact(Stage.POST))
+        if not isinstance(scores, dict):
+            return None
+        per_rep.append(scores)
+    scores_out = per_rep[0] if exp.repetitions == 1 else aggregate(per_rep)
+    line = {**exp.config, "experiment_id": exp.exp_id,
+            "out_path": sweep.experiment_path(exp.exp_id), "scores": scores_out}
+    return dict(atomic.strict_json(line))
+
+
+def _dumps(line: dict[str, Any]) -> str:
+    return json.dumps(line, allow_nan=False) + "\n"
+
+
+def append_line(sweep: SweepDir, line: dict[str, Any]) -> None:
+    """Append one line in a single write (a peek for long sweeps; rewritten at the end)."""
+    data = _dumps(line).encode()
+    fd = os.open(sweep.results, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def rewrite(sweep: SweepDir, experiments: Iterable[Experiment]) -> int:
+    """Rebuild ``results.jsonl`` from disk; returns the number of lines written."""
+    lines = []
+    for exp in sorted(experiments, key=lambda e: e.exp_id):
+        line = experiment_line(sweep, exp)
+        if line is not None:
+            lines.append(_dumps(line))
+    atomic.write_text(sweep.results, "".join(lines))
+    return len(lines)

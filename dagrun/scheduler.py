@@ -1,0 +1,239 @@
+"""From configs to results: validate, plan, hand runs to a backend, retry, reduce.
+
+A run flows one way: plan -> backend -> stage runner -> disk -> reduce. The scheduler never
+calls user code and never trusts memory over the disk: what is done is read from markers.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dagrun import atomic, reduce
+from dagrun.backends import backend_class
+from dagrun.config import BaseConfig, Settings, json_view, repetitions_of, validate_basecfg, \
+    validate_cfgs
+from dagrun.errors import ChangedConfigError, ConfigError
+from dagrun.fingerprint import fingerprint
+from dagrun.layout import STAGES, SweepDir
+from dagrun.plan import Experiment, RunStatus, scan
+from dagrun.progress import Progress, say
+from dagrun.stages import RunOutcome, RunTask
+from dagrun.state import changed_experiments, driver_lock, read_plan, write_plan
+from dagrun.summary import FailedRun, Summary
+from dagrun.workflow import Workflow, sys_path_for
+
+DRY_RUN_LISTING = 100
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to execute, beyond the basecfg: the command line's switches."""
+
+    dry_run: bool = False
+    rerun_changed: bool = False
+    source: str | None = None  # the workflow file, when there is one
+
+
+@dataclass
+class Prepared:
+    """A validated sweep, ready to plan."""
+
+    base: BaseConfig
+    settings: Settings
+    sweep: SweepDir
+    workflow: Workflow
+    experiments: list[Experiment]
+    fingerprints: dict[str, str]
+
+
+def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None) -> Prepared:
+    """Validate everything up front; raises ``ConfigError`` before anything is written."""
+    base = validate_basecfg(basecfg)
+    settings = base.settings
+    cfg_list = validate_cfgs(cfgs, settings.repetitions)
+    sweep = SweepDir.at(settings.out_path)
+    if os.path.exists(sweep.path) and not os.path.isdir(sweep.path):
+        raise ConfigError(f"basecfg['out_path'] {sweep.path} exists and is not a folder")
+    experiments = [Experiment(i, repetitions_of(cfg, settings.repetitions), json_view(cfg))
+                   for i, cfg in enumerate(cfg_list)]
+    plain = {k: v for k, v in basecfg.items() if k not in ("pre", "fit", "post")}
+    workflow = Workflow(base.pre, base.fit, base.post, cfg_list, plain, sys_path_for(source),
+                        source)
+    fingerprints = {s.value: fingerprint(workflow.function(s)) for s in STAGES}
+    return Prepared(base, settings, sweep, workflow, experiments, fingerprints)
+
+
+def execute(basecfg: Mapping[str, Any], cfgs: Sequence[Any],
+            options: Options | None = None) -> Summary:
+    """Plan and execute a sweep; the engine behind ``run_experiments`` and ``dagrun execute``."""
+    options = options or Options()
+    prep = prepare(basecfg, cfgs, options.source)
+    if options.dry_run:
+        return _dry_run(prep)
+    blob = _workflow_blob(prep)
+    try:
+        atomic.makedirs(prep.sweep.path)
+    except OSError as exc:
+        raise ConfigError(f"cannot create out_path {prep.sweep.path}: {exc.strerror}") from exc
+    with driver_lock(prep.sweep):
+        return _execute_locked(prep, options, blob)
+
+
+def _workflow_blob(prep: Prepared) -> bytes | None:
+    """The pickled workflow; only the in-process backend can do without one."""
+    try:
+        return prep.workflow.dumps()
+    except ConfigError:
+        if prep.settings.backend != "single":
+            raise
+        warnings.warn("the workflow cannot be pickled: `dagrun resume` will need the "
+                      "workflow again", UserWarning, stacklevel=2)
+        return None
+
+
+def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Summary:
+    sweep = prep.sweep
+    stored = read_plan(sweep)
+    changed = changed_experiments(stored, prep.experiments)
+    if changed and not options.rerun_changed:
+        raise ChangedConfigError(_changed_message(sweep, changed))
+    merged = {**stored, **{e.exp_id: e for e in prep.experiments}}
+    write_plan(sweep, merged, json_view(prep.workflow.basecfg))
+    if blob is not None:
+        atomic.write_bytes(sweep.workflow, blob)
+    for exp_id in changed:
+        _invalidate_experiment(sweep, stored[exp_id])
+    statuses = scan(sweep, prep.experiments)
+    summary = Summary(out_path=sweep.path, planned=len(statuses))
+    started = time.time()
+    try:
+        _run_all(prep, statuses, summary)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        raise
+    finally:
+        summary.results_lines = reduce.rewrite(sweep, merged.values())
+        summary.seconds = time.time() - started
+        if prep.settings.verbose:
+            say(str(summary))
+    return summary
+
+
+def _changed_message(sweep: SweepDir, changed: dict[int, list[str]]) -> str:
+    shown = []
+    for exp_id, diff in list(changed.items())[:5]:
+        shown.append(f"experiment {exp_id}: " + "; ".join(diff[:4]))
+    more = f" (and {len(changed) - 5} more)" if len(changed) > 5 else ""
+    return (f"{len(changed)} experiment(s) in {sweep.path} have a different config than the "
+            f"one they were run with: {' | '.join(shown)}{more}. Use --rerun-changed "
+            "(rerun_changed=True) to recompute them, or a new out_path")
+
+
+def _invalidate_experiment(sweep: SweepDir, old: Experiment) -> None:
+    """Forget every run of an experiment whose config changed (its folder is recomputed)."""
+    path = sweep.experiment_path(old.exp_id)
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+
+
+def _tasks(statuses: list[RunStatus]) -> list[RunTask]:
+    return [RunTask(s.exp_id, s.rep, s.run.path, 1, s.reason)
+            for s in statuses if s.next_stage is not None]
+
+
+def _run_all(prep: Prepared, statuses: list[RunStatus], summary: Summary) -> None:
+    settings = prep.settings
+    todo = collections.deque(_tasks(statuses))
+    summary.skipped = len(statuses) - len(todo)
+    if not todo:
+        return
+    remaining = collections.Counter(t.exp_id for t in todo)
+    by_id = {e.exp_id: e for e in prep.experiments}
+    progress = Progress(len(statuses), summary.skipped, settings.verbose)
+    backend = backend_class(settings.backend)(settings, prep.sweep, prep.workflow,
+                                              prep.fingerprints)
+    try:
+        with backend:
+            if settings.verbose:
+                progress.write(f"dagrun: {len(todo)} of {len(statuses)} runs to execute on "
+                               f"{backend.describe()}; out: {prep.sweep.path}")
+            outstanding = 0
+            while todo or outstanding:
+                while todo and outstanding < backend.capacity * 2:
+                    backend.submit(todo.popleft())
+                    outstanding += 1
+                for outcome in backend.poll(0.2):
+                    outstanding -= 1
+                    retry = _record(outcome, settings, summary, progress, backend.running())
+                    if retry is not None:
+                        todo.appendleft(retry)
+                    elif outcome.ok:
+                        remaining[outcome.task.exp_id] -= 1
+                        if remaining[outcome.task.exp_id] == 0:
+                            _append_result(prep.sweep, by_id[outcome.task.exp_id])
+                progress.set_running(backend.running())
+    finally:
+        progress.close()
+
+
+def _record(outcome: RunOutcome, settings: Settings, summary: Summary, progress: Progress,
+            running: int) -> RunTask | None:
+    """Count an outcome; returns the retry task when the run gets another attempt."""
+    task = outcome.task
+    for message in outcome.warnings:
+        progress.write(f"dagrun: warning: run {task.label}: {message}")
+    failure = outcome.failure
+    if failure is None:
+        summary.done += 1
+        progress.finished(True, running)
+        return None
+    if task.attempt <= settings.retries:
+        progress.write(f"dagrun: run {task.label} failed in {failure.stage} "
+                       f"({failure.first_line}); retrying ({task.attempt}/{settings.retries})")
+        return RunTask(task.exp_id, task.rep, task.path, task.attempt + 1, "retry")
+    summary.failed += 1
+    summary.failed_runs.append(FailedRun(task.label, task.path, failure.stage, failure.kind,
+                                         failure.message))
+    progress.finished(False, running)
+    return None
+
+
+def _append_result(sweep: SweepDir, exp: Experiment) -> None:
+    line = reduce.experiment_line(sweep, exp)
+    if line is not None:
+        reduce.append_line(sweep, line)
+
+
+def _dry_run(prep: Prepared) -> Summary:
+    """Print what would run and why; write nothing."""
+    sweep = prep.sweep
+    stored = read_plan(sweep) if os.path.isdir(sweep.state) else {}
+    changed = changed_experiments(stored, prep.experiments)
+    statuses = scan(sweep, prep.experiments)
+    reasons: collections.Counter[str] = collections.Counter()
+    lines = []
+    for s in statuses:
+        reason = "config changed" if s.exp_id in changed else s.reason
+        reasons[reason] += 1
+        if reason != "done" and len(lines) < DRY_RUN_LISTING:
+            lines.append(f"  run {s.label}: {reason}  ({s.run.path})")
+    summary = Summary(out_path=sweep.path, planned=len(statuses), dry_run=True,
+                      skipped=reasons.get("done", 0))
+    print(f"plan for {sweep.path} ({prep.settings.backend} backend):")
+    for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        print(f"  {count:>7} {reason}")
+    for line in lines:
+        print(line)
+    todo = len(statuses) - summary.skipped
+    if todo > len(lines):
+        print(f"  ... and {todo - len(lines)} more runs")
+    for exp_id, diff in list(changed.items())[:10]:
+        print(f"  experiment {exp_id} config changed: {'; '.join(diff)}")
+    return summary

@@ -1,0 +1,117 @@
+"""dagrun's own state under ``OUT/.dagrun/``: the stored plan and the one-driver lock.
+
+The plan lists every experiment ever planned in this sweep with its JSON config, so that a
+re-execution can tell new, unchanged and changed experiments apart, and ``dagrun resume``,
+``status`` and ``reduce`` work without the workflow file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import filelock
+
+from dagrun import atomic
+from dagrun.config import canonical
+from dagrun.errors import SweepBusyError, UsageError
+from dagrun.layout import SweepDir
+from dagrun.plan import Experiment
+from dagrun.records import hostname, iso
+
+PLAN_VERSION = 1
+
+
+def read_plan(sweep: SweepDir) -> dict[int, Experiment]:
+    """The stored experiments by id (empty for a new sweep)."""
+    try:
+        data = atomic.read_json(sweep.plan)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{sweep.plan} cannot be read ({exc}); the sweep state is damaged") from exc
+    return {int(e["id"]): Experiment(int(e["id"]), int(e["repetitions"]), e["config"])
+            for e in data["experiments"]}
+
+
+def write_plan(sweep: SweepDir, experiments: dict[int, Experiment],
+               settings: dict[str, Any]) -> None:
+    entries = [{"id": e.exp_id, "repetitions": e.repetitions, "config": e.config}
+               for e in sorted(experiments.values(), key=lambda e: e.exp_id)]
+    payload = {"version": PLAN_VERSION, "settings": settings, "experiments": entries}
+    atomic.write_text(sweep.plan, json.dumps(payload, allow_nan=True) + "\n")
+
+
+def require_sweep(path: str) -> SweepDir:
+    """The sweep at ``path``, or a ``UsageError`` saying it is not one."""
+    sweep = SweepDir.at(path)
+    if not os.path.isfile(sweep.plan):
+        raise UsageError(f"{sweep.path} is not a dagrun sweep (no {sweep.plan})")
+    return sweep
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable differences between two JSON configs, one line each."""
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        name = f"{prefix}{key}"
+        if key not in new:
+            lines.append(f"{name}: removed (was {json.dumps(old[key])})")
+        elif key not in old:
+            lines.append(f"{name}: added ({json.dumps(new[key])})")
+        elif isinstance(old[key], dict) and isinstance(new[key], dict):
+            lines.extend(config_diff(old[key], new[key], f"{name}."))
+        elif canonical(old[key]) != canonical(new[key]):
+            lines.append(f"{name}: {json.dumps(old[key])} -> {json.dumps(new[key])}")
+    return lines
+
+
+def changed_experiments(stored: dict[int, Experiment],
+                        current: list[Experiment]) -> dict[int, list[str]]:
+    """Ids whose config (or repetition layout) differs from the stored plan, with the diff."""
+    changed: dict[int, list[str]] = {}
+    for exp in current:
+        old = stored.get(exp.exp_id)
+        if old is None:
+            continue
+        diff = [] if canonical(old.config) == canonical(exp.config) else \
+            config_diff(old.config, exp.config)
+        if (old.repetitions == 1) != (exp.repetitions == 1):
+            diff.append(f"repetitions: {old.repetitions} -> {exp.repetitions} "
+                        "(changes the folder layout)")
+        if diff:
+            changed[exp.exp_id] = diff
+    return changed
+
+
+@contextlib.contextmanager
+def driver_lock(sweep: SweepDir) -> Iterator[None]:
+    """Hold the sweep's lock for one driver; a second one gets ``SweepBusyError`` at once.
+
+    The lock is an OS file lock, so it is released when the holder dies, even by ``kill -9``.
+    """
+    atomic.makedirs(sweep.state)
+    lock = filelock.FileLock(sweep.lock, timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise SweepBusyError(_holder_message(sweep)) from None
+    try:
+        atomic.write_json(sweep.driver, {"host": hostname(), "pid": os.getpid(),
+                                         "since": iso(time.time())})
+        yield
+    finally:
+        atomic.remove(sweep.driver)
+        lock.release()
+
+
+def _holder_message(sweep: SweepDir) -> str:
+    info = atomic.read_json_or_none(sweep.driver) or {}
+    who = (f"pid {info.get('pid', '?')} on {info.get('host', '?')}, "
+           f"since {info.get('since', '?')}")
+    return (f"{sweep.path} is already being executed by another dagrun driver ({who}); "
+            "wait for it to finish or stop it first")

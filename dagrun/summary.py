@@ -1,0 +1,65 @@
+"""The result of one execution: what ran, what was skipped, what failed, and where to look."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from dagrun.layout import SweepDir
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    label: str  # "<id>/<rep>"
+    path: str
+    stage: str
+    kind: str
+    message: str
+
+
+@dataclass
+class Summary:
+    """Counts of one ``run_experiments`` / ``dagrun execute``: ``done`` ran to completion now,
+    ``skipped`` were already done, ``failed`` failed (after retries)."""
+
+    out_path: str
+    planned: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failed_runs: list[FailedRun] = field(default_factory=list)
+    interrupted: bool = False
+    dry_run: bool = False
+    seconds: float = 0.0
+    results_lines: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Every planned run is done."""
+        return not self.interrupted and self.done + self.skipped == self.planned
+
+    @property
+    def results_path(self) -> str:
+        return SweepDir.at(self.out_path).results
+
+    def __str__(self) -> str:
+        if self.dry_run:
+            return (f"dry run: {self.planned} runs planned, {self.skipped} already done, "
+                    f"{self.planned - self.skipped} would run; nothing was executed")
+        head = (f"{self.planned} runs planned: {self.done} done now, {self.skipped} already "
+                f"done, {self.failed} failed")
+        if self.interrupted:
+            head += ", interrupted (finished stages are kept; run again to resume)"
+        lines = [f"{head} ({self.seconds:.1f} s).",
+                 f"Results: {self.results_path} ({self.results_lines} experiments)."]
+        for run in self.failed_runs[:10]:
+            err = os.path.join(run.path, f"{run.stage}.error")
+            lines.append(f"  failed {run.label} in {run.stage} ({run.kind}): "
+                         f"{run.message.splitlines()[0] if run.message else ''} -> {err}")
+        if len(self.failed_runs) > 10:
+            lines.append(f"  ... and {len(self.failed_runs) - 10} more")
+        if self.failed_runs:
+            lines.append(f"See all with: dagrun status {self.out_path}")
+        lines.extend(self.notes)
+        return "\n".join(lines)
