@@ -166,7 +166,7 @@ def _run_all(prep: Prepared, statuses: list[RunStatus], summary: Summary) -> Non
                                f"{backend.describe()}; out: {prep.sweep.path}")
             outstanding = 0
             while todo or outstanding:
-                while todo and outstanding < backend.capacity * 2:
+                while todo and outstanding < backend.capacity * 2 + 16:
                     backend.submit(todo.popleft())
                     outstanding += 1
                 for outcome in backend.poll(0.2):

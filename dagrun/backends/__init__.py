@@ -10,6 +10,7 @@ from dagrun.errors import BackendUnavailableError
 # name -> (module, class). Modules are imported only when their backend is chosen.
 _REGISTRY: dict[str, tuple[str, str]] = {
     "single": ("dagrun.backends.single", "SingleBackend"),
+    "multiprocessing": ("dagrun.backends.process", "ProcessBackend"),
 }
 
 
