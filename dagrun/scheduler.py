@@ -15,13 +15,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dagrun import atomic, reduce
+from dagrun import atomic, codecheck, reduce
 from dagrun.backends import backend_class
 from dagrun.config import BaseConfig, Settings, json_view, repetitions_of, validate_basecfg, \
     validate_cfgs
 from dagrun.errors import ChangedConfigError, ConfigError
 from dagrun.fingerprint import fingerprint
-from dagrun.layout import STAGES, SweepDir
+from dagrun.layout import STAGES, Stage, SweepDir
 from dagrun.plan import Experiment, RunStatus, scan
 from dagrun.progress import Progress, say
 from dagrun.stages import RunOutcome, RunTask
@@ -111,6 +111,7 @@ def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Sum
     for exp_id in changed:
         _invalidate_experiment(sweep, stored[exp_id])
     statuses = scan(sweep, prep.experiments)
+    statuses = _check_code(prep, statuses, options.rerun_changed, len(merged))
     summary = Summary(out_path=sweep.path, planned=len(statuses))
     started = time.time()
     try:
@@ -124,6 +125,24 @@ def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Sum
         if prep.settings.verbose:
             say(str(summary))
     return summary
+
+
+def _check_code(prep: Prepared, statuses: list[RunStatus], rerun_changed: bool,
+                planned_experiments: int) -> list[RunStatus]:
+    """Say which stage's code changed; with ``rerun_changed`` invalidate those stages."""
+    changes = codecheck.find_changes(prep.sweep, statuses, prep.fingerprints)
+    if changes:
+        if rerun_changed:
+            count = codecheck.invalidate(changes)
+            say(f"dagrun: {'; '.join(changes.lines())}: recomputing it for {count} run(s)")
+            statuses = scan(prep.sweep, prep.experiments)
+        else:
+            say(f"dagrun: note: {'; '.join(changes.lines())}. Their results are kept as "
+                "they are; use --rerun-changed (rerun_changed=True) to recompute that stage "
+                "and the ones after it")
+    codecheck.remember(prep.sweep, prep.fingerprints, changes, rerun_changed,
+                       planned_experiments == len(prep.experiments))
+    return statuses
 
 
 def _changed_message(sweep: SweepDir, changed: dict[int, list[str]]) -> str:
@@ -144,8 +163,13 @@ def _invalidate_experiment(sweep: SweepDir, old: Experiment) -> None:
 
 
 def _tasks(statuses: list[RunStatus]) -> list[RunTask]:
-    return [RunTask(s.exp_id, s.rep, s.run.path, 1, s.reason)
-            for s in statuses if s.next_stage is not None]
+    """Runs not done, and done runs whose post.json cannot be read (the runner recomputes it)."""
+    return [RunTask(s.exp_id, s.rep, s.run.path, 1, s.reason if s.next_stage else "unreadable")
+            for s in statuses if s.next_stage is not None or not _post_readable(s)]
+
+
+def _post_readable(status: RunStatus) -> bool:
+    return isinstance(atomic.read_json_or_none(status.run.artifact(Stage.POST)), dict)
 
 
 def _run_all(prep: Prepared, statuses: list[RunStatus], summary: Summary) -> None:
@@ -217,10 +241,17 @@ def _dry_run(prep: Prepared) -> Summary:
     stored = read_plan(sweep) if os.path.isdir(sweep.state) else {}
     changed = changed_experiments(stored, prep.experiments)
     statuses = scan(sweep, prep.experiments)
+    code = codecheck.find_changes(sweep, statuses, prep.fingerprints)
     reasons: collections.Counter[str] = collections.Counter()
     lines = []
     for s in statuses:
-        reason = "config changed" if s.exp_id in changed else s.reason
+        stale = code.first_stage(s)
+        if s.exp_id in changed:
+            reason = "config changed"
+        elif stale is not None:
+            reason = f"code of {stale.value} changed (recomputed with --rerun-changed)"
+        else:
+            reason = s.reason
         reasons[reason] += 1
         if reason != "done" and len(lines) < DRY_RUN_LISTING:
             lines.append(f"  run {s.label}: {reason}  ({s.run.path})")

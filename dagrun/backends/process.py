@@ -34,6 +34,17 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
+_ENGINE_FRAMES = ("/pebble/", "/multiprocessing/", "/dagrun/", 'File "<string>"')
+
+
+def log_tail(path: str, lines: int = 12) -> str:
+    """The end of a crashed stage's log, without the engine's own frames of a traceback
+    dump (what is left is the user's output and the user's frames)."""
+    kept = [line for line in tail(path, 200).splitlines()
+            if not any(frame in line for frame in _ENGINE_FRAMES)]
+    return "\n".join(kept[-lines:])
+
+
 def _running_stage(task: RunTask) -> Stage:
     """The stage a killed run was in: the first one without a marker (the disk decides)."""
     return scan_run(task.exp_id, task.rep, RunDir(task.path)).next_stage or Stage.POST
@@ -42,7 +53,7 @@ def _running_stage(task: RunTask) -> Stage:
 def lost_run_failure(task: RunTask, exc: BaseException, timeout: float) -> Failure:
     """The failure record of a run whose process was killed or died."""
     stage = _running_stage(task)
-    log = tail(RunDir(task.path).log(stage), 10)
+    log = log_tail(RunDir(task.path).log(stage))
     if isinstance(exc, cf.TimeoutError):
         kind, message = FailureKind.TIMEOUT, f"run exceeded the timeout of {timeout:g} s " \
                                              f"and was killed (in {stage.value})"

@@ -1,0 +1,203 @@
+"""Hard timeouts, crash isolation, retries and no orphans (single and multiprocessing)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+import dagrun
+from dagrun.layout import SweepDir
+
+pytestmark = pytest.mark.timeout(120)
+
+# Backends whose runs live in child processes (single does so when a timeout is set).
+ISOLATING = [("multiprocessing", 0), ("single", 60)]
+
+
+def _wait_for(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _base(out: Path, backend: str, **kw: object) -> dict[str, object]:
+    return {"out_path": str(out), "backend": backend, "num_cpus": 2, "verbose": False, **kw}
+
+
+def pre(cfg):
+    return cfg["i"]
+
+
+def fit_hangs(cfg, x):
+    if cfg["i"] == 1:
+        while True:  # swallows everything, including the stop request
+            try:
+                time.sleep(0.05)
+            except BaseException:  # noqa: BLE001, S110 - the point of the test
+                pass
+    return x
+
+
+def post(cfg, x):
+    return {"x": x}
+
+
+def _workers_left() -> list[psutil.Process]:
+    """Child processes still alive, except multiprocessing's resource tracker (it serves the
+    whole interpreter and ends with it)."""
+    return [p for p in psutil.Process().children(recursive=True)
+            if "resource_tracker" not in " ".join(p.cmdline())]
+
+
+def _error(out: Path, exp_id: int, stage: str) -> dict[str, object]:
+    with open(SweepDir.at(out).run_dir(exp_id, 0, 1).error(dagrun.layout.Stage(stage))) as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("backend", ["single", "multiprocessing"])
+def test_timeout_stops_a_run_that_swallows_exceptions(tmp_path: Path, backend: str) -> None:
+    out = tmp_path / "out"
+    summary = dagrun.run_experiments(
+        {**_base(out, backend, timeout=2), "pre": pre, "fit": fit_hangs, "post": post},
+        [{"i": i} for i in range(4)])
+    assert (summary.done, summary.failed) == (3, 1)
+    err = _error(out, 1, "fit")
+    assert err["kind"] == "timeout"
+    assert "timeout of 2 s" in str(err["message"])
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert [json.loads(l)["experiment_id"] for l in lines] == [0, 2, 3]
+    assert _workers_left() == []
+
+
+def fit_crashes(cfg, x):
+    import ctypes
+
+    print(f"about to crash {cfg['i']}", flush=True)
+    if cfg["i"] == 1:
+        os._exit(3)
+    if cfg["i"] == 2:
+        ctypes.string_at(0)  # a real segfault
+    return x
+
+
+@pytest.mark.parametrize(("backend", "timeout"), ISOLATING)
+def test_exit_and_segfault_are_isolated(tmp_path: Path, backend: str, timeout: int) -> None:
+    out = tmp_path / "out"
+    summary = dagrun.run_experiments(
+        {**_base(out, backend, timeout=timeout), "pre": pre, "fit": fit_crashes, "post": post},
+        [{"i": i} for i in range(4)])
+    assert (summary.done, summary.failed) == (2, 2)
+    exited, segv = _error(out, 1, "fit"), _error(out, 2, "fit")
+    assert exited["kind"] == segv["kind"] == "crashed"
+    assert "exited with code 3" in str(exited["message"])
+    assert "SIGSEGV" in str(segv["message"])
+    assert "about to crash 2" in str(segv["message"])  # the log's last lines
+    assert (out / "1" / "pre.done").exists() and not (out / "1" / "fit.done").exists()
+    status = subprocess.run([sys.executable, "-m", "dagrun", "status", str(out)],
+                            capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "crashed" in status and "SIGSEGV" in status
+
+
+def fit_flaky(cfg, x):
+    flag = Path(cfg["flag_dir"]) / f"tried-{cfg['i']}"
+    if cfg["i"] == 0 and not flag.exists():
+        flag.touch()
+        os._exit(7) if cfg["hard"] else (_ for _ in ()).throw(RuntimeError("flaky"))
+    return x
+
+
+@pytest.mark.parametrize(("backend", "hard"), [("single", False), ("multiprocessing", True),
+                                               ("multiprocessing", False)])
+def test_retries_recover_a_flaky_run(tmp_path: Path, backend: str, hard: bool) -> None:
+    out = tmp_path / "out"
+    summary = dagrun.run_experiments(
+        {**_base(out, backend, retries=1), "pre": pre, "fit": fit_flaky, "post": post},
+        [{"i": i, "flag_dir": str(tmp_path), "hard": hard} for i in range(2)])
+    assert (summary.done, summary.failed) == (2, 0)
+    marker = json.loads((out / "0" / "fit.done").read_text())
+    assert marker["attempt"] == 2
+    assert not (out / "0" / "fit.error").exists()
+
+
+def test_retries_exhausted_is_a_failure(tmp_path: Path) -> None:
+    def always(cfg, x):
+        raise ValueError("always broken")
+
+    out = tmp_path / "out"
+    summary = dagrun.run_experiments(
+        {**_base(out, "single", retries=2), "pre": pre, "fit": always, "post": post}, [{"i": 0}])
+    assert summary.failed == 1
+    err = _error(out, 0, "fit")
+    assert err["attempt"] == 3 and err["kind"] == "exception"
+    assert "ValueError: always broken" in str(err["message"])
+
+
+WORKFLOW = """
+import time
+def pre(cfg):
+    return cfg["i"]
+def fit(cfg, x):
+    time.sleep(0.4)
+    return x
+def post(cfg, x):
+    return {{"x": x}}
+basecfg = {{"out_path": {out!r}, "backend": "multiprocessing", "num_cpus": 2}}
+cfgs = [{{"i": i}} for i in range(16)]
+"""
+
+
+def _tagged(tag: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("DAGRUN_TEST_TAG") == tag:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def _start_driver(tmp_path: Path, out: Path, tag: str) -> subprocess.Popen[str]:
+    wf = tmp_path / "wf.py"
+    wf.write_text(textwrap.dedent(WORKFLOW.format(out=str(out))))
+    env = {**os.environ, "DAGRUN_TEST_TAG": tag}
+    return subprocess.Popen([sys.executable, "-m", "dagrun", "execute", str(wf), "-q"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_driver_stop_leaves_no_worker_and_resumes(tmp_path: Path, sig: signal.Signals) -> None:
+    out = tmp_path / "out dir"
+    tag = uuid.uuid4().hex
+    proc = _start_driver(tmp_path, out, tag)
+    try:
+        _wait_for(lambda: len(list(out.glob("*/fit.done"))) >= 2, 60, "two fits done")
+        assert len(_tagged(tag)) >= 3  # the driver and its workers are running
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert rc == (130 if sig == signal.SIGINT else -signal.SIGKILL)
+    _wait_for(lambda: _tagged(tag) == [], 15, "every worker to be gone")
+    done_before = {p.parent.name for p in out.glob("*/post.done")}
+    assert 2 <= len(done_before) < 16
+    again = _start_driver(tmp_path, out, uuid.uuid4().hex)
+    _, err = again.communicate(timeout=90)
+    assert again.returncode == 0, err
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert [json.loads(l)["experiment_id"] for l in lines] == list(range(16))
+    for name in done_before:  # finished runs were not recomputed
+        assert json.loads((out / name / "post.done").read_text())["pid"] != again.pid
