@@ -8,6 +8,7 @@ pickles are never group- or world-writable by default (see ``dagrun.safety``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -82,10 +83,8 @@ def remove(path: str) -> bool:
 
 
 def _unlink_quietly(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
 
 
 def makedirs(path: str) -> None:

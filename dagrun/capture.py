@@ -80,7 +80,7 @@ class _LazyLog:
 def _tee(path: str, separator: str) -> Iterator[None]:
     log = _LazyLog(path, separator)
     out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)  # type: ignore[assignment]
+    sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
     try:
         yield
     finally:

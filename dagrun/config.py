@@ -154,14 +154,16 @@ def validate_basecfg(basecfg: Any) -> BaseConfig:
     if not isinstance(basecfg, Mapping):
         raise ConfigError(f"basecfg must be a dict, got {type(basecfg).__name__}")
     values: dict[str, Any] = {}
+    given_as: dict[str, str] = {}  # dagrun's name -> the key the user wrote (alias or not)
     for key, value in basecfg.items():
         if not isinstance(key, str) or key not in KNOWN_KEYS:
             close = difflib.get_close_matches(str(key), sorted(KNOWN_KEYS), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"basecfg has unknown key {key!r}{hint}")
         target = KEY_ALIASES.get(key, key)
-        if target in values and target != key:
-            raise ConfigError(f"basecfg sets both {key!r} and {target!r}; use one")
+        if target in given_as:
+            raise ConfigError(f"basecfg sets both {given_as[target]!r} and {key!r}; use one")
+        given_as[target] = key
         values[target] = value
     for key in ("out_path", *STAGE_KEYS):
         if key not in values or values[key] is None:

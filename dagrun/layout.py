@@ -20,12 +20,12 @@ class Stage(str, enum.Enum):
     POST = "post"
 
     @property
-    def index(self) -> int:
+    def order(self) -> int:
         return STAGES.index(self)
 
     def and_after(self) -> tuple[Stage, ...]:
         """This stage and the ones that consume its output."""
-        return STAGES[self.index :]
+        return STAGES[self.order :]
 
 
 STAGES: tuple[Stage, ...] = (Stage.PRE, Stage.FIT, Stage.POST)

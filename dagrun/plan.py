@@ -63,7 +63,7 @@ class RunStatus:
         nxt = self.next_stage
         if nxt is None:
             return RunState.DONE
-        if self.failed and any(s.index >= nxt.index for s in self.failed):
+        if self.failed and any(s.order >= nxt.order for s in self.failed):
             return RunState.FAILED
         return RunState.INCOMPLETE if self.done else RunState.PENDING
 
@@ -75,7 +75,7 @@ class RunStatus:
             return "done"
         state = self.state
         if state is RunState.FAILED:
-            failed = min((s for s in self.failed if s.index >= nxt.index), key=lambda s: s.index)
+            failed = min((s for s in self.failed if s.order >= nxt.order), key=lambda s: s.order)
             return f"failed in {failed.value} last time; resumes at {nxt.value}"
         if state is RunState.INCOMPLETE:
             return f"incomplete; resumes at {nxt.value}"

@@ -64,8 +64,8 @@ def _complete(exp: Experiment, statuses: list[RunStatus]) -> bool:
 
 def _failure_line(status: RunStatus) -> str:
     nxt = status.next_stage
-    stages = sorted((s for s in status.failed if nxt is None or s.index >= nxt.index),
-                    key=lambda s: s.index)
+    stages = sorted((s for s in status.failed if nxt is None or s.order >= nxt.order),
+                    key=lambda s: s.order)
     if not stages:
         return "failed"
     failure = Failure.read(status.run, stages[0])

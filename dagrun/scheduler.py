@@ -17,8 +17,14 @@ from typing import Any
 
 from dagrun import atomic, codecheck, reduce
 from dagrun.backends import backend_class
-from dagrun.config import BaseConfig, Settings, json_view, repetitions_of, validate_basecfg, \
-    validate_cfgs
+from dagrun.config import (
+    BaseConfig,
+    Settings,
+    json_view,
+    repetitions_of,
+    validate_basecfg,
+    validate_cfgs,
+)
 from dagrun.errors import ChangedConfigError, ConfigError
 from dagrun.fingerprint import fingerprint
 from dagrun.layout import STAGES, Stage, SweepDir
@@ -205,6 +211,7 @@ def _run_all(prep: Prepared, statuses: list[RunStatus], summary: Summary) -> Non
                 progress.set_running(backend.running())
     finally:
         progress.close()
+        summary.notes.extend(backend.notes())
 
 
 def _record(outcome: RunOutcome, settings: Settings, summary: Summary, progress: Progress,
@@ -243,7 +250,7 @@ def _dry_run(prep: Prepared) -> Summary:
     statuses = scan(sweep, prep.experiments)
     code = codecheck.find_changes(sweep, statuses, prep.fingerprints)
     reasons: collections.Counter[str] = collections.Counter()
-    lines = []
+    lines: list[str] = []
     for s in statuses:
         stale = code.first_stage(s)
         if s.exp_id in changed:

@@ -33,7 +33,8 @@ def read_plan(sweep: SweepDir) -> dict[int, Experiment]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise UsageError(f"{sweep.plan} cannot be read ({exc}); the sweep state is damaged") from exc
+        raise UsageError(
+            f"{sweep.plan} cannot be read ({exc}); the sweep state is damaged") from exc
     return {int(e["id"]): Experiment(int(e["id"]), int(e["repetitions"]), e["config"])
             for e in data["experiments"]}
 

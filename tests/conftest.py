@@ -14,9 +14,10 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -59,15 +60,14 @@ AWKWARD_NAME = "we ird 'q' \"dq\" $(touch x) `touch y` ;&|"
 def awkward_dir(tmp_path: Path) -> Iterator[Path]:
     """A folder whose name has spaces, quotes and shell substitutions.
 
-    Anything that passes it through a shell unquoted would create ``x`` or ``y`` in the
-    working folder of the subprocess (which is this folder): checked at teardown.
+    Anything that passes it through a shell unquoted would create a file ``x`` or ``y`` in
+    the working folder of the subprocess (this folder or one below it): checked at teardown.
     """
     path = tmp_path / AWKWARD_NAME
     path.mkdir()
     yield path
-    for name in ("x", "y"):
-        for where in (path, tmp_path):
-            assert not (where / name).exists(), f"a shell expanded the folder name in {where}"
+    expanded = [p for p in tmp_path.rglob("*") if p.name in ("x", "y")]
+    assert not expanded, f"a shell expanded the folder name: {expanded}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,7 +83,7 @@ class Result:
     stdout: str
     stderr: str
 
-    def __iter__(self) -> Iterator[object]:  # rc, out, err = run(...)
+    def __iter__(self) -> Iterator[Any]:  # rc, out, err = run(...)
         return iter((self.rc, self.stdout, self.stderr))
 
     @property
@@ -241,7 +241,7 @@ class Sweep:
     counts: Path
     workflow: Path
 
-    def write(self, cfgs: Sequence[dict[str, object]], *, repetitions: int = 1,
+    def write(self, cfgs: Sequence[Mapping[str, Any]], *, repetitions: int = 1,
               sleep: float = 0.0, fail_once: Sequence[int] = (),
               wait_for: Path | None = None, verbose: bool = True) -> Path:
         source = COUNTING_WORKFLOW.format(
@@ -258,15 +258,15 @@ class Sweep:
             return 0
         return len(path.read_text().splitlines())
 
-    def received_cfg(self, exp_id: int, rep: int = 0) -> dict[str, object]:
-        data: dict[str, object] = json.loads(
+    def received_cfg(self, exp_id: int, rep: int = 0) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(
             (self.counts / f"cfg-{exp_id}-{rep}.json").read_text())
         return data
 
     def execute(self, *flags: str, timeout: float = DEFAULT_TIMEOUT) -> Result:
         return run_dagrun("execute", self.workflow, *flags, cwd=self.folder, timeout=timeout)
 
-    def results(self) -> list[dict[str, object]]:
+    def results(self) -> list[dict[str, Any]]:
         return read_jsonl(self.out / "results.jsonl")
 
 
@@ -286,7 +286,7 @@ def _reject_constant(name: str) -> object:
     raise ValueError(f"results.jsonl holds non-standard JSON constant {name}")
 
 
-def read_jsonl(path: Path) -> list[dict[str, object]]:
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Parse a JSON-lines file strictly (no NaN/Infinity, every line a JSON object)."""
     text = path.read_text(encoding="utf-8")
     assert text == "" or text.endswith("\n"), "results.jsonl does not end with a newline"

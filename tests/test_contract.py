@@ -10,11 +10,13 @@ import os
 import pickle
 import socket
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import dagrun
+
 try:  # tests/ on sys.path (pytest's default for a folder without __init__.py)
     from conftest import Sweep, backend_flags, read_jsonl, run_dagrun
 except ImportError:  # tests/ is a package
@@ -29,16 +31,16 @@ RUN_FILES = {"config.json", "pre.pkl", "pre.done", "fit.pkl", "fit.done", "post.
              "post.done"}
 
 
-def expected_post(cfg: dict[str, object], rep: int) -> dict[str, object]:
+def expected_post(cfg: dict[str, Any], rep: int) -> dict[str, Any]:
     """What the counting workflow's post returns for one run."""
     x = cfg["x"]
     assert isinstance(x, int)
     return {"acc": x * 10 + rep + 0.5, "rep_seen": rep, "tag": f"t{x}"}
 
 
-def check_marker(path: Path, stage: str, driver_pid: int | None) -> dict[str, object]:
+def check_marker(path: Path, stage: str, driver_pid: int | None) -> dict[str, Any]:
     marker = json.loads(path.read_text())
-    assert MARKER_FIELDS <= set(marker), f"{path} lacks {MARKER_FIELDS - set(marker)}"
+    assert set(marker) >= MARKER_FIELDS, f"{path} lacks {MARKER_FIELDS - set(marker)}"
     assert marker["stage"] == stage
     assert marker["host"] == socket.gethostname()
     assert isinstance(marker["pid"], int) and marker["pid"] > 0
@@ -52,11 +54,11 @@ def check_marker(path: Path, stage: str, driver_pid: int | None) -> dict[str, ob
     return dict(marker)
 
 
-def check_run_folder(run: Path, cfg: dict[str, object], exp_id: int, rep: int,
+def check_run_folder(run: Path, cfg: dict[str, Any], exp_id: int, rep: int,
                      sweep: Sweep) -> float:
     """Check one run folder completely; returns the fit time its marker recorded."""
     names = {p.name for p in run.iterdir()}
-    assert RUN_FILES <= names, f"{run} lacks {RUN_FILES - names}"
+    assert names >= RUN_FILES, f"{run} lacks {RUN_FILES - names}"
     extra = names - RUN_FILES
     # pre prints, so it leaves a log; silent stages may leave none. Nothing else (no temp files).
     assert "pre.log" in extra
@@ -70,7 +72,7 @@ def check_run_folder(run: Path, cfg: dict[str, object], exp_id: int, rep: int,
     with open(run / "pre.pkl", "rb") as f:
         assert pickle.load(f) == {"x": cfg["x"], "rep": rep}
     with open(run / "fit.pkl", "rb") as f:
-        assert pickle.load(f) == {"w": int(cfg["x"]) * 10 + rep, "rep": rep}  # type: ignore[call-overload]
+        assert pickle.load(f) == {"w": int(cfg["x"]) * 10 + rep, "rep": rep}
     post = json.loads((run / "post.json").read_text())
     assert isinstance(post, dict)
     assert expected_post(cfg, rep).items() <= post.items()
@@ -92,7 +94,7 @@ def check_top_level(sweep: Sweep) -> None:
     assert {p.name for p in sweep.out.iterdir()} == {"results.jsonl", ".dagrun", "0", "1", "2"}
 
 
-def check_results_order(rows: list[dict[str, object]]) -> None:
+def check_results_order(rows: list[dict[str, Any]]) -> None:
     ids = [row["experiment_id"] for row in rows]
     assert ids == [0, 1, 2]  # sorted, no duplicates, one line per experiment
 
@@ -125,6 +127,16 @@ def test_layout_and_results_one_repetition(sweep: Sweep, backend: str) -> None:
     assert list(df["scores.acc"]) == [30.5, 10.5, 20.5]
     assert "scores.fit_time" in df.columns
     assert list(df["opt.name"]) == ["a b", "c", "d'e"]
+
+    # Executing a finished sweep again recomputes nothing and duplicates no line.
+    before = (sweep.out / "results.jsonl").read_bytes()
+    markers_before = {p: p.read_bytes() for p in sweep.out.rglob("*.done")}
+    rc, _out, err = sweep.execute(*backend_flags(backend))
+    assert rc == 0, err
+    assert (sweep.out / "results.jsonl").read_bytes() == before
+    assert {p: p.read_bytes() for p in sweep.out.rglob("*.done")} == markers_before
+    for exp_id in range(3):
+        assert [sweep.count(s, exp_id) for s in ("pre", "fit", "post")] == [1, 1, 1]
 
 
 def test_layout_and_results_three_repetitions(sweep: Sweep, backend: str) -> None:
@@ -165,18 +177,6 @@ def test_layout_and_results_three_repetitions(sweep: Sweep, backend: str) -> Non
     assert list(df["scores.mean_acc"]) == pytest.approx([31.5, 11.5, 21.5])
 
 
-def test_re_execute_done_sweep_changes_nothing(sweep: Sweep, backend: str) -> None:
-    execute(sweep, backend, repetitions=1)
-    before = (sweep.out / "results.jsonl").read_bytes()
-    markers_before = {p: p.read_bytes() for p in sweep.out.rglob("*.done")}
-    rc, _out, err = sweep.execute(*backend_flags(backend))
-    assert rc == 0, err
-    assert (sweep.out / "results.jsonl").read_bytes() == before  # no duplicate lines
-    assert {p: p.read_bytes() for p in sweep.out.rglob("*.done")} == markers_before
-    for exp_id in range(3):
-        assert [sweep.count(s, exp_id) for s in ("pre", "fit", "post")] == [1, 1, 1]
-
-
 def test_console_script_and_relative_out(awkward_dir: Path) -> None:
     """The installed ``dagrun`` script works too, with a relative out_path and --out."""
     (awkward_dir / "wf.py").write_text(
@@ -189,5 +189,5 @@ def test_console_script_and_relative_out(awkward_dir: Path) -> None:
     assert result.rc == 0, result.stderr
     assert not (awkward_dir / "ignored").exists()
     rows = read_jsonl(awkward_dir / "rel out" / "results.jsonl")
-    assert [r["scores"]["b"] for r in rows] == [2, 6]  # type: ignore[index]
+    assert [r["scores"]["b"] for r in rows] == [2, 6]
     assert rows[1]["out_path"] == str(awkward_dir / "rel out" / "1")

@@ -39,7 +39,9 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-def run_driver(cluster: RayCluster, env_drop: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+def run_driver(
+    cluster: RayCluster, env_drop: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     """Run :data:`DRIVER` in a fresh interpreter with the cluster's client environment."""
     env = {**os.environ, **cluster.client_env()}
     for key in env_drop:

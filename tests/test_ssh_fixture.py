@@ -28,8 +28,8 @@ try:  # tests/ is a package (or the repo root is on sys.path)
         sshd_unavailable_reason,
     )
 except ImportError:  # pytest's default rootdir insertion put tests/ itself on sys.path
-    from services.netns import NetnsHosts, netns_unavailable_reason  # type: ignore[no-redef]
-    from services.sshd import (  # type: ignore[no-redef]
+    from services.netns import NetnsHosts, netns_unavailable_reason  # type: ignore[no-redef, unused-ignore]
+    from services.sshd import (  # type: ignore[no-redef, unused-ignore]
         SshServer,
         find_program,
         generate_key,
@@ -38,6 +38,14 @@ except ImportError:  # pytest's default rootdir insertion put tests/ itself on s
     )
 
 SSH = find_program("ssh") or "ssh"
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` runs (zombies don't count: an init that never reaps keeps them)."""
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
 
 
 def require(reason: str | None) -> None:
@@ -49,11 +57,17 @@ def require(reason: str | None) -> None:
     pytest.skip(reason)
 
 
-def ssh(config: Path, alias: str, command: str, *opts: str,
-        timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def ssh(
+    config: Path, alias: str, command: str, *opts: str, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     """Run ``ssh -F config [opts] alias command`` and capture its output."""
-    return subprocess.run([SSH, "-F", str(config), *opts, alias, command], capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+    return subprocess.run(
+        [SSH, "-F", str(config), *opts, alias, command],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -79,8 +93,14 @@ def netns_pool() -> Iterator[NetnsHosts]:
 
 
 def test_echo_and_multiplexing(server: SshServer, control_dir: Path) -> None:
-    mux = ["-o", "ControlMaster=auto", "-o", f"ControlPath={control_dir}/%C",
-           "-o", "ControlPersist=60"]
+    mux = [
+        "-o",
+        "ControlMaster=auto",
+        "-o",
+        f"ControlPath={control_dir}/%C",
+        "-o",
+        "ControlPersist=60",
+    ]
     try:
         t0 = time.perf_counter()
         first = ssh(server.config_path, server.host_alias, "echo ok", *mux)
@@ -91,8 +111,10 @@ def test_echo_and_multiplexing(server: SshServer, control_dir: Path) -> None:
         assert first.stdout == second.stdout == "ok\n"
         check = ssh(server.config_path, server.host_alias, "", "-O", "check", *mux)
         assert check.returncode == 0, check.stderr
-        print(f"\nfirst connection {1000 * (t1 - t0):.1f} ms, "
-              f"multiplexed command {1000 * (t2 - t1):.1f} ms")
+        print(
+            f"\nfirst connection {1000 * (t1 - t0):.1f} ms, "
+            f"multiplexed command {1000 * (t2 - t1):.1f} ms"
+        )
     finally:
         ssh(server.config_path, server.host_alias, "", "-O", "exit", *mux)
 
@@ -115,8 +137,7 @@ def test_host_key_checking_is_on(server: SshServer, tmp_path: Path) -> None:
     wrong = tmp_path / "known_hosts"
     wrong.write_text(f"{server.host_alias} {other_pub}\n")
     for kh in (wrong, Path(os.devnull)):  # wrong key, then unknown host
-        res = ssh(server.config_path, server.host_alias, "true",
-                  "-o", f"UserKnownHostsFile={kh}")
+        res = ssh(server.config_path, server.host_alias, "true", "-o", f"UserKnownHostsFile={kh}")
         assert res.returncode == 255
         assert "Host key verification failed" in res.stderr
 
@@ -126,7 +147,11 @@ def test_stop_leaves_no_process_behind() -> None:
     srv = SshServer().start()
     client = subprocess.Popen(
         [SSH, "-F", str(srv.config_path), srv.host_alias, "echo $$; exec sleep 1000"],
-        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert client.stdout is not None
         remote_pid = int(client.stdout.readline())
@@ -134,7 +159,7 @@ def test_stop_leaves_no_process_behind() -> None:
         tree = [srv.pid, *(p.pid for p in psutil.Process(srv.pid).children(recursive=True))]
         assert remote_pid in tree
         srv.stop()
-        assert not [pid for pid in tree if psutil.pid_exists(pid)]
+        assert not [pid for pid in tree if alive(pid)]
         assert client.wait(timeout=10) == 255
         assert not srv.workdir.exists()
     finally:
@@ -150,11 +175,21 @@ def test_netns_hosts_answer_and_share_the_filesystem(netns_pool: NetnsHosts) -> 
 
 def test_netns_take_down_is_detected(netns_pool: NetnsHosts) -> None:
     up, down = netns_pool.aliases
-    keepalive = ["-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2",
-                 "-o", "ConnectTimeout=2"]
+    keepalive = [
+        "-o",
+        "ServerAliveInterval=1",
+        "-o",
+        "ServerAliveCountMax=2",
+        "-o",
+        "ConnectTimeout=2",
+    ]
     running = subprocess.Popen(
         [SSH, "-F", str(netns_pool.config_path), *keepalive, down, "echo started; sleep 1000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     assert running.stdout is not None
     assert running.stdout.readline() == "started\n"
 
@@ -167,8 +202,10 @@ def test_netns_take_down_is_detected(netns_pool: NetnsHosts) -> None:
         new = ssh(netns_pool.config_path, down, "true", *keepalive)
         t_new = time.monotonic() - t1
         assert new.returncode == 255
-        print(f"\nrunning session noticed the drop after {t_running:.1f} s; "
-              f"new connection failed after {t_new:.1f} s ({new.stderr.strip()})")
+        print(
+            f"\nrunning session noticed the drop after {t_running:.1f} s; "
+            f"new connection failed after {t_new:.1f} s ({new.stderr.strip()})"
+        )
         assert t_new < 10
         assert ssh(netns_pool.config_path, up, "true", *keepalive).returncode == 0
     finally:
@@ -188,12 +225,13 @@ def test_netns_close_cleans_up() -> None:
     ip = find_program("ip") or "ip"
     listed = subprocess.run([ip, "netns", "list"], capture_output=True, text=True).stdout
     links = subprocess.run([ip, "-br", "link"], capture_output=True, text=True).stdout
-    routes = subprocess.run([ip, "route", "show", "table", "all"], capture_output=True,
-                            text=True).stdout
+    routes = subprocess.run(
+        [ip, "route", "show", "table", "all"], capture_output=True, text=True
+    ).stdout
     assert h.netns not in listed
     assert h.veth_host not in links
     assert h.subnet not in routes
-    assert not psutil.pid_exists(sshd_pid)
+    assert not alive(sshd_pid)
 
 
 def test_netns_unavailable_reason_is_str_or_none() -> None:

@@ -11,6 +11,7 @@ from dagrun.errors import BackendUnavailableError
 _REGISTRY: dict[str, tuple[str, str]] = {
     "single": ("dagrun.backends.single", "SingleBackend"),
     "multiprocessing": ("dagrun.backends.process", "ProcessBackend"),
+    "ssh": ("dagrun.backends.ssh", "SshBackend"),
 }
 
 

@@ -34,7 +34,7 @@ class Backend(abc.ABC):
         """How many runs the backend can execute at once (the scheduler keeps it fed)."""
         return 1
 
-    def start(self) -> None:
+    def start(self) -> None:  # noqa: B027 - a hook that does nothing by default
         """Acquire resources (processes, cluster connection). Does nothing by default."""
 
     @abc.abstractmethod
@@ -53,7 +53,11 @@ class Backend(abc.ABC):
         """One line for the start of a sweep, e.g. ``multiprocessing, 4 workers``."""
         return self.name
 
-    def shutdown(self, *, kill: bool = False) -> None:
+    def notes(self) -> list[str]:
+        """Lines for the end-of-sweep summary (e.g. which ssh host failed and why)."""
+        return []
+
+    def shutdown(self, *, kill: bool = False) -> None:  # noqa: B027 - a default hook
         """Release resources; with ``kill``, stop running runs at once. Idempotent."""
 
     def __enter__(self) -> Backend:

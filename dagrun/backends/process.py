@@ -81,7 +81,7 @@ class ProcessBackend(Backend):
 
     def start(self) -> None:
         blob = self.workflow.dumps()
-        self._pool = pebble.ProcessPool(
+        self._pool: pebble.ProcessPool | None = pebble.ProcessPool(
             max_workers=self.workers, initializer=init_worker,
             initargs=pool_args(blob, self.fingerprints),
             context=multiprocessing.get_context("spawn"))
@@ -89,6 +89,8 @@ class ProcessBackend(Backend):
 
     def submit(self, task: RunTask) -> None:
         timeout = self.settings.timeout or None
+        if self._pool is None:
+            raise RuntimeError("the process pool is not running")
         future = self._pool.schedule(run_task, args=(task,), timeout=timeout)
         self._futures[future] = task
 

@@ -51,8 +51,12 @@ BLACKHOLE_METRIC = 4242
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run ``ip ARGS``; raise with its stderr on failure when ``check``."""
-    proc = subprocess.run([find_program("ip") or "ip", *args], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [find_program("ip") or "ip", *args],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     if check and proc.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)} failed: {proc.stderr.strip()}")
     return proc
@@ -70,13 +74,16 @@ def netns_unavailable_reason() -> str | None:
     name = f"{NETNS_PREFIX}probe-{secrets.token_hex(3)}"
     veth = f"dgp{secrets.token_hex(3)}"
     try:
-        for args in (["netns", "add", name],
-                     ["link", "add", veth, "type", "veth", "peer", "name", veth + "n",
-                      "netns", name]):
+        for args in (
+            ["netns", "add", name],
+            ["link", "add", veth, "type", "veth", "peer", "name", veth + "n", "netns", name],
+        ):
             proc = _ip(*args, check=False)
             if proc.returncode != 0:
-                return f"cannot create network namespace/veth: ip {' '.join(args)}: " \
-                       f"{proc.stderr.strip()}"
+                return (
+                    f"cannot create network namespace/veth: ip {' '.join(args)}: "
+                    f"{proc.stderr.strip()}"
+                )
         return None
     finally:
         _ip("link", "del", veth, check=False)
@@ -119,8 +126,12 @@ def cleanup_stale_namespaces() -> list[str]:
     for line in _ip("netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.strip() else ""
         parts = name.split("-")
-        if (name.startswith(NETNS_PREFIX) and len(parts) >= 3 and parts[1].isdigit()
-                and not psutil.pid_exists(int(parts[1]))):
+        if (
+            name.startswith(NETNS_PREFIX)
+            and len(parts) >= 3
+            and parts[1].isdigit()
+            and not psutil.pid_exists(int(parts[1]))
+        ):
             _delete_namespace(name)
             removed.append(name)
     return removed
@@ -163,8 +174,9 @@ class NetnsHosts:
             pool.take_down(pool.aliases[1])
     """
 
-    def __init__(self, count: int = 2, alias_prefix: str = "nshost",
-                 start_timeout: float = 10.0) -> None:
+    def __init__(
+        self, count: int = 2, alias_prefix: str = "nshost", start_timeout: float = 10.0
+    ) -> None:
         self.count, self.alias_prefix, self.start_timeout = count, alias_prefix, start_timeout
         self.user = pwd.getpwuid(os.getuid()).pw_name
         self.tag = f"{os.getpid()}-{secrets.token_hex(3)}"
@@ -190,21 +202,33 @@ class NetnsHosts:
             short = self.tag.split("-")[1]
             for i, net in enumerate(pick_subnets(self.count)):
                 host_ip, ns_ip = (str(a) for a in net.hosts())
-                h = NetnsHost(alias=f"{self.alias_prefix}{i}",
-                              netns=f"{NETNS_PREFIX}{self.tag}-{i}",
-                              veth_host=f"dg{short}h{i}", veth_ns=f"dg{short}n{i}",
-                              host_addr=host_ip, addr=ns_ip, subnet=str(net))
+                h = NetnsHost(
+                    alias=f"{self.alias_prefix}{i}",
+                    netns=f"{NETNS_PREFIX}{self.tag}-{i}",
+                    veth_host=f"dg{short}h{i}",
+                    veth_ns=f"dg{short}n{i}",
+                    host_addr=host_ip,
+                    addr=ns_ip,
+                    subnet=str(net),
+                )
                 self.hosts[h.alias] = h
                 self._create_link(h, net.prefixlen)
-                h.sshd = SshdInstance(self.workdir / h.alias, h.addr, 22, self.user,
-                                      client_pub, netns=h.netns)
+                h.sshd = SshdInstance(
+                    self.workdir / h.alias, h.addr, 22, self.user, client_pub, netns=h.netns
+                )
                 h.sshd.start(self.start_timeout)
-            self.known_hosts_path.write_text("".join(
-                f"{h.alias} {h.sshd.host_public_key}\n"
-                for h in self.hosts.values() if h.sshd))
-            write_client_config(self.config_path,
-                                [ClientHost(h.alias, h.addr, 22) for h in self.hosts.values()],
-                                self.user, self.key_path, self.known_hosts_path)
+            self.known_hosts_path.write_text(
+                "".join(
+                    f"{h.alias} {h.sshd.host_public_key}\n" for h in self.hosts.values() if h.sshd
+                )
+            )
+            write_client_config(
+                self.config_path,
+                [ClientHost(h.alias, h.addr, 22) for h in self.hosts.values()],
+                self.user,
+                self.key_path,
+                self.known_hosts_path,
+            )
         except BaseException:
             self.close()
             raise
@@ -213,14 +237,12 @@ class NetnsHosts:
     @staticmethod
     def _create_link(h: NetnsHost, prefixlen: int) -> None:
         _ip("netns", "add", h.netns)
-        _ip("link", "add", h.veth_host, "type", "veth", "peer", "name", h.veth_ns,
-            "netns", h.netns)
+        _ip("link", "add", h.veth_host, "type", "veth", "peer", "name", h.veth_ns, "netns", h.netns)
         _ip("addr", "add", f"{h.host_addr}/{prefixlen}", "dev", h.veth_host)
         _ip("link", "set", h.veth_host, "up")
         # Leak guard: if the link's own route vanishes (e.g. veth set admin-down), packets
         # for the host must be dropped here, not sent to the default gateway.
-        _ip("route", "add", "blackhole", h.subnet, "metric",
-            str(BLACKHOLE_METRIC))
+        _ip("route", "add", "blackhole", h.subnet, "metric", str(BLACKHOLE_METRIC))
         _ip("-n", h.netns, "link", "set", "lo", "up")
         _ip("-n", h.netns, "addr", "add", f"{h.addr}/{prefixlen}", "dev", h.veth_ns)
         _ip("-n", h.netns, "link", "set", h.veth_ns, "up")
@@ -256,8 +278,7 @@ class NetnsHosts:
                 h.sshd.stop()
             _delete_namespace(h.netns)
             _ip("link", "del", h.veth_host, check=False)  # normally already gone
-            _ip("route", "del", "blackhole", h.subnet, "metric", str(BLACKHOLE_METRIC),
-                check=False)
+            _ip("route", "del", "blackhole", h.subnet, "metric", str(BLACKHOLE_METRIC), check=False)
         self.hosts.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
         atexit.unregister(self.close)
@@ -265,10 +286,19 @@ class NetnsHosts:
     def __enter__(self) -> NetnsHosts:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
 
-__all__ = ["NetnsHost", "NetnsHosts", "cleanup_stale_namespaces", "netns_unavailable_reason",
-           "pick_subnets"]
+__all__ = [
+    "NetnsHost",
+    "NetnsHosts",
+    "cleanup_stale_namespaces",
+    "netns_unavailable_reason",
+    "pick_subnets",
+]

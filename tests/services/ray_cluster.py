@@ -12,10 +12,11 @@ Facts this relies on (checked against ray 2.60.0):
 * The auth mode is read from the environment only. ``ray start`` with
   ``RAY_AUTH_MODE`` unset turns auth on iff a token exists (``RAY_AUTH_TOKEN``,
   ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``), so we always set it.
-* Ray turns ``--node-ip-address 127.0.0.1`` into the host's routable IP unless
-  ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, which makes it use loopback (and
-  refuses multi-node joins, which we do not need). The gRPC servers still
-  listen on all interfaces; nothing here can change that.
+* Ray turns ``--node-ip-address 127.0.0.1`` into the host's routable IP (and
+  then gcs_server/raylet listen on all interfaces) unless
+  ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``: with it the node IP is 127.0.0.1 and
+  every listener binds 127.0.0.1 only (multi-node joins are refused, which we
+  do not need).
 * ``ray stop`` kills *every* Ray process on the machine, so we never call it:
   ``ray start`` runs in a new session and :meth:`RayCluster.stop` kills exactly
   the processes of that session (plus any process naming our temp dir).
@@ -42,8 +43,6 @@ import psutil
 BASE_ENV: dict[str, str] = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # node IP = 127.0.0.1, not eth0's
     "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_DISABLE_IMPORT_WARNING": "1",
-    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",  # silences a FutureWarning in drivers
 }
 
 
@@ -69,6 +68,14 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    """True if ``pid`` runs and is not a zombie waiting to be reaped."""
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
 
 
 class RayCluster:
@@ -199,19 +206,19 @@ class RayCluster:
             time.sleep(0.1)
 
     def pids(self) -> list[int]:
-        """Live processes of this cluster: its session, or naming its temp dir."""
+        """Live (non-zombie) processes of this cluster: its session, or naming its temp dir."""
         found: list[int] = []
         root = str(self._root) if self._root is not None else None
         for p in psutil.process_iter(["pid", "cmdline"]):
-            try:
-                if p.pid == os.getpid():
-                    continue
-                if self._session_id is not None and os.getsid(p.pid) == self._session_id:
-                    found.append(p.pid)
-                elif root and any(root in arg for arg in (p.info["cmdline"] or [])):
-                    found.append(p.pid)
-            except (psutil.Error, ProcessLookupError, PermissionError):
+            if p.pid == os.getpid():
                 continue
+            try:
+                in_session = self._session_id is not None and os.getsid(p.pid) == self._session_id
+                names_root = root is not None and any(root in a for a in p.info["cmdline"] or [])
+            except (psutil.Error, OSError):
+                continue
+            if (in_session or names_root) and _alive(p.pid):
+                found.append(p.pid)
         return found
 
     def raylet_pids(self) -> list[int]:
@@ -245,8 +252,7 @@ class RayCluster:
             if not procs:
                 break
             psutil.wait_procs(procs, timeout=wait)
-        left = [p for p in self.pids() if psutil.pid_exists(p)
-                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        left = self.pids()
         if self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
         if left:

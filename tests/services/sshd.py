@@ -39,8 +39,13 @@ def sshd_unavailable_reason() -> str | None:
     """Why an :class:`SshServer` cannot be started here, or None if it can."""
     missing = [p for p in ("sshd", "ssh", "ssh-keygen") if find_program(p) is None]
     if missing:
-        return (f"missing OpenSSH programs: {', '.join(missing)} "
-                "(run scripts/install-system-deps.sh as root)")
+        return (
+            f"missing OpenSSH programs: {', '.join(missing)} "
+            "(run scripts/install-system-deps.sh as root)"
+        )
+    shell = pwd.getpwuid(os.getuid()).pw_shell
+    if os.path.basename(shell) in ("nologin", "false", ""):
+        return f"login shell of uid {os.getuid()} is {shell!r}: sshd cannot run commands"
     return None
 
 
@@ -60,9 +65,21 @@ def free_port(addr: str = "127.0.0.1") -> int:
 def generate_key(path: Path, comment: str) -> str:
     """Create an unencrypted ed25519 key pair at ``path``; return the public key line."""
     subprocess.run(
-        [find_program("ssh-keygen") or "ssh-keygen", "-q", "-t", "ed25519", "-N", "",
-         "-C", comment, "-f", str(path)],
-        check=True, stdin=subprocess.DEVNULL, capture_output=True,
+        [
+            find_program("ssh-keygen") or "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            comment,
+            "-f",
+            str(path),
+        ],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
     )
     return path.with_name(path.name + ".pub").read_text().strip()
 
@@ -95,8 +112,9 @@ def kill_process_tree(pid: int, timeout: float = 5.0) -> None:
     psutil.wait_procs(list(seen.values()), timeout=timeout)
 
 
-def wait_for_ssh_banner(addr: str, port: int, timeout: float,
-                        alive: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_ssh_banner(
+    addr: str, port: int, timeout: float, alive: subprocess.Popen[bytes] | None = None
+) -> None:
     """Block until ``addr:port`` answers with an SSH banner; raise TimeoutError otherwise."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
@@ -122,8 +140,14 @@ class ClientHost:
     port: int
 
 
-def write_client_config(path: Path, hosts: Sequence[ClientHost], user: str, key_path: Path,
-                        known_hosts: Path, extra: Sequence[str] = ()) -> None:
+def write_client_config(
+    path: Path,
+    hosts: Sequence[ClientHost],
+    user: str,
+    key_path: Path,
+    known_hosts: Path,
+    extra: Sequence[str] = (),
+) -> None:
     """Write an ``ssh -F`` config: one Host block per host, strict host key checking.
 
     ``HostKeyAlias`` makes known_hosts entries keyed by alias, independent of IP/port.
@@ -145,40 +169,47 @@ def write_client_config(path: Path, hosts: Sequence[ClientHost], user: str, key_
     ]
     blocks = []
     for h in hosts:
-        lines = [f"Host {h.alias}", f"HostName {h.hostname}", f"Port {h.port}",
-                 f"HostKeyAlias {h.alias}", *common]
+        lines = [
+            f"Host {h.alias}",
+            f"HostName {h.hostname}",
+            f"Port {h.port}",
+            f"HostKeyAlias {h.alias}",
+            *common,
+        ]
         blocks.append("\n    ".join(lines))
     path.write_text("\n\n".join(blocks) + "\n")
 
 
 def sshd_config_text(workdir: Path, listen: str, port: int, user: str) -> str:
     """Minimal pubkey-only sshd_config whose state lives in ``workdir``."""
-    return "\n".join([
-        f"ListenAddress {listen}",
-        f"Port {port}",
-        f"HostKey {workdir / 'ssh_host_ed25519_key'}",
-        f"AuthorizedKeysFile {workdir / 'authorized_keys'}",
-        f"PidFile {workdir / 'sshd.pid'}",
-        f"AllowUsers {user}",
-        "PubkeyAuthentication yes",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "UsePAM no",
-        "PermitRootLogin prohibit-password",
-        # mkdtemp dirs live under world-writable /tmp, which StrictModes rejects.
-        "StrictModes no",
-        "PermitUserEnvironment no",
-        "AllowAgentForwarding no",
-        "AllowTcpForwarding no",
-        "X11Forwarding no",
-        "PrintMotd no",
-        "PrintLastLog no",
-        # Default MaxSessions is 10 *per multiplexed connection*; sweeps open more.
-        "MaxSessions 64",
-        "MaxStartups 64:30:128",
-        "LogLevel VERBOSE",
-        "",  # no AcceptEnv: the remote environment is not influenced by the client's
-    ])
+    return "\n".join(
+        [
+            f"ListenAddress {listen}",
+            f"Port {port}",
+            f"HostKey {workdir / 'ssh_host_ed25519_key'}",
+            f"AuthorizedKeysFile {workdir / 'authorized_keys'}",
+            f"PidFile {workdir / 'sshd.pid'}",
+            f"AllowUsers {user}",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "UsePAM no",
+            "PermitRootLogin prohibit-password",
+            # mkdtemp dirs live under world-writable /tmp, which StrictModes rejects.
+            "StrictModes no",
+            "PermitUserEnvironment no",
+            "AllowAgentForwarding no",
+            "AllowTcpForwarding no",
+            "X11Forwarding no",
+            "PrintMotd no",
+            "PrintLastLog no",
+            # Default MaxSessions is 10 *per multiplexed connection*; sweeps open more.
+            "MaxSessions 64",
+            "MaxStartups 64:30:128",
+            "LogLevel VERBOSE",
+            "",  # no AcceptEnv: the remote environment is not influenced by the client's
+        ]
+    )
 
 
 class SshdInstance:
@@ -187,8 +218,15 @@ class SshdInstance:
     Files (host key, authorized_keys, sshd_config, log) live in ``workdir``.
     """
 
-    def __init__(self, workdir: Path, listen: str, port: int, user: str,
-                 authorized_key: str, netns: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        listen: str,
+        port: int,
+        user: str,
+        authorized_key: str,
+        netns: str | None = None,
+    ) -> None:
         self.workdir, self.listen, self.port, self.netns = workdir, listen, port, netns
         workdir.mkdir(parents=True, exist_ok=True)
         self.host_public_key = generate_key(workdir / "ssh_host_ed25519_key", f"host-{listen}")
@@ -205,14 +243,18 @@ class SshdInstance:
             raise RuntimeError("sshd not found")
         with contextlib.suppress(OSError):  # privilege separation dir (needed as root)
             Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
-        subprocess.run([sshd, "-t", "-f", str(self.config_path)], check=True,
-                       capture_output=True)
+        subprocess.run([sshd, "-t", "-f", str(self.config_path)], check=True, capture_output=True)
         cmd = [sshd, "-D", "-e", "-f", str(self.config_path)]
         if self.netns is not None:  # `ip netns exec` execs sshd in place: same pid
             cmd = [find_program("ip") or "ip", "netns", "exec", self.netns, *cmd]
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             wait_for_ssh_banner(self.listen, self.port, timeout, alive=self.proc)
         except (TimeoutError, RuntimeError) as exc:
@@ -258,8 +300,9 @@ class SshServer:
             client_pub = generate_key(self.key_path, "dagrun-test-client")
             for attempt in range(3):
                 self.port = free_port()
-                sshd = SshdInstance(self.workdir / "server", "127.0.0.1", self.port,
-                                    self.user, client_pub)
+                sshd = SshdInstance(
+                    self.workdir / "server", "127.0.0.1", self.port, self.user, client_pub
+                )
                 try:
                     sshd.start(self.start_timeout)
                     break
@@ -269,8 +312,12 @@ class SshServer:
             self._sshd = sshd
             self.known_hosts_path.write_text(f"{self.host_alias} {sshd.host_public_key}\n")
             write_client_config(
-                self.config_path, [ClientHost(self.host_alias, "127.0.0.1", self.port)],
-                self.user, self.key_path, self.known_hosts_path)
+                self.config_path,
+                [ClientHost(self.host_alias, "127.0.0.1", self.port)],
+                self.user,
+                self.key_path,
+                self.known_hosts_path,
+            )
         except BaseException:
             self.stop()
             raise
@@ -295,7 +342,10 @@ class SshServer:
     def __enter__(self) -> SshServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
-

@@ -1,0 +1,114 @@
+"""The floor: the same stage calls and file writes as a dagrun run, without dagrun.
+
+``write_run`` is what a hand-written loop that honours dagrun's on-disk layout does per run:
+config.json, pre.pkl + pre.done, fit.pkl + fit.done, post.json + post.done, each written to a
+temporary name and renamed. Benchmarks compare dagrun against loops of it (serial, and in a
+``multiprocessing.Pool``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import time
+from typing import Any
+
+
+def _atomic(path: str, data: bytes) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _marker(stage: str, started: float) -> bytes:
+    now = time.time()
+    return json.dumps({"stage": stage, "started": started, "finished": now,
+                       "seconds": now - started, "host": "floor", "pid": os.getpid(),
+                       "attempt": 1}).encode()
+
+
+def noop_pre(cfg: dict[str, Any]) -> Any:
+    return None
+
+
+def noop_fit(cfg: dict[str, Any], x: Any) -> Any:
+    return None
+
+
+def noop_post(cfg: dict[str, Any], x: Any) -> dict[str, Any]:
+    return {}
+
+
+def cpu_work(cfg: dict[str, Any], x: Any = None) -> int:
+    """About ``cfg['work']`` seconds of pure-Python CPU work (calibrated by the caller)."""
+    total = 0
+    for i in range(cfg["loops"]):
+        total += i * i % 7
+    return total
+
+
+def cpu_fit(cfg: dict[str, Any], x: Any) -> int:
+    """dagrun's fit for the efficiency table: the CPU work, sized by the cfg."""
+    return cpu_work(cfg)
+
+
+def write_run(out: str, i: int, fit: Any = noop_fit) -> dict[str, Any]:
+    """One run of the floor: the stage calls and every file dagrun writes for it."""
+    run = os.path.join(out, str(i))
+    os.makedirs(run, exist_ok=True)
+    cfg: dict[str, Any] = {"i": i, "loops": 0}
+    _atomic(os.path.join(run, "config.json"),
+            json.dumps({**cfg, "experiment_id": i, "run_id": 0, "out_path": run}).encode())
+    t = time.time()
+    x = noop_pre(cfg)
+    _atomic(os.path.join(run, "pre.pkl"), pickle.dumps(x))
+    _atomic(os.path.join(run, "pre.done"), _marker("pre", t))
+    t = time.time()
+    x = fit(cfg, x)
+    _atomic(os.path.join(run, "fit.pkl"), pickle.dumps(x))
+    _atomic(os.path.join(run, "fit.done"), _marker("fit", t))
+    t = time.time()
+    scores = {**noop_post(cfg, x), "fit_time": time.time() - t}
+    _atomic(os.path.join(run, "post.json"), json.dumps(scores).encode())
+    _atomic(os.path.join(run, "post.done"), _marker("post", t))
+    return {**cfg, "experiment_id": i, "out_path": run, "scores": scores}
+
+
+def write_results(out: str, lines: list[dict[str, Any]]) -> None:
+    lines.sort(key=lambda line: line["experiment_id"])
+    _atomic(os.path.join(out, "results.jsonl"),
+            "".join(json.dumps(line) + "\n" for line in lines).encode())
+
+
+_POOL_OUT = ""
+_POOL_LOOPS = 0
+
+
+def _pool_init(out: str, loops: int) -> None:
+    global _POOL_OUT, _POOL_LOOPS
+    _POOL_OUT, _POOL_LOOPS = out, loops
+
+
+def _cpu_fit(cfg: dict[str, Any], x: Any) -> Any:
+    return cpu_work({"loops": _POOL_LOOPS})
+
+
+def _pool_job(i: int) -> dict[str, Any]:
+    return write_run(_POOL_OUT, i, fit=_cpu_fit if _POOL_LOOPS else noop_fit)
+
+
+def pool_sweep(out: str, n: int, loops: int, workers: int) -> None:
+    """The Pool floor: ``workers`` spawned processes doing ``write_run`` for every run."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(
+            workers, initializer=_pool_init, initargs=(out, loops)) as pool:
+        lines = list(pool.imap_unordered(_pool_job, range(n), chunksize=1))
+    write_results(out, lines)
+
+
+def serial_sweep(out: str, n: int) -> None:
+    """The plain-loop floor."""
+    write_results(out, [write_run(out, i) for i in range(n)])

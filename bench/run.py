@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""dagrun's benchmarks: every row measured in this one run, with ratios to a floor.
+
+Tables:
+1. per-run engine overhead of ``single`` and ``multiprocessing`` on no-op runs, against a
+   floor that makes the same calls and writes the same files without dagrun (a plain loop,
+   and a ``multiprocessing.Pool`` with the same number of workers);
+2. parallel efficiency on runs of ~0.25 s pure-Python CPU work with 2 workers;
+3. no-op re-execute (everything done) and ``dagrun status`` at 10,000 and 100,000 runs, and
+   the driver's peak RSS;
+4. peers (Hydra multirun, Snakemake) on the same no-op sweep, from their own venv.
+
+``--quick`` keeps it under a minute or two: smaller sizes, no 100,000 rows, no peers at 2,000.
+Benchmarks assert nothing; they print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import floor  # noqa: E402
+
+WORKERS = 2
+
+
+def _child(code: str, *args: str) -> dict[str, Any]:
+    """Run ``code`` in a fresh interpreter; it prints one JSON line; add its peak RSS."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=3600, cwd=BENCH)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result["rss_mb"] = max(after, before) / 1024 if after > before else None
+    return result
+
+
+DAGRUN_NOOP = """
+import json, sys, time
+import floor
+from dagrun import run_experiments
+out, n, backend, loops = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+fit = floor.cpu_fit if loops else floor.noop_fit
+base = {"out_path": out, "pre": floor.noop_pre, "fit": fit, "post": floor.noop_post,
+        "backend": backend, "num_cpus": @WORKERS@, "verbose": False}
+cfgs = [{"i": i, "loops": loops} for i in range(n)]
+t = time.perf_counter()
+s = run_experiments(base, cfgs)
+print(json.dumps({"seconds": time.perf_counter() - t, "done": s.done, "skipped": s.skipped}))
+""".replace("@WORKERS@", str(WORKERS))
+
+STATUS = """
+import json, sys, time, io, contextlib
+from dagrun.cli import main
+t = time.perf_counter()
+with contextlib.redirect_stdout(io.StringIO()):
+    main(["status", sys.argv[1]])
+print(json.dumps({"seconds": time.perf_counter() - t}))
+"""
+
+FLOOR_SERIAL = """
+import json, sys, time
+import floor
+out, n = sys.argv[1], int(sys.argv[2])
+t = time.perf_counter()
+floor.serial_sweep(out, n)
+print(json.dumps({"seconds": time.perf_counter() - t}))
+"""
+
+
+
+def _fresh(tmp: Path, name: str) -> str:
+    path = tmp / name
+    shutil.rmtree(path, ignore_errors=True)
+    return str(path)
+
+
+def _row(table: list[list[str]], *cells: Any) -> None:
+    table.append([str(c) for c in cells])
+
+
+def _print(title: str, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    print(f"\n## {title}\n")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+    sys.stdout.flush()
+
+
+def overhead(tmp: Path, sizes: list[int]) -> None:
+    rows: list[list[str]] = []
+    for n in sizes:
+        serial = _child(FLOOR_SERIAL, _fresh(tmp, "floor"), str(n))["seconds"]
+        pool = _child(FLOOR_POOL_CODE, _fresh(tmp, "pool"), str(n), "0")["seconds"]
+        single = _child(DAGRUN_NOOP, _fresh(tmp, "single"), str(n), "single", "0")["seconds"]
+        mp = _child(DAGRUN_NOOP, _fresh(tmp, "mp"), str(n), "multiprocessing", "0")["seconds"]
+        ms = 1000 / n
+        _row(rows, n, "plain loop (floor)", f"{serial * ms:.3f}", "1.00")
+        _row(rows, n, "dagrun single", f"{single * ms:.3f}", f"{single / serial:.2f}")
+        _row(rows, n, f"multiprocessing.Pool({WORKERS}) (floor)", f"{pool * ms:.3f}", "1.00")
+        _row(rows, n, f"dagrun multiprocessing -j {WORKERS}", f"{mp * ms:.3f}",
+             f"{mp / pool:.2f}")
+    _print("Per-run overhead, no-op runs (wall ms per run; ratio to its floor)",
+           ["runs", "what", "ms/run", "x floor"], rows)
+
+
+def _calibrate(seconds: float) -> int:
+    loops = 200_000
+    while True:
+        t = time.perf_counter()
+        floor.cpu_work({"loops": loops})
+        took = time.perf_counter() - t
+        if took > 0.05:
+            return int(loops * seconds / took)
+        loops *= 2
+
+
+def efficiency(tmp: Path, runs: int) -> None:
+    loops = _calibrate(0.25)
+    t = time.perf_counter()
+    for _ in range(runs):
+        floor.cpu_work({"loops": loops})
+    serial = time.perf_counter() - t
+    pool = _child(FLOOR_POOL_CODE, _fresh(tmp, "pool"), str(runs), str(loops))["seconds"]
+    mp = _child(DAGRUN_NOOP, _fresh(tmp, "mp"), str(runs), "multiprocessing",
+                str(loops))["seconds"]
+    rows: list[list[str]] = []
+    for name, wall in ((f"multiprocessing.Pool({WORKERS})", pool),
+                       (f"dagrun multiprocessing -j {WORKERS}", mp)):
+        _row(rows, runs, name, f"{wall:.2f}", f"{serial / (WORKERS * wall):.3f}",
+             f"{(wall - serial / WORKERS) / runs * 1000:.1f}")
+    _print(f"Parallel efficiency, {runs} runs of ~0.25 s CPU work (serial work {serial:.2f} s)",
+           ["runs", "what", "wall s", "efficiency", "ms/run over ideal"], rows)
+
+
+def _make_done_sweep(tmp: Path, n: int) -> str:
+    out = _fresh(tmp, f"done{n}")
+    _child(DAGRUN_NOOP, out, str(n), "multiprocessing", "0")
+    return out
+
+
+def rerun_and_status(tmp: Path, sizes: list[int]) -> None:
+    rows: list[list[str]] = []
+    for n in sizes:
+        t = time.perf_counter()
+        out = _make_done_sweep(tmp, n)
+        first = time.perf_counter() - t
+        again = _child(DAGRUN_NOOP, out, str(n), "single", "0")
+        status = _child(STATUS, out)
+        _row(rows, n, f"{first:.1f}", f"{again['seconds']:.2f}", f"{again['rss_mb']:.0f}",
+             f"{status['seconds']:.2f}")
+        shutil.rmtree(out, ignore_errors=True)
+    _print("Whole sweeps: first execution (multiprocessing -j 2, no-op), no-op re-execute, "
+           "status", ["runs", "first run s", "re-execute s", "driver peak RSS MB",
+                      "status s"], rows)
+
+
+def peers(tmp: Path, sizes: list[int], quick: bool) -> None:
+    try:
+        import peers as peer_bench
+    except ImportError as exc:
+        print(f"\n(peers skipped: {exc})")
+        return
+    rows: list[list[str]] = []
+    measured = peer_bench.measure_peers(sizes, peer_bench.DEFAULT_VENV, not quick)
+    ours = {n: _child(DAGRUN_NOOP, _fresh(tmp, "peer-single"), str(n), "single", "0")
+            for n in sizes}
+    ours_mp = {n: _child(DAGRUN_NOOP, _fresh(tmp, "peer-mp"), str(n), "multiprocessing", "0")
+               for n in sizes}
+    for n in sizes:
+        _row(rows, n, "dagrun single (API)", f"{ours[n]['seconds']:.2f}",
+             f"{ours[n]['seconds'] * 1000 / n:.2f}", "1.0")
+        _row(rows, n, "dagrun multiprocessing -j 2 (API)", f"{ours_mp[n]['seconds']:.2f}",
+             f"{ours_mp[n]['seconds'] * 1000 / n:.2f}", "")
+    for row in measured:
+        n = row["runs"]
+        base = ours.get(n)
+        speedup = f"{row['seconds'] / base['seconds']:.1f}" if base and row.get("seconds") else ""
+        secs = f"{row['seconds']:.2f}" if row.get("seconds") else str(row.get("error", "failed"))
+        per = f"{row['ms_per_run']:.2f}" if row.get("ms_per_run") else ""
+        _row(rows, n, row["tool"], secs, per, speedup)
+    _print("Peers on the same no-op sweep (dagrun single's speed-up over each)",
+           ["runs", "tool", "seconds", "ms/run", "dagrun single faster by"], rows)
+
+
+FLOOR_POOL_CODE = """
+import json, sys, time
+import floor
+if __name__ == "__main__":
+    out, n, loops = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    t = time.perf_counter()
+    floor.pool_sweep(out, n, loops, @WORKERS@)
+    print(json.dumps({"seconds": time.perf_counter() - t}))
+""".replace("@WORKERS@", str(WORKERS))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, under ~2 minutes")
+    parser.add_argument("--only", choices=["overhead", "efficiency", "sweeps", "peers"],
+                        action="append", help="run only these tables")
+    args = parser.parse_args()
+    only = set(args.only or ["overhead", "efficiency", "sweeps", "peers"])
+    print(f"dagrun benchmarks on {os.cpu_count()} cores, Python {sys.version.split()[0]}"
+          f"{' (quick)' if args.quick else ''}")
+    with tempfile.TemporaryDirectory(prefix="dagrun-bench-") as d:
+        tmp = Path(d)
+        if "overhead" in only:
+            overhead(tmp, [500, 2000] if args.quick else [2000, 20000])
+        if "efficiency" in only:
+            efficiency(tmp, 16 if args.quick else 40)
+        if "sweeps" in only:
+            rerun_and_status(tmp, [10_000] if args.quick else [10_000, 100_000])
+        if "peers" in only:
+            peers(tmp, [200] if args.quick else [200, 2000], args.quick)
+
+
+if __name__ == "__main__":
+    multiprocessing.freeze_support()
+    main()

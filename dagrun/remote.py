@@ -1,0 +1,296 @@
+"""The remote end of the ``ssh`` backend: ``python -m dagrun.remote REQUEST`` runs ONE run.
+
+A host of the pool runs this for each run the driver sends it, over one ssh session. It
+
+1. says ``DAGRUN-STARTED`` (the connection works and the interpreter runs);
+2. refuses, with an ``engine`` failure, to run when OUT is not visible here (no
+   ``OUT/.dagrun/workflow.pkl``): the ssh backend needs a shared filesystem, and writing into
+   a node-local folder of the same name would lose the results silently;
+3. forks the run into its own session / process group; the child loads the workflow
+   (``Workflow.load`` checks the pickle's ownership) and runs the shared ``StageRunner``;
+4. watches its stdin while the run goes on: when the driver closes the session (timeout,
+   Ctrl-C, the local ssh killed) or its heartbeat stops (the link dropped), it kills the
+   run's whole process tree -- the group, plus descendants that left it with ``setsid`` --
+   with SIGTERM, then SIGKILL after ``KILL_GRACE`` seconds. Killing the local ssh client
+   alone would leave the remote processes running: sshd does not signal a command without
+   a tty;
+5. prints the ``RunOutcome`` as one JSON line. A child that died (segfault, ``os._exit``,
+   OOM kill) is recorded here as ``crashed``, in the run folder, like the process backend does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import sys
+import time
+from types import FrameType
+
+from dagrun.errors import FailureKind
+from dagrun.layout import RunDir, Stage, SweepDir
+from dagrun.records import Failure, hostname
+from dagrun.remote_protocol import OUTCOME, STARTED, Request, outcome_to_json
+from dagrun.safety import TRUST_GROUP_ENV
+from dagrun.stages import RunOutcome, RunTask
+
+KILL_GRACE = 3.0
+SELECT_EVERY = 0.25
+EXIT_KILLED = 3  # the run was killed because the driver went away or asked for it
+
+
+class _Stop(Exception):
+    """Raised by the SIGTERM/SIGHUP handler: clean up the run before this process ends."""
+
+
+def _emit(line: str) -> None:
+    """A protocol line on stdout; the channel may be gone already (never die of it)."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def _log(message: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"dagrun.remote on {hostname()}: {message}\n")
+        sys.stderr.flush()
+
+
+def not_visible_failure(request: Request) -> Failure:
+    """The failure of a run sent to a host that does not see OUT."""
+    workflow = SweepDir.at(request.out_path).workflow
+    return Failure.make(
+        Stage.PRE, FailureKind.ENGINE,
+        f"OUT {request.out_path} is not visible on host {hostname()} (no {workflow} there); "
+        "the ssh backend needs a shared filesystem: every host must see OUT at the same path",
+        request.task.attempt)
+
+
+# --------------------------------------------------------------------------------------------
+# The child: one run, in its own process group.
+
+def _like_the_driver(request: Request) -> None:
+    """Work in the driver's folder with its import path, as a spawned worker process would:
+    stage functions pickled by reference (from the user's own modules) then import here."""
+    if request.cwd and os.path.isdir(request.cwd):
+        os.chdir(request.cwd)
+    missing = [p for p in request.sys_path if p and p not in sys.path]
+    sys.path[:0] = missing
+
+
+def _run_child(request: Request) -> str:
+    """Load the workflow and run the run; returns the outcome as JSON. Never raises."""
+    from dagrun.capture import CaptureMode
+    from dagrun.stages import StageRunner
+    from dagrun.workflow import Workflow
+
+    task = request.task
+    path = SweepDir.at(request.out_path).workflow
+    _like_the_driver(request)
+    try:
+        workflow = Workflow.load(path)
+    except Exception as exc:  # the worker boundary: whatever loading the user's pickle raises
+        failure = Failure.make(Stage.PRE, FailureKind.ENGINE,
+                               f"host {hostname()} could not load {path}: "
+                               f"{type(exc).__name__}: {exc}", task.attempt)
+        with contextlib.suppress(OSError):
+            failure.write(RunDir(task.path))
+        return outcome_to_json(RunOutcome(task, failure))
+    outcome = StageRunner(workflow, CaptureMode.FD, request.fingerprints).run(task)
+    return outcome_to_json(outcome)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _fork_run(request: Request) -> tuple[int, int]:
+    """Start the run in a forked child (its own session); returns (pid, outcome pipe)."""
+    from dagrun.worker import die_with_parent
+
+    parent = os.getpid()
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the parent's code
+        status = 1
+        try:
+            os.close(reader)
+            os.setsid()
+            die_with_parent(parent)
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 0)  # the ssh channel belongs to the supervisor
+            os.dup2(null, 1)
+            _write_all(writer, _run_child(request).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(writer)
+    return pid, reader
+
+
+# --------------------------------------------------------------------------------------------
+# Killing a process tree.
+
+def _children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(name))
+    return kids
+
+
+def _tree(root: int) -> set[int]:
+    """``root`` and its descendants, also those that left its process group (Linux /proc)."""
+    if not os.path.isdir("/proc"):
+        return {root}
+    kids, found, todo = _children_map(), set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(kids.get(pid, ()))
+    return found
+
+
+def _signal_tree(pgid: int, sig: int, known: set[int]) -> set[int]:
+    """Signal the group and every descendant (plus pids seen before, orphaned since)."""
+    known |= _tree(pgid)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+    for pid in known:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+    return known
+
+
+def _reap(pid: int, timeout: float) -> int | None:
+    """Wait (bounded) for the child; its wait status, or None while it still runs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return 0
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+
+
+def kill_run(pid: int, reason: str) -> int:
+    """SIGTERM the run's tree, SIGKILL what is left after ``KILL_GRACE`` s; reap the child."""
+    _log(f"stopping run (pid {pid}): {reason}")
+    seen = _signal_tree(pid, signal.SIGTERM, set())
+    _reap(pid, KILL_GRACE)
+    _signal_tree(pid, signal.SIGKILL, seen)  # whatever ignored SIGTERM, grandchildren too
+    _reap(pid, KILL_GRACE)
+    return EXIT_KILLED
+
+
+# --------------------------------------------------------------------------------------------
+# The supervisor.
+
+def _read_available(fd: int, chunks: list[bytes]) -> bool:
+    """Read what the pipe holds now; False at EOF."""
+    while select.select([fd], [], [], 0)[0]:
+        data = os.read(fd, 65536)
+        if not data:
+            return False
+        chunks.append(data)
+    return True
+
+
+def crashed_failure(task: RunTask, code: int) -> Failure:
+    """The failure record of a run whose process died (exit ``code``, or -signal), with the
+    same wording and log tail as the process backend's."""
+    import pebble
+
+    from dagrun.backends.process import lost_run_failure
+
+    expired = pebble.ProcessExpired("run died", code)  # type: ignore[no-untyped-call]
+    return lost_run_failure(task, expired, 0)
+
+
+def _crash_outcome(request: Request, status: int) -> str:
+    """The outcome of a child that died before it could report (recorded in the run folder)."""
+    failure = crashed_failure(request.task, os.waitstatus_to_exitcode(status))
+    with contextlib.suppress(OSError):
+        failure.write(RunDir(request.task.path))
+    return outcome_to_json(RunOutcome(request.task, failure))
+
+
+def supervise(request: Request, pid: int, reader: int) -> int:
+    """Wait for the run while watching stdin; kill it when the driver is gone."""
+    chunks: list[bytes] = []
+    last_beat = time.monotonic()
+    reader_open = True
+    while True:
+        ready = select.select([0, reader] if reader_open else [0], [], [], SELECT_EVERY)[0]
+        if reader in ready:
+            reader_open = _read_available(reader, chunks)
+        if 0 in ready:
+            try:
+                beat = os.read(0, 4096)
+            except OSError:
+                beat = b""
+            if not beat:
+                return kill_run(pid, "the driver closed the session")
+            last_beat = time.monotonic()
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            if reader_open:
+                _read_available(reader, chunks)
+            break
+        if time.monotonic() - last_beat > request.heartbeat_timeout:
+            return kill_run(pid, f"no heartbeat from the driver for "
+                                 f"{request.heartbeat_timeout:g} s (connection lost)")
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)  # processes the run left behind in its group
+    text = b"".join(chunks).decode(errors="replace").strip()
+    if status != 0 or not text:
+        text = _crash_outcome(request, status)
+    _emit(f"{OUTCOME} {text}")
+    return 0
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m dagrun.remote REQUEST_JSON``."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        _log("usage: python -m dagrun.remote REQUEST_JSON (started by dagrun's ssh backend)")
+        return 2
+    request = Request.from_json(args[0])
+    if request.trust_group:
+        os.environ[TRUST_GROUP_ENV] = "1"
+    _emit(f"{STARTED} {hostname()} {os.getpid()}")
+    if not os.path.isfile(SweepDir.at(request.out_path).workflow):
+        failure = not_visible_failure(request)
+        _emit(f"{OUTCOME} {outcome_to_json(RunOutcome(request.task, failure), recorded=False)}")
+        return 0
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    pid, reader = _fork_run(request)
+    try:
+        return supervise(request, pid, reader)
+    except _Stop as stop:
+        return kill_run(pid, f"received {stop}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
