@@ -20,7 +20,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -38,20 +37,17 @@ WORKERS = 2
 
 
 def _child(code: str, *args: str) -> dict[str, Any]:
-    """Run ``code`` in a fresh interpreter; it prints one JSON line; add its peak RSS."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run ``code`` in a fresh interpreter; it prints one JSON line of figures."""
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           timeout=3600, cwd=BENCH)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child failed:\n{proc.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    result["rss_mb"] = max(after, before) / 1024 if after > before else None
     return result
 
 
 DAGRUN_NOOP = """
-import json, sys, time
+import json, resource, sys, time
 import floor
 from dagrun import run_experiments
 out, n, backend, loops = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
@@ -61,7 +57,8 @@ base = {"out_path": out, "pre": floor.noop_pre, "fit": fit, "post": floor.noop_p
 cfgs = [{"i": i, "loops": loops} for i in range(n)]
 t = time.perf_counter()
 s = run_experiments(base, cfgs)
-print(json.dumps({"seconds": time.perf_counter() - t, "done": s.done, "skipped": s.skipped}))
+print(json.dumps({"seconds": time.perf_counter() - t, "done": s.done, "skipped": s.skipped,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """.replace("@WORKERS@", str(WORKERS))
 
 STATUS = """

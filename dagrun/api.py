@@ -44,8 +44,10 @@ def resume(out_path: str | os.PathLike[str], overrides: Mapping[str, Any] | None
     wf = stored_workflow(out_path)
     basecfg = {**wf.basecfg, "pre": wf.pre, "fit": wf.fit, "post": wf.post,
                "out_path": os.fspath(out_path), **(overrides or {})}
+    stored = getattr(wf, "fingerprints", None) or {}  # absent in older workflow.pkl files
+    known = {k: v for k, v in stored.items() if k not in (overrides or {})}
     return execute(basecfg, wf.cfgs, Options(dry_run=dry_run, rerun_changed=rerun_changed,
-                                             source=wf.source))
+                                             source=wf.source, fingerprints=known or None))
 
 
 def read_results(out_path: str | os.PathLike[str]) -> pandas.DataFrame:

@@ -12,15 +12,15 @@ import contextlib
 import json
 import math
 import os
-import uuid
 from typing import Any
 
 _FILE_MODE = 0o644
 
 
 def _temp_name(path: str) -> str:
+    """A name no other writer uses: random bits plus the pid (hosts may share the folder)."""
     folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}-{os.getpid()}.tmp")
+    return os.path.join(folder, f".{name}.{os.urandom(6).hex()}-{os.getpid()}.tmp")
 
 
 def write_bytes(path: str, data: bytes) -> None:
@@ -28,8 +28,12 @@ def write_bytes(path: str, data: bytes) -> None:
     tmp = _temp_name(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)

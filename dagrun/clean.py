@@ -26,7 +26,7 @@ def parse_ids(items: Iterable[str]) -> set[int]:
         for part in item.split(","):
             part = part.strip()
             lo, sep, hi = part.partition("-")
-            if not lo.isdigit() or (sep and not hi.isdigit()):
+            if not lo.isdigit() or (sep and not (hi.isdigit() and int(hi) >= int(lo))):
                 raise UsageError(f"--ids takes ids and ranges like 3 5-7 9,10; got {part!r}")
             ids.update(range(int(lo), int(hi if sep else lo) + 1))
     return ids

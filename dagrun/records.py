@@ -10,7 +10,7 @@ import os
 import socket
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -50,7 +50,7 @@ class Marker:
                    hostname(), os.getpid(), attempt, code)
 
     def write(self, run: RunDir) -> None:
-        atomic.write_json(run.marker(Stage(self.stage)), asdict(self), indent=None)
+        atomic.write_json(run.marker(Stage(self.stage)), dict(vars(self)), indent=None)
 
     @classmethod
     def read(cls, run: RunDir, stage: Stage) -> Marker | None:
@@ -91,7 +91,7 @@ class Failure:
                    iso(time.time()), os.getpid())
 
     def write(self, run: RunDir) -> None:
-        atomic.write_json(run.error(Stage(self.stage)), asdict(self))
+        atomic.write_json(run.error(Stage(self.stage)), dict(vars(self)))
 
     @classmethod
     def read(cls, run: RunDir, stage: Stage) -> Failure | None:

@@ -12,8 +12,6 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
-
 from dagrun import atomic
 from dagrun.layout import Stage, SweepDir
 from dagrun.plan import Experiment, run_dirs
@@ -25,6 +23,8 @@ def _is_numeric(v: Any) -> bool:
 
 def aggregate(per_rep: list[dict[str, Any]]) -> dict[str, Any]:
     """Scores of several repetitions: lists per metric plus ``mean_M``/``std_M`` (ddof=0)."""
+    import numpy as np  # imported here: most commands never aggregate, and numpy is slow to load
+
     names: dict[str, None] = {}
     for scores in per_rep:
         names.update(dict.fromkeys(scores))
@@ -69,12 +69,28 @@ def append_line(sweep: SweepDir, line: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def rewrite(sweep: SweepDir, experiments: Iterable[Experiment]) -> int:
-    """Rebuild ``results.jsonl`` from disk; returns the number of lines written."""
+def rewrite(sweep: SweepDir, experiments: Iterable[Experiment],
+            known: dict[int, dict[str, Any]] | None = None) -> int:
+    """Rebuild ``results.jsonl`` from disk; returns the number of lines written.
+
+    ``known`` holds lines computed from the disk moments ago (during this execution); they
+    are reused instead of reading those runs' metrics again.
+    """
+    known = known or {}
     lines = []
     for exp in sorted(experiments, key=lambda e: e.exp_id):
-        line = experiment_line(sweep, exp)
+        line = known.get(exp.exp_id) or experiment_line(sweep, exp)
         if line is not None:
             lines.append(_dumps(line))
     atomic.write_text(sweep.results, "".join(lines))
     return len(lines)
+
+
+def lists_exactly(sweep: SweepDir, exp_ids: Iterable[int]) -> bool:
+    """Whether ``results.jsonl`` is well-formed, sorted, and has one line per id, no other."""
+    try:
+        with open(sweep.results, encoding="utf-8") as f:
+            ids = [json.loads(line)["experiment_id"] for line in f]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return ids == sorted(exp_ids)

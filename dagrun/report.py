@@ -13,7 +13,7 @@ from dagrun import atomic
 from dagrun.capture import tail
 from dagrun.errors import UsageError
 from dagrun.layout import STAGES, RunDir, Stage, SweepDir
-from dagrun.plan import Experiment, RunState, RunStatus, run_dirs, scan
+from dagrun.plan import RunState, RunStatus, run_dirs, scan
 from dagrun.records import Failure, Marker
 from dagrun.state import read_plan, require_sweep
 
@@ -53,13 +53,10 @@ def status_lines(out_path: str, listing: int = 50) -> Iterator[str]:
             yield f"  {s.label:<10} {_failure_line(s)}"
         if len(failed_runs) > listing:
             yield f"  ... and {len(failed_runs) - listing} more"
-    complete = sum(1 for e in experiments if _complete(e, statuses))
+    incomplete = {s.exp_id for s in statuses if s.state is not RunState.DONE}
+    complete = sum(1 for e in experiments if e.exp_id not in incomplete)
     yield f"experiments complete: {complete} of {len(experiments)} " \
           f"(results: {sweep.results})"
-
-
-def _complete(exp: Experiment, statuses: list[RunStatus]) -> bool:
-    return all(s.state is RunState.DONE for s in statuses if s.exp_id == exp.exp_id)
 
 
 def _failure_line(status: RunStatus) -> str:

@@ -35,7 +35,9 @@ def check_pickle(path: str) -> None:
         raise UnsafePickleError(
             f"refusing to load {path}: it is owned by uid {st.st_uid}, not by you "
             f"(uid {os.geteuid()}); check where it came from, then take it over "
-            f"(chown) or set {TRUST_GROUP_ENV}=1 for a shared team folder"
+            f"(fix: cp {_quote(path)} {_quote(path + '.mine')} && "
+            f"mv {_quote(path + '.mine')} {_quote(path)}) or set {TRUST_GROUP_ENV}=1 for a "
+            "shared team folder"
         )
     if st.st_mode & stat.S_IWGRP:
         raise UnsafePickleError(

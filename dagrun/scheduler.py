@@ -45,6 +45,9 @@ class Options:
     dry_run: bool = False
     rerun_changed: bool = False
     source: str | None = None  # the workflow file, when there is one
+    # resume: the fingerprints stored with the pickled workflow (its functions have no
+    # source any more, so fingerprinting them again would differ from the markers)
+    fingerprints: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -59,7 +62,8 @@ class Prepared:
     fingerprints: dict[str, str]
 
 
-def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None) -> Prepared:
+def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None,
+            known: Mapping[str, str] | None = None) -> Prepared:
     """Validate everything up front; raises ``ConfigError`` before anything is written."""
     base = validate_basecfg(basecfg)
     settings = base.settings
@@ -72,7 +76,9 @@ def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None)
     plain = {k: v for k, v in basecfg.items() if k not in ("pre", "fit", "post")}
     workflow = Workflow(base.pre, base.fit, base.post, cfg_list, plain, sys_path_for(source),
                         source)
-    fingerprints = {s.value: fingerprint(workflow.function(s)) for s in STAGES}
+    fingerprints = {s.value: (known or {}).get(s.value) or fingerprint(workflow.function(s))
+                    for s in STAGES}
+    workflow.fingerprints = dict(fingerprints)
     return Prepared(base, settings, sweep, workflow, experiments, fingerprints)
 
 
@@ -80,7 +86,7 @@ def execute(basecfg: Mapping[str, Any], cfgs: Sequence[Any],
             options: Options | None = None) -> Summary:
     """Plan and execute a sweep; the engine behind ``run_experiments`` and ``dagrun execute``."""
     options = options or Options()
-    prep = prepare(basecfg, cfgs, options.source)
+    prep = prepare(basecfg, cfgs, options.source, options.fingerprints)
     if options.dry_run:
         return _dry_run(prep)
     blob = _workflow_blob(prep)
@@ -111,7 +117,8 @@ def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Sum
     if changed and not options.rerun_changed:
         raise ChangedConfigError(_changed_message(sweep, changed))
     merged = {**stored, **{e.exp_id: e for e in prep.experiments}}
-    write_plan(sweep, merged, json_view(prep.workflow.basecfg))
+    if merged != stored or not stored:
+        write_plan(sweep, merged, json_view(prep.workflow.basecfg))
     if blob is not None:
         atomic.write_bytes(sweep.workflow, blob)
     for exp_id in changed:
@@ -120,17 +127,32 @@ def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Sum
     statuses = _check_code(prep, statuses, options.rerun_changed, len(merged))
     summary = Summary(out_path=sweep.path, planned=len(statuses))
     started = time.time()
+    fresh: dict[int, dict[str, Any]] = {}  # results lines computed during this execution
     try:
-        _run_all(prep, statuses, summary)
+        _run_all(prep, statuses, summary, fresh)
     except KeyboardInterrupt:
         summary.interrupted = True
         raise
     finally:
-        summary.results_lines = reduce.rewrite(sweep, merged.values())
+        summary.results_lines = _reduce(prep, merged, statuses, summary, fresh, bool(changed))
         summary.seconds = time.time() - started
         if prep.settings.verbose:
             say(str(summary))
     return summary
+
+
+def _reduce(prep: Prepared, merged: dict[int, Experiment], statuses: list[RunStatus],
+            summary: Summary, fresh: dict[int, dict[str, Any]], invalidated: bool) -> int:
+    """Rewrite results.jsonl, unless nothing ran and it already lists exactly the complete
+    experiments (a no-op re-execute of a large sweep then reads no run's metrics)."""
+    if summary.done == 0 and summary.failed == 0 and not invalidated:
+        if len(merged) != len(prep.experiments):
+            statuses = scan(prep.sweep, list(merged.values()))
+        incomplete = {s.exp_id for s in statuses if s.next_stage is not None}
+        complete = [e for e in merged if e not in incomplete]
+        if reduce.lists_exactly(prep.sweep, complete):
+            return len(complete)
+    return reduce.rewrite(prep.sweep, merged.values(), fresh)
 
 
 def _check_code(prep: Prepared, statuses: list[RunStatus], rerun_changed: bool,
@@ -178,7 +200,8 @@ def _post_readable(status: RunStatus) -> bool:
     return isinstance(atomic.read_json_or_none(status.run.artifact(Stage.POST)), dict)
 
 
-def _run_all(prep: Prepared, statuses: list[RunStatus], summary: Summary) -> None:
+def _run_all(prep: Prepared, statuses: list[RunStatus], summary: Summary,
+             fresh: dict[int, dict[str, Any]]) -> None:
     settings = prep.settings
     todo = collections.deque(_tasks(statuses))
     summary.skipped = len(statuses) - len(todo)
@@ -207,7 +230,7 @@ def _run_all(prep: Prepared, statuses: list[RunStatus], summary: Summary) -> Non
                     elif outcome.ok:
                         remaining[outcome.task.exp_id] -= 1
                         if remaining[outcome.task.exp_id] == 0:
-                            _append_result(prep.sweep, by_id[outcome.task.exp_id])
+                            _append_result(prep.sweep, by_id[outcome.task.exp_id], fresh)
                 progress.set_running(backend.running())
     finally:
         progress.close()
@@ -236,10 +259,11 @@ def _record(outcome: RunOutcome, settings: Settings, summary: Summary, progress:
     return None
 
 
-def _append_result(sweep: SweepDir, exp: Experiment) -> None:
+def _append_result(sweep: SweepDir, exp: Experiment, fresh: dict[int, dict[str, Any]]) -> None:
     line = reduce.experiment_line(sweep, exp)
     if line is not None:
         reduce.append_line(sweep, line)
+        fresh[exp.exp_id] = line
 
 
 def _dry_run(prep: Prepared) -> Summary:

@@ -22,7 +22,7 @@ from dagrun import atomic
 from dagrun.capture import CaptureMode, capture
 from dagrun.config import json_view
 from dagrun.errors import FailureKind, UnsafePickleError
-from dagrun.layout import RunDir, Stage
+from dagrun.layout import CONFIG, RunDir, Stage, error_name
 from dagrun.records import Failure, Marker, hostname
 from dagrun.safety import check_pickle
 from dagrun.workflow import Workflow
@@ -63,6 +63,14 @@ class _StageFailed(Exception):
         self.failure = failure
 
 
+class _InputRefused(Exception):
+    """The input of ``stage`` is a pickle that may not be loaded (see ``dagrun.safety``)."""
+
+    def __init__(self, stage: Stage, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
 @dataclass
 class _Resume:
     """Where a run picks up: the first stage to run and the value it takes as input."""
@@ -71,6 +79,7 @@ class _Resume:
     value: Any = None
     fit_time: float | None = None
     warnings: list[str] = field(default_factory=list)
+    names: frozenset[str] = frozenset()  # what the run folder held before the attempt
 
 
 def _load_pickle(path: str) -> Any:
@@ -84,13 +93,14 @@ def find_resume_point(run: RunDir) -> _Resume:
 
     A marker whose artifact cannot be read (missing, truncated, corrupt) is dropped with a
     warning and its stage recomputed. A refused pickle (unsafe permissions) is not dropped:
-    ``UnsafePickleError`` propagates and the run is recorded as failed.
+    ``_InputRefused`` propagates and the run is recorded as failed in the stage that needed
+    it (so ``dagrun status`` lists it as failed, not as incomplete).
     """
     try:
         names = set(os.listdir(run.path))
     except FileNotFoundError:
         names = set()
-    res = _Resume(Stage.PRE)
+    res = _Resume(Stage.PRE, names=frozenset(names))
     if "post.done" in names:
         if isinstance(atomic.read_json_or_none(run.artifact(Stage.POST)), dict):
             return _Resume(None)
@@ -104,8 +114,8 @@ def find_resume_point(run: RunDir) -> _Resume:
             if marker is None:
                 raise ValueError(f"{run.marker(stage)} is unreadable")
             value = _load_pickle(run.artifact(stage))
-        except UnsafePickleError:
-            raise
+        except UnsafePickleError as exc:
+            raise _InputRefused(nxt, str(exc)) from exc
         except Exception as exc:  # any unpickling error means: not usable
             res.warnings.append(
                 f"{run.artifact(stage)} cannot be loaded ({type(exc).__name__}: {exc}); "
@@ -114,7 +124,7 @@ def find_resume_point(run: RunDir) -> _Resume:
             atomic.remove(run.marker(stage))
             continue
         fit_time = marker.seconds if stage is Stage.FIT else None
-        return _Resume(nxt, value, fit_time, res.warnings)
+        return _Resume(nxt, value, fit_time, res.warnings, res.names)
     return res
 
 
@@ -175,10 +185,14 @@ class StageRunner:
             resume = find_resume_point(run)
             warnings.extend(resume.warnings)
             if resume.start is not None:
-                self._ensure_config(task, run)
+                if CONFIG not in resume.names:
+                    self._write_config(task, run)
                 self._run_from(task, run, resume.start, resume, warnings, ran)
         except _StageFailed as failed:
             return self._failed(task, run, failed.failure, ran, warnings)
+        except _InputRefused as exc:
+            failure = Failure.make(exc.stage, FailureKind.ENGINE, str(exc), task.attempt)
+            return self._failed(task, run, failure, ran, warnings)
         except UnsafePickleError as exc:
             failure = Failure.make(Stage.PRE, FailureKind.ENGINE, str(exc), task.attempt)
             return self._failed(task, run, failure, ran, warnings)
@@ -193,11 +207,10 @@ class StageRunner:
             failure.write(run)
         return RunOutcome(task, failure, tuple(ran), tuple(warnings))
 
-    def _ensure_config(self, task: RunTask, run: RunDir) -> None:
-        """Write ``config.json`` (the JSON view of the run's cfg) unless it is there."""
-        if not os.path.exists(run.config):
-            cfg = self.workflow.run_cfg(task.exp_id, task.rep, run.path)
-            atomic.write_json(run.config, json_view(cfg))
+    def _write_config(self, task: RunTask, run: RunDir) -> None:
+        """Write ``config.json``: the JSON view of the cfg the stages receive."""
+        cfg = self.workflow.run_cfg(task.exp_id, task.rep, run.path)
+        atomic.write_json(run.config, json_view(cfg))
 
     def _run_from(self, task: RunTask, run: RunDir, start: Stage, resume: _Resume,
                   warnings: list[str], ran: list[str]) -> None:
@@ -214,6 +227,8 @@ class StageRunner:
                 fit_time = finished - started
             try:
                 self._persist(stage, task, run, value, fit_time, started, finished, warnings)
+                if error_name(stage) in resume.names:  # a failure record of an earlier attempt
+                    atomic.remove(run.error(stage))
             except OSError as exc:
                 raise _StageFailed(Failure.from_exception(
                     stage, exc, task.attempt, FailureKind.ENGINE)) from exc
@@ -235,10 +250,8 @@ class StageRunner:
                  warnings: list[str]) -> None:
         if stage is Stage.POST:
             scores = _metrics(value, fit_time, task.attempt, warnings)
-            atomic.write_json(run.artifact(stage), scores)
+            atomic.write_json(run.artifact(stage), scores, indent=None)
         elif not _save_output(run, stage, value, warnings):
-            atomic.remove(run.error(stage))
             return
         Marker.now(stage, started, finished, task.attempt,
                    self.fingerprints.get(stage.value)).write(run)
-        atomic.remove(run.error(stage))

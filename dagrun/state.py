@@ -35,8 +35,16 @@ def read_plan(sweep: SweepDir) -> dict[int, Experiment]:
     except (OSError, ValueError) as exc:
         raise UsageError(
             f"{sweep.plan} cannot be read ({exc}); the sweep state is damaged") from exc
-    return {int(e["id"]): Experiment(int(e["id"]), int(e["repetitions"]), e["config"])
-            for e in data["experiments"]}
+    try:
+        plan = {int(e["id"]): Experiment(int(e["id"]), int(e["repetitions"]), e["config"])
+                for e in data["experiments"]}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{sweep.plan} does not hold a dagrun plan ({type(exc).__name__}: "
+                         f"{exc}); the sweep state is damaged") from exc
+    if not all(isinstance(e.config, dict) for e in plan.values()):
+        raise UsageError(f"{sweep.plan} does not hold a dagrun plan (a config is not a "
+                         "dict); the sweep state is damaged")
+    return plan
 
 
 def write_plan(sweep: SweepDir, experiments: dict[int, Experiment],
@@ -79,8 +87,8 @@ def changed_experiments(stored: dict[int, Experiment],
         old = stored.get(exp.exp_id)
         if old is None:
             continue
-        diff = [] if canonical(old.config) == canonical(exp.config) else \
-            config_diff(old.config, exp.config)
+        same = old.config == exp.config or canonical(old.config) == canonical(exp.config)
+        diff = [] if same else config_diff(old.config, exp.config)
         if (old.repetitions == 1) != (exp.repetitions == 1):
             diff.append(f"repetitions: {old.repetitions} -> {exp.repetitions} "
                         "(changes the folder layout)")

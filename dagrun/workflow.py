@@ -37,6 +37,7 @@ class Workflow:
     basecfg: dict[str, Any] = field(default_factory=dict)
     sys_path: list[str] = field(default_factory=list)
     source: str | None = None
+    fingerprints: dict[str, str] = field(default_factory=dict)  # code of pre/fit/post
 
     def function(self, stage: Stage) -> Callable[..., Any]:
         fn: Callable[..., Any] = getattr(self, stage.value)
@@ -138,8 +139,17 @@ def workflow_from_file(path: str) -> tuple[dict[str, Any], list[Any]]:
         raise UsageError(f"{base}: basecfg must be a dict, got {type(basecfg).__name__}")
     basecfg = dict(basecfg)
     for stage in Stage:
-        if stage.value not in basecfg and callable(getattr(module, stage.value, None)):
-            basecfg[stage.value] = getattr(module, stage.value)
+        if stage.value in basecfg:
+            continue
+        if not hasattr(module, stage.value):
+            raise UsageError(f"{base} defines no stage {stage.value!r}: define a function "
+                             f"{stage.value}(cfg{', ...' if stage is not Stage.PRE else ''}) "
+                             f"or set basecfg[{stage.value!r}]")
+        value = getattr(module, stage.value)
+        if not callable(value):
+            raise UsageError(f"{base}: {stage.value} must be a function, got "
+                             f"{type(value).__name__}")
+        basecfg[stage.value] = value
     return basecfg, module.cfgs
 
 

@@ -12,6 +12,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "single": ("dagrun.backends.single", "SingleBackend"),
     "multiprocessing": ("dagrun.backends.process", "ProcessBackend"),
     "ssh": ("dagrun.backends.ssh", "SshBackend"),
+    "ray": ("dagrun.backends.ray_backend", "RayBackend"),
 }
 
 

@@ -1,0 +1,84 @@
+"""Code that runs inside a Ray worker process: one dagrun run per Ray task.
+
+The driver puts ``(workflow blob, fingerprints)`` into the object store once and passes its
+``ObjectRef`` to every task wrapped in a list (so Ray hands over the ref, not the value). A
+worker process deserializes the workflow on its first task and keeps the ``StageRunner``
+keyed by the ref, so later tasks of the same sweep on that worker reuse it.
+
+Before touching the run folder the task checks that ``OUT/.dagrun/workflow.pkl`` (written by
+the driver before any task is submitted) is visible on this node. If it is not, ``out_path``
+is not on a filesystem shared with the driver: the run fails with an ``engine`` record and
+nothing is written on the node (a run folder created there would be a node-local orphan).
+
+This module is imported on the Ray workers, so dagrun must be installed on every node.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dagrun.capture import CaptureMode
+from dagrun.errors import FailureKind
+from dagrun.layout import Stage
+from dagrun.records import Failure, hostname
+from dagrun.stages import RunOutcome, RunTask, StageRunner
+from dagrun.workflow import Workflow
+
+_runners: dict[str, StageRunner] = {}  # ObjectRef hex -> runner (one sweep per worker)
+_visible: set[str] = set()  # workflow.pkl paths already seen on this node
+
+
+def not_visible_failure(task: RunTask, workflow_pkl: str) -> Failure:
+    """The record of a run whose ``out_path`` this node cannot see."""
+    out = os.path.dirname(os.path.dirname(workflow_pkl))
+    return Failure.make(
+        Stage.PRE, FailureKind.ENGINE,
+        f"out_path {out} is not visible on Ray node {hostname()} ({workflow_pkl} does not "
+        "exist there): out_path must be on a filesystem shared by the driver and every "
+        "node of the cluster (e.g. NFS mounted at the same path); nothing was written on "
+        "that node", task.attempt)
+
+
+def out_visible(workflow_pkl: str) -> bool:
+    """Whether this node sees the sweep's ``OUT/.dagrun/workflow.pkl`` (cached when true)."""
+    if workflow_pkl in _visible:
+        return True
+    if os.path.isfile(workflow_pkl):
+        _visible.add(workflow_pkl)
+        return True
+    return False
+
+
+def _runner_for(ref: Any) -> StageRunner:
+    """The stage runner of the sweep whose workflow is ``ref``, loaded once per worker."""
+    import ray
+
+    key = ref.hex()
+    runner = _runners.get(key)
+    if runner is None:
+        blob, fingerprints = ray.get(ref)
+        runner = StageRunner(Workflow.loads(blob), CaptureMode.FD, fingerprints)
+        _runners.clear()  # a worker serves one sweep's driver at a time
+        _runners[key] = runner
+    return runner
+
+
+def run_on_ray(workflow_ref: list[Any], task: RunTask,
+               workflow_pkl: str) -> tuple[RunOutcome, bool]:
+    """Execute one run; returns the outcome and whether its failure is already on disk.
+
+    The failure of a run that could not start here (OUT not visible, workflow not loadable)
+    is not on disk: the driver, which sees OUT, records it.
+    """
+    if not out_visible(workflow_pkl):
+        return RunOutcome(task, not_visible_failure(task, workflow_pkl)), False
+    try:
+        runner = _runner_for(workflow_ref[0])
+    except Exception as exc:  # the worker boundary: report, don't crash the worker
+        failure = Failure.make(
+            Stage.PRE, FailureKind.ENGINE,
+            f"the Ray worker could not load the workflow: {type(exc).__name__}: {exc}",
+            task.attempt)
+        return RunOutcome(task, failure), False
+    return runner.run(task), True
