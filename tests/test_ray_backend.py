@@ -135,13 +135,16 @@ def _processes_naming(text: str) -> list[psutil.Process]:
 # ----------------------------------------------------------------------------------------------
 # A cluster without auth: the contract's results with repetitions.
 
-class TestNoAuth:
-    @pytest.fixture(scope="class")
-    def cluster(self) -> Iterator[RayCluster]:
-        with RayCluster(auth=False) as c:
-            yield c
+@pytest.fixture(scope="class")
+def plain_cluster() -> Iterator[RayCluster]:
+    """Stopped after ``TestNoAuth``, before the auth cluster starts (2 cores are few)."""
+    with RayCluster(auth=False) as c:
+        yield c
 
-    def test_sweep_with_repetitions(self, cluster: RayCluster, tmp_path: Path) -> None:
+
+class TestNoAuth:
+    def test_sweep_with_repetitions(self, plain_cluster: RayCluster, tmp_path: Path) -> None:
+        cluster = plain_cluster
         sweep = make_sweep(tmp_path, "rep sweep 'q' $(x)")
         cfgs = [{"x": 3}, {"x": 1}]
         sweep.write(cfgs, repetitions=3, verbose=False)
