@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,10 +23,12 @@ import psutil
 import pytest
 
 try:
-    from conftest import Sweep, _env, dagrun_command, make_sweep, write_workflow
+    from conftest import Sweep, _env, dagrun_command, make_sweep, wait_for, write_workflow
 except ImportError:  # run from the repository root as a package
-    from tests.conftest import Sweep, _env, dagrun_command, make_sweep, write_workflow
+    from tests.conftest import Sweep, _env, dagrun_command, make_sweep, wait_for, write_workflow
 
+from dagrun.backends.ray_backend import import_ray
+from dagrun.errors import BackendUnavailableError
 from dagrun.ray_task import run_on_ray
 from dagrun.stages import RunTask
 from tests.services.ray_cluster import BASE_ENV, RayCluster, free_port, ray_available
@@ -40,7 +43,7 @@ RUN_TIMEOUT = 120.0
 
 
 def dagrun_env(cluster: RayCluster | None, **extra: str) -> dict[str, str]:
-    env = _env()
+    env: dict[str, str] = dict(_env())
     for key in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         env.pop(key, None)
     if cluster is not None:
@@ -76,6 +79,13 @@ def test_out_path_not_visible_on_node_fails_and_writes_nothing(tmp_path: Path) -
     assert "is not visible on Ray node" in outcome.failure.message
     assert "shared" in outcome.failure.message
     assert not (tmp_path / "OUT").exists()
+
+
+def test_without_ray_installed_the_error_names_the_extra(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'dagrun\[ray\]'"):
+        import_ray()
 
 
 def test_unreachable_explicit_address_is_a_one_line_error(tmp_path: Path) -> None:
@@ -209,7 +219,7 @@ def post(cfg, m):
 
 
 basecfg = {{"out_path": {out!r}, "backend": "ray", "address": {address!r}, "timeout": 6,
-           "max_memory": 300_000_000, "verbose": False}}
+           "max_memory": 300_000_000, "redis_password": "old", "verbose": False}}
 cfgs = [{{"x": 0}}, {{"x": 1, "num_cpus": 2, "max_memory": 200_000_000}},
         {{"x": 2, "mode": "hang"}}, {{"x": 3, "mode": "exit"}}, {{"x": 4, "num_gpus": 1}}]
 '''
@@ -237,6 +247,7 @@ def test_resources_reach_ray(faulty: tuple[subprocess.CompletedProcess[str], Pat
     assert post1["res_CPU"] == 2.0 and post1["res_memory"] == 200_000_000
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["experiment_id"] for r in rows] == [0, 1]
+    assert "redis_password'] is ignored" in proc.stderr  # Ray 2.60 has no such parameter
 
 
 def test_hung_run_is_stopped_by_timeout(
@@ -300,6 +311,39 @@ def test_resume_across_backends(cluster: RayCluster, tmp_path: Path, first: str,
     assert [sweep.count(s, 1) for s in ("pre", "fit", "post")] == [1, 2, 1]
     assert all(sweep.count("fit", e) == 1 for e in (0, 2))
     assert not (sweep.out / "1" / "fit.error").exists()
+
+
+def test_ctrl_c_cancels_tasks_keeps_stages_then_multiprocessing_finishes(
+        cluster: RayCluster, tmp_path: Path) -> None:
+    """SIGINT during fit: exit 130, the Ray workers running fit are killed, pre.done stays;
+    the sweep is then finished on multiprocessing without recomputing pre."""
+    release = tmp_path / "release"
+    sweep = make_sweep(tmp_path, "ctrl c 'q'")
+    sweep.write([{"x": 1}, {"x": 2}], wait_for=release, verbose=False)
+    proc = subprocess.Popen(dagrun_command("execute", sweep.workflow, "--backend", "ray"),
+                            env=dagrun_env(cluster), cwd=sweep.folder,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: all(sweep.count("fit", e) == 1 for e in (0, 1)), 60, "both fits")
+        fit_pids = [int((sweep.counts / f"fit-{e}-0").read_text()) for e in (0, 1)]
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert proc.returncode == 130, err
+    _gone, alive = psutil.wait_procs([psutil.Process(p) for p in fit_pids if
+                                     psutil.pid_exists(p)], timeout=20)
+    assert alive == []
+    assert all((sweep.out / str(e) / "pre.done").exists() for e in (0, 1))
+    assert not any((sweep.out / str(e) / "fit.done").exists() for e in (0, 1))
+    release.touch()
+    done = _backend(sweep, dagrun_env(None), "multiprocessing")
+    assert done.returncode == 0, done.stderr
+    assert [sweep.count(s, e) for e in (0, 1) for s in ("pre", "fit")] == [1, 2, 1, 2]
+    assert [r["scores"]["acc"] for r in sweep.results()] == [10.5, 20.5]
 
 
 def test_token_auth_cluster_refuses_a_driver_without_token(cluster: RayCluster,
