@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -47,6 +48,9 @@ def experiment_line(sweep: SweepDir, exp: Experiment) -> dict[str, Any] | None:
             return None
         scores = atomic.read_json_or_none(run.artifact(Stage.POST))
         if not isinstance(scores, dict):
+            warnings.warn(f"{run.artifact(Stage.POST)} cannot be read: experiment {exp.exp_id} "
+                          "is left out of results.jsonl until an execute recomputes it",
+                          UserWarning, stacklevel=2)
             return None
         per_rep.append(scores)
     scores_out = per_rep[0] if exp.repetitions == 1 else aggregate(per_rep)
@@ -59,14 +63,24 @@ def _dumps(line: dict[str, Any]) -> str:
     return json.dumps(line, allow_nan=False) + "\n"
 
 
-def append_line(sweep: SweepDir, line: dict[str, Any]) -> None:
-    """Append one line in a single write (a peek for long sweeps; rewritten at the end)."""
-    data = _dumps(line).encode()
-    fd = os.open(sweep.results, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
+class Appender:
+    """Appends lines to ``results.jsonl`` as experiments complete (a peek for long sweeps;
+    the final rewrite replaces the file). One descriptor for the whole execution, and each
+    line is a single ``write`` so concurrent readers never see half a line."""
+
+    def __init__(self, sweep: SweepDir) -> None:
+        self.path = sweep.results
+        self._fd: int | None = None
+
+    def append(self, line: dict[str, Any]) -> None:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.write(self._fd, _dumps(line).encode())
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def rewrite(sweep: SweepDir, experiments: Iterable[Experiment],
@@ -86,11 +100,20 @@ def rewrite(sweep: SweepDir, experiments: Iterable[Experiment],
     return len(lines)
 
 
-def lists_exactly(sweep: SweepDir, exp_ids: Iterable[int]) -> bool:
-    """Whether ``results.jsonl`` is well-formed, sorted, and has one line per id, no other."""
+def _line_ids(sweep: SweepDir) -> list[int] | None:
+    """The experiment ids of ``results.jsonl`` in file order; ``None`` if it is unreadable."""
     try:
         with open(sweep.results, encoding="utf-8") as f:
-            ids = [json.loads(line)["experiment_id"] for line in f]
+            return [int(json.loads(line)["experiment_id"]) for line in f]
     except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return ids == sorted(exp_ids)
+        return None
+
+
+def listed_ids(sweep: SweepDir) -> set[int]:
+    """Ids that ``results.jsonl`` has a line for (empty when it is missing or unreadable)."""
+    return set(_line_ids(sweep) or ())
+
+
+def lists_exactly(sweep: SweepDir, exp_ids: Iterable[int]) -> bool:
+    """Whether ``results.jsonl`` is well-formed, sorted, and has one line per id, no other."""
+    return _line_ids(sweep) == sorted(exp_ids)

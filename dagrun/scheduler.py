@@ -190,80 +190,114 @@ def _invalidate_experiment(sweep: SweepDir, old: Experiment) -> None:
         shutil.rmtree(path)
 
 
-def _tasks(statuses: list[RunStatus]) -> list[RunTask]:
-    """Runs not done, and done runs whose post.json cannot be read (the runner recomputes it)."""
+def _tasks(sweep: SweepDir, statuses: list[RunStatus]) -> list[RunTask]:
+    """Runs not done, and done runs whose post.json cannot be read (the runner recomputes it).
+
+    A done run's post.json is read only when results.jsonl does not list its experiment or
+    the file changed after results.jsonl was written: reading every post.json of a large
+    finished sweep on each re-execute would dominate its cost; a stat is cheap.
+    """
+    listed = reduce.listed_ids(sweep)
+    written = _mtime_ns(sweep.results)
     return [RunTask(s.exp_id, s.rep, s.run.path, 1, s.reason if s.next_stage else "unreadable")
-            for s in statuses if s.next_stage is not None or not _post_readable(s)]
+            for s in statuses
+            if s.next_stage is not None or not _post_trusted(s, s.exp_id in listed, written)]
 
 
-def _post_readable(status: RunStatus) -> bool:
-    return isinstance(atomic.read_json_or_none(status.run.artifact(Stage.POST)), dict)
+def _mtime_ns(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
+
+
+def _post_trusted(status: RunStatus, listed: bool, results_written: int) -> bool:
+    """Whether a done run's post.json can be taken as readable without reading it."""
+    artifact = status.run.artifact(Stage.POST)
+    if listed and 0 <= _mtime_ns(artifact) <= results_written:
+        return True
+    return isinstance(atomic.read_json_or_none(artifact), dict)
 
 
 def _run_all(prep: Prepared, statuses: list[RunStatus], summary: Summary,
              fresh: dict[int, dict[str, Any]]) -> None:
-    settings = prep.settings
-    todo = collections.deque(_tasks(statuses))
+    """Execute every run of ``statuses`` that is not done; fills ``summary`` and ``fresh``."""
+    todo = collections.deque(_tasks(prep.sweep, statuses))
     summary.skipped = len(statuses) - len(todo)
-    if not todo:
-        return
-    remaining = collections.Counter(t.exp_id for t in todo)
-    by_id = {e.exp_id: e for e in prep.experiments}
-    progress = Progress(len(statuses), summary.skipped, settings.verbose)
-    backend = backend_class(settings.backend)(settings, prep.sweep, prep.workflow,
-                                              prep.fingerprints)
-    try:
-        with backend:
-            if settings.verbose:
-                progress.write(f"dagrun: {len(todo)} of {len(statuses)} runs to execute on "
-                               f"{backend.describe()}; out: {prep.sweep.path}")
-            outstanding = 0
-            while todo or outstanding:
-                while todo and outstanding < backend.capacity * 2 + 16:
-                    backend.submit(todo.popleft())
-                    outstanding += 1
-                for outcome in backend.poll(0.2):
-                    outstanding -= 1
-                    retry = _record(outcome, settings, summary, progress, backend.running())
-                    if retry is not None:
-                        todo.appendleft(retry)
-                    elif outcome.ok:
-                        remaining[outcome.task.exp_id] -= 1
-                        if remaining[outcome.task.exp_id] == 0:
-                            _append_result(prep.sweep, by_id[outcome.task.exp_id], fresh)
-                progress.set_running(backend.running())
-    finally:
-        progress.close()
-        summary.notes.extend(backend.notes())
+    if todo:
+        _Execution(prep, summary, fresh).run(todo, len(statuses))
 
 
-def _record(outcome: RunOutcome, settings: Settings, summary: Summary, progress: Progress,
-            running: int) -> RunTask | None:
-    """Count an outcome; returns the retry task when the run gets another attempt."""
-    task = outcome.task
-    for message in outcome.warnings:
-        progress.write(f"dagrun: warning: run {task.label}: {message}")
-    failure = outcome.failure
-    if failure is None:
-        summary.done += 1
-        progress.finished(True, running)
+class _Execution:
+    """One pass over the runs to do: feeds the backend, counts outcomes, retries failures,
+    and appends each experiment's results line as soon as its last repetition is done."""
+
+    def __init__(self, prep: Prepared, summary: Summary,
+                 fresh: dict[int, dict[str, Any]]) -> None:
+        self.prep = prep
+        self.settings = prep.settings
+        self.summary = summary
+        self.fresh = fresh
+        self.by_id = {e.exp_id: e for e in prep.experiments}
+        self.appender = reduce.Appender(prep.sweep)
+
+    def run(self, todo: collections.deque[RunTask], total: int) -> None:
+        remaining = collections.Counter(t.exp_id for t in todo)
+        self.progress = Progress(total, self.summary.skipped, self.settings.verbose)
+        backend = backend_class(self.settings.backend)(
+            self.settings, self.prep.sweep, self.prep.workflow, self.prep.fingerprints)
+        try:
+            with backend:
+                if self.settings.verbose:
+                    self.progress.write(
+                        f"dagrun: {len(todo)} of {total} runs to execute on "
+                        f"{backend.describe()}; out: {self.prep.sweep.path}")
+                outstanding = 0
+                while todo or outstanding:
+                    while todo and outstanding < backend.capacity * 2 + 16:
+                        backend.submit(todo.popleft())
+                        outstanding += 1
+                    for outcome in backend.poll(0.2):
+                        outstanding -= 1
+                        retry = self._record(outcome, backend.running())
+                        if retry is not None:
+                            todo.appendleft(retry)
+                        elif outcome.ok:
+                            remaining[outcome.task.exp_id] -= 1
+                            if remaining[outcome.task.exp_id] == 0:
+                                self._append_result(self.by_id[outcome.task.exp_id])
+                    self.progress.set_running(backend.running())
+        finally:
+            self.progress.close()
+            self.appender.close()
+            self.summary.notes.extend(backend.notes())
+
+    def _record(self, outcome: RunOutcome, running: int) -> RunTask | None:
+        """Count an outcome; returns the retry task when the run gets another attempt."""
+        task, summary, progress = outcome.task, self.summary, self.progress
+        for message in outcome.warnings:
+            progress.write(f"dagrun: warning: run {task.label}: {message}")
+        failure = outcome.failure
+        if failure is None:
+            summary.done += 1
+            progress.finished(True, running)
+            return None
+        retries = self.settings.retries
+        if task.attempt <= retries:
+            progress.write(f"dagrun: run {task.label} failed in {failure.stage} "
+                           f"({failure.first_line}); retrying ({task.attempt}/{retries})")
+            return RunTask(task.exp_id, task.rep, task.path, task.attempt + 1, "retry")
+        summary.failed += 1
+        summary.failed_runs.append(FailedRun(task.label, task.path, failure.stage,
+                                             failure.kind, failure.message))
+        progress.finished(False, running)
         return None
-    if task.attempt <= settings.retries:
-        progress.write(f"dagrun: run {task.label} failed in {failure.stage} "
-                       f"({failure.first_line}); retrying ({task.attempt}/{settings.retries})")
-        return RunTask(task.exp_id, task.rep, task.path, task.attempt + 1, "retry")
-    summary.failed += 1
-    summary.failed_runs.append(FailedRun(task.label, task.path, failure.stage, failure.kind,
-                                         failure.message))
-    progress.finished(False, running)
-    return None
 
-
-def _append_result(sweep: SweepDir, exp: Experiment, fresh: dict[int, dict[str, Any]]) -> None:
-    line = reduce.experiment_line(sweep, exp)
-    if line is not None:
-        reduce.append_line(sweep, line)
-        fresh[exp.exp_id] = line
+    def _append_result(self, exp: Experiment) -> None:
+        line = reduce.experiment_line(self.prep.sweep, exp)
+        if line is not None:
+            self.appender.append(line)
+            self.fresh[exp.exp_id] = line
 
 
 def _dry_run(prep: Prepared) -> Summary:

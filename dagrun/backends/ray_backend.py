@@ -91,21 +91,21 @@ class RayBackend(Backend):
     recheck_every: ClassVar[float] = 5.0  # seconds between feasibility checks of pending runs
     cancel_grace: ClassVar[float] = 15.0  # a cancelled task not reported by then is recorded
 
+    _started = False  # connected: shutdown() must cancel and disconnect
+
     @property
     def capacity(self) -> int:
         return max(1, slots(self._base, self._nodes)) if self._started else 1
-
-    _started = False
 
     def start(self) -> None:
         self._ray = import_ray()
         self._requests = requests_of(self.workflow.cfgs, self.settings)
         self._base = request_of({}, self.settings, "basecfg")
-        self._conn: Connection = connect(self._ray, self.settings)
-        self._started = True
         self._queue: collections.deque[RunTask] = collections.deque()
         self._inflight: dict[Any, _InFlight] = {}
         self._ready: list[RunOutcome] = []
+        self._conn: Connection = connect(self._ray, self.settings)
+        self._started = True
         self._refresh_nodes()
         self._remote = self._ray.remote(_run_on_ray())
         self._workflow_ref = self._ray.put((self.workflow.dumps(), self.fingerprints))
