@@ -191,6 +191,21 @@ def peers(tmp: Path, sizes: list[int], quick: bool) -> None:
            ["runs", "tool", "seconds", "ms/run", "dagrun single faster by"], rows)
 
 
+def ray_table(runs: int) -> None:
+    try:
+        import ray_bench
+        rows_in = ray_bench.measure_ray(n_runs=runs, seconds=0.25)
+    except Exception as exc:  # the bench reports what it could not measure
+        print(f"\n(ray table skipped: {type(exc).__name__}: {exc})")
+        return
+    rows: list[list[str]] = []
+    for row in rows_in:
+        _row(rows, row["runs"], row["what"], f"{row['seconds']:.2f}", f"{row['ideal']:.2f}",
+             f"{row['ratio']:.2f}")
+    _print(f"Ray: {runs} runs of 0.25 s on a local 2-CPU cluster (ratio to plain Ray tasks)",
+           ["runs", "what", "seconds", "ideal s", "x plain Ray"], rows)
+
+
 FLOOR_POOL_CODE = """
 import json, sys, time
 import floor
@@ -206,10 +221,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, under ~2 minutes")
-    parser.add_argument("--only", choices=["overhead", "efficiency", "sweeps", "peers"],
+    parser.add_argument("--only", choices=["overhead", "efficiency", "sweeps", "ray", "peers"],
                         action="append", help="run only these tables")
     args = parser.parse_args()
-    only = set(args.only or ["overhead", "efficiency", "sweeps", "peers"])
+    only = set(args.only or ["overhead", "efficiency", "sweeps", "ray", "peers"])
     print(f"dagrun benchmarks on {os.cpu_count()} cores, Python {sys.version.split()[0]}"
           f"{' (quick)' if args.quick else ''}")
     with tempfile.TemporaryDirectory(prefix="dagrun-bench-") as d:
@@ -220,6 +235,8 @@ def main() -> None:
             efficiency(tmp, 16 if args.quick else 40)
         if "sweeps" in only:
             rerun_and_status(tmp, [10_000] if args.quick else [10_000, 100_000])
+        if "ray" in only:
+            ray_table(40 if args.quick else 200)
         if "peers" in only:
             peers(tmp, [200] if args.quick else [200, 2000], args.quick)
 

@@ -200,3 +200,32 @@ def test_driver_stop_leaves_no_worker_and_resumes(tmp_path: Path, sig: signal.Si
     assert [json.loads(line)["experiment_id"] for line in lines] == list(range(16))
     for name in done_before:  # finished runs were not recomputed
         assert json.loads((out / name / "post.done").read_text())["pid"] != again.pid
+
+
+NO_GUARD = """
+import sys
+from dagrun import run_experiments
+with open(sys.argv[2], "a") as f:
+    f.write("top level\\n")
+def pre(cfg):
+    return cfg["i"]
+def fit(cfg, x):
+    return x + 1
+def post(cfg, x):
+    return {"x": x}
+run_experiments({"out_path": sys.argv[1], "pre": pre, "fit": fit, "post": post,
+                 "backend": "multiprocessing", "num_cpus": 2, "verbose": False},
+                [{"i": i} for i in range(6)])
+"""
+
+
+def test_script_without_main_guard_runs_on_multiprocessing(tmp_path: Path) -> None:
+    """Workers never re-run the user's script (spawn would otherwise import __main__)."""
+    script, out, trace = tmp_path / "sweep.py", tmp_path / "out", tmp_path / "trace"
+    script.write_text(NO_GUARD)
+    proc = subprocess.run([sys.executable, str(script), str(out), str(trace)],
+                          capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    assert trace.read_text() == "top level\n"
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert [json.loads(line)["scores"]["x"] for line in lines] == [1, 2, 3, 4, 5, 6]

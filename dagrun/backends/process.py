@@ -9,7 +9,6 @@ and get the workflow once, through the pool initializer.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import multiprocessing
 import signal
 from typing import Any
 
@@ -21,6 +20,7 @@ from dagrun.errors import FailureKind
 from dagrun.layout import RunDir, Stage
 from dagrun.plan import scan_run
 from dagrun.records import Failure
+from dagrun.spawning import WORKER_CONTEXT
 from dagrun.stages import RunOutcome, RunTask
 from dagrun.worker import init_worker, pool_args, run_task
 
@@ -84,7 +84,7 @@ class ProcessBackend(Backend):
         self._pool: pebble.ProcessPool | None = pebble.ProcessPool(
             max_workers=self.workers, initializer=init_worker,
             initargs=pool_args(blob, self.fingerprints),
-            context=multiprocessing.get_context("spawn"))
+            context=WORKER_CONTEXT)
         self._futures: dict[cf.Future[Any], RunTask] = {}
 
     def submit(self, task: RunTask) -> None:
