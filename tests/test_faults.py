@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from tests.services import require_service
+
 try:  # tests/ on sys.path (pytest's default for a folder without __init__.py)
     from conftest import (
         CONTRACT_BACKENDS,
@@ -454,9 +456,7 @@ def test_disk_full_on_a_real_tiny_filesystem(awkward_dir: Path) -> None:
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(tiny)],
                              capture_output=True, text=True, timeout=30, check=False)
     if mounted.returncode != 0:
-        if os.environ.get("DAGRUN_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"cannot mount a tmpfs: {mounted.stderr}")
-        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
+        require_service(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
     try:
         wf = awkward_dir / "big.py"
         wf.write_text(BIG_FIT)

@@ -31,13 +31,10 @@ from dagrun.backends.ray_backend import import_ray
 from dagrun.errors import BackendUnavailableError
 from dagrun.ray_task import run_on_ray
 from dagrun.stages import RunTask
+from tests.services import require_service
 from tests.services.ray_cluster import BASE_ENV, RayCluster, free_port, ray_available
 
-_REASON = ray_available()
-if _REASON is not None:
-    if os.environ.get("DAGRUN_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"DAGRUN_REQUIRE_SERVICES=1 but: {_REASON}", pytrace=False)
-    pytest.skip(_REASON, allow_module_level=True)
+require_service(ray_available(), module_level=True)
 
 RUN_TIMEOUT = 120.0
 

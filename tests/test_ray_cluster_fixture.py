@@ -15,13 +15,10 @@ import textwrap
 import psutil
 import pytest
 
+from tests.services import require_service
 from tests.services.ray_cluster import RayCluster, ray_available
 
-_REASON = ray_available()
-if _REASON is not None:
-    if os.environ.get("DAGRUN_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"DAGRUN_REQUIRE_SERVICES=1 but: {_REASON}", pytrace=False)
-    pytest.skip(_REASON, allow_module_level=True)
+require_service(ray_available(), module_level=True)
 
 DRIVER = textwrap.dedent("""
     import json, sys

@@ -29,10 +29,12 @@ from dagrun.stages import RunTask
 
 try:  # tests/ is a package (or the repo root is on sys.path)
     from tests.conftest import markers, read_jsonl
+    from tests.services import require_service as require
     from tests.services.netns import NetnsHosts, netns_unavailable_reason
     from tests.services.sshd import SshServer, sshd_unavailable_reason
 except ImportError:  # pytest put tests/ itself on sys.path
     from conftest import markers, read_jsonl  # type: ignore[no-redef, unused-ignore]
+    from services import require_service as require  # type: ignore[no-redef, unused-ignore]
     from services.netns import (  # type: ignore[no-redef, unused-ignore]
         NetnsHosts,
         netns_unavailable_reason,
@@ -45,15 +47,6 @@ except ImportError:  # pytest put tests/ itself on sys.path
 pytestmark = pytest.mark.timeout(150)
 
 AWKWARD = "o u't \"dq\" $(touch pwned) `touch pwned2` ;&|"
-
-
-def require(reason: str | None) -> None:
-    """Skip (or fail when DAGRUN_REQUIRE_SERVICES=1) if ``reason`` is not None."""
-    if reason is None:
-        return
-    if os.environ.get("DAGRUN_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"DAGRUN_REQUIRE_SERVICES=1 but: {reason}")
-    pytest.skip(reason)
 
 
 def alive(pid: int) -> bool:

@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 try:  # tests/ is a package (or the repo root is on sys.path)
+    from tests.services import require_service as require
     from tests.services.netns import NetnsHosts, netns_unavailable_reason
     from tests.services.sshd import (
         SshServer,
@@ -28,6 +29,7 @@ try:  # tests/ is a package (or the repo root is on sys.path)
         sshd_unavailable_reason,
     )
 except ImportError:  # pytest's default rootdir insertion put tests/ itself on sys.path
+    from services import require_service as require  # type: ignore[no-redef, unused-ignore]
     from services.netns import NetnsHosts, netns_unavailable_reason  # type: ignore[no-redef, unused-ignore]
     from services.sshd import (  # type: ignore[no-redef, unused-ignore]
         SshServer,
@@ -46,15 +48,6 @@ def alive(pid: int) -> bool:
         return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
-
-
-def require(reason: str | None) -> None:
-    """Skip (or fail when DAGRUN_REQUIRE_SERVICES=1) if ``reason`` is not None."""
-    if reason is None:
-        return
-    if os.environ.get("DAGRUN_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"DAGRUN_REQUIRE_SERVICES=1 but: {reason}")
-    pytest.skip(reason)
 
 
 def ssh(

@@ -1,0 +1,19 @@
+"""Real services the tests start and stop themselves (sshd, network namespaces, a Ray head)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+REQUIRE_ENV = "DAGRUN_REQUIRE_SERVICES"
+
+
+def require_service(reason: str | None, *, module_level: bool = False) -> None:
+    """Skip with ``reason`` when a service is unavailable, or fail instead when
+    ``DAGRUN_REQUIRE_SERVICES=1`` (set by CI, where every service test must run)."""
+    if reason is None:
+        return
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{REQUIRE_ENV}=1 but: {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=module_level)
