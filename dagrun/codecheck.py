@@ -57,12 +57,16 @@ def _read_seen(sweep: SweepDir) -> dict[str, list[str]]:
     return data if isinstance(data, dict) else {}
 
 
+def suspect_stages(sweep: SweepDir, fingerprints: dict[str, str]) -> list[Stage]:
+    """Stages that have written markers here with code other than ``fingerprints``."""
+    seen = _read_seen(sweep)
+    return [s for s in STAGES if any(fp != fingerprints[s.value] for fp in seen.get(s.value, []))]
+
+
 def find_changes(sweep: SweepDir, statuses: Iterable[RunStatus],
                  fingerprints: dict[str, str]) -> CodeChanges:
     """Runs per stage whose marker's code differs from ``fingerprints``."""
-    seen = _read_seen(sweep)
-    suspects = [s for s in STAGES
-                if any(fp != fingerprints[s.value] for fp in seen.get(s.value, []))]
+    suspects = suspect_stages(sweep, fingerprints)
     stale: dict[Stage, list[RunStatus]] = {s: [] for s in suspects}
     if suspects:
         for status in statuses:

@@ -100,13 +100,29 @@ def rewrite(sweep: SweepDir, experiments: Iterable[Experiment],
     return len(lines)
 
 
+_ids_cache: dict[tuple[str, int, int], list[int] | None] = {}
+
+
 def _line_ids(sweep: SweepDir) -> list[int] | None:
-    """The experiment ids of ``results.jsonl`` in file order; ``None`` if it is unreadable."""
+    """The experiment ids of ``results.jsonl`` in file order; ``None`` if it is unreadable.
+    Cached by (path, mtime, size): an execution asks twice, and parsing is its largest cost
+    when nothing is left to run."""
     try:
-        with open(sweep.results, encoding="utf-8") as f:
-            return [int(json.loads(line)["experiment_id"]) for line in f]
-    except (OSError, ValueError, KeyError, TypeError):
+        st = os.stat(sweep.results)
+    except OSError:
         return None
+    key = (sweep.results, st.st_mtime_ns, st.st_size)
+    if key not in _ids_cache:
+        _ids_cache.clear()
+        try:
+            with open(sweep.results, encoding="utf-8") as f:
+                lines = f.read().rstrip("\n")
+            # one decode call for the whole file (a raw newline only ever ends a line)
+            rows = json.loads(f"[{lines.replace(chr(10), ',')}]")
+            _ids_cache[key] = [int(row["experiment_id"]) for row in rows]
+        except (OSError, ValueError, KeyError, TypeError):
+            _ids_cache[key] = None
+    return _ids_cache[key]
 
 
 def listed_ids(sweep: SweepDir) -> set[int]:

@@ -15,7 +15,7 @@ from dagrun.errors import UsageError
 from dagrun.layout import STAGES, RunDir, Stage, SweepDir
 from dagrun.plan import RunState, RunStatus, run_dirs, scan
 from dagrun.records import Failure, Marker
-from dagrun.state import read_plan, require_sweep
+from dagrun.state import planned_runs, read_plan, require_sweep
 
 
 def _driver_line(sweep: SweepDir) -> str:
@@ -35,7 +35,7 @@ def _driver_line(sweep: SweepDir) -> str:
 def status_lines(out_path: str, listing: int = 50) -> Iterator[str]:
     """The text of ``dagrun status``: counts per stage and failed runs with their error."""
     sweep = require_sweep(out_path)
-    experiments = list(read_plan(sweep).values())
+    experiments = planned_runs(sweep)
     statuses = scan(sweep, experiments)
     yield f"{sweep.path}: {len(experiments)} experiments, {len(statuses)} runs; " \
           f"{_driver_line(sweep)}"

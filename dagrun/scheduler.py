@@ -31,7 +31,14 @@ from dagrun.layout import STAGES, Stage, SweepDir
 from dagrun.plan import Experiment, RunStatus, scan
 from dagrun.progress import Progress, say
 from dagrun.stages import RunOutcome, RunTask
-from dagrun.state import changed_experiments, driver_lock, read_plan, write_plan
+from dagrun.state import (
+    changed_experiments,
+    driver_lock,
+    plan_digest,
+    read_plan,
+    stored_digest,
+    write_plan,
+)
 from dagrun.summary import FailedRun, Summary
 from dagrun.workflow import Workflow, sys_path_for
 
@@ -112,18 +119,12 @@ def _workflow_blob(prep: Prepared) -> bytes | None:
 
 def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Summary:
     sweep = prep.sweep
-    stored = read_plan(sweep)
-    changed = changed_experiments(stored, prep.experiments)
-    if changed and not options.rerun_changed:
-        raise ChangedConfigError(_changed_message(sweep, changed))
-    merged = {**stored, **{e.exp_id: e for e in prep.experiments}}
-    if merged != stored or not stored:
-        write_plan(sweep, merged, json_view(prep.workflow.basecfg))
+    merged, changed = _merge_plan(prep, options)
     if blob is not None:
         atomic.write_bytes(sweep.workflow, blob)
     for exp_id in changed:
-        _invalidate_experiment(sweep, stored[exp_id])
-    statuses = scan(sweep, prep.experiments)
+        _invalidate_experiment(sweep, exp_id)
+    statuses = _scan(prep, bool(changed))
     statuses = _check_code(prep, statuses, options.rerun_changed, len(merged))
     summary = Summary(out_path=sweep.path, planned=len(statuses))
     started = time.time()
@@ -139,6 +140,25 @@ def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Sum
         if prep.settings.verbose:
             say(str(summary))
     return summary
+
+
+def _merge_plan(prep: Prepared, options: Options) -> tuple[dict[int, Experiment],
+                                                         dict[int, list[str]]]:
+    """The stored plan updated with the current experiments, and the changed ones.
+
+    When the index's digest equals the current experiments' digest, the plan is the same
+    and is not read at all (the common case of re-executing a large sweep)."""
+    sweep = prep.sweep
+    current = {e.exp_id: e for e in prep.experiments}
+    if stored_digest(sweep) == plan_digest(prep.experiments):
+        return current, {}
+    stored = read_plan(sweep)
+    changed = changed_experiments(stored, prep.experiments)
+    if changed and not options.rerun_changed:
+        raise ChangedConfigError(_changed_message(sweep, changed))
+    merged = {**stored, **current}
+    write_plan(sweep, merged, json_view(prep.workflow.basecfg))
+    return merged, changed
 
 
 def _reduce(prep: Prepared, merged: dict[int, Experiment], statuses: list[RunStatus],
@@ -183,25 +203,33 @@ def _changed_message(sweep: SweepDir, changed: dict[int, list[str]]) -> str:
             "(rerun_changed=True) to recompute them, or a new out_path")
 
 
-def _invalidate_experiment(sweep: SweepDir, old: Experiment) -> None:
+def _invalidate_experiment(sweep: SweepDir, exp_id: int) -> None:
     """Forget every run of an experiment whose config changed (its folder is recomputed)."""
-    path = sweep.experiment_path(old.exp_id)
+    path = sweep.experiment_path(exp_id)
     if os.path.isdir(path):
         shutil.rmtree(path)
 
 
-def _tasks(sweep: SweepDir, statuses: list[RunStatus]) -> list[RunTask]:
+def _scan(prep: Prepared, changed: bool) -> list[RunStatus]:
+    """Run states for planning. Complete experiments listed in results.jsonl are checked
+    with two stats per run instead of a listdir, unless stage markers must be read in full
+    (a config or a stage's code changed)."""
+    sweep = prep.sweep
+    if changed or codecheck.suspect_stages(sweep, prep.fingerprints):
+        return scan(sweep, prep.experiments)
+    return scan(sweep, prep.experiments, reduce.listed_ids(sweep), _mtime_ns(sweep.results))
+
+
+def _tasks(statuses: list[RunStatus]) -> list[RunTask]:
     """Runs not done, and done runs whose post.json cannot be read (the runner recomputes it).
 
-    A done run's post.json is read only when results.jsonl does not list its experiment or
-    the file changed after results.jsonl was written: reading every post.json of a large
-    finished sweep on each re-execute would dominate its cost; a stat is cheap.
+    A done run's post.json is read only when ``_scan`` could not verify it cheaply (results
+    .jsonl lists the experiment and post.json is unchanged since): reading every post.json
+    of a large finished sweep would dominate a re-execute.
     """
-    listed = reduce.listed_ids(sweep)
-    written = _mtime_ns(sweep.results)
     return [RunTask(s.exp_id, s.rep, s.run.path, 1, s.reason if s.next_stage else "unreadable")
             for s in statuses
-            if s.next_stage is not None or not _post_trusted(s, s.exp_id in listed, written)]
+            if s.next_stage is not None or (not s.verified and not _post_readable(s))]
 
 
 def _mtime_ns(path: str) -> int:
@@ -211,18 +239,14 @@ def _mtime_ns(path: str) -> int:
         return -1
 
 
-def _post_trusted(status: RunStatus, listed: bool, results_written: int) -> bool:
-    """Whether a done run's post.json can be taken as readable without reading it."""
-    artifact = status.run.artifact(Stage.POST)
-    if listed and 0 <= _mtime_ns(artifact) <= results_written:
-        return True
-    return isinstance(atomic.read_json_or_none(artifact), dict)
+def _post_readable(status: RunStatus) -> bool:
+    return isinstance(atomic.read_json_or_none(status.run.artifact(Stage.POST)), dict)
 
 
 def _run_all(prep: Prepared, statuses: list[RunStatus], summary: Summary,
              fresh: dict[int, dict[str, Any]]) -> None:
     """Execute every run of ``statuses`` that is not done; fills ``summary`` and ``fresh``."""
-    todo = collections.deque(_tasks(prep.sweep, statuses))
+    todo = collections.deque(_tasks(statuses))
     summary.skipped = len(statuses) - len(todo)
     if todo:
         _Execution(prep, summary, fresh).run(todo, len(statuses))

@@ -8,6 +8,7 @@ re-execution can tell new, unchanged and changed experiments apart, and ``dagrun
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -49,10 +50,65 @@ def read_plan(sweep: SweepDir) -> dict[int, Experiment]:
 
 def write_plan(sweep: SweepDir, experiments: dict[int, Experiment],
                settings: dict[str, Any]) -> None:
+    """Write the plan, then its index (ids, repetitions and a digest of the whole plan)."""
+    ordered = sorted(experiments.values(), key=lambda e: e.exp_id)
     entries = [{"id": e.exp_id, "repetitions": e.repetitions, "config": e.config}
-               for e in sorted(experiments.values(), key=lambda e: e.exp_id)]
+               for e in ordered]
     payload = {"version": PLAN_VERSION, "settings": settings, "experiments": entries}
-    atomic.write_text(sweep.plan, json.dumps(payload, allow_nan=True) + "\n")
+    text = json.dumps(payload, allow_nan=True) + "\n"
+    atomic.write_text(sweep.plan, text)
+    index = {"digest": plan_digest(ordered), "plan_bytes": len(text.encode()),
+             "ids": [e.exp_id for e in ordered],
+             "repetitions": [e.repetitions for e in ordered]}
+    atomic.write_json(sweep.plan_index, index, indent=None)
+
+
+def plan_digest(experiments: list[Experiment]) -> str:
+    """A digest of experiments (ids, repetitions, configs), in the order given."""
+    text = json.dumps([[e.exp_id, e.repetitions, e.config] for e in experiments],
+                      sort_keys=True, allow_nan=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _intact_index(sweep: SweepDir) -> dict[str, Any] | None:
+    """The plan index, or ``None`` when it is missing, unreadable, or plan.json is not the
+    size the index recorded (damaged or edited: callers then read plan.json and say so)."""
+    data = atomic.read_json_or_none(sweep.plan_index)
+    if not isinstance(data, dict):
+        return None
+    try:
+        if os.stat(sweep.plan).st_size != data.get("plan_bytes"):
+            return None
+    except OSError:
+        return None
+    return data
+
+
+def read_index(sweep: SweepDir) -> tuple[str, list[Experiment]] | None:
+    """The plan's digest and its experiments without configs (cheap at 100,000 runs), or
+    ``None`` when the index cannot be trusted."""
+    data = _intact_index(sweep)
+    if data is None:
+        return None
+    try:
+        ids, reps = data["ids"], data["repetitions"]
+        return str(data["digest"]), [Experiment(int(i), int(r), {})
+                                     for i, r in zip(ids, reps, strict=True)]
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def stored_digest(sweep: SweepDir) -> str | None:
+    """The digest of the stored plan, or ``None`` when the index cannot be trusted."""
+    data = _intact_index(sweep)
+    digest = data.get("digest") if data is not None else None
+    return digest if isinstance(digest, str) else None
+
+
+def planned_runs(sweep: SweepDir) -> list[Experiment]:
+    """Every planned experiment's id and repetitions (configs only when the index is gone)."""
+    index = read_index(sweep)
+    return index[1] if index is not None else list(read_plan(sweep).values())
 
 
 def require_sweep(path: str) -> SweepDir:
