@@ -9,6 +9,7 @@ pickles are never group- or world-writable by default (see ``dagrun.safety``).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -17,10 +18,26 @@ from typing import Any
 _FILE_MODE = 0o644
 
 
+class _Unique:
+    """Per-process part of temporary names: random bits drawn once per process (hosts may
+    share the folder), the pid, and a counter; no system call per write."""
+
+    pid = -1
+    prefix = ""
+    count = itertools.count()
+
+    @classmethod
+    def next(cls) -> str:
+        pid = os.getpid()
+        if cls.pid != pid:  # first write of this process, or a forked child
+            cls.pid, cls.prefix, cls.count = pid, f"{os.urandom(4).hex()}-{pid}-", itertools.count()
+        return f"{cls.prefix}{next(cls.count)}"
+
+
 def _temp_name(path: str) -> str:
-    """A name no other writer uses: random bits plus the pid (hosts may share the folder)."""
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.{os.urandom(6).hex()}-{os.getpid()}.tmp")
+    """A name in the same folder that no other writer uses."""
+    folder, sep, name = path.rpartition(os.sep)
+    return f"{folder}{sep}.{name}.{_Unique.next()}.tmp"
 
 
 def write_bytes(path: str, data: bytes) -> None:
