@@ -48,12 +48,8 @@ class CodeChanges:
         return self._first.get(status.run.path)
 
 
-def _seen_path(sweep: SweepDir) -> str:
-    return sweep.state + "/code.json"
-
-
 def _read_seen(sweep: SweepDir) -> dict[str, list[str]]:
-    data = atomic.read_json_or_none(_seen_path(sweep))
+    data = atomic.read_json_or_none(sweep.code)
     return data if isinstance(data, dict) else {}
 
 
@@ -90,7 +86,7 @@ def remember(sweep: SweepDir, fingerprints: dict[str, str], changes: CodeChanges
             old = set()
         old.add(fingerprints[stage.value])
         seen[stage.value] = sorted(old)
-    atomic.write_json(_seen_path(sweep), seen)
+    atomic.write_json(sweep.code, seen)
 
 
 def invalidate(changes: CodeChanges) -> int:

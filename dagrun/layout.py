@@ -107,6 +107,11 @@ class SweepDir:
         return os.path.join(self.state, "workflow.pkl")
 
     @property
+    def code(self) -> str:
+        """JSON: the stage-code fingerprints that have written markers here."""
+        return os.path.join(self.state, "code.json")
+
+    @property
     def lock(self) -> str:
         return os.path.join(self.state, "lock")
 
