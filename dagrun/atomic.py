@@ -62,8 +62,12 @@ def write_text(path: str, text: str) -> None:
 
 
 def write_json(path: str, obj: Any, *, indent: int | None = 2) -> None:
-    """Atomic JSON write; NaN and infinity are kept (Python's json reads them back)."""
-    write_text(path, json.dumps(obj, indent=indent, allow_nan=True) + "\n")
+    """Atomic JSON write; NaN and infinity are kept (Python's json reads them back).
+
+    Without ``indent`` the call keeps json's default arguments, which reuse its cached C
+    encoder (markers are written three times per run)."""
+    text = json.dumps(obj) if indent is None else json.dumps(obj, indent=indent)
+    write_text(path, text + "\n")
 
 
 def read_json(path: str) -> Any:

@@ -40,10 +40,18 @@ def aggregate(per_rep: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def experiment_line(sweep: SweepDir, exp: Experiment) -> dict[str, Any] | None:
-    """The results line of one experiment, or ``None`` while a repetition is not done."""
+def experiment_line(sweep: SweepDir, exp: Experiment,
+                    known: dict[int, dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """The results line of one experiment, or ``None`` while a repetition is not done.
+
+    ``known`` maps repetitions to the scores their run has just written to post.json (the
+    run reported them with its outcome); the others are read from disk.
+    """
     per_rep = []
-    for _, run in run_dirs(sweep, exp):
+    for rep, run in run_dirs(sweep, exp):
+        if known and rep in known:
+            per_rep.append(known[rep])
+            continue
         if not os.path.exists(run.marker(Stage.POST)):
             return None
         scores = atomic.read_json_or_none(run.artifact(Stage.POST))

@@ -267,6 +267,9 @@ class _Execution:
 
     def run(self, todo: collections.deque[RunTask], total: int) -> None:
         remaining = collections.Counter(t.exp_id for t in todo)
+        # scores reported by runs of experiments not complete yet: {id: {rep: scores}}
+        scores: collections.defaultdict[int, dict[int, dict[str, Any]]] = \
+            collections.defaultdict(dict)
         self.progress = Progress(total, self.summary.skipped, self.settings.verbose)
         backend = backend_class(self.settings.backend)(
             self.settings, self.prep.sweep, self.prep.workflow, self.prep.fingerprints)
@@ -287,9 +290,12 @@ class _Execution:
                         if retry is not None:
                             todo.appendleft(retry)
                         elif outcome.ok:
-                            remaining[outcome.task.exp_id] -= 1
-                            if remaining[outcome.task.exp_id] == 0:
-                                self._append_result(self.by_id[outcome.task.exp_id])
+                            exp_id = outcome.task.exp_id
+                            if outcome.scores is not None:
+                                scores[exp_id][outcome.task.rep] = outcome.scores
+                            remaining[exp_id] -= 1
+                            if remaining[exp_id] == 0:
+                                self._append_result(self.by_id[exp_id], scores.pop(exp_id))
                     self.progress.set_running(backend.running())
         finally:
             self.progress.close()
@@ -317,8 +323,8 @@ class _Execution:
         progress.finished(False, running)
         return None
 
-    def _append_result(self, exp: Experiment) -> None:
-        line = reduce.experiment_line(self.prep.sweep, exp)
+    def _append_result(self, exp: Experiment, known: dict[int, dict[str, Any]]) -> None:
+        line = reduce.experiment_line(self.prep.sweep, exp, known)
         if line is not None:
             self.appender.append(line)
             self.fresh[exp.exp_id] = line

@@ -51,6 +51,7 @@ class RunOutcome:
     failure: Failure | None = None
     ran: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    scores: dict[str, Any] | None = None  # what post.json now holds, when post ran just now
 
     @property
     def ok(self) -> bool:
@@ -180,6 +181,7 @@ class StageRunner:
         run = RunDir(task.path)
         warnings: list[str] = []
         ran: list[str] = []
+        scores: dict[str, Any] | None = None
         try:
             atomic.makedirs(run.path)
             resume = find_resume_point(run)
@@ -187,7 +189,7 @@ class StageRunner:
             if resume.start is not None:
                 if CONFIG not in resume.names:
                     self._write_config(task, run)
-                self._run_from(task, run, resume.start, resume, warnings, ran)
+                scores = self._run_from(task, run, resume.start, resume, warnings, ran)
         except _StageFailed as failed:
             return self._failed(task, run, failed.failure, ran, warnings)
         except _InputRefused as exc:
@@ -199,7 +201,7 @@ class StageRunner:
         except OSError as exc:
             failure = Failure.from_exception(Stage.PRE, exc, task.attempt, FailureKind.ENGINE)
             return self._failed(task, run, failure, ran, warnings)
-        return RunOutcome(task, None, tuple(ran), tuple(warnings))
+        return RunOutcome(task, None, tuple(ran), tuple(warnings), scores)
 
     def _failed(self, task: RunTask, run: RunDir, failure: Failure, ran: list[str],
                 warnings: list[str]) -> RunOutcome:
@@ -213,9 +215,11 @@ class StageRunner:
         atomic.write_json(run.config, json_view(cfg))
 
     def _run_from(self, task: RunTask, run: RunDir, start: Stage, resume: _Resume,
-                  warnings: list[str], ran: list[str]) -> None:
+                  warnings: list[str], ran: list[str]) -> dict[str, Any] | None:
+        """Run ``start`` and the stages after it; returns the scores post wrote."""
         cfg = self.workflow.run_cfg(task.exp_id, task.rep, run.path)
         value, fit_time = resume.value, resume.fit_time
+        scores = None
         for stage in start.and_after():
             if self.on_stage_start is not None:
                 self.on_stage_start(task, stage)
@@ -226,12 +230,14 @@ class StageRunner:
             if stage is Stage.FIT:
                 fit_time = finished - started
             try:
-                self._persist(stage, task, run, value, fit_time, started, finished, warnings)
+                scores = self._persist(stage, task, run, value, fit_time, started, finished,
+                                       warnings)
                 if error_name(stage) in resume.names:  # a failure record of an earlier attempt
                     atomic.remove(run.error(stage))
             except OSError as exc:
                 raise _StageFailed(Failure.from_exception(
                     stage, exc, task.attempt, FailureKind.ENGINE)) from exc
+        return scores
 
     def _call(self, stage: Stage, task: RunTask, run: RunDir, cfg: dict[str, Any],
               value: Any) -> Any:
@@ -247,11 +253,14 @@ class StageRunner:
 
     def _persist(self, stage: Stage, task: RunTask, run: RunDir, value: Any,
                  fit_time: float | None, started: float, finished: float,
-                 warnings: list[str]) -> None:
+                 warnings: list[str]) -> dict[str, Any] | None:
+        """Write the stage's artifact, then its marker; returns post's scores."""
+        scores = None
         if stage is Stage.POST:
             scores = _metrics(value, fit_time, task.attempt, warnings)
             atomic.write_json(run.artifact(stage), scores, indent=None)
         elif not _save_output(run, stage, value, warnings):
-            return
+            return None
         Marker.now(stage, started, finished, task.attempt,
                    self.fingerprints.get(stage.value)).write(run)
+        return scores
