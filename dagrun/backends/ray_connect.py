@@ -1,6 +1,6 @@
 """Connecting the driver to Ray: join a cluster, or start a local instance for the sweep.
 
-Why this is more than ``ray.init(address)`` (ray 2.60, see the team's Ray findings):
+Why this is more than ``ray.init(address)`` (measured with ray 2.60):
 
 * ``ray.init`` with a dead explicit address retries for many minutes, so the GCS port is
   probed over TCP first (bounded) and an unreachable address is a one-line
