@@ -49,6 +49,18 @@ def cpu_work(cfg: dict[str, Any], x: Any = None) -> int:
     return total
 
 
+def calibrate_loops(seconds: float) -> int:
+    """How many ``cpu_work`` loops take about ``seconds`` on this machine."""
+    loops = 200_000
+    while True:
+        t = time.perf_counter()
+        cpu_work({"loops": loops})
+        took = time.perf_counter() - t
+        if took > 0.05:
+            return int(loops * seconds / took)
+        loops *= 2
+
+
 def cpu_fit(cfg: dict[str, Any], x: Any) -> int:
     """dagrun's fit for the efficiency table: the CPU work, sized by the cfg."""
     return cpu_work(cfg)

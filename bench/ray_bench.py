@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -86,14 +85,7 @@ def _calibrate(seconds: float) -> int:
     sys.path.insert(0, str(BENCH))
     import floor
 
-    loops = 200_000
-    while True:
-        t = time.perf_counter()
-        floor.cpu_work({"loops": loops})
-        took = time.perf_counter() - t
-        if took > 0.05:
-            return int(loops * seconds / took)
-        loops *= 2
+    return floor.calibrate_loops(seconds)
 
 
 def measure_ray(n_runs: int = 200, seconds: float = 0.25, work: str = "sleep"

@@ -119,14 +119,7 @@ def overhead(tmp: Path, sizes: list[int]) -> None:
 
 
 def _calibrate(seconds: float) -> int:
-    loops = 200_000
-    while True:
-        t = time.perf_counter()
-        floor.cpu_work({"loops": loops})
-        took = time.perf_counter() - t
-        if took > 0.05:
-            return int(loops * seconds / took)
-        loops *= 2
+    return floor.calibrate_loops(seconds)
 
 
 def efficiency(tmp: Path, runs: int) -> None:

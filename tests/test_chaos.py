@@ -21,11 +21,7 @@ from typing import Any
 
 import psutil
 import pytest
-
-try:  # tests/ on sys.path (pytest's default for a folder without __init__.py)
-    from conftest import _env, dagrun_command, markers, read_jsonl, run_dagrun, wait_for
-except ImportError:  # tests/ is a package
-    from tests.conftest import _env, dagrun_command, markers, read_jsonl, run_dagrun, wait_for
+from conftest import _env, dagrun_command, markers, read_jsonl, run_dagrun, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -15,14 +15,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import CONTRACT_BACKENDS, read_jsonl, run_dagrun, write_workflow
 
 import dagrun
 from dagrun import ConfigError, Variation, generate_configs, run_experiments
-
-try:  # tests/ on sys.path (pytest's default for a folder without __init__.py)
-    from conftest import CONTRACT_BACKENDS, read_jsonl, run_dagrun, write_workflow
-except ImportError:  # tests/ is a package
-    from tests.conftest import CONTRACT_BACKENDS, read_jsonl, run_dagrun, write_workflow
 
 pytestmark = pytest.mark.timeout(60)
 

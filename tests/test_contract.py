@@ -14,13 +14,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import Sweep, backend_flags, read_jsonl, run_dagrun
 
 import dagrun
-
-try:  # tests/ on sys.path (pytest's default for a folder without __init__.py)
-    from conftest import Sweep, backend_flags, read_jsonl, run_dagrun
-except ImportError:  # tests/ is a package
-    from tests.conftest import Sweep, backend_flags, read_jsonl, run_dagrun
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -18,31 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import (
+    CONTRACT_BACKENDS,
+    Result,
+    _env,
+    backend_flags,
+    dagrun_command,
+    read_jsonl,
+    run_dagrun,
+    snapshot,
+)
 
 from tests.services import require_service
-
-try:  # tests/ on sys.path (pytest's default for a folder without __init__.py)
-    from conftest import (
-        CONTRACT_BACKENDS,
-        Result,
-        _env,
-        backend_flags,
-        dagrun_command,
-        read_jsonl,
-        run_dagrun,
-        snapshot,
-    )
-except ImportError:  # tests/ is a package
-    from tests.conftest import (
-        CONTRACT_BACKENDS,
-        Result,
-        _env,
-        backend_flags,
-        dagrun_command,
-        read_jsonl,
-        run_dagrun,
-        snapshot,
-    )
 
 pytestmark = pytest.mark.timeout(120)
 

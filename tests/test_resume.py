@@ -15,35 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-try:  # tests/ on sys.path (pytest's default for a folder without __init__.py)
-    from conftest import (
-        Sweep,
-        backend_flags,
-        kill_tree,
-        make_sweep,
-        markers,
-        read_jsonl,
-        run_dagrun,
-        snapshot,
-        start_dagrun,
-        wait_for,
-        write_workflow,
-    )
-except ImportError:  # tests/ is a package
-    from tests.conftest import (
-        Sweep,
-        backend_flags,
-        kill_tree,
-        make_sweep,
-        markers,
-        read_jsonl,
-        run_dagrun,
-        snapshot,
-        start_dagrun,
-        wait_for,
-        write_workflow,
-    )
+from conftest import (
+    Sweep,
+    backend_flags,
+    kill_tree,
+    make_sweep,
+    markers,
+    read_jsonl,
+    run_dagrun,
+    snapshot,
+    start_dagrun,
+    wait_for,
+    write_workflow,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
