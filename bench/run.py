@@ -10,7 +10,8 @@ Tables:
    the driver's peak RSS;
 4. peers (Hydra multirun, Snakemake) on the same no-op sweep, from their own venv.
 
-``--quick`` keeps it under a minute or two: smaller sizes, no 100,000 rows, no peers at 2,000.
+``--quick`` (about a minute and a half): smaller sizes, no 100,000 rows, no Ray table, peers at
+200 runs only.
 Benchmarks assert nothing; they print.
 """
 
@@ -219,7 +220,8 @@ if __name__ == "__main__":
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small sizes, under ~2 minutes")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes, no Ray, peers at 200 runs (~1.5 minutes)")
     parser.add_argument("--only", choices=["overhead", "efficiency", "sweeps", "ray", "peers"],
                         action="append", help="run only these tables")
     parser.add_argument("--ram", default="/dev/shm", metavar="DIR",
@@ -241,9 +243,9 @@ def main() -> None:
         if "efficiency" in only:
             efficiency(tmp, 16 if args.quick else 40)
         if "sweeps" in only:
-            rerun_and_status(tmp, [10_000] if args.quick else [10_000, 100_000])
-        if "ray" in only:
-            ray_table(40 if args.quick else 200)
+            rerun_and_status(tmp, [2_000] if args.quick else [10_000, 100_000])
+        if "ray" in only and not args.quick:  # a cluster start alone takes ~10 s
+            ray_table(200)
         if "peers" in only:
             peers(tmp, [200] if args.quick else [200, 2000], args.quick)
 
