@@ -295,7 +295,7 @@ class _Execution:
                                 scores[exp_id][outcome.task.rep] = outcome.scores
                             remaining[exp_id] -= 1
                             if remaining[exp_id] == 0:
-                                self._append_result(self.by_id[exp_id], scores.pop(exp_id))
+                                self._append_result(self.by_id[exp_id], scores.pop(exp_id, {}))
                     self.progress.set_running(backend.running())
         finally:
             self.progress.close()

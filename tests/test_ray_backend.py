@@ -104,8 +104,9 @@ def test_unreachable_explicit_address_is_a_one_line_error(tmp_path: Path) -> Non
 
 
 def test_auto_without_cluster_starts_and_stops_a_local_instance(tmp_path: Path) -> None:
-    if any(p.info["name"] == "gcs_server" for p in psutil.process_iter(["name"])):
-        pytest.skip("another Ray cluster runs on this machine: 'auto' would join it")
+    if any(p.info["name"] == "gcs_server" and p.info["status"] != psutil.STATUS_ZOMBIE
+           for p in psutil.process_iter(["name", "status"])):
+        require_service("another Ray cluster runs on this machine: 'auto' would join it")
     root = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths
     home = tmp_path / "home"
     home.mkdir()
