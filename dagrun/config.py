@@ -12,7 +12,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
 from dagrun.errors import ConfigError
@@ -55,12 +55,6 @@ class Settings:
     ssh_config: str | None = None
     ssh_dir: str | None = None
     python: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def with_overrides(self, **changes: Any) -> Settings:
-        """A copy with the given keys replaced (command-line flags), validated again."""
-        merged = {k: v for k, v in changes.items() if v is not None}
-        return replace(self, **merged)
 
 
 def _expect(cond: bool, key: str, what: str, value: Any) -> None:
@@ -144,7 +138,7 @@ class BaseConfig:
 
 
 KNOWN_KEYS = frozenset(
-    {"out_path", *STAGE_KEYS, *(f for f in Settings.__dataclass_fields__ if f != "extra"),
+    {"out_path", *STAGE_KEYS, *Settings.__dataclass_fields__,
      *KEY_ALIASES}
 )
 
