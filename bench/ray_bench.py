@@ -27,9 +27,10 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 CPUS = 2
 
-PLAIN = """
+# What both sides share: arguments, and the same fit (sleep or calibrated CPU work).
+COMMON = """
 import json, sys, time
-import cloudpickle, ray
+import cloudpickle
 import floor
 cloudpickle.register_pickle_by_value(floor)
 out, n, seconds, loops = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
@@ -38,6 +39,10 @@ def fit(cfg, x):
     if loops:
         return floor.cpu_work({"loops": loops})
     time.sleep(seconds)
+"""
+
+PLAIN = COMMON + """
+import ray
 
 @ray.remote(num_cpus=1, max_retries=0)
 def job(i):
@@ -51,18 +56,8 @@ ray.shutdown()
 print(json.dumps({"seconds": took}))
 """
 
-DAGRUN = """
-import json, sys, time
-import cloudpickle
-import floor
+DAGRUN = COMMON + """
 from dagrun import run_experiments
-cloudpickle.register_pickle_by_value(floor)
-out, n, seconds, loops = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-
-def fit(cfg, x):
-    if loops:
-        return floor.cpu_work({"loops": loops})
-    time.sleep(seconds)
 
 t = time.perf_counter()
 s = run_experiments({"out_path": out, "pre": floor.noop_pre, "fit": fit,

@@ -66,6 +66,12 @@ class Marker:
             return None
 
 
+def read_scores(run: RunDir) -> dict[str, Any] | None:
+    """The metrics in ``post.json``, or ``None`` when it is missing or not a JSON object."""
+    scores = atomic.read_json_or_none(run.artifact(Stage.POST))
+    return scores if isinstance(scores, dict) else None
+
+
 @dataclass(frozen=True)
 class Failure:
     """The content of ``<stage>.error``: the last failed attempt of a stage."""

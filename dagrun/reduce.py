@@ -16,6 +16,7 @@ from typing import Any
 from dagrun import atomic
 from dagrun.layout import Stage, SweepDir
 from dagrun.plan import Experiment, run_dirs
+from dagrun.records import read_scores
 
 
 def _is_numeric(v: Any) -> bool:
@@ -54,8 +55,8 @@ def experiment_line(sweep: SweepDir, exp: Experiment,
             continue
         if not os.path.exists(run.marker(Stage.POST)):
             return None
-        scores = atomic.read_json_or_none(run.artifact(Stage.POST))
-        if not isinstance(scores, dict):
+        scores = read_scores(run)
+        if scores is None:
             warnings.warn(f"{run.artifact(Stage.POST)} cannot be read: experiment {exp.exp_id} "
                           "is left out of results.jsonl until an execute recomputes it",
                           UserWarning, stacklevel=2)

@@ -15,7 +15,7 @@ from dagrun.errors import UsageError
 from dagrun.layout import STAGES, RunDir, Stage, SweepDir
 from dagrun.plan import RunState, RunStatus, run_dirs, scan
 from dagrun.records import Failure, Marker
-from dagrun.state import planned_runs, read_plan, require_sweep
+from dagrun.state import holder, planned_runs, read_plan, require_sweep
 
 
 def _driver_line(sweep: SweepDir) -> str:
@@ -23,9 +23,7 @@ def _driver_line(sweep: SweepDir) -> str:
     try:
         lock.acquire()
     except filelock.Timeout:
-        info = atomic.read_json_or_none(sweep.driver) or {}
-        return (f"being executed now by pid {info.get('pid', '?')} on "
-                f"{info.get('host', '?')} since {info.get('since', '?')}")
+        return f"being executed now by {holder(sweep)}"
     except OSError:
         return "no driver information (state folder not writable)"
     lock.release()

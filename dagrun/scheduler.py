@@ -27,9 +27,10 @@ from dagrun.config import (
 )
 from dagrun.errors import ChangedConfigError, ConfigError
 from dagrun.fingerprint import fingerprint
-from dagrun.layout import STAGES, Stage, SweepDir
+from dagrun.layout import STAGES, SweepDir
 from dagrun.plan import Experiment, RunStatus, scan
 from dagrun.progress import Progress, say
+from dagrun.records import read_scores
 from dagrun.stages import RunOutcome, RunTask
 from dagrun.state import (
     changed_experiments,
@@ -240,7 +241,7 @@ def _mtime_ns(path: str) -> int:
 
 
 def _post_readable(status: RunStatus) -> bool:
-    return isinstance(atomic.read_json_or_none(status.run.artifact(Stage.POST)), dict)
+    return read_scores(status.run) is not None
 
 
 def _run_all(prep: Prepared, statuses: list[RunStatus], summary: Summary,

@@ -23,7 +23,7 @@ from dagrun.capture import CaptureMode, capture
 from dagrun.config import json_view
 from dagrun.errors import FailureKind, UnsafePickleError
 from dagrun.layout import CONFIG, RunDir, Stage, error_name
-from dagrun.records import Failure, Marker, hostname
+from dagrun.records import Failure, Marker, hostname, read_scores
 from dagrun.safety import check_pickle
 from dagrun.workflow import Workflow
 
@@ -103,7 +103,7 @@ def find_resume_point(run: RunDir) -> _Resume:
         names = set()
     res = _Resume(Stage.PRE, names=frozenset(names))
     if "post.done" in names:
-        if isinstance(atomic.read_json_or_none(run.artifact(Stage.POST)), dict):
+        if read_scores(run) is not None:
             return _Resume(None)
         res.warnings.append(f"{run.artifact(Stage.POST)} cannot be read; recomputing post")
         atomic.remove(run.marker(Stage.POST))

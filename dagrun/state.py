@@ -174,9 +174,13 @@ def driver_lock(sweep: SweepDir) -> Iterator[None]:
         lock.release()
 
 
-def _holder_message(sweep: SweepDir) -> str:
+def holder(sweep: SweepDir) -> str:
+    """Who holds the sweep's lock, as its driver recorded it: ``pid P on HOST, since T``."""
     info = atomic.read_json_or_none(sweep.driver) or {}
-    who = (f"pid {info.get('pid', '?')} on {info.get('host', '?')}, "
-           f"since {info.get('since', '?')}")
-    return (f"{sweep.path} is already being executed by another dagrun driver ({who}); "
-            "wait for it to finish or stop it first")
+    return (f"pid {info.get('pid', '?')} on {info.get('host', '?')}, "
+            f"since {info.get('since', '?')}")
+
+
+def _holder_message(sweep: SweepDir) -> str:
+    return (f"{sweep.path} is already being executed by another dagrun driver "
+            f"({holder(sweep)}); wait for it to finish or stop it first")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Self
 
 import pytest
 
@@ -17,3 +18,20 @@ def require_service(reason: str | None, *, module_level: bool = False) -> None:
     if os.environ.get(REQUIRE_ENV) == "1":
         pytest.fail(f"{REQUIRE_ENV}=1 but: {reason}", pytrace=False)
     pytest.skip(reason, allow_module_level=module_level)
+
+
+class Service:
+    """What every test service shares: ``with Service(...) as s`` starts it, and leaving the
+    block stops it (also after an error)."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

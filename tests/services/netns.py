@@ -30,10 +30,10 @@ import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass
-from types import TracebackType
 
 import psutil
 
+from . import Service
 from .sshd import (
     ClientHost,
     SshdInstance,
@@ -164,7 +164,7 @@ class NetnsHost:
     sshd: SshdInstance | None = None
 
 
-class NetnsHosts:
+class NetnsHosts(Service):
     """N sshd hosts in N network namespaces, reachable as ``ssh -F config_path ALIAS``.
 
     Use as a context manager (cleanup also runs at interpreter exit)::
@@ -283,15 +283,8 @@ class NetnsHosts:
         shutil.rmtree(self.workdir, ignore_errors=True)
         atexit.unregister(self.close)
 
-    def __enter__(self) -> NetnsHosts:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
+        """The :class:`Service` name of :meth:`close`."""
         self.close()
 
 

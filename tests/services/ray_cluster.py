@@ -35,9 +35,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 import psutil
+
+from . import Service
 
 #: Environment shared by the head and its clients, whatever the auth mode.
 BASE_ENV: dict[str, str] = {
@@ -78,7 +79,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-class RayCluster:
+class RayCluster(Service):
     """A single-node Ray cluster started with ``ray start --head``; use as a context manager.
 
     Attributes set by :meth:`start`: :attr:`address` (``"127.0.0.1:PORT"``, for
@@ -257,14 +258,3 @@ class RayCluster:
             shutil.rmtree(self._root, ignore_errors=True)
         if left:
             raise RuntimeError(f"Ray processes survived stop(): {left}")
-
-    def __enter__(self) -> RayCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -22,9 +22,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import psutil
+
+from . import Service
 
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 
@@ -274,7 +275,7 @@ class SshdInstance:
             self.proc = None
 
 
-class SshServer:
+class SshServer(Service):
     """A real sshd on 127.0.0.1 plus an ``ssh -F`` client config to reach it.
 
     Use as a context manager::
@@ -338,14 +339,3 @@ class SshServer:
             self._sshd.stop()
             self._sshd = None
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> SshServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
