@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from dagrun.errors import UsageError
 from dagrun.layout import SweepDir
+from dagrun.planstore import require_sweep
 from dagrun.scheduler import Options, execute
-from dagrun.state import require_sweep
 from dagrun.summary import Summary
 from dagrun.workflow import Workflow
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from dagrun import atomic, reduce
 from dagrun.errors import UsageError
 from dagrun.layout import Stage
+from dagrun.lock import driver_lock
 from dagrun.plan import RunState, scan
-from dagrun.state import driver_lock, read_plan, require_sweep
+from dagrun.planstore import read_plan, require_sweep
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_reduce(args: argparse.Namespace) -> int:
     from dagrun import reduce
-    from dagrun.state import driver_lock, read_plan, require_sweep
+    from dagrun.lock import driver_lock
+    from dagrun.planstore import read_plan, require_sweep
 
     sweep = require_sweep(args.out)
     with driver_lock(sweep):

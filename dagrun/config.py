@@ -15,10 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dagrun.backends import ALIASES, backend_names
 from dagrun.errors import ConfigError
 
-BACKENDS = ("single", "multiprocessing", "ray", "ssh")
-BACKEND_ALIASES = {"malocher": "ssh"}
 RESERVED_CFG_KEYS = ("experiment_id", "run_id", "out_path")
 STAGE_KEYS = ("pre", "fit", "post")
 ONE_GB = 1 << 30
@@ -90,12 +89,14 @@ def _validated_settings(values: dict[str, Any]) -> Settings:
     _expect(isinstance(out, (str, os.PathLike)) and str(out).strip() != "", "out_path",
             "a non-empty path", out)
     backend = values.get("backend", "single")
-    _expect(isinstance(backend, str), "backend", f"one of {', '.join(BACKENDS)}", backend)
-    backend = BACKEND_ALIASES.get(backend, backend)
-    if backend not in BACKENDS:
+    names = backend_names()
+    _expect(isinstance(backend, str), "backend", f"one of {', '.join(names)}", backend)
+    backend = ALIASES.get(backend, backend)
+    if backend not in names:
+        aliases = ", ".join(f"{a!r} for {b}" for a, b in ALIASES.items())
         warnings.warn(
-            f"unknown backend {backend!r}; valid backends are {', '.join(BACKENDS)} "
-            "(and 'malocher' for ssh). Using 'single'.",
+            f"unknown backend {backend!r}; valid backends are {', '.join(names)} "
+            f"(and {aliases}). Using 'single'.",
             UserWarning, stacklevel=3,
         )
         backend = "single"

@@ -13,9 +13,10 @@ from dagrun import atomic
 from dagrun.capture import tail
 from dagrun.errors import UsageError
 from dagrun.layout import STAGES, RunDir, Stage, SweepDir
+from dagrun.lock import holder
 from dagrun.plan import RunState, RunStatus, run_dirs, scan
+from dagrun.planstore import planned_runs, read_plan, require_sweep
 from dagrun.records import Failure, Marker
-from dagrun.state import holder, planned_runs, read_plan, require_sweep
 
 
 def _driver_line(sweep: SweepDir) -> str:

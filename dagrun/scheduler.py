@@ -28,18 +28,18 @@ from dagrun.config import (
 from dagrun.errors import ChangedConfigError, ConfigError
 from dagrun.fingerprint import fingerprint
 from dagrun.layout import STAGES, SweepDir
+from dagrun.lock import driver_lock
 from dagrun.plan import Experiment, RunStatus, scan
-from dagrun.progress import Progress, say
-from dagrun.records import read_scores
-from dagrun.stages import RunOutcome, RunTask
-from dagrun.state import (
+from dagrun.planstore import (
     changed_experiments,
-    driver_lock,
     plan_digest,
     read_plan,
     stored_digest,
     write_plan,
 )
+from dagrun.progress import Progress, say
+from dagrun.records import read_scores
+from dagrun.stages import RunOutcome, RunTask
 from dagrun.summary import FailedRun, Summary
 from dagrun.workflow import Workflow, sys_path_for
 

@@ -27,9 +27,9 @@ try:
 except ImportError:  # run from the repository root as a package
     from tests.conftest import Sweep, _env, dagrun_command, make_sweep, wait_for, write_workflow
 
-from dagrun.backends.ray_backend import import_ray
+from dagrun.backends.ray.driver import import_ray
+from dagrun.backends.ray.task import run_on_ray
 from dagrun.errors import BackendUnavailableError
-from dagrun.ray_task import run_on_ray
 from dagrun.stages import RunTask
 from tests.services import require_service
 from tests.services.ray_cluster import BASE_ENV, RayCluster, free_port, ray_available

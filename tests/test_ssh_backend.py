@@ -23,8 +23,8 @@ import psutil
 import pytest
 
 import dagrun
-from dagrun.backends.ssh import SshBackend
-from dagrun.remote_protocol import OUTCOME, Request, outcome_from_json
+from dagrun.backends.ssh.driver import SshBackend
+from dagrun.backends.ssh.protocol import OUTCOME, Request, outcome_from_json
 from dagrun.stages import RunTask
 
 try:  # tests/ is a package (or the repo root is on sys.path)

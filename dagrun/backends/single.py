@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 
 from dagrun.backends.base import Backend
-from dagrun.backends.process import ProcessBackend
+from dagrun.backends.process.driver import ProcessBackend
 from dagrun.capture import CaptureMode
 from dagrun.stages import RunOutcome, RunTask, StageRunner
 

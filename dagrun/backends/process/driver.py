@@ -9,63 +9,29 @@ and get the workflow once, through the pool initializer.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import signal
 from typing import Any
 
 import pebble
 
 from dagrun.backends.base import Backend
-from dagrun.capture import tail
+from dagrun.backends.process.spawning import WORKER_CONTEXT
+from dagrun.backends.process.worker import init_worker, pool_args, run_task
 from dagrun.errors import FailureKind
-from dagrun.layout import RunDir, Stage
-from dagrun.plan import scan_run
+from dagrun.failures import crashed_failure, lost_run, timeout_failure
+from dagrun.layout import RunDir
 from dagrun.records import Failure
-from dagrun.spawning import WORKER_CONTEXT
 from dagrun.stages import RunOutcome, RunTask
-from dagrun.worker import init_worker, pool_args, run_task
 
 JOIN_TIMEOUT = 30.0
 
 
-def _signal_name(code: int) -> str:
-    try:
-        return signal.Signals(-code).name
-    except ValueError:
-        return f"signal {-code}"
-
-
-_ENGINE_FRAMES = ("/pebble/", "/multiprocessing/", "/dagrun/", 'File "<string>"')
-
-
-def log_tail(path: str, lines: int = 12) -> str:
-    """The end of a crashed stage's log, without the engine's own frames of a traceback
-    dump (what is left is the user's output and the user's frames)."""
-    kept = [line for line in tail(path, 200).splitlines()
-            if not any(frame in line for frame in _ENGINE_FRAMES)]
-    return "\n".join(kept[-lines:])
-
-
-def _running_stage(task: RunTask) -> Stage:
-    """The stage a killed run was in: the first one without a marker (the disk decides)."""
-    return scan_run(task.exp_id, task.rep, RunDir(task.path)).next_stage or Stage.POST
-
-
 def lost_run_failure(task: RunTask, exc: BaseException, timeout: float) -> Failure:
-    """The failure record of a run whose process was killed or died."""
-    stage = _running_stage(task)
-    log = log_tail(RunDir(task.path).log(stage))
+    """The failure record of a run whose worker process was killed or died."""
     if isinstance(exc, cf.TimeoutError):
-        kind, message = FailureKind.TIMEOUT, f"run exceeded the timeout of {timeout:g} s " \
-                                             f"and was killed (in {stage.value})"
-    elif isinstance(exc, pebble.ProcessExpired):
-        code = exc.exitcode or 0
-        how = f"killed by {_signal_name(code)}" if code < 0 else f"exited with code {code}"
-        kind, message = FailureKind.CRASHED, f"the process running {stage.value} {how}"
-    else:
-        kind, message = FailureKind.ENGINE, f"{type(exc).__name__}: {exc}"
-    if log:
-        message += "\nlast lines of the log:\n" + log
-    return Failure.make(stage, kind, message, task.attempt)
+        return timeout_failure(task, timeout)
+    if isinstance(exc, pebble.ProcessExpired):
+        return crashed_failure(task, exc.exitcode or 0)
+    return lost_run(task, FailureKind.ENGINE, f"{type(exc).__name__}: {exc}")
 
 
 class ProcessBackend(Backend):

@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from dagrun.backends.ssh_command import HostSpec, SshCommand
+from dagrun.backends.ssh.command import HostSpec, SshCommand
 
 MAX_FAILURES = 3
 RETRY_DELAY = 1.0

@@ -1,4 +1,5 @@
-"""The remote end of the ``ssh`` backend: ``python -m dagrun.remote REQUEST`` runs ONE run.
+"""The host side of the ``ssh`` backend: ``python -m dagrun.backends.ssh.remote REQUEST``
+runs ONE run.
 
 A host of the pool runs this for each run the driver sends it, over one ssh session. It
 
@@ -28,12 +29,14 @@ import sys
 import time
 from types import FrameType
 
+from dagrun.backends.ssh.protocol import OUTCOME, STARTED, Request, outcome_to_json
 from dagrun.errors import FailureKind
+from dagrun.failures import crashed_failure, not_visible_failure
 from dagrun.layout import RunDir, Stage, SweepDir
+from dagrun.proctree import die_with_parent, reap, signal_tree
 from dagrun.records import Failure, hostname
-from dagrun.remote_protocol import OUTCOME, STARTED, Request, outcome_to_json
 from dagrun.safety import TRUST_GROUP_ENV
-from dagrun.stages import RunOutcome, RunTask
+from dagrun.stages import RunOutcome
 
 KILL_GRACE = 3.0
 SELECT_EVERY = 0.25
@@ -53,18 +56,8 @@ def _emit(line: str) -> None:
 
 def _log(message: str) -> None:
     with contextlib.suppress(OSError, ValueError):
-        sys.stderr.write(f"dagrun.remote on {hostname()}: {message}\n")
+        sys.stderr.write(f"dagrun.backends.ssh.remote on {hostname()}: {message}\n")
         sys.stderr.flush()
-
-
-def not_visible_failure(request: Request) -> Failure:
-    """The failure of a run sent to a host that does not see OUT."""
-    workflow = SweepDir.at(request.out_path).workflow
-    return Failure.make(
-        Stage.PRE, FailureKind.ENGINE,
-        f"OUT {request.out_path} is not visible on host {hostname()} (no {workflow} there); "
-        "the ssh backend needs a shared filesystem: every host must see OUT at the same path",
-        request.task.attempt)
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,8 +102,6 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def _fork_run(request: Request) -> tuple[int, int]:
     """Start the run in a forked child (its own session); returns (pid, outcome pipe)."""
-    from dagrun.worker import die_with_parent
-
     parent = os.getpid()
     reader, writer = os.pipe()
     pid = os.fork()
@@ -133,69 +124,13 @@ def _fork_run(request: Request) -> tuple[int, int]:
     return pid, reader
 
 
-# --------------------------------------------------------------------------------------------
-# Killing a process tree.
-
-def _children_map() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        kids.setdefault(ppid, []).append(int(name))
-    return kids
-
-
-def _tree(root: int) -> set[int]:
-    """``root`` and its descendants, also those that left its process group (Linux /proc)."""
-    if not os.path.isdir("/proc"):
-        return {root}
-    kids, found, todo = _children_map(), set(), [root]
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo.extend(kids.get(pid, ()))
-    return found
-
-
-def _signal_tree(pgid: int, sig: int, known: set[int]) -> set[int]:
-    """Signal the group and every descendant (plus pids seen before, orphaned since)."""
-    known |= _tree(pgid)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-    for pid in known:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
-    return known
-
-
-def _reap(pid: int, timeout: float) -> int | None:
-    """Wait (bounded) for the child; its wait status, or None while it still runs."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            done, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return 0
-        if done:
-            return status
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(0.05)
-
-
 def kill_run(pid: int, reason: str) -> int:
     """SIGTERM the run's tree, SIGKILL what is left after ``KILL_GRACE`` s; reap the child."""
     _log(f"stopping run (pid {pid}): {reason}")
-    seen = _signal_tree(pid, signal.SIGTERM, set())
-    _reap(pid, KILL_GRACE)
-    _signal_tree(pid, signal.SIGKILL, seen)  # whatever ignored SIGTERM, grandchildren too
-    _reap(pid, KILL_GRACE)
+    seen = signal_tree(pid, signal.SIGTERM, set())
+    reap(pid, KILL_GRACE)
+    signal_tree(pid, signal.SIGKILL, seen)  # whatever ignored SIGTERM, grandchildren too
+    reap(pid, KILL_GRACE)
     return EXIT_KILLED
 
 
@@ -210,17 +145,6 @@ def _read_available(fd: int, chunks: list[bytes]) -> bool:
             return False
         chunks.append(data)
     return True
-
-
-def crashed_failure(task: RunTask, code: int) -> Failure:
-    """The failure record of a run whose process died (exit ``code``, or -signal), with the
-    same wording and log tail as the process backend's."""
-    import pebble
-
-    from dagrun.backends.process import lost_run_failure
-
-    expired = pebble.ProcessExpired("run died", code)  # type: ignore[no-untyped-call]
-    return lost_run_failure(task, expired, 0)
 
 
 def _crash_outcome(request: Request, status: int) -> str:
@@ -270,17 +194,20 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m dagrun.remote REQUEST_JSON``."""
+    """Entry point: ``python -m dagrun.backends.ssh.remote REQUEST_JSON``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        _log("usage: python -m dagrun.remote REQUEST_JSON (started by dagrun's ssh backend)")
+        _log("usage: python -m dagrun.backends.ssh.remote REQUEST_JSON "
+             "(started by dagrun's ssh backend)")
         return 2
     request = Request.from_json(args[0])
     if request.trust_group:
         os.environ[TRUST_GROUP_ENV] = "1"
     _emit(f"{STARTED} {hostname()} {os.getpid()}")
     if not os.path.isfile(SweepDir.at(request.out_path).workflow):
-        failure = not_visible_failure(request)
+        failure = not_visible_failure(
+            request.task, request.out_path, "host",
+            "the ssh backend needs a shared filesystem: every host must see OUT at the same path")
         _emit(f"{OUTCOME} {outcome_to_json(RunOutcome(request.task, failure), recorded=False)}")
         return 0
     for sig in (signal.SIGTERM, signal.SIGHUP):

@@ -1,4 +1,4 @@
-"""dagrun's own state under ``OUT/.dagrun/``: the stored plan and the one-driver lock.
+"""The stored plan under ``OUT/.dagrun/``: plan.json and its index.
 
 The plan lists every experiment ever planned in this sweep with its JSON config, so that a
 re-execution can tell new, unchanged and changed experiments apart, and ``dagrun resume``,
@@ -7,22 +7,16 @@ re-execution can tell new, unchanged and changed experiments apart, and ``dagrun
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import time
-from collections.abc import Iterator
 from typing import Any
-
-import filelock
 
 from dagrun import atomic
 from dagrun.config import canonical
-from dagrun.errors import SweepBusyError, UsageError
+from dagrun.errors import UsageError
 from dagrun.layout import SweepDir
 from dagrun.plan import Experiment
-from dagrun.records import hostname, iso
 
 PLAN_VERSION = 1
 
@@ -151,36 +145,3 @@ def changed_experiments(stored: dict[int, Experiment],
         if diff:
             changed[exp.exp_id] = diff
     return changed
-
-
-@contextlib.contextmanager
-def driver_lock(sweep: SweepDir) -> Iterator[None]:
-    """Hold the sweep's lock for one driver; a second one gets ``SweepBusyError`` at once.
-
-    The lock is an OS file lock, so it is released when the holder dies, even by ``kill -9``.
-    """
-    atomic.makedirs(sweep.state)
-    lock = filelock.FileLock(sweep.lock, timeout=0, thread_local=False)
-    try:
-        lock.acquire()
-    except filelock.Timeout:
-        raise SweepBusyError(_holder_message(sweep)) from None
-    try:
-        atomic.write_json(sweep.driver, {"host": hostname(), "pid": os.getpid(),
-                                         "since": iso(time.time())})
-        yield
-    finally:
-        atomic.remove(sweep.driver)
-        lock.release()
-
-
-def holder(sweep: SweepDir) -> str:
-    """Who holds the sweep's lock, as its driver recorded it: ``pid P on HOST, since T``."""
-    info = atomic.read_json_or_none(sweep.driver) or {}
-    return (f"pid {info.get('pid', '?')} on {info.get('host', '?')}, "
-            f"since {info.get('since', '?')}")
-
-
-def _holder_message(sweep: SweepDir) -> str:
-    return (f"{sweep.path} is already being executed by another dagrun driver "
-            f"({holder(sweep)}); wait for it to finish or stop it first")

@@ -20,24 +20,14 @@ from typing import Any
 
 from dagrun.capture import CaptureMode
 from dagrun.errors import FailureKind
+from dagrun.failures import not_visible_failure
 from dagrun.layout import Stage
-from dagrun.records import Failure, hostname
+from dagrun.records import Failure
 from dagrun.stages import RunOutcome, RunTask, StageRunner
 from dagrun.workflow import Workflow
 
 _runners: dict[str, StageRunner] = {}  # ObjectRef hex -> runner (one sweep per worker)
 _visible: set[str] = set()  # workflow.pkl paths already seen on this node
-
-
-def not_visible_failure(task: RunTask, workflow_pkl: str) -> Failure:
-    """The record of a run whose ``out_path`` this node cannot see."""
-    out = os.path.dirname(os.path.dirname(workflow_pkl))
-    return Failure.make(
-        Stage.PRE, FailureKind.ENGINE,
-        f"out_path {out} is not visible on Ray node {hostname()} ({workflow_pkl} does not "
-        "exist there): out_path must be on a filesystem shared by the driver and every "
-        "node of the cluster (e.g. NFS mounted at the same path); nothing was written on "
-        "that node", task.attempt)
 
 
 def out_visible(workflow_pkl: str) -> bool:
@@ -72,7 +62,12 @@ def run_on_ray(workflow_ref: list[Any], task: RunTask,
     is not on disk: the driver, which sees OUT, records it.
     """
     if not out_visible(workflow_pkl):
-        return RunOutcome(task, not_visible_failure(task, workflow_pkl)), False
+        out = os.path.dirname(os.path.dirname(workflow_pkl))
+        failure = not_visible_failure(
+            task, out, "Ray node",
+            "out_path must be on a filesystem shared by the driver and every node of the "
+            "cluster (e.g. NFS mounted at the same path)")
+        return RunOutcome(task, failure), False
     try:
         runner = _runner_for(workflow_ref[0])
     except Exception as exc:  # the worker boundary: report, don't crash the worker

@@ -2,7 +2,7 @@
 
 * ``start`` imports Ray lazily (install hint when missing), connects (``ray_connect``), checks
   every cfg's resource request (``ray_resources``) and puts the workflow into the object
-  store once; tasks get its ref and load it once per worker process (``dagrun.ray_task``).
+  store once; tasks get its ref and load it once per worker process (``dagrun.backends.ray.task``).
 * Runs are submitted only while the cluster's totals minus what dagrun's in-flight runs
   reserve hold them, so a submitted run starts at once and its ``timeout`` clock can start at
   submission (on a cluster shared with other jobs, waiting for resources counts towards it).
@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
 
-from dagrun import atomic
+from dagrun import atomic, failures
 from dagrun.backends.base import Backend
-from dagrun.backends.process import log_tail
-from dagrun.backends.ray_connect import Connection, connect
-from dagrun.backends.ray_resources import (
+from dagrun.backends.ray.connect import Connection, connect
+from dagrun.backends.ray.resources import (
     Request,
     alive_nodes,
     free_for,
@@ -37,8 +36,7 @@ from dagrun.backends.ray_resources import (
     unschedulable_reason,
 )
 from dagrun.errors import BackendUnavailableError, FailureKind
-from dagrun.layout import RunDir, Stage
-from dagrun.plan import scan_run
+from dagrun.layout import RunDir
 from dagrun.progress import say
 from dagrun.records import Failure
 from dagrun.stages import RunOutcome, RunTask
@@ -67,22 +65,9 @@ class _InFlight:
     reason: str = ""
 
 
-def _stage_of(task: RunTask) -> Stage:
-    """The stage a lost run was in: the first one without a marker (the disk decides)."""
-    return scan_run(task.exp_id, task.rep, RunDir(task.path)).next_stage or Stage.POST
-
-
 def record(task: RunTask, kind: FailureKind, message: str) -> Failure:
     """A failure the driver records itself (the run could not record it), with log tail."""
-    stage = _stage_of(task)
-    log = log_tail(RunDir(task.path).log(stage))
-    if log:
-        message += "\nlast lines of the log:\n" + log
-    failure = Failure.make(stage, kind, message, task.attempt)
-    run = RunDir(task.path)
-    atomic.makedirs(run.path)
-    failure.write(run)
-    return failure
+    return failures.record(failures.lost_run(task, kind, message), task)
 
 
 class RayBackend(Backend):
@@ -221,7 +206,7 @@ class RayBackend(Backend):
     def _lost(self, info: _InFlight, exc: BaseException) -> tuple[FailureKind, str]:
         """Kind and message of a run whose task did not return an outcome."""
         errors = self._ray.exceptions
-        stage = _stage_of(info.task).value
+        stage = failures.running_stage(info.task).value
         if info.cancelled is not None:
             return info.cancelled, info.reason
         if isinstance(exc, errors.OutOfMemoryError):
@@ -266,6 +251,6 @@ class RayBackend(Backend):
 
 def _run_on_ray() -> Any:
     """The task function (imported here so the module imports without Ray on the path)."""
-    from dagrun.ray_task import run_on_ray
+    from dagrun.backends.ray.task import run_on_ray
 
     return run_on_ray

@@ -1,6 +1,6 @@
-"""What the ssh backend's driver and its remote entry point (``dagrun.remote``) say to each other.
+"""What the ssh backend's driver and its remote entry point (``remote.py``) say to each other.
 
-The driver starts ``python -m dagrun.remote REQUEST`` over ssh, REQUEST being one JSON
+The driver starts ``python -m dagrun.backends.ssh.remote REQUEST`` over ssh, REQUEST being one JSON
 argument (the run, OUT, the stage fingerprints). The remote side answers on stdout with lines
 that start with ``DAGRUN-``: ``STARTED`` once the interpreter runs (so the driver can tell a
 connection failure from a run failure), then ``OUTCOME`` with the run's ``RunOutcome`` as JSON.

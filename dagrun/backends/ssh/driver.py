@@ -2,8 +2,9 @@
 
 Each host gets one ControlMaster connection at ``start`` (so a run costs a multiplexed session,
 not a handshake), and runs ``hosts`` slots at once. Each run is one ssh session executing
-``python -m dagrun.remote REQUEST`` on the host (``dagrun.remote``: the shared StageRunner plus
-a watchdog that kills the run's process tree when the session closes or the heartbeat stops).
+``python -m dagrun.backends.ssh.remote REQUEST`` on the host (``remote.py``: the shared
+StageRunner plus a watchdog that kills the run's process tree when the session closes or the
+heartbeat stops).
 
 One pump thread owns every ssh process: it starts sessions on free slots, reads their output
 with a selector, writes heartbeats, enforces ``timeout`` (by closing the session: the remote
@@ -18,7 +19,6 @@ why.
 from __future__ import annotations
 
 import collections
-import concurrent.futures as cf
 import contextlib
 import dataclasses
 import os
@@ -35,16 +35,16 @@ from typing import ClassVar
 from tqdm import tqdm
 
 from dagrun.backends.base import Backend
-from dagrun.backends.process import lost_run_failure
-from dagrun.backends.ssh_command import SshCommand, parse_hosts, remote_command
-from dagrun.backends.ssh_hosts import AUTH_SLACK, MAX_FAILURES, RETRY_DELAY, Host, HostState
-from dagrun.backends.ssh_session import Ending, Session, StopReason
+from dagrun.backends.ssh.command import SshCommand, parse_hosts, remote_command
+from dagrun.backends.ssh.hosts import AUTH_SLACK, MAX_FAILURES, RETRY_DELAY, Host, HostState
+from dagrun.backends.ssh.protocol import HEARTBEAT_EVERY, Request, outcome_from_json
+from dagrun.backends.ssh.remote import KILL_GRACE
+from dagrun.backends.ssh.session import Ending, Session, StopReason
 from dagrun.config import Settings
 from dagrun.errors import BackendUnavailableError, ConfigError, FailureKind
+from dagrun.failures import crashed_failure, timeout_failure
 from dagrun.layout import RunDir, Stage, SweepDir
 from dagrun.records import Failure
-from dagrun.remote import KILL_GRACE, crashed_failure
-from dagrun.remote_protocol import HEARTBEAT_EVERY, Request, outcome_from_json
 from dagrun.safety import trust_group
 from dagrun.stages import RunOutcome, RunTask
 from dagrun.workflow import Workflow
@@ -291,8 +291,7 @@ class SshBackend(Backend):
             if s.stop_reason is StopReason.TIMEOUT:
                 if s.remote_started:
                     s.host.healthy()
-                exc = cf.TimeoutError()
-                self._deliver_failure(s, lost_run_failure(s.task, exc, self.settings.timeout))
+                self._deliver_failure(s, timeout_failure(s.task, self.settings.timeout))
         elif ending is Ending.CRASHED:
             failure = crashed_failure(s.task, s.proc.returncode)
             message = f"{failure.message}\nssh said: {s.reason()}"

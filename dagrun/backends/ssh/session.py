@@ -1,6 +1,6 @@
-"""One run on one host: the local ``ssh`` process that runs ``python -m dagrun.remote``.
+"""One run on one host: the local ``ssh`` process running ``dagrun.backends.ssh.remote``.
 
-The session reads the remote side's protocol lines (see ``dagrun.remote_protocol``), keeps the
+The session reads the remote side's protocol lines (see ``dagrun.backends.ssh.protocol``), keeps the
 tail of ssh's stderr for messages, writes the heartbeat to the remote watchdog, and closes its
 stdin to stop the run (timeout, Ctrl-C): the remote watchdog then kills the run's process tree.
 ``ending()`` classifies how it ended, which is what the backend acts on.
@@ -15,8 +15,8 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from dagrun.backends.ssh_hosts import Host, last_line
-from dagrun.remote_protocol import HEARTBEAT, OUTCOME, STARTED
+from dagrun.backends.ssh.hosts import Host, last_line
+from dagrun.backends.ssh.protocol import HEARTBEAT, OUTCOME, STARTED
 from dagrun.stages import RunTask
 
 STDERR_KEPT = 8000

@@ -7,35 +7,20 @@ driver's (``PR_SET_PDEATHSIG``), so even ``kill -9`` of the driver leaves no wor
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
-import sys
 from typing import Any
 
 from dagrun.capture import CaptureMode
 from dagrun.errors import FailureKind
 from dagrun.layout import Stage
+from dagrun.proctree import die_with_parent
 from dagrun.records import Failure
 from dagrun.stages import RunOutcome, RunTask, StageRunner
 from dagrun.workflow import Workflow
 
-_PR_SET_PDEATHSIG = 1
 _runner: StageRunner | None = None
 _init_error: str | None = None
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel to SIGKILL this process when its parent dies (Linux); exit at once if
-    the parent is already gone (the race between fork and this call)."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent_pid:
-        os._exit(1)
 
 
 def init_worker(blob: bytes, fingerprints: dict[str, str], parent_pid: int) -> None:

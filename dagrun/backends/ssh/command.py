@@ -117,4 +117,5 @@ class SshCommand:
 
 def remote_command(python: str | None, request_json: str) -> str:
     """The command line of the remote entry point, quoted for a POSIX login shell."""
-    return "exec " + shlex.join([python or sys.executable, "-m", "dagrun.remote", request_json])
+    interpreter = python or sys.executable
+    return "exec " + shlex.join([interpreter, "-m", "dagrun.backends.ssh.remote", request_json])
