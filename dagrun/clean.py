@@ -55,7 +55,7 @@ def clean(out_path: str, stage: Stage = Stage.PRE, ids: set[int] | None = None,
                 for path in status.run.stage_files(s):
                     if atomic.remove(path):
                         touched = True
-                        stages += path.endswith(".done")
+                        stages += path == status.run.marker(s)
             runs += touched
         lines = reduce.rewrite(sweep, plan.values())
     return CleanResult(runs, stages, lines)

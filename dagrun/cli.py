@@ -1,45 +1,59 @@
 """The ``dagrun`` command: subcommands, and exceptions mapped to exit codes.
 
 Exit codes: 0 every planned run is done; 1 some runs failed; 2 bad usage, workflow or
-config (one line on stderr, no traceback); 130 interrupted.
+config, or an environment dagrun cannot work in (one line on stderr, no traceback); 3 a bug
+in dagrun itself (its traceback, and a line saying so); 130 interrupted (SIGINT), 143
+terminated (SIGTERM), 129 hung up (SIGHUP).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from dagrun.errors import DagrunError
+from dagrun.errors import DagrunError, Terminated
 from dagrun.layout import Stage
+from dagrun.signals import exit_code
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 EPILOG = """\
 A workflow file is plain Python defining `basecfg` (dict) and `cfgs` (list of dicts); pre, fit
 and post are basecfg entries or module-level functions. Its `if __name__ == "__main__":` block
 is not run. Command-line flags override basecfg.
 
-exit codes: 0 all planned runs done, 1 some runs failed, 2 bad usage/workflow/config,
-130 interrupted (finished stages are kept: run the same command again to resume)."""
+exit codes: 0 all planned runs done, 1 some runs failed, 2 bad usage/workflow/config or an
+environment dagrun cannot work in (read-only or full disk), 3 a bug in dagrun itself,
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP). Finished stages
+are kept in every case: run the same command again to resume."""
+
+
+def _number(text: str, kind: type, minimum: int) -> Any:
+    """``text`` as an int (or float) >= ``minimum``, or argparse's one-line error."""
+    what = "an integer" if kind is int else "a number"
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what} >= {minimum}, got {text!r}") from None
+    if value != value or value < minimum or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be {what} >= {minimum}, got {text}")
+    return value
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    value: int = _number(text, int, 1)
     return value
 
 
 def _non_negative(kind: type) -> Any:
     def parse(text: str) -> Any:
-        value = kind(text)
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-        return value
+        return _number(text, kind, 0)
     return parse
 
 
@@ -178,9 +192,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DagrunError as exc:
         print(f"dagrun: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Terminated as exc:
+        name = "terminated (SIGTERM)" if exc.signum == 15 else "hung up (SIGHUP)"
+        print(f"dagrun: {name}; finished stages are kept, run again to resume",
+              file=sys.stderr)
+        return exit_code(exc.signum)
     except KeyboardInterrupt:
         print("dagrun: interrupted; finished stages are kept, run again to resume",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # dagrun's own reads and writes: the environment, not a bug
+        print(f"dagrun: error: {_os_problem(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception:  # anything else is a bug in dagrun, not in the workflow
+        traceback.print_exc()
+        print("dagrun: internal error: the traceback above is a bug in dagrun itself, not in "
+              "your workflow; please report it with that traceback. Finished stages are "
+              "kept.", file=sys.stderr)
+        return EXIT_BUG
+
+
+def _os_problem(exc: OSError) -> str:
+    """One line for an OSError of dagrun's own I/O: the file, what failed, what to do."""
+    where = f" {exc.filename}" if exc.filename else ""
+    hint = {errno.ENOSPC: "free some space", errno.EROFS: "use a writable out_path",
+            errno.EACCES: "check its permissions", errno.EPERM: "check its permissions",
+            errno.ENAMETOOLONG: "use a shorter out_path"}.get(exc.errno or 0,
+                                                              "check the file and the disk")
+    return f"cannot use{where}: {exc.strerror or exc} ({hint})"

@@ -24,10 +24,6 @@ class ChangedConfigError(ConfigError):
     """Configs of existing experiment ids differ from what the sweep on disk was run with."""
 
 
-class ChangedCodeError(ConfigError):
-    """A stage function's code differs from the code that produced existing markers."""
-
-
 class UsageError(DagrunError):
     """A bad command line, workflow file or sweep folder."""
 
@@ -38,6 +34,20 @@ class SweepBusyError(DagrunError):
 
 class BackendUnavailableError(DagrunError):
     """A backend cannot be used here (package missing, cluster or hosts unreachable)."""
+
+
+class EnvironmentProblem(DagrunError):
+    """dagrun cannot work in this environment (read-only or full disk, a damaged state
+    folder): not a bug of the user's workflow nor of dagrun; one line, exit 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP reached the driver: stop like Ctrl-C (runs stopped, finished stages
+    kept, results rewritten), then exit with 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 class UnsafePickleError(DagrunError):

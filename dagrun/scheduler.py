@@ -39,6 +39,7 @@ from dagrun.planstore import (
 )
 from dagrun.progress import Progress, say
 from dagrun.records import read_scores
+from dagrun.signals import stop_signals_interrupt
 from dagrun.stages import RunOutcome, RunTask
 from dagrun.summary import FailedRun, Summary
 from dagrun.workflow import Workflow, sys_path_for
@@ -76,6 +77,7 @@ def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None,
     base = validate_basecfg(basecfg)
     settings = base.settings
     cfg_list = validate_cfgs(cfgs, settings.repetitions)
+    backend_class(settings.backend).check(settings, cfg_list)
     sweep = SweepDir.at(settings.out_path)
     if os.path.exists(sweep.path) and not os.path.isdir(sweep.path):
         raise ConfigError(f"basecfg['out_path'] {sweep.path} exists and is not a folder")
@@ -102,7 +104,7 @@ def execute(basecfg: Mapping[str, Any], cfgs: Sequence[Any],
         atomic.makedirs(prep.sweep.path)
     except OSError as exc:
         raise ConfigError(f"cannot create out_path {prep.sweep.path}: {exc.strerror}") from exc
-    with driver_lock(prep.sweep):
+    with stop_signals_interrupt(), driver_lock(prep.sweep):
         return _execute_locked(prep, options, blob)
 
 
@@ -138,8 +140,9 @@ def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Sum
     finally:
         summary.results_lines = _reduce(prep, merged, statuses, summary, fresh, bool(changed))
         summary.seconds = time.time() - started
-        if prep.settings.verbose:
-            say(str(summary))
+        text = summary.text(prep.settings.verbose)
+        if text:
+            say(text)
     return summary
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
-from dagrun.layout import SweepDir
+from dagrun.layout import RunDir, Stage, SweepDir
+
+FAILED_SHOWN = 10  # failed runs listed by name at the end of a sweep
 
 
 @dataclass(frozen=True)
@@ -43,23 +44,39 @@ class Summary:
     def results_path(self) -> str:
         return SweepDir.at(self.out_path).results
 
-    def __str__(self) -> str:
-        if self.dry_run:
-            return (f"dry run: {self.planned} runs planned, {self.skipped} already done, "
-                    f"{self.planned - self.skipped} would run; nothing was executed")
+    def text(self, verbose: bool) -> str:
+        """What the driver prints at the end: everything when ``verbose``; when quiet, only
+        failed runs (capped) and the summary line, and nothing when all went well."""
+        if verbose:
+            return str(self)
+        if not self.failed_runs and not self.interrupted:
+            return ""
+        return "\n".join([*self._failed_lines(), self._head()])
+
+    def _head(self) -> str:
         head = (f"{self.planned} runs planned: {self.done} done now, {self.skipped} already "
                 f"done, {self.failed} failed")
         if self.interrupted:
             head += ", interrupted (finished stages are kept; run again to resume)"
-        lines = [f"{head} ({self.seconds:.1f} s).",
-                 f"Results: {self.results_path} ({self.results_lines} experiments)."]
-        for run in self.failed_runs[:10]:
-            err = os.path.join(run.path, f"{run.stage}.error")
+        return f"{head} ({self.seconds:.1f} s)."
+
+    def _failed_lines(self) -> list[str]:
+        lines = []
+        for run in self.failed_runs[:FAILED_SHOWN]:
+            err = RunDir(run.path).error(Stage(run.stage))
             lines.append(f"  failed {run.label} in {run.stage} ({run.kind}): "
                          f"{run.message.splitlines()[0] if run.message else ''} -> {err}")
-        if len(self.failed_runs) > 10:
-            lines.append(f"  ... and {len(self.failed_runs) - 10} more")
+        if len(self.failed_runs) > FAILED_SHOWN:
+            lines.append(f"  ... and {len(self.failed_runs) - FAILED_SHOWN} more")
         if self.failed_runs:
             lines.append(f"See all with: dagrun status {self.out_path}")
-        lines.extend(self.notes)
+        return lines
+
+    def __str__(self) -> str:
+        if self.dry_run:
+            return (f"dry run: {self.planned} runs planned, {self.skipped} already done, "
+                    f"{self.planned - self.skipped} would run; nothing was executed")
+        lines = [self._head(),
+                 f"Results: {self.results_path} ({self.results_lines} experiments).",
+                 *self._failed_lines(), *self.notes]
         return "\n".join(lines)

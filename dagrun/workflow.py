@@ -94,6 +94,10 @@ def import_workflow_file(path: str) -> ModuleType:
     Every way it can fail becomes a one-line ``UsageError``.
     """
     path = os.path.abspath(path)
+    if os.path.isdir(path):
+        found = sorted(n for n in os.listdir(path) if n.endswith(".py"))[:3]
+        hint = f" (e.g. {os.path.join(path, found[0])})" if found else ""
+        raise UsageError(f"{path} is a folder; give the workflow file{hint}")
     if not os.path.isfile(path):
         raise UsageError(f"workflow file not found: {path}")
     folder = os.path.dirname(path)

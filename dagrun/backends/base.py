@@ -9,7 +9,8 @@ running (Ctrl-C, errors).
 from __future__ import annotations
 
 import abc
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from dagrun.config import Settings
 from dagrun.layout import SweepDir
@@ -28,6 +29,11 @@ class Backend(abc.ABC):
         self.sweep = sweep
         self.workflow = workflow
         self.fingerprints = fingerprints
+
+    @classmethod  # noqa: B027 - a hook that does nothing by default
+    def check(cls, settings: Settings, cfgs: Sequence[Mapping[str, Any]]) -> None:
+        """Check this backend's own settings (and per-cfg values it reads) before anything
+        is written; raise ``ConfigError`` or ``BackendUnavailableError``. Nothing by default."""
 
     @property
     def capacity(self) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
@@ -35,6 +36,7 @@ from dagrun.backends.ray.resources import (
     slots,
     unschedulable_reason,
 )
+from dagrun.config import Settings
 from dagrun.errors import BackendUnavailableError, FailureKind
 from dagrun.layout import RunDir
 from dagrun.progress import say
@@ -81,6 +83,12 @@ class RayBackend(Backend):
     @property
     def capacity(self) -> int:
         return max(1, slots(self._base, self._nodes)) if self._started else 1
+
+    @classmethod
+    def check(cls, settings: Settings, cfgs: Sequence[Mapping[str, Any]]) -> None:
+        """Ray importable and every resource value usable, before anything is written."""
+        import_ray()
+        requests_of(cfgs, settings)
 
     def start(self) -> None:
         self._ray = import_ray()

@@ -1,0 +1,49 @@
+"""SIGTERM and SIGHUP stop a driver the way Ctrl-C does.
+
+A batch system stopping the job (SIGTERM) or a closed terminal (SIGHUP) would otherwise end
+the driver on the spot: runs left running, ``driver.json`` stale, results.jsonl not
+rewritten. While a sweep executes, both signals raise ``Terminated`` (a ``KeyboardInterrupt``),
+so every path that handles Ctrl-C — backends stopping their runs, the final rewrite of
+results.jsonl, the summary — handles them too; the CLI then exits 143 or 129.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+from dagrun.errors import Terminated
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM/SIGHUP raise ``Terminated`` in the main thread; the previous
+    handlers are restored after. Outside the main thread (signals cannot be caught there) and
+    where the program installed its own handler, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[signal.Signals, Any] = {}
+    for sig in STOP_SIGNALS:
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            previous[sig] = signal.signal(sig, _raise_terminated)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def exit_code(signum: int) -> int:
+    """The shell's convention: 128 + the signal number (143 for SIGTERM, 129 for SIGHUP)."""
+    return 128 + signum
