@@ -10,6 +10,7 @@ from dagrun.errors import UsageError
 from dagrun.layout import SweepDir
 from dagrun.planstore import require_sweep
 from dagrun.scheduler import Options, execute
+from dagrun.snapshot import check_not_importing
 from dagrun.summary import Summary
 from dagrun.workflow import Workflow
 
@@ -26,6 +27,7 @@ def run_experiments(basecfg: Mapping[str, Any], cfgs: Sequence[Mapping[str, Any]
     that differ from what an existing sweep was run with raise ``ChangedConfigError`` unless
     ``rerun_changed``.
     """
+    check_not_importing()  # a workflow file being imported does not start a sweep
     return execute(basecfg, cfgs, Options(dry_run=dry_run, rerun_changed=rerun_changed))
 
 
@@ -47,7 +49,9 @@ def resume(out_path: str | os.PathLike[str], overrides: Mapping[str, Any] | None
     stored = getattr(wf, "fingerprints", None) or {}  # absent in older workflow.pkl files
     known = {k: v for k, v in stored.items() if k not in (overrides or {})}
     return execute(basecfg, wf.cfgs, Options(dry_run=dry_run, rerun_changed=rerun_changed,
-                                             source=wf.source, fingerprints=known or None))
+                                             source=wf.source, fingerprints=known or None,
+                                             snapshot=wf.snapshot,
+                                             digests=getattr(wf, "digests", None) or None))
 
 
 def read_results(out_path: str | os.PathLike[str]) -> pandas.DataFrame:

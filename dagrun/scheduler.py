@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dagrun import atomic, codecheck, reduce
+from dagrun import snapshot as snapshots
 from dagrun.backends import backend_class
 from dagrun.config import (
     BaseConfig,
@@ -40,6 +41,7 @@ from dagrun.planstore import (
 from dagrun.progress import Progress, say
 from dagrun.records import read_scores
 from dagrun.signals import stop_signals_interrupt
+from dagrun.snapshot import Snapshot
 from dagrun.stages import RunOutcome, RunTask
 from dagrun.summary import FailedRun, Summary
 from dagrun.workflow import Workflow, sys_path_for
@@ -57,6 +59,7 @@ class Options:
     # resume: the fingerprints stored with the pickled workflow (its functions have no
     # source any more, so fingerprinting them again would differ from the markers)
     fingerprints: Mapping[str, str] | None = None
+    snapshot: Snapshot | None = None  # resume: the copy of the code the sweep was planned with
 
 
 @dataclass
@@ -69,10 +72,11 @@ class Prepared:
     workflow: Workflow
     experiments: list[Experiment]
     fingerprints: dict[str, str]
+    collected: snapshots.Collected | None = None  # the code to copy into OUT/.dagrun
 
 
 def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None,
-            known: Mapping[str, str] | None = None) -> Prepared:
+            known: Mapping[str, str] | None = None, keep: Snapshot | None = None) -> Prepared:
     """Validate everything up front; raises ``ConfigError`` before anything is written."""
     base = validate_basecfg(basecfg)
     settings = base.settings
@@ -86,17 +90,33 @@ def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None,
     plain = {k: v for k, v in basecfg.items() if k not in ("pre", "fit", "post")}
     workflow = Workflow(base.pre, base.fit, base.post, cfg_list, plain, sys_path_for(source),
                         source)
+    collected = _snapshot(workflow, sweep, source, keep)
     fingerprints = {s.value: (known or {}).get(s.value) or fingerprint(workflow.function(s))
                     for s in STAGES}
     workflow.fingerprints = dict(fingerprints)
-    return Prepared(base, settings, sweep, workflow, experiments, fingerprints)
+    return Prepared(base, settings, sweep, workflow, experiments, fingerprints, collected)
+
+
+def _snapshot(workflow: Workflow, sweep: SweepDir, source: str | None,
+              keep: Snapshot | None) -> snapshots.Collected | None:
+    """Take the copy of the code (read now, written under the lock), or ``keep`` the one a
+    resumed sweep was planned with. Without a file (notebook, stdin) there is none."""
+    if keep is not None:
+        workflow.snapshot = keep
+        return None
+    source = source or snapshots.script_of(workflow.function(s) for s in STAGES)
+    if source is None:
+        return None
+    collected, snap = snapshots.collect(source)
+    workflow.snapshot = snapshots.placed(snap, collected, sweep.state)
+    return collected
 
 
 def execute(basecfg: Mapping[str, Any], cfgs: Sequence[Any],
             options: Options | None = None) -> Summary:
     """Plan and execute a sweep; the engine behind ``run_experiments`` and ``dagrun execute``."""
     options = options or Options()
-    prep = prepare(basecfg, cfgs, options.source, options.fingerprints)
+    prep = prepare(basecfg, cfgs, options.source, options.fingerprints, options.snapshot)
     if options.dry_run:
         return _dry_run(prep)
     blob = _workflow_blob(prep)
@@ -123,6 +143,9 @@ def _workflow_blob(prep: Prepared) -> bytes | None:
 def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Summary:
     sweep = prep.sweep
     merged, changed = _merge_plan(prep, options)
+    if prep.collected is not None and prep.workflow.snapshot is not None:
+        snapshots.write(prep.workflow.snapshot, prep.collected)
+        snapshots.put_on_path(prep.workflow.snapshot)  # for processes stages start here
     if blob is not None:
         atomic.write_bytes(sweep.workflow, blob)
     for exp_id in changed:

@@ -1,18 +1,25 @@
 """The user's code: load a workflow file, and the pickled workflow kept for resume and workers.
 
 A ``Workflow`` is what a worker needs to run any run of the sweep: the three stage functions
-and the original cfgs (stage functions receive the original objects, not their JSON view).
-It is cloudpickled once into ``OUT/.dagrun/workflow.pkl``; functions defined in a workflow
-file or in ``__main__`` are pickled by value, so workers and ``dagrun resume`` need neither.
+and the original cfgs (stage functions receive the original objects, not their JSON view;
+the cfgs always come from here, never from re-running the file). It is pickled once into
+``OUT/.dagrun/workflow.pkl``.
+
+When the sweep comes from a file (``dagrun execute wf.py``, or ``python wf.py`` calling
+``run_experiments``), that file and the user's own modules are copied at plan time (see
+``dagrun.snapshot``) and the stage functions are pickled as references into that copy:
+loading the workflow imports the copy first, as a real module, in whichever process loads
+it. Without a file (a notebook, ``python -`` from stdin) functions are pickled by value.
+
+``workflow.pkl`` therefore has two layers: plain data naming the snapshot (readable before
+any user class exists), then the cloudpickled ``Workflow``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import re
+import pickle
 import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -20,10 +27,32 @@ from typing import Any
 
 import cloudpickle
 
-from dagrun import atomic
+from dagrun import snapshot as snapshots
 from dagrun.errors import ConfigError, UsageError
 from dagrun.layout import Stage
 from dagrun.safety import check_pickle
+from dagrun.snapshot import Snapshot
+
+_FORMAT = "dagrun-workflow-2"  # the first item of a two-layer workflow.pkl
+
+
+@dataclass(frozen=True)
+class FunctionRef:
+    """A stage function of the workflow file, pickled by name: resolved in the imported
+    snapshot (``module.qualname``) by whichever process loads the workflow."""
+
+    qualname: str
+
+    def resolve(self, module: ModuleType, source: str) -> Callable[..., Any]:
+        obj: Any = module
+        for part in self.qualname.split("."):
+            obj = getattr(obj, part, None)
+        if not callable(obj):
+            raise UsageError(
+                f"{os.path.basename(source)}: {self.qualname} is not defined at module level "
+                "of the file (a function defined inside `if __name__ == \"__main__\":` does "
+                "not exist where stages run); define it at module level")
+        return obj  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -38,6 +67,14 @@ class Workflow:
     sys_path: list[str] = field(default_factory=list)
     source: str | None = None
     fingerprints: dict[str, str] = field(default_factory=dict)  # code of pre/fit/post
+    digests: list[str] = field(default_factory=list)  # content digest of each cfg
+    snapshot: Snapshot | None = None  # the copy of the code, when the sweep has a file
+
+    def config_digest(self, exp_id: int) -> str | None:
+        """The content digest of cfg ``exp_id``, as the driver computed it (markers keep it;
+        ``None`` for a workflow pickled by an older dagrun)."""
+        digests = getattr(self, "digests", None)
+        return digests[exp_id] if digests and exp_id < len(digests) else None
 
     def function(self, stage: Stage) -> Callable[..., Any]:
         fn: Callable[..., Any] = getattr(self, stage.value)
@@ -49,31 +86,76 @@ class Workflow:
                 "out_path": run_path}
 
     def dumps(self) -> bytes:
+        """``workflow.pkl``'s bytes: the snapshot's description, then the pickled workflow
+        with the workflow file's functions as references into the snapshot."""
+        stored = self._with_refs() if self.snapshot is not None else self
         try:
-            return bytes(cloudpickle.dumps(self))
+            inner = bytes(cloudpickle.dumps(stored))
         except Exception as exc:  # cloudpickle raises many types for unpicklable objects
             raise ConfigError(
                 f"the workflow cannot be pickled for workers and resume: {exc} "
                 "(keep cfg values to plain data; build objects in pre)"
             ) from exc
+        snap = self.snapshot
+        header = None if snap is None else (snap.folder, snap.module, snap.source,
+                                             snap.sys_path, snap.main_only)
+        return pickle.dumps((_FORMAT, header, inner), protocol=pickle.HIGHEST_PROTOCOL)
 
-    def save(self, path: str) -> None:
-        atomic.write_bytes(path, self.dumps())
+    def _with_refs(self) -> Workflow:
+        """A shallow copy whose stage functions from the workflow file are ``FunctionRef``s."""
+        copy = Workflow(**{k: getattr(self, k) for k in self.__dataclass_fields__})
+        for stage in Stage:
+            ref = self._ref(getattr(self, stage.value))
+            if ref is not None:
+                setattr(copy, stage.value, ref)
+        return copy
+
+    def _ref(self, fn: Any) -> FunctionRef | None:
+        snap = self.snapshot
+        module_name = getattr(fn, "__module__", None)
+        qualname = getattr(fn, "__qualname__", "")
+        if snap is None or "<" in qualname:
+            return None
+        module = sys.modules.get(module_name or "")
+        from_file = os.path.abspath(getattr(module, "__file__", "") or "") == snap.source
+        if module_name == snap.module or (module_name == "__main__" and from_file):
+            return FunctionRef(qualname)
+        return None
 
     @staticmethod
     def load(path: str) -> Workflow:
-        """Load ``workflow.pkl`` (after the ownership/permission check)."""
+        """Load ``workflow.pkl`` (after the ownership/permission check); the snapshot is
+        found beside it, wherever OUT is mounted."""
         check_pickle(path)
         with open(path, "rb") as f:
             data = f.read()
-        return Workflow.loads(data)
+        return Workflow.loads(data, state_dir=os.path.dirname(os.path.abspath(path)))
 
     @staticmethod
-    def loads(data: bytes) -> Workflow:
-        wf = cloudpickle.loads(data)
+    def loads(data: bytes, state_dir: str | None = None) -> Workflow:
+        """The workflow of ``data``: imports its snapshot first (``state_dir`` = the
+        ``OUT/.dagrun`` this process sees, when it may differ from the driver's)."""
+        outer = cloudpickle.loads(data)
+        snap = None
+        if isinstance(outer, tuple) and len(outer) == 3 and outer[0] == _FORMAT:
+            _, header, inner = outer
+            if header is not None:
+                snap = Snapshot(header[0], header[1], header[2], tuple(header[3]),
+                                tuple(header[4]))
+                if state_dir is not None:
+                    snap = snap.relocated(state_dir)
+                module = snapshots.activate(snap)
+            outer = cloudpickle.loads(inner)
+        wf = outer
         if not isinstance(wf, Workflow):
             raise UsageError("workflow.pkl does not hold a dagrun workflow")
         wf.activate()
+        if snap is not None:
+            wf.snapshot = snap
+            for stage in Stage:
+                fn = getattr(wf, stage.value)
+                if isinstance(fn, FunctionRef):
+                    setattr(wf, stage.value, fn.resolve(module, snap.source))
         return wf
 
     def activate(self) -> None:
@@ -83,16 +165,9 @@ class Workflow:
                 sys.path.insert(0, p)
 
 
-def _module_name(path: str) -> str:
-    stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
-    return f"dagrun_workflow_{stem}"
-
-
 def import_workflow_file(path: str) -> ModuleType:
-    """Import a workflow file as a module without running its ``__main__`` block.
-
-    Every way it can fail becomes a one-line ``UsageError``.
-    """
+    """Import a workflow file as a module (``dagrun_workflow_<stem>``) without running its
+    ``__main__`` block. Every way it can fail becomes a one-line ``UsageError``."""
     path = os.path.abspath(path)
     if os.path.isdir(path):
         found = sorted(n for n in os.listdir(path) if n.endswith(".py"))[:3]
@@ -103,28 +178,7 @@ def import_workflow_file(path: str) -> ModuleType:
     folder = os.path.dirname(path)
     if folder not in sys.path:
         sys.path.insert(0, folder)
-    name = _module_name(path)
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise UsageError(f"cannot load {path} as a Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        raise UsageError(f"syntax error in {exc.filename}, line {exc.lineno}: {exc.msg}") from exc
-    except Exception as exc:
-        where = _user_frame(exc, path)
-        raise UsageError(
-            f"{os.path.basename(path)} raised {type(exc).__name__} while loading{where}: {exc}"
-        ) from exc
-    cloudpickle.register_pickle_by_value(module)
-    return module
-
-
-def _user_frame(exc: BaseException, path: str) -> str:
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path]
-    return f" (line {frames[-1].lineno})" if frames else ""
+    return snapshots.import_file(path, snapshots.module_name(path), driver=True)
 
 
 def workflow_from_file(path: str) -> tuple[dict[str, Any], list[Any]]:
