@@ -4,30 +4,43 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench bench-quick system-deps clean
+.PHONY: venv demo screenshot test lint bench bench-quick bench-behaviour system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,lint,ray,pandas,sklearn]'
+	$(PY) -m pip install --quiet -e '.[test,lint,ray,pandas,sklearn,report]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-## demo: run the quickstart sweep (ridge regression, 8 configs x 3 repetitions) and print results
+## demo: run the quickstart sweep (ridge regression, 8 configs x 3 repetitions), print the
+## results table, write the HTML report and print its path
 demo: $(STAMP)
 	rm -rf results/quickstart
 	$(VENV)/bin/dagrun execute workflows/quickstart.py --backend multiprocessing -j 2
-	$(PY) -c "import sys; sys.path.insert(0, 'workflows'); import quickstart; quickstart.show_table('results/quickstart')"
+	$(VENV)/bin/dagrun results results/quickstart --sort test_mse
+	$(VENV)/bin/dagrun report results/quickstart
+
+## screenshot: docs/img/report.png, the demo's report as headless Chromium shows it
+screenshot: demo system-deps
+	mkdir -p docs/img
+	rm -rf $(VENV)/chromium-profile
+	chromium --headless --no-sandbox --disable-gpu --no-first-run --hide-scrollbars \
+	  --disable-background-networking --disable-component-update \
+	  --user-data-dir=$(abspath $(VENV))/chromium-profile --virtual-time-budget=5000 \
+	  --window-size=1280,2400 --screenshot=$(abspath docs/img/report.png) \
+	  file://$(abspath results/quickstart/report.html)
 
 ## system-deps: Debian packages the service tests need (sshd, iproute2); root only
 system-deps:
 	bash scripts/install-system-deps.sh
 
-## test: the whole suite (services such as sshd and a Ray head are started by the tests)
-test: $(STAMP) system-deps
+## test: the linters (ruff, mypy), then the whole suite (the tests start sshd and a Ray head)
+test: lint system-deps
 	$(PY) -m pytest -q
 
+## lint: ruff and mypy (strict) over the package and its tests; part of `make test`
 lint: $(STAMP)
 	$(VENV)/bin/ruff check dagrun tests bench workflows
 	$(VENV)/bin/mypy
@@ -37,6 +50,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(PY) bench/run.py --quick
+
+## bench-behaviour: dagrun, labtech and exca under kill -9, edits, failures, two drivers (~30 min)
+bench-behaviour: $(STAMP)
+	$(PY) bench/behaviour.py
 
 clean:
 	rm -rf $(VENV) results bench/out

@@ -47,8 +47,21 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_VENV = BENCH_DIR / ".peers-venv"
-PEER_REQUIREMENTS: tuple[str, ...] = ("hydra-core~=1.3", "snakemake~=9.0")
-PEER_DISTRIBUTIONS: tuple[str, ...] = ("hydra-core", "omegaconf", "snakemake")
+PEER_REQUIREMENTS: tuple[str, ...] = (
+    "hydra-core~=1.3",
+    "snakemake~=9.0",
+    "labtech~=1.1",
+    "exca~=0.6",
+)
+PEER_DISTRIBUTIONS: tuple[str, ...] = (
+    "hydra-core",
+    "omegaconf",
+    "snakemake",
+    "labtech",
+    "exca",
+    "submitit",
+    "pydantic",
+)
 MARKER_NAME = ".peers-complete.json"
 DEFAULT_SIZES: tuple[int, ...] = (200, 2000)
 DEFAULT_MODE_RUNS = 40
@@ -185,7 +198,7 @@ def _venv_python(venv: Path) -> Path:
     return venv / "bin" / "python"
 
 
-def _clean_env(venv: Path) -> dict[str, str]:
+def clean_env(venv: Path) -> dict[str, str]:
     """Environment for the peer processes: the peers venv first, no leak from ours."""
     env = {
         k: v
@@ -237,7 +250,7 @@ def ensure_venv(venv: Path = DEFAULT_VENV, *, verbose: bool = True) -> VenvInfo:
     """
     venv = venv.resolve()
     python = _venv_python(venv)
-    env = _clean_env(venv)
+    env = clean_env(venv)
     marker = _read_marker(venv)
     if (
         marker is not None
@@ -288,7 +301,7 @@ def ensure_venv(venv: Path = DEFAULT_VENV, *, verbose: bool = True) -> VenvInfo:
     return VenvInfo(venv, python, versions, created=True, setup_seconds=setup_seconds)
 
 
-def _run_timed(
+def run_timed(
     cmd: list[str], cwd: Path, env: dict[str, str], log: Path, timeout: float
 ) -> ToolRun:
     """Run ``cmd`` with output to ``log``; kill its whole process group on timeout."""
@@ -375,7 +388,7 @@ def measure_hydra(n: int, info: VenvInfo, timeout: float = TIMEOUT_S) -> dict[st
             "hydra/hydra_logging=disabled",
             f"hydra.sweep.dir={sweep}",
         ]
-        result = _run_timed(cmd, tmp, _clean_env(info.path), tmp / "tool.log", timeout)
+        result = run_timed(cmd, tmp, clean_env(info.path), tmp / "tool.log", timeout)
         return _row(
             "hydra multirun (basic)",
             n,
@@ -413,17 +426,17 @@ def measure_snakemake(
     version = f"snakemake {info.versions.get('snakemake', '?')}"
     tool = "snakemake (threads)" if threads else "snakemake (default)"
     tmp = Path(tempfile.mkdtemp(prefix="dagrun-peers-smk-"))
-    env = _clean_env(info.path)
+    env = clean_env(info.path)
     rows: list[dict[str, Any]] = []
     try:
         work = tmp / "wf"
         work.mkdir()
         (work / "Snakefile").write_text(SNAKEFILE_SRC)
         cmd = _snakemake_cmd(info, work, n, threads)
-        result = _run_timed(cmd, tmp, env, tmp / "tool.log", timeout)
+        result = run_timed(cmd, tmp, env, tmp / "tool.log", timeout)
         rows.append(_row(tool, n, result, _count_complete_runs(work / "runs"), version, work))
         if rerun and rows[-1]["status"] == "ok":
-            again = _run_timed(cmd, tmp, env, tmp / "rerun.log", timeout)
+            again = run_timed(cmd, tmp, env, tmp / "rerun.log", timeout)
             rows.append(
                 _row(
                     "snakemake re-run (no-op)" + ("" if threads else " default"),

@@ -8,7 +8,9 @@ Tables:
 2. parallel efficiency on runs of ~0.25 s pure-Python CPU work with 2 workers;
 3. no-op re-execute (everything done) and ``dagrun status`` at 10,000 and 100,000 runs, and
    the driver's peak RSS;
-4. peers (Hydra multirun, Snakemake) on the same no-op sweep, from their own venv.
+4. peers (Hydra multirun, Snakemake) on the same no-op sweep, from their own venv;
+5. the cached-runner peers (labtech, exca) beside dagrun, whole processes, 200 and 2,000
+   configs: first execution with 1 and 2 workers, re-execution, import cost.
 
 ``--quick`` (about a minute and a half): smaller sizes, no 100,000 rows, no Ray table, peers at
 200 runs only.
@@ -191,6 +193,22 @@ def peers(tmp: Path, sizes: list[int], quick: bool) -> None:
            ["runs", "tool", "seconds", "ms/run", "dagrun single faster by"], rows)
 
 
+def cached_peers_table(quick: bool) -> None:
+    """labtech and exca beside dagrun: whole processes at 200 and 2,000 no-op configs."""
+    try:
+        import cached_peers
+        rows, imports = cached_peers.measure_cached_peers(
+            [200, 2000], process_per_task=not quick)
+    except (ImportError, OSError, subprocess.SubprocessError) as exc:
+        print(f"\n(cached-runner peers skipped: {type(exc).__name__}: {exc})")
+        return
+    print("\n## Cached-runner peers (labtech, exca) and dagrun, whole processes on the same "
+          "no-op sweep\n\n(x dagrun: seconds over dagrun's in the same size and kind of run: "
+          "single for 1 worker, multiprocessing -j 2 for 2)\n")
+    print(cached_peers.format_markdown(rows, imports))
+    sys.stdout.flush()
+
+
 def ray_table(runs: int) -> None:
     try:
         import ray_bench
@@ -222,13 +240,15 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="small sizes, no Ray, peers at 200 runs (~1.5 minutes)")
-    parser.add_argument("--only", choices=["overhead", "efficiency", "sweeps", "ray", "peers"],
+    parser.add_argument("--only", choices=["overhead", "efficiency", "sweeps", "ray", "peers",
+                                           "cached-peers"],
                         action="append", help="run only these tables")
     parser.add_argument("--ram", default="/dev/shm", metavar="DIR",
                         help="RAM-backed folder for the per-run overhead table "
                              "(default /dev/shm; '' for the temp folder)")
     args = parser.parse_args()
-    only = set(args.only or ["overhead", "efficiency", "sweeps", "ray", "peers"])
+    only = set(args.only or ["overhead", "efficiency", "sweeps", "ray", "peers",
+                             "cached-peers"])
     print(f"dagrun benchmarks on {os.cpu_count()} cores, Python {sys.version.split()[0]}"
           f"{' (quick)' if args.quick else ''}")
     ram = args.ram if args.ram and os.access(args.ram, os.W_OK) else None
@@ -248,6 +268,8 @@ def main() -> None:
             ray_table(200)
         if "peers" in only:
             peers(tmp, [200] if args.quick else [200, 2000], args.quick)
+        if "cached-peers" in only:
+            cached_peers_table(args.quick)
 
 
 if __name__ == "__main__":

@@ -107,6 +107,20 @@ def remove(path: str) -> bool:
     return True
 
 
+def set_aside(path: str) -> str | None:
+    """Rename ``path`` to a hidden, unique name in its folder; ``None`` when it is missing.
+
+    The first half of a removal that can be undone (``os.replace`` the name back) or
+    completed (``os.unlink`` it): a rename fails where an unlink would (a read-only
+    folder), so whoever removes many files sets them all aside before removing any."""
+    aside = _temp_name(path)
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return None
+    return aside
+
+
 def _unlink_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dagrun import atomic, reduce
-from dagrun.errors import UsageError
-from dagrun.layout import Stage
+from dagrun.errors import EnvironmentProblem, UsageError
+from dagrun.layout import Stage, SweepDir
 from dagrun.lock import driver_lock
-from dagrun.plan import RunState, scan
+from dagrun.plan import Experiment, RunState, RunStatus, scan
 from dagrun.planstore import read_plan, require_sweep
 
 
 @dataclass(frozen=True)
 class CleanResult:
+    """What ``clean`` did: runs touched, stage markers removed, lines left in results."""
+
     runs: int
     stages: int
     results_lines: int
@@ -38,7 +42,11 @@ def clean(out_path: str, stage: Stage = Stage.PRE, ids: set[int] | None = None,
     """Remove ``stage`` and every later stage's marker, artifact and error record.
 
     Logs are kept (a recomputation appends to them). Holds the driver lock, then rebuilds
-    ``results.jsonl`` so it no longer lists experiments that are now incomplete.
+    ``results.jsonl`` so it no longer lists experiments that are now incomplete. All or
+    nothing: every file is first renamed aside, then ``results.jsonl`` is rewritten, and
+    only then are the set-aside files removed; a file that cannot be renamed (a read-only
+    run folder) or a rewrite that fails (a full disk) puts every file back and raises
+    ``EnvironmentProblem``, so the sweep is left exactly as it was.
     """
     sweep = require_sweep(out_path)
     with driver_lock(sweep):
@@ -46,16 +54,75 @@ def clean(out_path: str, stage: Stage = Stage.PRE, ids: set[int] | None = None,
         if ids is not None and not ids & set(plan):
             raise UsageError(f"none of the ids {sorted(ids)[:10]} are in {sweep.path}")
         experiments = [e for e in plan.values() if ids is None or e.exp_id in ids]
-        runs = stages = 0
-        for status in scan(sweep, experiments):
-            if failed_only and status.state is not RunState.FAILED:
-                continue
-            touched = False
-            for s in stage.and_after():
-                for path in status.run.stage_files(s):
-                    if atomic.remove(path):
-                        touched = True
-                        stages += path == status.run.marker(s)
-            runs += touched
-        lines = reduce.rewrite(sweep, plan.values())
+        removal = _Removal()
+        try:
+            runs, stages = _set_aside(removal, scan(sweep, experiments), stage, failed_only)
+            lines = _rewrite(sweep, plan.values(), removal)
+        except BaseException:
+            removal.undo()
+            raise
+        removal.commit()
     return CleanResult(runs, stages, lines)
+
+
+class _Removal:
+    """Files renamed aside (``atomic.set_aside``), to be removed or put back together."""
+
+    def __init__(self) -> None:
+        self.moved: list[tuple[str, str]] = []  # (original name, name aside)
+
+    def set_aside(self, path: str) -> bool:
+        """Rename ``path`` aside; returns whether it existed. A file that cannot be renamed
+        is an ``EnvironmentProblem`` naming it (the caller puts the others back)."""
+        try:
+            aside = atomic.set_aside(path)
+        except OSError as exc:
+            raise EnvironmentProblem(
+                f"cannot remove {path} ({exc.strerror}): nothing was cleaned; make "
+                f"{os.path.dirname(path)} writable and run clean again") from exc
+        if aside is None:
+            return False
+        self.moved.append((path, aside))
+        return True
+
+    def undo(self) -> None:
+        """Put every file back under its name, the last set aside first (markers, set aside
+        before their artifacts, come back after them)."""
+        for path, aside in reversed(self.moved):
+            with contextlib.suppress(OSError):  # best effort: the error being raised says why
+                os.replace(aside, path)
+        self.moved.clear()
+
+    def commit(self) -> None:
+        for _path, aside in self.moved:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(aside)
+        self.moved.clear()
+
+
+def _set_aside(removal: _Removal, statuses: Iterable[RunStatus], stage: Stage,
+               failed_only: bool) -> tuple[int, int]:
+    """Set aside the files of ``stage`` and later stages of each run; (runs, stages) hit."""
+    runs = stages = 0
+    for status in statuses:
+        if failed_only and status.state is not RunState.FAILED:
+            continue
+        touched = False
+        for s in stage.and_after():
+            for path in status.run.stage_files(s):
+                if removal.set_aside(path):
+                    touched = True
+                    stages += path == status.run.marker(s)
+        runs += touched
+    return runs, stages
+
+
+def _rewrite(sweep: SweepDir, experiments: Iterable[Experiment], removal: _Removal) -> int:
+    """``reduce.rewrite``, its failure an ``EnvironmentProblem`` saying nothing changed."""
+    try:
+        return reduce.rewrite(sweep, experiments)
+    except OSError as exc:
+        where = exc.filename or sweep.results
+        raise EnvironmentProblem(
+            f"cannot rewrite {where} ({exc.strerror}): nothing was cleaned; free space or "
+            "make OUT writable and run clean again") from exc

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from dagrun.errors import DagrunError, Terminated
+from dagrun.errors import ClusterLostError, DagrunError, Terminated
 from dagrun.layout import Stage
 from dagrun.signals import exit_code
 
@@ -103,7 +103,56 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first stage to invalidate; later stages go too (default: pre, all)")
     p.add_argument("--ids", nargs="+", metavar="ID", help="experiment ids, e.g. 3 5-7 9,10")
     p.add_argument("--failed", action="store_true", help="only runs that failed")
+    _results_parsers(sub)
+    _worker_parsers(sub)
     return parser
+
+
+def _results_parsers(sub: Any) -> None:
+    """``dagrun results`` and ``dagrun report``."""
+    from dagrun.resultsformat import FORMATS
+
+    p = sub.add_parser("results", help="one row per experiment: varied keys, metrics "
+                                        "(mean and std over repetitions), state")
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("--sort", metavar="COL",
+                   help="sort by a column (mean_acc) or a metric (acc: its mean)")
+    p.add_argument("--desc", action="store_true", help="sort largest first")
+    p.add_argument("--top", type=_positive_int, metavar="K", help="only the first K rows")
+    p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                   help="keep rows whose KEY equals VALUE (JSON, else text); repeatable")
+    p.add_argument("--group-by", metavar="KEY", help="the best row (by --sort) per KEY value")
+    p.add_argument("--columns", nargs="+", metavar="COL",
+                   help="show these columns (config keys, columns, metric names)")
+    p.add_argument("--format", choices=FORMATS, default="table", help="default: table")
+    p = sub.add_parser("report", help="write one self-contained HTML page about a sweep")
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("-o", "--output", metavar="FILE", help="where (default OUT/report.html)")
+
+
+def _worker_parsers(sub: Any) -> None:
+    """``dagrun plan`` and ``dagrun worker``: a sweep executed by workers that join it."""
+    p = sub.add_parser("plan", help="write the plan and the workflow's code; run nothing "
+                                    "(workers execute it)")
+    p.add_argument("workflow", metavar="WORKFLOW.py")
+    _run_flags(p, with_out=True)
+    p = sub.add_parser("worker", help="claim and execute runs of the sweep in OUT until none "
+                                      "is left (any machine that sees OUT)")
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("-j", "--num-cpus", type=_positive_int, metavar="N",
+                   help="runs at once (default: basecfg num_cpus)")
+    p.add_argument("--lease-timeout", type=_positive_number, metavar="S",
+                   help="seconds without a heartbeat before a run's lease is stale (60)")
+    p.add_argument("--idle-exit", type=_non_negative(float), metavar="S",
+                   help="leave after S seconds with nothing to claim while other workers "
+                        "still hold runs (default: wait for them)")
+
+
+def _positive_number(text: str) -> float:
+    value: float = _number(text, float, 0)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be a number > 0, got 0")
+    return value
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -134,6 +183,28 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     summary = resume(args.out, _overrides(args), rerun_changed=args.rerun_changed,
                      dry_run=args.dry_run)
     return EXIT_OK if summary.ok or summary.dry_run else EXIT_FAILED
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from dagrun.scheduler import Options, execute
+    from dagrun.workflow import workflow_from_file
+
+    basecfg, cfgs = workflow_from_file(args.workflow)
+    basecfg = {**basecfg, **_overrides(args)}
+    summary = execute(basecfg, cfgs, Options(args.dry_run, args.rerun_changed,
+                                             os.path.abspath(args.workflow), plan_only=True))
+    if not summary.dry_run:
+        todo = summary.planned - summary.skipped
+        print(f"planned {summary.planned} runs in {summary.out_path} ({todo} to do); run "
+              "them with: dagrun worker OUT (on any machine that sees OUT)")
+    return EXIT_OK
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from dagrun.worker import WorkerOptions, run_worker
+
+    return run_worker(args.out, WorkerOptions(args.num_cpus, args.lease_timeout,
+                                              args.idle_exit))
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -174,13 +245,42 @@ def _cmd_clean(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_results(args: argparse.Namespace) -> int:
+    from dagrun.results import results_table
+    from dagrun.resultsformat import format_results
+
+    table = results_table(args.out, sort=args.sort, desc=args.desc, top=args.top,
+                          where=args.where, group_by=args.group_by, columns=args.columns)
+    sys.stdout.write(format_results(table, args.format))
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from dagrun.htmlreport import write_report
+
+    print(write_report(args.out, args.output))
+    return EXIT_OK
+
+
 COMMANDS = {"execute": _cmd_execute, "resume": _cmd_resume, "status": _cmd_status,
-            "show": _cmd_show, "reduce": _cmd_reduce, "clean": _cmd_clean}
+            "show": _cmd_show, "reduce": _cmd_reduce, "clean": _cmd_clean,
+            "results": _cmd_results, "report": _cmd_report, "plan": _cmd_plan,
+            "worker": _cmd_worker}
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str,
                   lineno: int, file: Any = None, line: str | None = None) -> None:
-    print(f"dagrun: warning: {message}", file=sys.stderr)
+    """``warnings.showwarning`` of the CLI: dagrun's own warnings (a ``DagrunWarning``, or
+    one warned from dagrun's code) as one ``dagrun: warning:`` line; every other warning
+    (a stage's, a library's) as Python shows it, with its category and location."""
+    from dagrun.errors import DagrunWarning
+
+    own = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    if issubclass(category, DagrunWarning) or os.path.abspath(filename).startswith(own):
+        text = f"dagrun: warning: {message}\n"
+    else:
+        text = warnings.formatwarning(message, category, filename, lineno, line)
+    print(text, end="", file=file if file is not None else sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -189,6 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:
         return COMMANDS[args.command](args)
+    except ClusterLostError as exc:  # the cluster failed mid-sweep: runs not done, not bad usage
+        print(f"dagrun: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except DagrunError as exc:
         print(f"dagrun: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -3,19 +3,20 @@
 Each marker keeps the fingerprint of its stage's code. Reading every marker of a 100,000-run
 sweep on each execution would be slow, so ``OUT/.dagrun/code.json`` remembers which
 fingerprints have ever written markers here; markers are read only for a stage that has
-been computed with code other than the current one.
+been computed with code other than the current one, or for every stage when code.json is
+missing (lost with ``.dagrun/``): the markers themselves keep the fingerprint.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
 from dagrun import atomic
 from dagrun.layout import STAGES, RunDir, Stage, SweepDir
-from dagrun.plan import RunStatus
 from dagrun.records import Marker
+from dagrun.runs import RunStatus
 
 
 @dataclass(frozen=True)
@@ -48,26 +49,29 @@ class CodeChanges:
         return self._first.get(status.run.path)
 
 
-def _read_seen(sweep: SweepDir) -> dict[str, list[str]]:
+def _read_seen(sweep: SweepDir) -> dict[str, list[str]] | None:
     data = atomic.read_json_or_none(sweep.code)
-    return data if isinstance(data, dict) else {}
+    return data if isinstance(data, dict) else None
 
 
-def suspect_stages(sweep: SweepDir, fingerprints: dict[str, str]) -> list[Stage]:
-    """Stages that have written markers here with code other than ``fingerprints``."""
+def suspect_stages(sweep: SweepDir, fingerprints: Mapping[str, str]) -> list[Stage]:
+    """Stages that may have written markers here with code other than ``fingerprints``:
+    those code.json says did, or all of them when code.json is missing or unreadable."""
     seen = _read_seen(sweep)
+    if seen is None:
+        return list(STAGES)
     return [s for s in STAGES if any(fp != fingerprints[s.value] for fp in seen.get(s.value, []))]
 
 
 def find_changes(sweep: SweepDir, statuses: Iterable[RunStatus],
-                 fingerprints: dict[str, str]) -> CodeChanges:
+                 fingerprints: Mapping[str, str]) -> CodeChanges:
     """Runs per stage whose marker's code differs from ``fingerprints``."""
     suspects = suspect_stages(sweep, fingerprints)
     stale: dict[Stage, list[RunStatus]] = {s: [] for s in suspects}
     if suspects:
         for status in statuses:
             for stage in suspects:
-                if stage in status.done:
+                if stage in status.done and not status.verified:
                     marker = Marker.read(status.run, stage)
                     if marker is not None and marker.code not in (None,
                                                                   fingerprints[stage.value]):
@@ -75,11 +79,11 @@ def find_changes(sweep: SweepDir, statuses: Iterable[RunStatus],
     return CodeChanges(stale)
 
 
-def remember(sweep: SweepDir, fingerprints: dict[str, str], changes: CodeChanges,
+def remember(sweep: SweepDir, fingerprints: Mapping[str, str], changes: CodeChanges,
              recomputed: bool, covers_plan: bool) -> None:
     """Record the current fingerprints, and forget old ones that no marker carries any more
     (known only when the checked runs are the whole plan and none kept stale markers)."""
-    seen = _read_seen(sweep)
+    seen = _read_seen(sweep) or {}
     for stage in STAGES:
         old = set(seen.get(stage.value, []))
         if covers_plan and (recomputed or not changes.stale.get(stage)):

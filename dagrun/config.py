@@ -54,6 +54,9 @@ class Settings:
     ssh_config: str | None = None
     ssh_dir: str | None = None
     python: str | None = None
+    report: bool = True  # write OUT/report.html after an execute that ran something
+    gpu_ids: tuple[str, ...] | None = None  # local GPUs runs may use (None: CUDA_VISIBLE_DEVICES)
+    lease_timeout: float = 60.0  # seconds without a heartbeat before a run's lease is stale
 
 
 def _expect(cond: bool, key: str, what: str, value: Any) -> None:
@@ -76,11 +79,21 @@ def _check_hosts(value: Any) -> tuple[str, ...]:
         isinstance(value, Sequence) and all(isinstance(h, str) and h.strip() for h in value),
         "hosts", "a list of 'host' or 'host:slots' strings", value,
     )
+    from dagrun.backends.ssh.command import HostSpec  # lazy: it imports this module
+
     for h in value:
-        name, _, slots = h.strip().rpartition(":") if ":" in h else (h, "", "1")
-        _expect(bool(name.strip()), "hosts", "a list of 'host' or 'host:slots' strings", h)
-        _expect(slots.isdigit() and int(slots) >= 1, "hosts", "'host:slots' with slots >= 1", h)
+        HostSpec.parse(h)  # strict: brackets for IPv6, slots 1..1024, one ':' at most
     return tuple(h.strip() for h in value)
+
+
+def _check_gpu_ids(value: Any) -> tuple[str, ...]:
+    """``gpu_ids``: a list of GPU indices (or CUDA UUIDs), each used once."""
+    ok = (isinstance(value, Sequence) and not isinstance(value, str)
+          and all((_is_int(g) and g >= 0) or (isinstance(g, str) and g.strip()) for g in value))
+    _expect(ok, "gpu_ids", "a list of GPU ids such as [0, 1]", value)
+    ids = tuple(str(g).strip() for g in value)
+    _expect(len(set(ids)) == len(ids), "gpu_ids", "a list without repeated ids", value)
+    return ids
 
 
 def _validated_settings(values: dict[str, Any]) -> Settings:
@@ -116,6 +129,8 @@ def _validated_settings(values: dict[str, Any]) -> Settings:
         ("ssh_config", lambda v: v is None or isinstance(v, (str, os.PathLike)), "a path"),
         ("ssh_dir", lambda v: v is None or isinstance(v, (str, os.PathLike)), "a path"),
         ("python", lambda v: v is None or (isinstance(v, str) and v != ""), "an interpreter path"),
+        ("report", lambda v: isinstance(v, bool), "True or False"),
+        ("lease_timeout", lambda v: _is_number(v) and v > 0, "a number of seconds > 0"),
     ]
     for key, ok, what in checks:
         if key in values:
@@ -123,8 +138,10 @@ def _validated_settings(values: dict[str, Any]) -> Settings:
     kwargs = {k: values[k] for k, _, _ in checks if k in values}
     for key in ("ssh_key", "ssh_config", "ssh_dir"):
         if kwargs.get(key) is not None:
-            kwargs[key] = os.fspath(kwargs[key])
+            kwargs[key] = os.path.expanduser(os.fspath(kwargs[key]))
     hosts = _check_hosts(values["hosts"]) if "hosts" in values else ()
+    if values.get("gpu_ids") is not None:
+        kwargs["gpu_ids"] = _check_gpu_ids(values["gpu_ids"])
     return Settings(out_path=os.fspath(out), backend=backend, hosts=hosts, **kwargs)
 
 
@@ -189,11 +206,47 @@ def validate_cfgs(cfgs: Any, default_repetitions: int) -> list[dict[str, Any]]:
                     f"cfgs[{i}] sets reserved key {key!r}; dagrun sets "
                     f"{', '.join(RESERVED_CFG_KEYS)} itself"
                 )
+        if "scores" in cfg:
+            raise ConfigError(f"cfgs[{i}] sets reserved key 'scores', where results.jsonl puts "
+                              "the metrics; rename it")
+        clash = _same_string_keys(cfg)
+        if clash is not None:
+            where, first, second = clash
+            raise ConfigError(f"cfgs[{i}]{where} has keys {first!r} and {second!r}, which "
+                              "config.json writes as the same string; keep one")
         reps = cfg.get("repetitions", default_repetitions)
         if not _is_int(reps) or reps < 1:
             raise ConfigError(f"cfgs[{i}]['repetitions'] must be an integer >= 1, got {reps!r}")
         out.append(dict(cfg))
     return out
+
+
+def _same_string_keys(value: Any, where: str = "") -> tuple[str, Any, Any] | None:
+    """Two keys of one dict (at ``where`` inside a cfg) that JSON would write as one string
+    (``1`` and ``"1"``), or ``None``; dicts whose keys are all strings are not compared."""
+    items: Any
+    if type(value) is dict or isinstance(value, Mapping):
+        if set(map(type, value)) != _STR_KEYS:  # C-speed scan: most dicts have str keys only
+            seen: dict[str, Any] = {}
+            for key in value:
+                text = key if isinstance(key, str) else str(key)
+                if text in seen:
+                    return where, seen[text], key
+                seen[text] = key
+        items = value.items()
+    elif type(value) is list or isinstance(value, tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if type(item) not in _PLAIN:
+            found = _same_string_keys(item, f"{where}[{key!r}]")
+            if found is not None:
+                return found
+    return None
+
+
+_STR_KEYS = {str}
 
 
 def repetitions_of(cfg: Mapping[str, Any], default: int) -> int:

@@ -50,8 +50,19 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+class ClusterLostError(DagrunError):
+    """The cluster itself went away during a sweep (a Ray head or raylet died): the
+    environment failed, not the user's runs nor their config. Finished stages are kept, the
+    runs in flight are not counted as failed, results.jsonl is rewritten; one line says so."""
+
+
 class UnsafePickleError(DagrunError):
     """A pickle file is not owned by the current user or is writable by others."""
+
+
+class DagrunWarning(UserWarning):
+    """A warning of dagrun itself; the CLI shows it as one ``dagrun: warning:`` line (the
+    user's own warnings keep Python's format, with category and location)."""
 
 
 class FailureKind(str, enum.Enum):

@@ -34,9 +34,10 @@ def signal_name(signum: int) -> str:
 
 
 def exit_description(code: int) -> str:
-    """``killed by SIGKILL`` for a negative (signal) code, ``exited with code N`` otherwise."""
+    """``was killed by SIGKILL`` for a negative (signal) code, ``exited with code N``
+    otherwise (it follows "the process running fit")."""
     if code < 0:
-        return f"killed by {signal_name(-code)}"
+        return f"was killed by {signal_name(-code)}"
     if code == 0:
         return "exited with code 0 before the stage finished"
     return f"exited with code {code}"

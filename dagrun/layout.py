@@ -34,6 +34,7 @@ STAGES: tuple[Stage, ...] = (Stage.PRE, Stage.FIT, Stage.POST)
 RESULTS = "results.jsonl"
 CONFIG = "config.json"
 STATE_DIR = ".dagrun"
+LEASE = "lease.json"
 
 
 class RunDir(NamedTuple):
@@ -58,6 +59,16 @@ class RunDir(NamedTuple):
 
     def log(self, stage: Stage) -> str:
         return f"{self.path}{os.sep}{stage.value}.log"
+
+    @property
+    def lease(self) -> str:
+        """JSON naming the worker executing the run now (``dagrun.leases``); only while it
+        runs."""
+        return f"{self.path}{os.sep}{LEASE}"
+
+    def lease_temp(self, tag: str) -> str:
+        """A name private to one claim or takeover of the lease (renamed or linked away)."""
+        return f"{self.path}{os.sep}.{LEASE}.{tag}.tmp"
 
     def stage_files(self, stage: Stage) -> tuple[str, ...]:
         """Everything a stage leaves, marker first so it is removed before its artifact."""
@@ -112,6 +123,12 @@ class SweepDir:
         return os.path.join(self.state, "code.json")
 
     @property
+    def results_index(self) -> str:
+        """JSON: which config digest and repetitions each results.jsonl line was reduced
+        from, and the size and mtime of the results.jsonl it describes."""
+        return os.path.join(self.state, "results-index.json")
+
+    @property
     def lock(self) -> str:
         return os.path.join(self.state, "lock")
 
@@ -119,6 +136,16 @@ class SweepDir:
     def driver(self) -> str:
         """JSON naming the driver that holds the lock (host, pid, since)."""
         return os.path.join(self.state, "driver.json")
+
+    @property
+    def provenance(self) -> str:
+        """JSON: where the last execute came from (git commit, host, versions, command)."""
+        return os.path.join(self.state, "provenance.json")
+
+    @property
+    def report(self) -> str:
+        """The HTML page ``dagrun report`` writes by default."""
+        return os.path.join(self.path, "report.html")
 
     def experiment_path(self, exp_id: int) -> str:
         # plain concatenation: called for every run when planning a 100,000-run sweep

@@ -1,140 +1,209 @@
-"""What to run and why: the state of every run, read from the disk alone.
+"""What to run and why: one planner for ``execute``, ``--dry-run``, ``resume`` and ``status``.
 
-One ``os.scandir`` per run folder tells which markers and failure records exist; no file is
-opened. That keeps planning and ``dagrun status`` fast at 100,000 runs.
+``make_plan`` compares the current experiments with the stored plan (changed configs are
+refused unless ``rerun_changed``: the same ``ChangedConfigError`` for a dry run as for an
+execution), reads the state of every run (``dagrun.runs``), checks each run's own markers
+against its experiment's config digest and its stages' code fingerprints, and gives every run
+exactly one ``Reason``. What ``--dry-run`` and ``status`` print is what ``execute`` does.
+
+Reading is kept cheap at 100,000 runs: runs of experiments whose results.jsonl line was
+reduced from the same config and repetitions are verified with two ``stat`` calls; only the
+others are listed, and only their latest marker (and a done run's post.json) is read.
 """
 
 from __future__ import annotations
 
+import collections
 import enum
 import os
-from collections.abc import Iterable, Iterator, Set
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from dagrun.layout import STAGES, RunDir, Stage, SweepDir, error_name, marker_name
+from dagrun import codecheck, reduce
+from dagrun.codecheck import CodeChanges
+from dagrun.errors import ChangedConfigError
+from dagrun.layout import Stage, SweepDir
+from dagrun.planstore import changed_experiments, plan_digest, read_plan, stored_digest
+from dagrun.records import Marker, read_scores
+from dagrun.runs import Experiment, RunState, RunStatus, run_dirs, scan, scan_run
 
-_MARKERS = {marker_name(s): s for s in STAGES}
-_ERRORS = {error_name(s): s for s in STAGES}
+__all__ = ["Experiment", "Plan", "PlannedRun", "Reason", "RunState", "RunStatus",
+           "make_plan", "run_dirs", "scan", "scan_run"]
 
 
-class RunState(str, enum.Enum):
+class Reason(str, enum.Enum):
+    """Why a run executes (or ``DONE``: it does not)."""
+
     DONE = "done"
-    PENDING = "pending"  # nothing done yet
-    INCOMPLETE = "incomplete"  # some stages done, none failed (e.g. interrupted)
-    FAILED = "failed"  # the next stage to run failed last time
+    MISSING = "missing"
+    FAILED = "failed"  # in PlannedRun.stage, last time
+    INCOMPLETE = "incomplete"  # resumes at PlannedRun.stage
+    CONFIG_CHANGED = "config changed"
+    OTHER_CONFIG = "holds results of another config"  # its markers' digest is not the plan's
+    CODE_CHANGED = "code changed"  # of PlannedRun.stage
+    UNREADABLE = "unreadable result"  # post.done exists, post.json cannot be read
 
 
-@dataclass(frozen=True)
-class Experiment:
-    """One entry of the plan: an experiment id, its repetitions and its JSON config."""
+class PlannedRun(NamedTuple):
+    """One run of the plan with its reason (a tuple: cheap at 100,000 runs)."""
 
-    exp_id: int
-    repetitions: int
-    config: dict[str, object]
-
-
-class RunStatus(NamedTuple):
-    """One run as the disk shows it (a tuple: cheap at 100,000 runs)."""
-
-    exp_id: int
-    rep: int
-    run: RunDir
-    done: frozenset[Stage]
-    failed: frozenset[Stage]
-    verified: bool = False  # complete, and post.json unchanged since results.jsonl listed it
+    status: RunStatus
+    reason: Reason
+    stage: Stage | None = None  # the stage the reason names
 
     @property
-    def next_stage(self) -> Stage | None:
-        """The stage the run resumes at (``None``: complete).
-
-        Markers decide; a later marker counts even if an earlier stage is not done (a stage
-        whose output could not be pickled has no marker but its successors may).
-        """
-        if Stage.POST in self.done:
-            return None
-        if Stage.FIT in self.done:
-            return Stage.POST
-        if Stage.PRE in self.done:
-            return Stage.FIT
-        return Stage.PRE
+    def todo(self) -> bool:
+        return self.reason is not Reason.DONE
 
     @property
-    def state(self) -> RunState:
-        nxt = self.next_stage
-        if nxt is None:
-            return RunState.DONE
-        if self.failed and any(s.order >= nxt.order for s in self.failed):
-            return RunState.FAILED
-        return RunState.INCOMPLETE if self.done else RunState.PENDING
-
-    @property
-    def reason(self) -> str:
-        """Why the run will execute, in the words of ``--dry-run``."""
-        nxt = self.next_stage
-        if nxt is None:
-            return "done"
-        state = self.state
-        if state is RunState.FAILED:
-            failed = min((s for s in self.failed if s.order >= nxt.order), key=lambda s: s.order)
-            return f"failed in {failed.value} last time; resumes at {nxt.value}"
-        if state is RunState.INCOMPLETE:
+    def text(self) -> str:
+        """The reason in the words of ``--dry-run`` and ``status``."""
+        reason, stage, nxt = self.reason, self.stage, self.status.next_stage
+        if reason is Reason.FAILED and stage is not None and nxt is not None:
+            return f"failed in {stage.value} last time; resumes at {nxt.value}"
+        if reason is Reason.INCOMPLETE and nxt is not None:
             return f"incomplete; resumes at {nxt.value}"
-        return "missing"
+        if reason is Reason.CODE_CHANGED and stage is not None:
+            return f"code of {stage.value} changed"
+        if reason is Reason.UNREADABLE:
+            return "unreadable result (post.done exists, post.json cannot be read)"
+        return str(reason.value)
 
     @property
-    def label(self) -> str:
-        return f"{self.exp_id}/{self.rep}"
+    def done_stages(self) -> frozenset[Stage]:
+        """The stages that count as done (what its markers say, if they are to be kept)."""
+        if self.reason in (Reason.CONFIG_CHANGED, Reason.OTHER_CONFIG):
+            return frozenset()
+        if self.reason is Reason.UNREADABLE:
+            return self.status.done - {Stage.POST}
+        return self.status.done
 
 
-_MARKER_NAMES = frozenset(_MARKERS)
-_ERROR_NAMES = frozenset(_ERRORS)
-_EMPTY: frozenset[Stage] = frozenset()
-_POST_ONLY = frozenset({Stage.POST})
+@dataclass
+class Plan:
+    """Every run of the current experiments with its reason, and what changed."""
+
+    sweep: SweepDir
+    experiments: list[Experiment]
+    runs: list[PlannedRun]
+    changed: dict[int, list[str]] = field(default_factory=dict)  # id -> readable diff
+    code: CodeChanges = field(default_factory=lambda: CodeChanges({}))
+    dropped: list[int] = field(default_factory=list)  # stored ids beyond the current cfgs
+    stored_same: bool = False  # the stored plan equals this one: nothing to write
+
+    def todo(self) -> list[PlannedRun]:
+        return [r for r in self.runs if r.todo]
+
+    def reasons(self) -> collections.Counter[str]:
+        return collections.Counter(r.text for r in self.runs)
+
+    def complete(self) -> list[Experiment]:
+        """Experiments whose every run is done (verified against its config)."""
+        pending = {r.status.exp_id for r in self.runs if r.todo}
+        return [e for e in self.experiments if e.exp_id not in pending]
+
+    def of(self, reason: Reason) -> list[PlannedRun]:
+        return [r for r in self.runs if r.reason is reason]
+
+    def notes(self) -> list[str]:
+        """Lines a user should read before runs start (removed ids, runs of other configs)."""
+        lines = []
+        if self.dropped:
+            ids = _id_ranges(self.dropped)
+            lines.append(f"{len(self.dropped)} experiment(s) beyond the current cfgs (ids "
+                         f"{ids}) left the plan and results.jsonl; their folders are kept")
+        other = self.of(Reason.OTHER_CONFIG)
+        if other:
+            lines.append(f"{len(other)} run(s) hold results computed for another config "
+                         f"(e.g. {other[0].status.run.path}): they are recomputed")
+        return lines
 
 
-def scan_run(exp_id: int, rep: int, run: RunDir) -> RunStatus:
-    """One ``listdir``; set intersections keep the per-run Python work small."""
-    try:
-        names = os.listdir(run.path)
-    except (FileNotFoundError, NotADirectoryError):
-        return RunStatus(exp_id, rep, run, _EMPTY, _EMPTY)
-    present = _MARKER_NAMES.intersection(names)
-    done = frozenset(_MARKERS[n] for n in present) if present else _EMPTY
-    errors = _ERROR_NAMES.intersection(names)
-    failed = frozenset(_ERRORS[n] for n in errors) if errors else _EMPTY
-    return RunStatus(exp_id, rep, run, done, failed)
+def make_plan(sweep: SweepDir, experiments: Sequence[Experiment],
+              fingerprints: Mapping[str, str] | None = None, rerun_changed: bool = False,
+              compare: bool = True) -> Plan:
+    """The plan of ``experiments`` in ``sweep``; writes nothing.
 
-
-def run_dirs(sweep: SweepDir, exp: Experiment) -> Iterator[tuple[int, RunDir]]:
-    for rep in range(exp.repetitions):
-        yield rep, sweep.run_dir(exp.exp_id, rep, exp.repetitions)
-
-
-def _complete_since(run: RunDir, newer_than: int) -> bool:
-    """post's marker exists and post.json has not changed since ``newer_than`` (ns)."""
-    try:
-        os.stat(run.marker(Stage.POST))
-        return os.stat(run.artifact(Stage.POST)).st_mtime_ns <= newer_than
-    except OSError:
-        return False
-
-
-def scan(sweep: SweepDir, experiments: Iterable[Experiment], trusted: Set[int] = frozenset(),
-         newer_than: int = -1) -> list[RunStatus]:
-    """The status of every run of ``experiments``, in (id, rep) order.
-
-    Runs of ``trusted`` experiments (listed in results.jsonl, written at ``newer_than``) are
-    taken as complete after two ``stat`` calls when post's marker exists and post.json is
-    unchanged since; their status then lists only post as done. Everything else is read
-    with one ``listdir``.
+    ``fingerprints``: the stage code now (``None``: unknown, e.g. ``status``; code changes
+    are then not looked for). ``compare``: compare with the stored plan (``status`` plans
+    the stored plan itself). Raises ``ChangedConfigError`` when an experiment's config
+    changed and not ``rerun_changed``.
     """
-    out = []
-    for exp in experiments:
-        quick = exp.exp_id in trusted
-        for rep, run in run_dirs(sweep, exp):
-            if quick and _complete_since(run, newer_than):
-                out.append(RunStatus(exp.exp_id, rep, run, _POST_ONLY, _EMPTY, True))
-            else:
-                out.append(scan_run(exp.exp_id, rep, run))
-    return out
+    experiments = list(experiments)
+    stored_same = not compare or stored_digest(sweep) == plan_digest(experiments)
+    stored = {} if stored_same else read_plan(sweep)
+    changed = changed_experiments(stored, experiments)
+    if changed and not rerun_changed:
+        raise ChangedConfigError(changed_message(sweep, changed))
+    current = {e.exp_id for e in experiments}
+    dropped = sorted(i for i in stored if i not in current)
+    suspects = codecheck.suspect_stages(sweep, fingerprints) if fingerprints else []
+    trusted = set() if changed or suspects else reduce.trusted_ids(sweep, experiments)
+    statuses = scan(sweep, experiments, trusted, _mtime_ns(sweep.results) if trusted else -1)
+    code = codecheck.find_changes(sweep, statuses, fingerprints) if fingerprints \
+        else CodeChanges({})
+    by_id = {e.exp_id: e for e in experiments}
+    runs = [_planned(s, by_id[s.exp_id], changed, code if rerun_changed else None)
+            for s in statuses]
+    return Plan(sweep, experiments, runs, changed, code, dropped, stored_same)
+
+
+def _planned(status: RunStatus, exp: Experiment, changed: Mapping[int, list[str]],
+             code: CodeChanges | None) -> PlannedRun:
+    """The one reason of one run."""
+    if status.exp_id in changed:
+        return PlannedRun(status, Reason.CONFIG_CHANGED)
+    if status.verified:
+        return PlannedRun(status, Reason.DONE)
+    last = status.last_done
+    if last is not None and exp.digest:
+        marker = Marker.read(status.run, last)
+        if marker is not None and not marker.matches(exp.digest):
+            return PlannedRun(status, Reason.OTHER_CONFIG)
+    stale = code.first_stage(status) if code is not None else None
+    if stale is not None:
+        return PlannedRun(status, Reason.CODE_CHANGED, stale)
+    nxt = status.next_stage
+    if nxt is None:
+        if read_scores(status.run) is None:
+            return PlannedRun(status, Reason.UNREADABLE, Stage.POST)
+        return PlannedRun(status, Reason.DONE)
+    failed = status.failed_stage
+    if failed is not None:
+        return PlannedRun(status, Reason.FAILED, failed)
+    if status.done:
+        return PlannedRun(status, Reason.INCOMPLETE, nxt)
+    return PlannedRun(status, Reason.MISSING)
+
+
+def changed_message(sweep: SweepDir, changed: dict[int, list[str]]) -> str:
+    """The one line of a ``ChangedConfigError``."""
+    shown = []
+    for exp_id, diff in list(changed.items())[:5]:
+        shown.append(f"experiment {exp_id}: " + "; ".join(diff[:4]))
+    more = f" (and {len(changed) - 5} more)" if len(changed) > 5 else ""
+    return (f"{len(changed)} experiment(s) in {sweep.path} have a different config than the "
+            f"one they were run with: {' | '.join(shown)}{more}. Use --rerun-changed "
+            "(rerun_changed=True) to recompute them, or a new out_path")
+
+
+def _id_ranges(ids: list[int]) -> str:
+    """``[5, 6, 7, 9]`` -> ``"5-7, 9"``."""
+    parts: list[str] = []
+    start = prev = ids[0]
+    for i in [*ids[1:], None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    return ", ".join(parts)
+
+
+def _mtime_ns(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1

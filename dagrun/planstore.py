@@ -1,8 +1,10 @@
 """The stored plan under ``OUT/.dagrun/``: plan.json and its index.
 
-The plan lists every experiment ever planned in this sweep with its JSON config, so that a
-re-execution can tell new, unchanged and changed experiments apart, and ``dagrun resume``,
-``status`` and ``reduce`` work without the workflow file.
+The plan lists the experiments of the last execution (the current cfgs: ids beyond them
+leave it) with their JSON config and its content digest, so that a re-execution can tell
+new, unchanged and changed experiments apart, and ``dagrun resume``, ``status`` and
+``reduce`` work without the workflow file. Its ``version`` is checked: a state written by a
+newer dagrun is refused rather than misread.
 """
 
 from __future__ import annotations
@@ -10,15 +12,35 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from typing import Any
 
 from dagrun import atomic
 from dagrun.config import canonical
 from dagrun.errors import UsageError
 from dagrun.layout import SweepDir
-from dagrun.plan import Experiment
+from dagrun.runs import Experiment
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # 2: experiments carry the content digest of their config
+_VERSION_RE = re.compile(rb'"version":\s*(\d+)')
+
+
+def check_version(sweep: SweepDir, version: Any) -> None:
+    """Refuse a state written by a newer dagrun (its format may mean something else)."""
+    if isinstance(version, int) and not isinstance(version, bool) and version > PLAN_VERSION:
+        raise UsageError(
+            f"{sweep.plan} was written by a newer dagrun (plan version {version}; this one "
+            f"reads up to {PLAN_VERSION}): upgrade dagrun, or use a new out_path")
+
+
+def _head_version(sweep: SweepDir) -> Any:
+    """The plan's version from its first bytes (plan.json starts with it), not a full read."""
+    try:
+        with open(sweep.plan, "rb") as f:
+            match = _VERSION_RE.search(f.read(64))
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
 
 
 def read_plan(sweep: SweepDir) -> dict[int, Experiment]:
@@ -30,8 +52,11 @@ def read_plan(sweep: SweepDir) -> dict[int, Experiment]:
     except (OSError, ValueError) as exc:
         raise UsageError(
             f"{sweep.plan} cannot be read ({exc}); the sweep state is damaged") from exc
+    if isinstance(data, dict):
+        check_version(sweep, data.get("version"))
     try:
-        plan = {int(e["id"]): Experiment(int(e["id"]), int(e["repetitions"]), e["config"])
+        plan = {int(e["id"]): Experiment(int(e["id"]), int(e["repetitions"]), e["config"],
+                                         str(e.get("digest") or ""))
                 for e in data["experiments"]}
     except (KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"{sweep.plan} does not hold a dagrun plan ({type(exc).__name__}: "
@@ -42,26 +67,32 @@ def read_plan(sweep: SweepDir) -> dict[int, Experiment]:
     return plan
 
 
-def write_plan(sweep: SweepDir, experiments: dict[int, Experiment],
+def write_plan(sweep: SweepDir, experiments: list[Experiment],
                settings: dict[str, Any]) -> None:
-    """Write the plan, then its index (ids, repetitions and a digest of the whole plan)."""
-    ordered = sorted(experiments.values(), key=lambda e: e.exp_id)
-    entries = [{"id": e.exp_id, "repetitions": e.repetitions, "config": e.config}
-               for e in ordered]
+    """Write the plan, then its index (ids, repetitions, config digests and a digest of the
+    whole plan). ``version`` comes first: ``_head_version`` reads it from the first bytes."""
+    ordered = sorted(experiments, key=lambda e: e.exp_id)
+    entries = [{"id": e.exp_id, "repetitions": e.repetitions, "digest": e.digest,
+                "config": e.config} for e in ordered]
     payload = {"version": PLAN_VERSION, "settings": settings, "experiments": entries}
     text = json.dumps(payload, allow_nan=True) + "\n"
     atomic.write_text(sweep.plan, text)
-    index = {"digest": plan_digest(ordered), "plan_bytes": len(text.encode()),
-             "ids": [e.exp_id for e in ordered],
-             "repetitions": [e.repetitions for e in ordered]}
+    index = {"version": PLAN_VERSION, "digest": plan_digest(ordered),
+             "plan_bytes": len(text.encode()), "ids": [e.exp_id for e in ordered],
+             "repetitions": [e.repetitions for e in ordered],
+             "digests": [e.digest for e in ordered]}
     atomic.write_json(sweep.plan_index, index, indent=None)
 
 
 def plan_digest(experiments: list[Experiment]) -> str:
-    """A digest of experiments (ids, repetitions, configs), in the order given."""
-    text = json.dumps([[e.exp_id, e.repetitions, e.config] for e in experiments],
-                      sort_keys=True, allow_nan=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    """A digest of experiments (ids, repetitions, config digests), in the order given.
+
+    Experiments without a digest (a plan of an older dagrun) use their JSON config."""
+    h = hashlib.sha256()
+    for e in experiments:
+        content = e.digest or json.dumps(e.config, sort_keys=True, allow_nan=True)
+        h.update(f"{e.exp_id}:{e.repetitions}:{content}\n".encode())
+    return h.hexdigest()
 
 
 def _intact_index(sweep: SweepDir) -> dict[str, Any] | None:
@@ -70,6 +101,8 @@ def _intact_index(sweep: SweepDir) -> dict[str, Any] | None:
     data = atomic.read_json_or_none(sweep.plan_index)
     if not isinstance(data, dict):
         return None
+    check_version(sweep, data.get("version"))
+    check_version(sweep, _head_version(sweep))
     try:
         if os.stat(sweep.plan).st_size != data.get("plan_bytes"):
             return None
@@ -86,8 +119,9 @@ def read_index(sweep: SweepDir) -> tuple[str, list[Experiment]] | None:
         return None
     try:
         ids, reps = data["ids"], data["repetitions"]
-        return str(data["digest"]), [Experiment(int(i), int(r), {})
-                                     for i, r in zip(ids, reps, strict=True)]
+        digests = data.get("digests") or [""] * len(ids)
+        return str(data["digest"]), [Experiment(int(i), int(r), {}, str(d))
+                                     for i, r, d in zip(ids, reps, digests, strict=True)]
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -131,17 +165,34 @@ def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> l
 
 def changed_experiments(stored: dict[int, Experiment],
                         current: list[Experiment]) -> dict[int, list[str]]:
-    """Ids whose config (or repetition layout) differs from the stored plan, with the diff."""
+    """Ids whose config (by content digest) or repetition layout differs from the stored
+    plan, with the differences in readable form (the JSON view is for messages only)."""
     changed: dict[int, list[str]] = {}
     for exp in current:
         old = stored.get(exp.exp_id)
         if old is None:
             continue
-        same = old.config == exp.config or canonical(old.config) == canonical(exp.config)
-        diff = [] if same else config_diff(old.config, exp.config)
+        diff = [] if _same_config(old, exp) else _describe(old, exp)
         if (old.repetitions == 1) != (exp.repetitions == 1):
             diff.append(f"repetitions: {old.repetitions} -> {exp.repetitions} "
                         "(changes the folder layout)")
         if diff:
             changed[exp.exp_id] = diff
     return changed
+
+
+def _same_config(old: Experiment, new: Experiment) -> bool:
+    if old.digest and new.digest:
+        return old.digest == new.digest
+    # a plan of an older dagrun keeps no digest: its JSON view is all there is to compare
+    return old.config == new.config or canonical(old.config) == canonical(new.config)
+
+
+def _describe(old: Experiment, new: Experiment) -> list[str]:
+    """The readable differences; when the JSON views are equal, say the content differs."""
+    def strip(config: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in config.items() if k != "repetitions"}
+
+    lines = config_diff(strip(old.config), strip(new.config))
+    return lines or ["its content changed (its readable JSON view is the same: a value's "
+                     "elements or attributes differ)"]

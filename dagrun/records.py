@@ -1,11 +1,14 @@
 """The JSON records a run leaves: stage markers (``<stage>.done``) and failures (``<stage>.error``).
 
 A marker is written only after its artifact is completely in place; it says when, where and by
-which attempt the stage was computed, and with which code (the stage's fingerprint).
+which attempt the stage was computed, with which code (the stage's fingerprint) and for which
+config (its content digest, ``dagrun.digest``): a run is done only when its markers agree
+with the plan, whatever folder it was found in.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -44,12 +47,18 @@ class Marker:
     pid: int
     attempt: int
     code: str | None = None
+    config: str | None = None  # the content digest of the run's config
 
     @classmethod
     def now(cls, stage: Stage, started: float, finished: float, attempt: int,
-            code: str | None) -> Marker:
+            code: str | None, config: str | None = None) -> Marker:
         return cls(stage.value, iso(started), iso(finished), round(finished - started, 6),
-                   hostname(), os.getpid(), attempt, code)
+                   hostname(), os.getpid(), attempt, code, config)
+
+    def matches(self, config_digest: str) -> bool:
+        """Whether this marker was written for a config of that digest (markers of older
+        dagrun versions, and plans without digests, carry none and match)."""
+        return not self.config or not config_digest or self.config == config_digest
 
     def write(self, run: RunDir) -> None:
         atomic.write_json(run.marker(Stage(self.stage)), dict(vars(self)), indent=None)
@@ -110,6 +119,13 @@ class Failure:
         fields["attempt"] = int(data.get("attempt", 0) or 0)
         fields["pid"] = int(data.get("pid", 0) or 0)
         return cls(**fields)
+
+    def noted(self, note: str | None) -> Failure:
+        """This failure with ``note`` (why it happened, when dagrun knows) added to its
+        message, on the same line so summaries show it."""
+        if not note:
+            return self
+        return dataclasses.replace(self, message=f"{self.message}; {note}")
 
     @property
     def first_line(self) -> str:

@@ -3,6 +3,13 @@
 Lines are appended as experiments complete (so a long sweep can be peeked at); the final
 reduce rewrites the whole file atomically from the runs on disk, sorted by experiment id,
 without duplicates. Non-finite metrics are written as ``null`` (strict JSON).
+
+Each rewrite also records, in ``OUT/.dagrun/results-index.json``, which config digest and
+repetitions every line was reduced from and the size and mtime of the file it wrote. A
+planner may trust a line (and skip reading its runs) only while that record describes the
+file on disk and names the plan's digest for that experiment: the lines themselves keep the
+fixed format of the contract. An experiment's runs count only when their post marker was
+written for the experiment's config (``Marker.matches``).
 """
 
 from __future__ import annotations
@@ -10,13 +17,13 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from dagrun import atomic
 from dagrun.layout import Stage, SweepDir
-from dagrun.plan import Experiment, run_dirs
-from dagrun.records import read_scores
+from dagrun.records import Marker, read_scores
+from dagrun.runs import Experiment, run_dirs
 
 
 def _is_numeric(v: Any) -> bool:
@@ -42,19 +49,27 @@ def aggregate(per_rep: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def experiment_line(sweep: SweepDir, exp: Experiment,
-                    known: dict[int, dict[str, Any]] | None = None) -> dict[str, Any] | None:
+                    known: dict[int, dict[str, Any]] | None = None,
+                    checked: bool = True) -> dict[str, Any] | None:
     """The results line of one experiment, or ``None`` while a repetition is not done.
 
     ``known`` maps repetitions to the scores their run has just written to post.json (the
-    run reported them with its outcome); the others are read from disk.
+    run reported them with its outcome); the others are read from disk. Unless ``checked``
+    (the planner has just verified them), a run read from disk counts only when its post
+    marker was written for this experiment's config.
     """
     per_rep = []
     for rep, run in run_dirs(sweep, exp):
         if known and rep in known:
             per_rep.append(known[rep])
             continue
-        if not os.path.exists(run.marker(Stage.POST)):
-            return None
+        if checked:
+            if not os.path.exists(run.marker(Stage.POST)):
+                return None
+        else:
+            marker = Marker.read(run, Stage.POST)
+            if marker is None or not marker.matches(exp.digest):
+                return None
         scores = read_scores(run)
         if scores is None:
             warnings.warn(f"{run.artifact(Stage.POST)} cannot be read: experiment {exp.exp_id} "
@@ -80,11 +95,20 @@ class Appender:
     def __init__(self, sweep: SweepDir) -> None:
         self.path = sweep.results
         self._fd: int | None = None
+        self._failed = False
 
     def append(self, line: dict[str, Any]) -> None:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.write(self._fd, _dumps(line).encode())
+        """Append one line; a write that fails (a full disk) ends the appending, not the
+        sweep: the final rewrite decides the file, and says so when it fails too."""
+        if self._failed:
+            return
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.write(self._fd, _dumps(line).encode())
+        except OSError:
+            self._failed = True
+            self.close()
 
     def close(self) -> None:
         if self._fd is not None:
@@ -93,52 +117,64 @@ class Appender:
 
 
 def rewrite(sweep: SweepDir, experiments: Iterable[Experiment],
-            known: dict[int, dict[str, Any]] | None = None) -> int:
-    """Rebuild ``results.jsonl`` from disk; returns the number of lines written.
+            known: dict[int, dict[str, Any]] | None = None,
+            checked: Collection[int] = ()) -> int:
+    """Rebuild ``results.jsonl`` from disk, and its record; returns the number of lines.
 
     ``known`` holds lines computed from the disk moments ago (during this execution); they
-    are reused instead of reading those runs' metrics again.
+    are reused instead of reading those runs' metrics again. ``checked``: ids whose runs the
+    planner has just verified against their config (their markers are not read again).
     """
     known = known or {}
     lines = []
+    listed: list[Experiment] = []
     for exp in sorted(experiments, key=lambda e: e.exp_id):
-        line = known.get(exp.exp_id) or experiment_line(sweep, exp)
+        line = known.get(exp.exp_id) or experiment_line(sweep, exp,
+                                                        checked=exp.exp_id in checked)
         if line is not None:
             lines.append(_dumps(line))
+            listed.append(exp)
     atomic.write_text(sweep.results, "".join(lines))
+    _write_record(sweep, listed)
     return len(lines)
 
 
-_ids_cache: dict[tuple[str, int, int], list[int] | None] = {}
+def _write_record(sweep: SweepDir, listed: list[Experiment]) -> None:
+    """Record what each line of the results.jsonl just written was reduced from."""
+    st = os.stat(sweep.results)
+    record = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+              "ids": [e.exp_id for e in listed], "keys": [e.key for e in listed]}
+    atomic.write_json(sweep.results_index, record, indent=None)
 
 
-def _line_ids(sweep: SweepDir) -> list[int] | None:
-    """The experiment ids of ``results.jsonl`` in file order; ``None`` if it is unreadable.
-    Cached by (path, mtime, size): an execution asks twice, and parsing is its largest cost
-    when nothing is left to run."""
+def _record(sweep: SweepDir) -> dict[int, str] | None:
+    """Experiment id -> the key its results line was reduced from; ``None`` when there is
+    no record or it does not describe the results.jsonl on disk (appended to, edited)."""
+    data = atomic.read_json_or_none(sweep.results_index)
     try:
         st = os.stat(sweep.results)
     except OSError:
         return None
-    key = (sweep.results, st.st_mtime_ns, st.st_size)
-    if key not in _ids_cache:
-        _ids_cache.clear()
-        try:
-            with open(sweep.results, encoding="utf-8") as f:
-                lines = f.read().rstrip("\n")
-            # one decode call for the whole file (a raw newline only ever ends a line)
-            rows = json.loads(f"[{lines.replace(chr(10), ',')}]")
-            _ids_cache[key] = [int(row["experiment_id"]) for row in rows]
-        except (OSError, ValueError, KeyError, TypeError):
-            _ids_cache[key] = None
-    return _ids_cache[key]
+    if not isinstance(data, dict) or data.get("size") != st.st_size \
+            or data.get("mtime_ns") != st.st_mtime_ns:
+        return None
+    try:
+        return dict(zip((int(i) for i in data["ids"]), (str(k) for k in data["keys"]),
+                        strict=True))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
-def listed_ids(sweep: SweepDir) -> set[int]:
-    """Ids that ``results.jsonl`` has a line for (empty when it is missing or unreadable)."""
-    return set(_line_ids(sweep) or ())
+def trusted_ids(sweep: SweepDir, experiments: Iterable[Experiment]) -> set[int]:
+    """Ids whose results line was reduced from the config and repetitions they have now."""
+    record = _record(sweep)
+    if not record:
+        return set()
+    return {e.exp_id for e in experiments if record.get(e.exp_id) == e.key}
 
 
-def lists_exactly(sweep: SweepDir, exp_ids: Iterable[int]) -> bool:
-    """Whether ``results.jsonl`` is well-formed, sorted, and has one line per id, no other."""
-    return _line_ids(sweep) == sorted(exp_ids)
+def up_to_date(sweep: SweepDir, complete: Iterable[Experiment]) -> bool:
+    """Whether ``results.jsonl`` has exactly one line per experiment of ``complete``, each
+    reduced from its current config and repetitions (then nothing needs rewriting)."""
+    record = _record(sweep)
+    return record is not None and record == {e.exp_id: e.key for e in complete}

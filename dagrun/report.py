@@ -7,55 +7,103 @@ import json
 import os
 from collections.abc import Iterator
 
-import filelock
-
-from dagrun import atomic
+from dagrun import atomic, leases, provenance
 from dagrun.capture import tail
 from dagrun.errors import UsageError
 from dagrun.layout import STAGES, RunDir, Stage, SweepDir
-from dagrun.lock import holder
-from dagrun.plan import RunState, RunStatus, run_dirs, scan
+from dagrun.lock import running_driver
+from dagrun.plan import Plan, PlannedRun, Reason, RunState, RunStatus, make_plan, run_dirs
 from dagrun.planstore import planned_runs, read_plan, require_sweep
 from dagrun.records import Failure, Marker
 
 
 def _driver_line(sweep: SweepDir) -> str:
-    lock = filelock.FileLock(sweep.lock, timeout=0, thread_local=False)
-    try:
-        lock.acquire()
-    except filelock.Timeout:
-        return f"being executed now by {holder(sweep)}"
-    except OSError:
-        return "no driver information (state folder not writable)"
-    lock.release()
-    return "no driver running"
+    running = running_driver(sweep)  # queried, never taken: status blocks no driver
+    return f"being executed now by {running}" if running else "no driver running"
 
 
 def status_lines(out_path: str, listing: int = 50) -> Iterator[str]:
-    """The text of ``dagrun status``: counts per stage and failed runs with their error."""
+    """The text of ``dagrun status``: counts per stage and failed runs with their error.
+
+    It is the plan ``execute`` would make (``dagrun.plan``), so a run counts as done only
+    when ``execute`` would skip it: its markers are those of its config and its post.json
+    is readable."""
     sweep = require_sweep(out_path)
     experiments = planned_runs(sweep)
-    statuses = scan(sweep, experiments)
-    yield f"{sweep.path}: {len(experiments)} experiments, {len(statuses)} runs; " \
+    plan = make_plan(sweep, experiments, compare=False)
+    runs = plan.runs
+    yield f"{sweep.path}: {len(experiments)} experiments, {len(runs)} runs; " \
           f"{_driver_line(sweep)}"
+    origin = provenance.summary_line(sweep)
+    if origin is not None:
+        yield origin
     yield f"{'stage':<6} {'done':>8} {'failed':>8} {'pending':>8}"
     for stage in STAGES:
-        done = sum(1 for s in statuses if stage in s.done)
-        failed = sum(1 for s in statuses if stage in s.failed and stage not in s.done)
-        yield f"{stage.value:<6} {done:>8} {failed:>8} {len(statuses) - done - failed:>8}"
-    states = collections.Counter(s.state for s in statuses)
+        done = sum(1 for r in runs if stage in r.done_stages)
+        failed = sum(1 for r in runs
+                     if stage in r.status.failed and stage not in r.done_stages)
+        yield f"{stage.value:<6} {done:>8} {failed:>8} {len(runs) - done - failed:>8}"
+    states = collections.Counter(_state(r) for r in runs)
     yield "runs: " + ", ".join(f"{states.get(st, 0)} {st.value}" for st in RunState)
-    failed_runs = [s for s in statuses if s.state is RunState.FAILED]
+    yield from _not_done_lines(plan, listing)
+    yield from running_lines([(r.status.label, r.status.run) for r in plan.todo()], listing)
+    failed_runs = [r.status for r in runs if r.reason is Reason.FAILED]
     if failed_runs:
         yield "failed runs:"
         for s in failed_runs[:listing]:
             yield f"  {s.label:<10} {_failure_line(s)}"
         if len(failed_runs) > listing:
             yield f"  ... and {len(failed_runs) - listing} more"
-    incomplete = {s.exp_id for s in statuses if s.state is not RunState.DONE}
-    complete = sum(1 for e in experiments if e.exp_id not in incomplete)
+    complete = len(plan.complete())
     yield f"experiments complete: {complete} of {len(experiments)} " \
           f"(results: {sweep.results})"
+
+
+def _state(run: PlannedRun) -> RunState:
+    """The state ``status`` counts a planned run in."""
+    if run.reason is Reason.DONE:
+        return RunState.DONE
+    if run.reason is Reason.FAILED:
+        return RunState.FAILED
+    return RunState.INCOMPLETE if run.done_stages else RunState.PENDING
+
+
+_NOT_DONE = {
+    Reason.UNREADABLE: "have post.done but a post.json that cannot be read: not done, the "
+                       "next execute recomputes post",
+    Reason.OTHER_CONFIG: "hold results computed for another config (their markers' config "
+                         "digest is not the plan's): not done, the next execute recomputes "
+                         "them",
+}
+
+
+def running_lines(runs: list[tuple[str, RunDir]], listing: int) -> Iterator[str]:
+    """Runs held by a lease now (a worker or driver runs them): holder and heartbeat age
+    (the lease file's age by this host's clock: for reading, not for deciding)."""
+    held = []
+    for label, run in runs:
+        found = leases.read_lease(run)
+        if found is not None:
+            held.append((label, run, leases.Seen(found[0], 0.0, found[1])))
+    if not held:
+        return
+    yield f"running runs ({len(held)}):"
+    for label, run, seen in held[:listing]:
+        age = leases.heartbeat_age(run)
+        beat = f"heartbeat {age:.0f} s ago" if age is not None else "heartbeat unknown"
+        yield f"  {label:<10} {seen.describe()}, {beat}"
+    if len(held) > listing:
+        yield f"  ... and {len(held) - listing} more"
+
+
+def _not_done_lines(plan: Plan, listing: int) -> Iterator[str]:
+    """Runs whose markers say more than they are worth, and why."""
+    for reason, words in _NOT_DONE.items():
+        runs = plan.of(reason)
+        if runs:
+            labels = ", ".join(r.status.label for r in runs[:listing])
+            more = f" and {len(runs) - listing} more" if len(runs) > listing else ""
+            yield f"{len(runs)} run(s) {words}: {labels}{more}"
 
 
 def _failure_line(status: RunStatus) -> str:
@@ -87,6 +135,9 @@ def show_lines(out_path: str, run_id: str, log_lines: int = 15) -> Iterator[str]
         raise UsageError(f"{sweep.path} has no experiment {exp_id}")
     if rep is not None and rep >= exp.repetitions:
         raise UsageError(f"experiment {exp_id} has repetitions 0..{exp.repetitions - 1}")
+    origin = provenance.summary_line(sweep)
+    if origin is not None:
+        yield f"sweep {origin}"
     for r, run in run_dirs(sweep, exp):
         if rep is None or r == rep:
             yield from _show_run(run, f"{exp_id}/{r}", log_lines)
@@ -98,6 +149,7 @@ def _show_run(run: RunDir, label: str, log_lines: int) -> Iterator[str]:
     yield "config: " + (json.dumps(config, sort_keys=True) if config is not None else "(none yet)")
     for stage in STAGES:
         yield from _show_stage(run, stage, log_lines)
+    yield from running_lines([(label, run)], 1)
     yield ""
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dagrun import atomic, codecheck, reduce
+from dagrun import atomic, codecheck, htmlreport, leases, provenance, reduce
 from dagrun import snapshot as snapshots
 from dagrun.backends import backend_class
 from dagrun.config import (
@@ -26,20 +26,14 @@ from dagrun.config import (
     validate_basecfg,
     validate_cfgs,
 )
-from dagrun.errors import ChangedConfigError, ConfigError
+from dagrun.digest import config_digest
+from dagrun.errors import ConfigError, EnvironmentProblem
 from dagrun.fingerprint import fingerprint
-from dagrun.layout import STAGES, SweepDir
+from dagrun.layout import STAGES, RunDir, Stage, SweepDir
 from dagrun.lock import driver_lock
-from dagrun.plan import Experiment, RunStatus, scan
-from dagrun.planstore import (
-    changed_experiments,
-    plan_digest,
-    read_plan,
-    stored_digest,
-    write_plan,
-)
+from dagrun.plan import Experiment, Plan, Reason, make_plan
+from dagrun.planstore import write_plan
 from dagrun.progress import Progress, say
-from dagrun.records import read_scores
 from dagrun.signals import stop_signals_interrupt
 from dagrun.snapshot import Snapshot
 from dagrun.stages import RunOutcome, RunTask
@@ -47,6 +41,7 @@ from dagrun.summary import FailedRun, Summary
 from dagrun.workflow import Workflow, sys_path_for
 
 DRY_RUN_LISTING = 100
+STATE_CHECK_EVERY = 2.0  # seconds between checks that OUT/.dagrun still exists
 
 
 @dataclass(frozen=True)
@@ -59,7 +54,10 @@ class Options:
     # resume: the fingerprints stored with the pickled workflow (its functions have no
     # source any more, so fingerprinting them again would differ from the markers)
     fingerprints: Mapping[str, str] | None = None
+    # resume: the config digests stored with it, for the same reason (cfgs holding functions)
+    digests: Sequence[str] | None = None
     snapshot: Snapshot | None = None  # resume: the copy of the code the sweep was planned with
+    plan_only: bool = False  # dagrun plan: write the plan, the workflow and its code; run nothing
 
 
 @dataclass
@@ -76,8 +74,12 @@ class Prepared:
 
 
 def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None,
-            known: Mapping[str, str] | None = None, keep: Snapshot | None = None) -> Prepared:
-    """Validate everything up front; raises ``ConfigError`` before anything is written."""
+            known: Mapping[str, str] | None = None, keep: Snapshot | None = None,
+            digests: Sequence[str] | None = None) -> Prepared:
+    """Validate everything up front; raises ``ConfigError`` before anything is written.
+
+    Each experiment gets its config's content digest (``digests`` when they were stored
+    with a resumed workflow and match the cfgs in number)."""
     base = validate_basecfg(basecfg)
     settings = base.settings
     cfg_list = validate_cfgs(cfgs, settings.repetitions)
@@ -85,11 +87,13 @@ def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None,
     sweep = SweepDir.at(settings.out_path)
     if os.path.exists(sweep.path) and not os.path.isdir(sweep.path):
         raise ConfigError(f"basecfg['out_path'] {sweep.path} exists and is not a folder")
-    experiments = [Experiment(i, repetitions_of(cfg, settings.repetitions), json_view(cfg))
-                   for i, cfg in enumerate(cfg_list)]
+    if digests is None or len(digests) != len(cfg_list):
+        digests = [config_digest(cfg) for cfg in cfg_list]
+    experiments = [Experiment(i, repetitions_of(cfg, settings.repetitions), json_view(cfg),
+                              digests[i]) for i, cfg in enumerate(cfg_list)]
     plain = {k: v for k, v in basecfg.items() if k not in ("pre", "fit", "post")}
     workflow = Workflow(base.pre, base.fit, base.post, cfg_list, plain, sys_path_for(source),
-                        source)
+                        source, digests=list(digests))
     collected = _snapshot(workflow, sweep, source, keep)
     fingerprints = {s.value: (known or {}).get(s.value) or fingerprint(workflow.function(s))
                     for s in STAGES}
@@ -116,10 +120,11 @@ def execute(basecfg: Mapping[str, Any], cfgs: Sequence[Any],
             options: Options | None = None) -> Summary:
     """Plan and execute a sweep; the engine behind ``run_experiments`` and ``dagrun execute``."""
     options = options or Options()
-    prep = prepare(basecfg, cfgs, options.source, options.fingerprints, options.snapshot)
+    prep = prepare(basecfg, cfgs, options.source, options.fingerprints, options.snapshot,
+                   options.digests)
     if options.dry_run:
-        return _dry_run(prep)
-    blob = _workflow_blob(prep)
+        return _dry_run(prep, options)
+    blob = prep.workflow.dumps() if options.plan_only else _workflow_blob(prep)
     try:
         atomic.makedirs(prep.sweep.path)
     except OSError as exc:
@@ -142,92 +147,111 @@ def _workflow_blob(prep: Prepared) -> bytes | None:
 
 def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Summary:
     sweep = prep.sweep
-    merged, changed = _merge_plan(prep, options)
-    if prep.collected is not None and prep.workflow.snapshot is not None:
-        snapshots.write(prep.workflow.snapshot, prep.collected)
-        snapshots.put_on_path(prep.workflow.snapshot)  # for processes stages start here
-    if blob is not None:
-        atomic.write_bytes(sweep.workflow, blob)
-    for exp_id in changed:
-        _invalidate_experiment(sweep, exp_id)
-    statuses = _scan(prep, bool(changed))
-    statuses = _check_code(prep, statuses, options.rerun_changed, len(merged))
-    summary = Summary(out_path=sweep.path, planned=len(statuses))
+    plan = make_plan(sweep, prep.experiments, prep.fingerprints, options.rerun_changed)
+    _write_state(prep, blob, write_plan_too=not plan.stored_same)
+    invalidated = _invalidate(plan, options.rerun_changed)
+    codecheck.remember(sweep, prep.fingerprints, plan.code, options.rerun_changed, True)
+    provenance.write(sweep, options.source, prep.settings.backend)
+    for note in plan.notes():
+        say(f"dagrun: {note}")
+    if options.plan_only:  # workers (dagrun worker) execute it
+        return Summary(sweep.path, len(plan.runs), skipped=len(plan.runs) - len(plan.todo()))
+    summary = Summary(out_path=sweep.path, planned=len(plan.runs))
     started = time.time()
     fresh: dict[int, dict[str, Any]] = {}  # results lines computed during this execution
     try:
-        _run_all(prep, statuses, summary, fresh)
+        _run_all(prep, plan, summary, fresh)
     except KeyboardInterrupt:
         summary.interrupted = True
         raise
     finally:
-        summary.results_lines = _reduce(prep, merged, statuses, summary, fresh, bool(changed))
+        if not os.path.isfile(sweep.plan):  # OUT/.dagrun was deleted while this ran
+            say(f"dagrun: {sweep.state} was deleted while this driver ran; writing it again")
+            _write_state(prep, blob, write_plan_too=True)
+            codecheck.remember(sweep, prep.fingerprints, plan.code, options.rerun_changed,
+                               True)
+        problem = _final_reduce(plan, summary, fresh, invalidated)
         summary.seconds = time.time() - started
         text = summary.text(prep.settings.verbose)
         if text:
             say(text)
+    if problem is not None:  # after the summary: what ran is reported, then why it stops
+        raise problem
+    if summary.done or summary.failed:
+        htmlreport.after_execute(sweep, prep.settings.report, prep.settings.verbose)
     return summary
 
 
-def _merge_plan(prep: Prepared, options: Options) -> tuple[dict[int, Experiment],
-                                                         dict[int, list[str]]]:
-    """The stored plan updated with the current experiments, and the changed ones.
-
-    When the index's digest equals the current experiments' digest, the plan is the same
-    and is not read at all (the common case of re-executing a large sweep)."""
+def _write_state(prep: Prepared, blob: bytes | None, *, write_plan_too: bool) -> None:
+    """Write the plan (when it changed), the copy of the code and the pickled workflow into
+    OUT/.dagrun; the copy goes on this process's import path too (for processes that stages
+    start here, e.g. a stage's own pool on the single backend)."""
     sweep = prep.sweep
-    current = {e.exp_id: e for e in prep.experiments}
-    if stored_digest(sweep) == plan_digest(prep.experiments):
-        return current, {}
-    stored = read_plan(sweep)
-    changed = changed_experiments(stored, prep.experiments)
-    if changed and not options.rerun_changed:
-        raise ChangedConfigError(_changed_message(sweep, changed))
-    merged = {**stored, **current}
-    write_plan(sweep, merged, json_view(prep.workflow.basecfg))
-    return merged, changed
+    atomic.makedirs(sweep.state)
+    if write_plan_too:
+        write_plan(sweep, prep.experiments, json_view(prep.workflow.basecfg))
+    snap = prep.workflow.snapshot
+    if snap is not None:
+        if prep.collected is not None:
+            snapshots.write(snap, prep.collected)
+        snapshots.put_on_path(snap)
+    if blob is not None:
+        atomic.write_bytes(sweep.workflow, blob)
 
 
-def _reduce(prep: Prepared, merged: dict[int, Experiment], statuses: list[RunStatus],
-            summary: Summary, fresh: dict[int, dict[str, Any]], invalidated: bool) -> int:
-    """Rewrite results.jsonl, unless nothing ran and it already lists exactly the complete
-    experiments (a no-op re-execute of a large sweep then reads no run's metrics)."""
+def _invalidate(plan: Plan, rerun_changed: bool) -> bool:
+    """Remove what the plan recomputes from scratch: folders of changed experiments, stage
+    files of runs holding another config's results, and (with ``rerun_changed``) stages
+    whose code changed. Says what changed code means; returns whether anything went."""
+    for exp_id in plan.changed:
+        _invalidate_experiment(plan.sweep, exp_id)
+    other = plan.of(Reason.OTHER_CONFIG)
+    for run in other:
+        _remove_stages(run.status.run, Stage.PRE)
+    code = plan.code
+    if code and rerun_changed:
+        count = codecheck.invalidate(code)
+        say(f"dagrun: {'; '.join(code.lines())}: recomputing it for {count} run(s)")
+    elif code:
+        say(f"dagrun: note: {'; '.join(code.lines())}. Their results are kept as "
+            "they are; use --rerun-changed (rerun_changed=True) to recompute that stage "
+            "and the ones after it")
+    return bool(plan.changed or other or (code and rerun_changed))
+
+
+def _remove_stages(run: RunDir, first: Stage) -> None:
+    for stage in first.and_after():
+        for name in run.stage_files(stage):
+            atomic.remove(name)
+
+
+def _reduce(plan: Plan, summary: Summary, fresh: dict[int, dict[str, Any]],
+            invalidated: bool) -> int:
+    """Rewrite results.jsonl, unless nothing ran and its record says it lists exactly the
+    complete experiments, each reduced from its current config and repetitions (a no-op
+    re-execute of a large sweep then reads no run's metrics)."""
     if summary.done == 0 and summary.failed == 0 and not invalidated:
-        if len(merged) != len(prep.experiments):
-            statuses = scan(prep.sweep, list(merged.values()))
-        incomplete = {s.exp_id for s in statuses if s.next_stage is not None}
-        complete = [e for e in merged if e not in incomplete]
-        if reduce.lists_exactly(prep.sweep, complete):
+        complete = plan.complete()
+        if reduce.up_to_date(plan.sweep, complete):
             return len(complete)
-    return reduce.rewrite(prep.sweep, merged.values(), fresh)
+    checked = {e.exp_id for e in plan.complete()}
+    return reduce.rewrite(plan.sweep, plan.experiments, fresh, checked)
 
 
-def _check_code(prep: Prepared, statuses: list[RunStatus], rerun_changed: bool,
-                planned_experiments: int) -> list[RunStatus]:
-    """Say which stage's code changed; with ``rerun_changed`` invalidate those stages."""
-    changes = codecheck.find_changes(prep.sweep, statuses, prep.fingerprints)
-    if changes:
-        if rerun_changed:
-            count = codecheck.invalidate(changes)
-            say(f"dagrun: {'; '.join(changes.lines())}: recomputing it for {count} run(s)")
-            statuses = scan(prep.sweep, prep.experiments)
-        else:
-            say(f"dagrun: note: {'; '.join(changes.lines())}. Their results are kept as "
-                "they are; use --rerun-changed (rerun_changed=True) to recompute that stage "
-                "and the ones after it")
-    codecheck.remember(prep.sweep, prep.fingerprints, changes, rerun_changed,
-                       planned_experiments == len(prep.experiments))
-    return statuses
-
-
-def _changed_message(sweep: SweepDir, changed: dict[int, list[str]]) -> str:
-    shown = []
-    for exp_id, diff in list(changed.items())[:5]:
-        shown.append(f"experiment {exp_id}: " + "; ".join(diff[:4]))
-    more = f" (and {len(changed) - 5} more)" if len(changed) > 5 else ""
-    return (f"{len(changed)} experiment(s) in {sweep.path} have a different config than the "
-            f"one they were run with: {' | '.join(shown)}{more}. Use --rerun-changed "
-            "(rerun_changed=True) to recompute them, or a new out_path")
+def _final_reduce(plan: Plan, summary: Summary, fresh: dict[int, dict[str, Any]],
+                  invalidated: bool) -> EnvironmentProblem | None:
+    """``_reduce`` into ``summary``; a rewrite that fails (a full disk) is returned, not
+    raised, so the summary of what ran is still printed before the one error line."""
+    try:
+        summary.results_lines = _reduce(plan, summary, fresh, invalidated)
+    except OSError as exc:
+        where = exc.filename or plan.sweep.results
+        reason = str(exc.strerror or exc)
+        summary.results_error = reason if where == plan.sweep.results else f"{where}: {reason}"
+        return EnvironmentProblem(
+            f"cannot rewrite {where} ({reason}): finished stages are kept; free "
+            f"space or make it writable, then run `dagrun reduce {plan.sweep.path}`")
+    return None
 
 
 def _invalidate_experiment(sweep: SweepDir, exp_id: int) -> None:
@@ -237,46 +261,19 @@ def _invalidate_experiment(sweep: SweepDir, exp_id: int) -> None:
         shutil.rmtree(path)
 
 
-def _scan(prep: Prepared, changed: bool) -> list[RunStatus]:
-    """Run states for planning. Complete experiments listed in results.jsonl are checked
-    with two stats per run instead of a listdir, unless stage markers must be read in full
-    (a config or a stage's code changed)."""
-    sweep = prep.sweep
-    if changed or codecheck.suspect_stages(sweep, prep.fingerprints):
-        return scan(sweep, prep.experiments)
-    return scan(sweep, prep.experiments, reduce.listed_ids(sweep), _mtime_ns(sweep.results))
+def _tasks(plan: Plan) -> list[RunTask]:
+    """The runs to execute, each with the reason the plan gives."""
+    return [RunTask(r.status.exp_id, r.status.rep, r.status.run.path, 1, r.text)
+            for r in plan.todo()]
 
 
-def _tasks(statuses: list[RunStatus]) -> list[RunTask]:
-    """Runs not done, and done runs whose post.json cannot be read (the runner recomputes it).
-
-    A done run's post.json is read only when ``_scan`` could not verify it cheaply (results
-    .jsonl lists the experiment and post.json is unchanged since): reading every post.json
-    of a large finished sweep would dominate a re-execute.
-    """
-    return [RunTask(s.exp_id, s.rep, s.run.path, 1, s.reason if s.next_stage else "unreadable")
-            for s in statuses
-            if s.next_stage is not None or (not s.verified and not _post_readable(s))]
-
-
-def _mtime_ns(path: str) -> int:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return -1
-
-
-def _post_readable(status: RunStatus) -> bool:
-    return read_scores(status.run) is not None
-
-
-def _run_all(prep: Prepared, statuses: list[RunStatus], summary: Summary,
+def _run_all(prep: Prepared, plan: Plan, summary: Summary,
              fresh: dict[int, dict[str, Any]]) -> None:
-    """Execute every run of ``statuses`` that is not done; fills ``summary`` and ``fresh``."""
-    todo = collections.deque(_tasks(statuses))
-    summary.skipped = len(statuses) - len(todo)
+    """Execute every run the plan says to; fills ``summary`` and ``fresh``."""
+    todo = collections.deque(_tasks(plan))
+    summary.skipped = len(plan.runs) - len(todo)
     if todo:
-        _Execution(prep, summary, fresh).run(todo, len(statuses))
+        _Execution(prep, summary, fresh).run(todo, len(plan.runs))
 
 
 class _Execution:
@@ -291,6 +288,8 @@ class _Execution:
         self.fresh = fresh
         self.by_id = {e.exp_id: e for e in prep.experiments}
         self.appender = reduce.Appender(prep.sweep)
+        self.state_lost = False
+        self.next_state_check = 0.0
 
     def run(self, todo: collections.deque[RunTask], total: int) -> None:
         remaining = collections.Counter(t.exp_id for t in todo)
@@ -300,18 +299,24 @@ class _Execution:
         self.progress = Progress(total, self.summary.skipped, self.settings.verbose)
         backend = backend_class(self.settings.backend)(
             self.settings, self.prep.sweep, self.prep.workflow, self.prep.fingerprints)
+        backend.expected_runs = len(todo)
+        gate = leases.Gate(self.settings.lease_timeout)  # runs that workers hold wait
         try:
-            with backend:
+            with gate, backend:
                 if self.settings.verbose:
                     self.progress.write(
                         f"dagrun: {len(todo)} of {total} runs to execute on "
                         f"{backend.describe()}; out: {self.prep.sweep.path}")
                 outstanding = 0
-                while todo or outstanding:
+                while todo or outstanding or gate.waiting:
                     while todo and outstanding < backend.capacity * 2 + 16:
-                        backend.submit(todo.popleft())
-                        outstanding += 1
+                        task = todo.popleft()
+                        if gate.admit(task):
+                            backend.submit(task)
+                            outstanding += 1
+                    todo.extend(gate.ready(idle=not outstanding))
                     for outcome in backend.poll(0.2):
+                        gate.release(outcome.task)
                         outstanding -= 1
                         retry = self._record(outcome, backend.running())
                         if retry is not None:
@@ -323,11 +328,25 @@ class _Execution:
                             remaining[exp_id] -= 1
                             if remaining[exp_id] == 0:
                                 self._append_result(self.by_id[exp_id], scores.pop(exp_id, {}))
-                    self.progress.set_running(backend.running())
+                    self.progress.set_running(backend.running() + gate.waiting)
+                    self._watch_state()
         finally:
             self.progress.close()
             self.appender.close()
             self.summary.notes.extend(backend.notes())
+
+    def _watch_state(self) -> None:
+        """Say once, at once, when OUT/.dagrun vanishes while this driver runs (the lock on
+        OUT itself still keeps other drivers out; the state is written again at the end)."""
+        now = time.monotonic()
+        if self.state_lost or now < self.next_state_check:
+            return
+        self.next_state_check = now + STATE_CHECK_EVERY
+        if not os.path.isfile(self.prep.sweep.plan):
+            self.state_lost = True
+            self.progress.write(f"dagrun: warning: {self.prep.sweep.state} was deleted while "
+                                "this driver runs; it is written again when the sweep ends "
+                                "(no other driver can start meanwhile)")
 
     def _record(self, outcome: RunOutcome, running: int) -> RunTask | None:
         """Count an outcome; returns the retry task when the run gets another attempt."""
@@ -357,36 +376,29 @@ class _Execution:
             self.fresh[exp.exp_id] = line
 
 
-def _dry_run(prep: Prepared) -> Summary:
-    """Print what would run and why; write nothing."""
+def _dry_run(prep: Prepared, options: Options) -> Summary:
+    """Print what would run and why; write nothing. The plan is the one ``execute`` makes,
+    so a changed config is refused here exactly as it would be there."""
     sweep = prep.sweep
-    stored = read_plan(sweep) if os.path.isdir(sweep.state) else {}
-    changed = changed_experiments(stored, prep.experiments)
-    statuses = scan(sweep, prep.experiments)
-    code = codecheck.find_changes(sweep, statuses, prep.fingerprints)
-    reasons: collections.Counter[str] = collections.Counter()
-    lines: list[str] = []
-    for s in statuses:
-        stale = code.first_stage(s)
-        if s.exp_id in changed:
-            reason = "config changed"
-        elif stale is not None:
-            reason = f"code of {stale.value} changed (recomputed with --rerun-changed)"
-        else:
-            reason = s.reason
-        reasons[reason] += 1
-        if reason != "done" and len(lines) < DRY_RUN_LISTING:
-            lines.append(f"  run {s.label}: {reason}  ({s.run.path})")
-    summary = Summary(out_path=sweep.path, planned=len(statuses), dry_run=True,
-                      skipped=reasons.get("done", 0))
+    plan = make_plan(sweep, prep.experiments, prep.fingerprints, options.rerun_changed)
+    reasons = plan.reasons()
+    lines = [f"  run {r.status.label}: {r.text}  ({r.status.run.path})"
+             for r in plan.todo()[:DRY_RUN_LISTING]]
+    summary = Summary(out_path=sweep.path, planned=len(plan.runs), dry_run=True,
+                      skipped=reasons.get(Reason.DONE.value, 0))
     print(f"plan for {sweep.path} ({prep.settings.backend} backend):")
     for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
         print(f"  {count:>7} {reason}")
     for line in lines:
         print(line)
-    todo = len(statuses) - summary.skipped
+    todo = len(plan.runs) - summary.skipped
     if todo > len(lines):
         print(f"  ... and {todo - len(lines)} more runs")
-    for exp_id, diff in list(changed.items())[:10]:
+    for exp_id, diff in list(plan.changed.items())[:10]:
         print(f"  experiment {exp_id} config changed: {'; '.join(diff)}")
+    if plan.code and not options.rerun_changed:
+        print(f"  note: {'; '.join(plan.code.lines())}; kept as they are (recomputed with "
+              "--rerun-changed)")
+    for note in plan.notes():
+        print(f"  note: {note}")
     return summary

@@ -23,7 +23,10 @@ recorded, so a stage that needs one fails with a message saying why.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import os
 import re
@@ -31,7 +34,7 @@ import shutil
 import sys
 import sysconfig
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -72,11 +75,22 @@ class Snapshot:
     source: str  # the workflow file the copy was taken from
     sys_path: tuple[str, ...] = ()  # the user's folders, searched after the copy
     main_only: tuple[str, ...] = ()  # names bound only in the ``__main__`` block
+    # module name -> (file inside the copy, the user's file it was copied from)
+    modules: tuple[tuple[str, str, str], ...] = ()
 
     def relocated(self, state_dir: str) -> Snapshot:
         """The same snapshot seen from another mount of OUT (``state_dir`` = OUT/.dagrun)."""
         folder = os.path.join(state_dir, CODE_DIR, os.path.basename(self.folder))
-        return Snapshot(folder, self.module, self.source, self.sys_path, self.main_only)
+        return dataclasses.replace(self, folder=folder)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for ``workflow.pkl``'s first layer."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Snapshot:
+        return cls(data["folder"], data["module"], data["source"], tuple(data["sys_path"]),
+                   tuple(data["main_only"]), tuple(tuple(m) for m in data.get("modules", ())))
 
     def explain(self, exc: BaseException) -> str | None:
         """Why a stage's ``NameError`` happened, when the name exists only under ``__main__``."""
@@ -185,6 +199,7 @@ def collect(source: str) -> tuple[Collected, Snapshot]:
     with open(source, "rb") as f:
         text = f.read()
     collected.files[f"{name}.py"] = text
+    modules = [(name, f"{name}.py", source)]
     for mod, path in _user_modules(roots):
         if os.path.realpath(path) == os.path.realpath(source):
             continue
@@ -196,15 +211,15 @@ def collect(source: str) -> tuple[Collected, Snapshot]:
                 collected.files[rel] = f.read()
         except OSError:
             continue
+        modules.append((mod, rel, path))
     main_only = main_only_names(text.decode("utf-8", "replace"))
-    snap = Snapshot("", name, source, (folder,), main_only)
+    snap = Snapshot("", name, source, (folder,), main_only, tuple(sorted(modules)))
     return collected, snap
 
 
 def placed(snap: Snapshot, collected: Collected, state_dir: str) -> Snapshot:
     """``snap`` with its folder: ``state_dir/code/<digest of the files>``."""
-    folder = os.path.join(state_dir, CODE_DIR, collected.digest())
-    return Snapshot(folder, snap.module, snap.source, snap.sys_path, snap.main_only)
+    return dataclasses.replace(snap, folder=os.path.join(state_dir, CODE_DIR, collected.digest()))
 
 
 def write(snap: Snapshot, collected: Collected) -> None:
@@ -252,20 +267,57 @@ def activate(snap: Snapshot) -> ModuleType:
     there. Errors become a one-line ``UsageError`` naming the file and line.
     """
     put_on_path(snap)
+    _install_finder(snap)
     path = os.path.join(snap.folder, f"{snap.module}.py")
     loaded = sys.modules.get(snap.module)
-    if loaded is not None and getattr(loaded, "__file__", None) == path:
-        return loaded
-    return import_file(path, snap.module, shown=os.path.basename(snap.source))
+    spec = getattr(loaded, "__spec__", None)
+    if loaded is not None and getattr(getattr(spec, "loader", None), "path", None) == path:
+        return loaded  # this copy is imported already (a worker serving the same sweep)
+    return import_file(path, snap.module, shown=os.path.basename(snap.source),
+                       origin=snap.source)
+
+
+class _CopyFinder(importlib.abc.MetaPathFinder):
+    """Finds the user's modules of a snapshot in the copy, while their ``__file__`` stays the
+    user's file (code that locates data next to itself keeps working)."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.files = {mod: (os.path.join(snap.folder, rel), orig)
+                      for mod, rel, orig in snap.modules}
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        found = self.files.get(fullname)
+        if found is None or not os.path.isfile(found[0]):
+            return None
+        return _spec(fullname, found[0], found[1])
+
+
+def _spec(name: str, copy: str, origin: str) -> importlib.machinery.ModuleSpec:
+    """A spec that loads ``copy`` but names ``origin`` as the module's ``__file__``."""
+    package = os.path.basename(copy) == "__init__.py"
+    spec = importlib.util.spec_from_file_location(
+        name, copy, submodule_search_locations=[os.path.dirname(copy)] if package else None)
+    if spec is None:
+        raise ImportError(f"cannot load {copy}")
+    spec.origin = origin
+    spec.cached = None
+    return spec
+
+
+def _install_finder(snap: Snapshot) -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _CopyFinder)]
+    sys.meta_path.insert(0, _CopyFinder(snap))
 
 
 def import_file(path: str, name: str, shown: str | None = None, *,
-                driver: bool = False) -> ModuleType:
+                driver: bool = False, origin: str | None = None) -> ModuleType:
     """Import ``path`` as module ``name`` (in ``sys.modules``), without its ``__main__``
     block; every way it can fail becomes a one-line ``UsageError``. In the ``driver``
     (``dagrun execute``) a top-level ``run_experiments`` call is a ``UsageError`` too."""
     global _importing
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = _spec(name, path, origin) if origin else \
+        importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise UsageError(f"cannot load {path} as a Python file")
     module = importlib.util.module_from_spec(spec)

@@ -4,11 +4,27 @@ This is the only code that calls the user's functions, and it is shared by every
 It loads the output of the last done stage from disk, runs the remaining stages, writes each
 artifact and then its marker (atomically), and turns anything that goes wrong into a
 ``Failure`` record instead of an exception: the sweep goes on.
+
+Data travels between stages through return values only: ``pre(cfg)`` returns what
+``fit(cfg, pre_out)`` receives, and ``fit`` returns what ``post(cfg, fit_out)`` receives.
+Every stage call gets its own deep copy of its run's cfg (``RunCfg``), so whatever a stage
+does to the dict it receives (pop a key, edit a nested dict) reaches neither a later stage
+of the same run nor another run executed by the same process; that is what makes a run
+resumed at ``fit`` (its ``pre`` ran in another process, or days ago) behave exactly like one
+that never stopped. The cfg is pickled once per run (protocol 5, NumPy buffers left out of
+band) and unpickled for each stage call, arrays copied with one ``memcpy`` each: for large
+graphs of Python objects this is several times faster than ``copy.deepcopy``
+(``bench/cfg_copy.py``). A value that does not pickle (a lambda, a class that cannot be
+imported here) is copied with ``copy.deepcopy``; one that cannot be copied at all (a lock,
+an open file) is passed as is, with one warning per key and process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import decimal
+import numbers
 import os
 import pickle
 import time
@@ -19,10 +35,10 @@ from typing import Any
 import cloudpickle
 
 from dagrun import atomic
-from dagrun.capture import CaptureMode, capture
-from dagrun.config import json_view
+from dagrun.capture import CaptureMode, capture, isolated
+from dagrun.config import json_view, repetitions_of
 from dagrun.errors import FailureKind, UnsafePickleError
-from dagrun.layout import CONFIG, RunDir, Stage, error_name
+from dagrun.layout import CONFIG, RunDir, Stage, error_name, marker_name
 from dagrun.records import Failure, Marker, hostname, read_scores
 from dagrun.safety import check_pickle
 from dagrun.workflow import Workflow
@@ -36,7 +52,7 @@ class RunTask:
     rep: int
     path: str
     attempt: int = 1
-    reason: str = ""
+    reason: str = ""  # why the plan runs it (missing, failed, retry, ...): for messages
 
     @property
     def label(self) -> str:
@@ -102,13 +118,13 @@ def find_resume_point(run: RunDir) -> _Resume:
     except FileNotFoundError:
         names = set()
     res = _Resume(Stage.PRE, names=frozenset(names))
-    if "post.done" in names:
+    if marker_name(Stage.POST) in names:
         if read_scores(run) is not None:
             return _Resume(None)
         res.warnings.append(f"{run.artifact(Stage.POST)} cannot be read; recomputing post")
         atomic.remove(run.marker(Stage.POST))
     for stage, nxt in ((Stage.FIT, Stage.POST), (Stage.PRE, Stage.FIT)):
-        if f"{stage.value}.done" not in names:
+        if marker_name(stage) not in names:
             continue
         marker = Marker.read(run, stage)
         try:
@@ -143,9 +159,9 @@ def _save_output(run: RunDir, stage: Stage, value: Any, warnings: list[str]) -> 
     return True
 
 
-def _metrics(value: Any, fit_time: float | None, attempt: int, warnings: list[str]) -> dict[
-    str, Any
-]:
+def _metrics(value: Any, fit_time: float | None, attempt: int, repetitions: int,
+             warnings: list[str]) -> dict[str, Any]:
+    """post's dict as ``post.json`` holds it, or ``_StageFailed`` (kind ``bad_output``)."""
     if not isinstance(value, dict):
         raise _StageFailed(Failure.make(
             Stage.POST, FailureKind.BAD_OUTPUT,
@@ -159,21 +175,178 @@ def _metrics(value: Any, fit_time: float | None, attempt: int, warnings: list[st
             f"post returned a dict with non-string keys {bad[:3]!r}; metric names must be str",
             attempt,
         ))
+    if repetitions > 1:
+        _check_statistic_names(value, attempt)
     if "fit_time" in value:
         warnings.append("post returned 'fit_time', which dagrun sets itself; it was replaced")
-    scores = {k: json_view(v) for k, v in value.items()}
+    scores = {k: _metric_value(v) for k, v in value.items()}
     scores["fit_time"] = fit_time
     return scores
 
 
+def _check_statistic_names(value: dict[str, Any], attempt: int) -> None:
+    """With repetitions > 1, results.jsonl adds ``mean_M`` and ``std_M`` for each metric
+    ``M``: a post that returns both ``M`` and one of those would have its own value lost."""
+    names = {*value, "fit_time"}
+    for key in value:
+        for prefix in ("mean_", "std_"):
+            if key.startswith(prefix) and key[len(prefix):] in names:
+                metric = key[len(prefix):]
+                raise _StageFailed(Failure.make(
+                    Stage.POST, FailureKind.BAD_OUTPUT,
+                    f"post returned both {metric!r} and {key!r}: with repetitions > 1, "
+                    f"results.jsonl computes {key!r} from the values of {metric!r} itself; "
+                    f"rename {key!r}", attempt,
+                ))
+
+
+def _metric_value(value: Any) -> Any:
+    """A metric as JSON: ``Decimal`` and ``Fraction`` become floats (so they get a mean
+    and a std), everything else its JSON view."""
+    if isinstance(value, decimal.Decimal) or (
+            isinstance(value, numbers.Rational) and not isinstance(value, numbers.Integral)):
+        return float(value)
+    return json_view(value)
+
+
+_Blob = tuple[bytes, list[pickle.PickleBuffer]]
+
+
+def _dumps(value: Any) -> _Blob:
+    """Pickle ``value``, leaving large buffers (NumPy arrays) out of band, uncopied."""
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    return data, buffers
+
+
+def _loads(blob: _Blob) -> Any:
+    """A new object from ``blob``; each out-of-band buffer is copied (writable, unshared)."""
+    data, buffers = blob
+    return pickle.loads(data, buffers=[bytearray(b.raw()) for b in buffers])
+
+
+@dataclass
+class CopyMemory:
+    """What a process learnt about copying cfg keys; kept across the runs it executes.
+
+    ``unpicklable``: keys whose value did not pickle once, copied with ``copy.deepcopy``
+    from then on without trying pickle again. ``warned``: keys whose value cannot be copied
+    at all and that were already reported (one warning per key and process, not per run).
+    """
+
+    unpicklable: set[str] = field(default_factory=set)
+    warned: set[str] = field(default_factory=set)
+
+    def uncopyable(self, key: str, exc: Exception, warnings: list[str]) -> None:
+        """Report (once) that ``key`` is shared between stages instead of copied."""
+        if key in self.warned:
+            return
+        self.warned.add(key)
+        warnings.append(
+            f"cfg key {key!r} cannot be copied ({type(exc).__name__}: {exc}); every stage "
+            "receives the same object, so in-place changes to it are not isolated")
+
+
+class RunCfg:
+    """Hands out independent deep copies of one run's cfg, one per stage call.
+
+    The way each key is copied is settled once per run, on the first copy: the whole cfg
+    as one pickle when it pickles (shared references between keys survive); otherwise the
+    keys that pickle as one pickle, the others with one ``copy.deepcopy``, and keys that
+    neither can copy are passed as is (``CopyMemory.uncopyable`` warns). The original is
+    never handed out, so later runs of the same experiment start from it unchanged.
+    """
+
+    def __init__(self, cfg: dict[str, Any], memory: CopyMemory, warnings: list[str]) -> None:
+        self._cfg = cfg
+        self._blob: _Blob | None = None
+        self._deep: list[str] = []
+        self._shared: list[str] = []
+        self._first: dict[str, Any] | None = self._plan(memory, warnings)
+
+    def fresh(self) -> dict[str, Any]:
+        """A copy of the cfg that no other stage call receives."""
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return self._assemble(_loads(self._blob) if self._blob is not None else {})
+
+    def _plan(self, memory: CopyMemory, warnings: list[str]) -> dict[str, Any]:
+        """Settle how each key is copied; returns the first copy, made on the way."""
+        cfg = self._cfg
+        if not memory.unpicklable.intersection(cfg):
+            whole = self._pickle_part(cfg)
+            if whole is not None:
+                return whole
+        part = {k: v for k, v in cfg.items() if _pickles(k, v, memory)}
+        picked = (self._pickle_part(part) if part else None) or {}
+        rest = self._deepcopy_rest([k for k in cfg if k not in picked], memory, warnings)
+        return {k: picked[k] if k in picked else rest[k] for k in cfg}
+
+    def _deepcopy_rest(self, keys: list[str], memory: CopyMemory,
+                       warnings: list[str]) -> dict[str, Any]:
+        """First copies of ``keys`` by ``copy.deepcopy``; those it cannot copy are shared."""
+        rest: dict[str, Any] = {}
+        memo: dict[int, Any] = {}  # one memo: references shared between these keys survive
+        for key in keys:
+            try:
+                rest[key] = copy.deepcopy(self._cfg[key], memo)
+                self._deep.append(key)
+            except Exception as exc:  # deepcopy raises many types for what it cannot copy
+                memory.uncopyable(key, exc, warnings)
+                rest[key] = self._cfg[key]
+                self._shared.append(key)
+        return rest
+
+    def _pickle_part(self, part: dict[str, Any]) -> dict[str, Any] | None:
+        """Pickle ``part`` as one blob (kept for later copies); its first copy or None."""
+        try:
+            blob = _dumps(part)
+            first: dict[str, Any] = _loads(blob)
+        except Exception:  # pickle raises many types for objects it cannot handle
+            return None
+        self._blob = blob
+        return first
+
+    def _assemble(self, picked: dict[str, Any]) -> dict[str, Any]:
+        """The full cfg, in its original key order, from the pickled part and the rest."""
+        if not self._deep and not self._shared:
+            return picked
+        memo: dict[int, Any] = {}
+        rest = {k: copy.deepcopy(self._cfg[k], memo) for k in self._deep}
+        rest.update({k: self._cfg[k] for k in self._shared})
+        return {k: picked[k] if k in picked else rest[k] for k in self._cfg}
+
+
+def _pickles(key: str, value: Any, memory: CopyMemory) -> bool:
+    """Whether ``value`` pickles; a key that does not is remembered in ``memory``."""
+    if key in memory.unpicklable:
+        return False
+    try:
+        _dumps(value)
+    except Exception:  # pickle raises many types for objects it cannot handle
+        memory.unpicklable.add(key)
+        return False
+    return True
+
+
 class StageRunner:
-    """Runs runs of one workflow; one instance per process, reused across runs."""
+    """Runs runs of one workflow; one instance per process, reused across runs.
+
+    ``mode`` says where it runs: ``CaptureMode.TEE`` in the driver's own process (the
+    ``single`` backend), where a ``KeyboardInterrupt`` cannot be told from Ctrl-C and stops
+    the sweep; ``CaptureMode.FD`` in a worker, where Ctrl-C never arrives (runs have their
+    own sessions), so a ``KeyboardInterrupt`` raised by a stage is that run's failure.
+    """
 
     def __init__(self, workflow: Workflow, mode: CaptureMode,
                  fingerprints: dict[str, str] | None = None) -> None:
         self.workflow = workflow
         self.mode = mode
         self.fingerprints = fingerprints or {}
+        self.copy_memory = CopyMemory()  # per process: runs share what it learnt
+        # called before each stage (a worker checks it still holds the run's lease); an
+        # exception it raises leaves ``run``, the stages done so far kept
         self.on_stage_start: Callable[[RunTask, Stage], None] | None = None
 
     def run(self, task: RunTask) -> RunOutcome:
@@ -217,12 +390,14 @@ class StageRunner:
     def _run_from(self, task: RunTask, run: RunDir, start: Stage, resume: _Resume,
                   warnings: list[str], ran: list[str]) -> dict[str, Any] | None:
         """Run ``start`` and the stages after it; returns the scores post wrote."""
-        cfg = self.workflow.run_cfg(task.exp_id, task.rep, run.path)
+        cfgs = RunCfg(self.workflow.run_cfg(task.exp_id, task.rep, run.path),
+                      self.copy_memory, warnings)
         value, fit_time = resume.value, resume.fit_time
         scores = None
         for stage in start.and_after():
             if self.on_stage_start is not None:
                 self.on_stage_start(task, stage)
+            cfg = cfgs.fresh()  # before the clock starts: copying is not fit time
             started = time.time()
             value = self._call(stage, task, run, cfg, value)
             finished = time.time()
@@ -241,15 +416,31 @@ class StageRunner:
 
     def _call(self, stage: Stage, task: RunTask, run: RunDir, cfg: dict[str, Any],
               value: Any) -> Any:
+        """Call the user's function of ``stage`` with ``cfg`` (this call's own copy), its
+        output captured and the process state it changes put back (``dagrun.capture``)."""
         fn = self.workflow.function(stage)
         args = (cfg,) if stage is Stage.PRE else (cfg, value)
         try:
-            with capture(self.mode, run.log(stage), task.attempt, hostname()):
+            with isolated(), capture(self.mode, run.log(stage), task.attempt, hostname()):
                 return fn(*args)
-        except KeyboardInterrupt:
-            raise
+        except KeyboardInterrupt as exc:
+            if self.mode is CaptureMode.TEE:  # the driver's own process: it may be Ctrl-C
+                raise
+            raise self._stage_failed(stage, exc, task.attempt) from exc
         except BaseException as exc:  # the worker boundary: whatever user code raises
-            raise _StageFailed(Failure.from_exception(stage, exc, task.attempt)) from exc
+            raise self._stage_failed(stage, exc, task.attempt) from exc
+
+    def _stage_failed(self, stage: Stage, exc: BaseException, attempt: int) -> _StageFailed:
+        """The failure of a stage that raised, explained when the snapshot knows why (a
+        name bound only under ``if __name__ == "__main__":``)."""
+        failure = Failure.from_exception(stage, exc, attempt)
+        snapshot = getattr(self.workflow, "snapshot", None)  # None: pickled by older dagrun
+        return _StageFailed(failure.noted(snapshot.explain(exc) if snapshot else None))
+
+    def _repetitions(self, exp_id: int) -> int:
+        """The experiment's repetitions, as the scheduler planned them."""
+        workflow = self.workflow
+        return repetitions_of(workflow.cfgs[exp_id], workflow.basecfg.get("repetitions", 1))
 
     def _persist(self, stage: Stage, task: RunTask, run: RunDir, value: Any,
                  fit_time: float | None, started: float, finished: float,
@@ -257,10 +448,11 @@ class StageRunner:
         """Write the stage's artifact, then its marker; returns post's scores."""
         scores = None
         if stage is Stage.POST:
-            scores = _metrics(value, fit_time, task.attempt, warnings)
+            scores = _metrics(value, fit_time, task.attempt, self._repetitions(task.exp_id),
+                              warnings)
             atomic.write_json(run.artifact(stage), scores, indent=None)
         elif not _save_output(run, stage, value, warnings):
             return None
-        Marker.now(stage, started, finished, task.attempt,
-                   self.fingerprints.get(stage.value)).write(run)
+        Marker.now(stage, started, finished, task.attempt, self.fingerprints.get(stage.value),
+                   self.workflow.config_digest(task.exp_id)).write(run)
         return scores

@@ -33,6 +33,7 @@ class Summary:
     dry_run: bool = False
     seconds: float = 0.0
     results_lines: int = 0
+    results_error: str = ""  # why results.jsonl could not be rewritten at the end
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -76,7 +77,9 @@ class Summary:
         if self.dry_run:
             return (f"dry run: {self.planned} runs planned, {self.skipped} already done, "
                     f"{self.planned - self.skipped} would run; nothing was executed")
-        lines = [self._head(),
-                 f"Results: {self.results_path} ({self.results_lines} experiments).",
+        results = (f"Results: {self.results_path} was NOT rewritten ({self.results_error})."
+                   if self.results_error else
+                   f"Results: {self.results_path} ({self.results_lines} experiments).")
+        lines = [self._head(), results,
                  *self._failed_lines(), *self.notes]
         return "\n".join(lines)

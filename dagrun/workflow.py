@@ -96,9 +96,7 @@ class Workflow:
                 f"the workflow cannot be pickled for workers and resume: {exc} "
                 "(keep cfg values to plain data; build objects in pre)"
             ) from exc
-        snap = self.snapshot
-        header = None if snap is None else (snap.folder, snap.module, snap.source,
-                                             snap.sys_path, snap.main_only)
+        header = None if self.snapshot is None else self.snapshot.as_dict()
         return pickle.dumps((_FORMAT, header, inner), protocol=pickle.HIGHEST_PROTOCOL)
 
     def _with_refs(self) -> Workflow:
@@ -129,7 +127,13 @@ class Workflow:
         check_pickle(path)
         with open(path, "rb") as f:
             data = f.read()
-        return Workflow.loads(data, state_dir=os.path.dirname(os.path.abspath(path)))
+        try:
+            return Workflow.loads(data, state_dir=os.path.dirname(os.path.abspath(path)))
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError,
+                AttributeError) as exc:
+            raise UsageError(
+                f"{path} is damaged ({type(exc).__name__}: {exc}); run `dagrun execute "
+                "WORKFLOW.py` again to write it anew (finished stages are kept)") from exc
 
     @staticmethod
     def loads(data: bytes, state_dir: str | None = None) -> Workflow:
@@ -140,8 +144,7 @@ class Workflow:
         if isinstance(outer, tuple) and len(outer) == 3 and outer[0] == _FORMAT:
             _, header, inner = outer
             if header is not None:
-                snap = Snapshot(header[0], header[1], header[2], tuple(header[3]),
-                                tuple(header[4]))
+                snap = Snapshot.from_dict(header)
                 if state_dir is not None:
                     snap = snap.relocated(state_dir)
                 module = snapshots.activate(snap)

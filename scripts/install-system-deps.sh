@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages dagrun's test suite needs (sshd/ssh fixtures,
-# network namespaces). Idempotent and quiet on success:
+# network namespaces, a headless browser for the report). Idempotent and quiet on success:
 #   - does nothing when every package is already installed;
 #   - as root, installs only the missing ones (apt-get update only if needed);
 #   - not root: prints what is missing and exits 0, so tests skip with a reason.
@@ -10,7 +10,9 @@ set -euo pipefail
 # openssh-client: ssh, ssh-keygen
 # iproute2:       `ip netns` / veth for NetnsHosts
 # procps:         ps/pkill used when debugging leftovers; psutil covers tests
-PACKAGES=(openssh-server openssh-client iproute2 procps)
+# chromium:       headless browser for the HTML report's test (driven by Playwright)
+# fonts-dejavu-core: a font for it, so pages and screenshots render text
+PACKAGES=(openssh-server openssh-client iproute2 procps chromium fonts-dejavu-core)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "install-system-deps: not a Debian-like system (no dpkg-query); skipping" >&2

@@ -1,59 +1,23 @@
-"""Shared fixtures of the engine tests: awkward folders, workflow files, ``dagrun`` subprocesses.
+"""Fixtures shared by the engine tests: the local backends, awkward folders, a counting sweep.
 
-Every test that runs the engine does so in a real ``dagrun`` process (``python -m dagrun``
-or the ``.venv/bin/dagrun`` script) with a bounded timeout, in a folder whose name breaks
-naive shell quoting.
+The helpers these fixtures use (running ``dagrun``, writing workflows, reading results) live
+in ``tests/helpers.py``; test modules import them from there, never from this file.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import psutil
 import pytest
 
-# --------------------------------------------------------------------------------------------
-# Backends every contract test runs against.
-
-CONTRACT_BACKENDS = ["single"]
-try:
-    from dagrun.backends import backend_class
-
-    backend_class("multiprocessing")
-except Exception:  # not written yet, or broken: run the contract on 'single' only
-    pass
-else:
-    CONTRACT_BACKENDS.append("multiprocessing")
+from tests.helpers import AWKWARD_NAME, LOCAL_BACKENDS, Sweep, make_sweep
 
 
-@pytest.fixture(params=CONTRACT_BACKENDS)
+@pytest.fixture(params=LOCAL_BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
-    """The name of a backend the contract must hold on."""
+    """The name of a backend that needs no service (ray and ssh: see test_contract.py)."""
     return str(request.param)
-
-
-def backend_flags(backend: str) -> list[str]:
-    """Command-line flags selecting ``backend`` (two workers for a process pool)."""
-    flags = ["--backend", backend]
-    if backend != "single":
-        flags += ["-j", "2"]
-    return flags
-
-
-# --------------------------------------------------------------------------------------------
-# Awkward folders.
-
-AWKWARD_NAME = "we ird 'q' \"dq\" $(touch x) `touch y` ;&|"
 
 
 @pytest.fixture
@@ -70,251 +34,7 @@ def awkward_dir(tmp_path: Path) -> Iterator[Path]:
     assert not expanded, f"a shell expanded the folder name: {expanded}"
 
 
-# --------------------------------------------------------------------------------------------
-# Running dagrun.
-
-DAGRUN_SCRIPT = Path(sys.executable).with_name("dagrun")
-DEFAULT_TIMEOUT = 60.0
-
-
-@dataclass(frozen=True)
-class Result:
-    rc: int
-    stdout: str
-    stderr: str
-
-    def __iter__(self) -> Iterator[Any]:  # rc, out, err = run(...)
-        return iter((self.rc, self.stdout, self.stderr))
-
-    @property
-    def error_lines(self) -> list[str]:
-        """Non-empty stderr lines, progress-bar redraws removed."""
-        lines = []
-        for line in self.stderr.splitlines():
-            line = line.split("\r")[-1].strip()
-            if line:
-                lines.append(line)
-        return lines
-
-
-def dagrun_command(*args: str | os.PathLike[str], script: bool = False) -> list[str]:
-    head = [str(DAGRUN_SCRIPT)] if script else [sys.executable, "-m", "dagrun"]
-    return [*head, *(os.fspath(a) for a in args)]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("DAGRUN_TRUST_GROUP", None)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["COLUMNS"] = "100"
-    return env
-
-
-def run_dagrun(*args: str | os.PathLike[str], cwd: Path | None = None,
-               timeout: float = DEFAULT_TIMEOUT, script: bool = False) -> Result:
-    """Run ``dagrun ARGS`` to completion (bounded by ``timeout``)."""
-    proc = subprocess.run(dagrun_command(*args, script=script), cwd=cwd, env=_env(),
-                          capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, check=False)
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-def start_dagrun(*args: str | os.PathLike[str], cwd: Path | None = None,
-                 log: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start ``dagrun ARGS`` in the background; its output goes to ``log`` (or nowhere)."""
-    out = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115
-    try:
-        return subprocess.Popen(dagrun_command(*args), cwd=cwd, env=_env(),
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-    finally:
-        if log is not None:
-            out.close()  # type: ignore[union-attr]
-
-
-def kill_tree(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL,
-              grace: float = 10.0) -> int:
-    """Send ``sig`` to ``proc`` alone, reap it, then make sure its descendants are gone.
-
-    Only the driver gets the signal (that is the crash being simulated); worker processes
-    it left behind get ``grace`` seconds to notice and exit, then are killed so the test
-    leaves nothing running.
-    """
-    try:
-        children = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    proc.send_signal(sig)
-    rc = proc.wait(timeout=30)
-    _gone, alive = psutil.wait_procs(children, timeout=grace)
-    for child in alive:
-        child.kill()
-    psutil.wait_procs(alive, timeout=10)
-    return rc
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    """Poll ``predicate`` until true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(0.02)
-
-
-# --------------------------------------------------------------------------------------------
-# Workflow files.
-
-def write_workflow(folder: Path, source: str, name: str = "workflow.py") -> Path:
-    """Write a workflow file (dedented ``source``) into ``folder``; returns its path."""
-    path = folder / name
-    path.write_text(textwrap.dedent(source).lstrip(), encoding="utf-8")
-    return path
-
-
-# A workflow whose stages leave a trace of every execution: COUNTS/<stage>-<id>-<rep> gets
-# one line per call. pre records the cfg it received; fit can fail once (FAIL_ONCE names
-# experiment ids whose first fit raises) or wait for a release file (WAIT_FOR).
-COUNTING_WORKFLOW = '''
-import json
-import os
-import time
-
-OUT = {out!r}
-COUNTS = {counts!r}
-SLEEP = {sleep!r}
-FAIL_ONCE = {fail_once!r}
-WAIT_FOR = {wait_for!r}
-
-
-def _count(stage, cfg):
-    os.makedirs(COUNTS, exist_ok=True)
-    name = "%s-%d-%d" % (stage, cfg["experiment_id"], cfg["run_id"])
-    with open(os.path.join(COUNTS, name), "a") as f:
-        f.write("%d\\n" % os.getpid())
-
-
-def pre(cfg):
-    _count("pre", cfg)
-    name = "cfg-%d-%d.json" % (cfg["experiment_id"], cfg["run_id"])
-    with open(os.path.join(COUNTS, name), "w") as f:
-        json.dump(cfg, f)
-    print("pre says hello")
-    time.sleep(SLEEP)
-    return {{"x": cfg["x"], "rep": cfg["run_id"]}}
-
-
-def fit(cfg, data):
-    _count("fit", cfg)
-    if WAIT_FOR:
-        deadline = time.time() + 60
-        while not os.path.exists(WAIT_FOR) and time.time() < deadline:
-            time.sleep(0.02)
-    time.sleep(SLEEP)
-    flag = os.path.join(COUNTS, "failed-once-%d-%d" % (cfg["experiment_id"], cfg["run_id"]))
-    if cfg["experiment_id"] in FAIL_ONCE and not os.path.exists(flag):
-        open(flag, "w").close()
-        raise RuntimeError("boom in fit\\nsecond line of the message")
-    return {{"w": data["x"] * 10 + data["rep"], "rep": data["rep"]}}
-
-
-def post(cfg, model):
-    _count("post", cfg)
-    time.sleep(SLEEP)
-    return {{"acc": model["w"] + 0.5, "rep_seen": model["rep"], "tag": "t%d" % cfg["x"]}}
-
-
-basecfg = {{"out_path": OUT, "repetitions": {repetitions!r}, "verbose": {verbose!r}}}
-
-cfgs = {cfgs!r}
-
-if __name__ == "__main__":
-    raise SystemExit("the __main__ block must not run")
-'''
-
-
-@dataclass
-class Sweep:
-    """A counting workflow file, its OUT folder and its counter folder."""
-
-    folder: Path
-    out: Path
-    counts: Path
-    workflow: Path
-
-    def write(self, cfgs: Sequence[Mapping[str, Any]], *, repetitions: int = 1,
-              sleep: float = 0.0, fail_once: Sequence[int] = (),
-              wait_for: Path | None = None, verbose: bool = True) -> Path:
-        source = COUNTING_WORKFLOW.format(
-            out=str(self.out), counts=str(self.counts), sleep=sleep,
-            fail_once=list(fail_once), wait_for=str(wait_for) if wait_for else "",
-            repetitions=repetitions, verbose=verbose, cfgs=list(cfgs))
-        self.workflow.write_text(source, encoding="utf-8")
-        return self.workflow
-
-    def count(self, stage: str, exp_id: int, rep: int = 0) -> int:
-        """How many times ``stage`` of run (exp_id, rep) was executed."""
-        path = self.counts / f"{stage}-{exp_id}-{rep}"
-        if not path.exists():
-            return 0
-        return len(path.read_text().splitlines())
-
-    def received_cfg(self, exp_id: int, rep: int = 0) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(
-            (self.counts / f"cfg-{exp_id}-{rep}.json").read_text())
-        return data
-
-    def execute(self, *flags: str, timeout: float = DEFAULT_TIMEOUT) -> Result:
-        return run_dagrun("execute", self.workflow, *flags, cwd=self.folder, timeout=timeout)
-
-    def results(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.out / "results.jsonl")
-
-
-def make_sweep(folder: Path, name: str = "sweep") -> Sweep:
-    base = folder / name
-    base.mkdir()
-    return Sweep(base, base / "OUT dir", base / "counts", base / f"{name} workflow.py")
-
-
 @pytest.fixture
 def sweep(awkward_dir: Path) -> Sweep:
     """A counting workflow in an awkward folder (call ``sweep.write(cfgs, ...)`` first)."""
     return make_sweep(awkward_dir)
-
-
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"results.jsonl holds non-standard JSON constant {name}")
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Parse a JSON-lines file strictly (no NaN/Infinity, every line a JSON object)."""
-    text = path.read_text(encoding="utf-8")
-    assert text == "" or text.endswith("\n"), "results.jsonl does not end with a newline"
-    rows = []
-    for line in text.splitlines():
-        row = json.loads(line, parse_constant=_reject_constant)
-        assert isinstance(row, dict)
-        rows.append(row)
-    return rows
-
-
-def markers(out: Path) -> set[tuple[str, int, int]]:
-    """(stage, experiment_id, rep) of every ``.done`` marker under ``out`` (rep 0 if flat)."""
-    found = set()
-    for path in out.rglob("*.done"):
-        rel = path.relative_to(out).parts
-        if rel[0] == ".dagrun":
-            continue
-        rep = int(rel[1]) if len(rel) == 3 else 0
-        found.add((path.stem, int(rel[0]), rep))
-    return found
-
-
-def snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
-    """Every file under ``folder`` with its size, mtime and content (to prove nothing moved)."""
-    snap = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            st = path.stat()
-            snap[str(path.relative_to(folder))] = (st.st_size, st.st_mtime_ns, path.read_bytes())
-    return snap

@@ -21,7 +21,8 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import _env, dagrun_command, markers, read_jsonl, run_dagrun, wait_for
+
+from tests.helpers import child_env, dagrun_command, markers, read_jsonl, run_dagrun, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -137,7 +138,7 @@ def test_sigkill_rounds_then_same_results(tmp_path: Path) -> None:
         log = open(tmp_path / f"round-{round_no}.log", "wb")  # noqa: SIM115
         driver = subprocess.Popen(dagrun_command("execute", wf, "--backend", "multiprocessing",
                                                  "-j", "2"),
-                                  cwd=folder, env={**_env(), TAG: tag},
+                                  cwd=folder, env=child_env({TAG: tag}),
                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
         try:

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import CONTRACT_BACKENDS, read_jsonl, run_dagrun, write_workflow
 
 import dagrun
 from dagrun import ConfigError, Variation, generate_configs, run_experiments
+from tests.helpers import read_jsonl, run_dagrun, write_workflow
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -132,7 +132,7 @@ def test_out_path_is_a_file(tmp_path: Path) -> None:
 
 def test_basecfg_not_a_dict(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="basecfg"):
-        run_experiments([("out_path", str(tmp_path / "out"))], [{"x": 1}])
+        run_experiments([("out_path", str(tmp_path / "out"))], [{"x": 1}])  # type: ignore[arg-type]
     assert not (tmp_path / "out").exists()
 
 
@@ -160,8 +160,6 @@ def test_bad_cfgs(tmp_path: Path, cfgs: Any, words: tuple[str, ...]) -> None:
     assert not out.exists()
 
 
-@pytest.mark.skipif("multiprocessing" not in CONTRACT_BACKENDS,
-                    reason="needs a backend that pickles the workflow")
 def test_unpicklable_workflow_is_refused_for_worker_backends(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with pytest.raises(ConfigError, match="pickle"):

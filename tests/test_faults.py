@@ -18,17 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
-    CONTRACT_BACKENDS,
+
+from tests.helpers import (
+    LOCAL_BACKENDS,
     Result,
-    _env,
     backend_flags,
+    child_env,
     dagrun_command,
     read_jsonl,
     run_dagrun,
     snapshot,
 )
-
 from tests.services import require_service
 
 pytestmark = pytest.mark.timeout(120)
@@ -104,7 +104,7 @@ def write_wf(folder: Path, cfgs: Any = None, tail: str = "", name: str = "workfl
 def dagrun_env(*args: str | os.PathLike[str], cwd: Path, extra: dict[str, str],
                timeout: float = 60) -> Result:
     """Like ``run_dagrun`` with extra environment variables."""
-    proc = subprocess.run(dagrun_command(*args), cwd=cwd, env={**_env(), **extra},
+    proc = subprocess.run(dagrun_command(*args), cwd=cwd, env=child_env(extra),
                           capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL, check=False)
     return Result(proc.returncode, proc.stdout, proc.stderr)
@@ -361,7 +361,7 @@ cfgs = [{"x": 1, "np": np.float32(1.5), "i": np.int64(7), "arr": np.arange(3), "
 '''
 
 
-@pytest.mark.parametrize("backend", CONTRACT_BACKENDS)
+@pytest.mark.parametrize("backend", LOCAL_BACKENDS)
 def test_non_json_cfg_values(awkward_dir: Path, backend: str) -> None:
     wf = write_wf(awkward_dir, tail=NON_JSON_TAIL)
     result = run_dagrun("execute", wf, *backend_flags(backend), cwd=awkward_dir)
@@ -398,7 +398,7 @@ def test_huge_config(awkward_dir: Path) -> None:
     assert run_files(awkward_dir / "OUT", [0, 1]) == before
 
 
-@pytest.mark.parametrize("backend", CONTRACT_BACKENDS)
+@pytest.mark.parametrize("backend", LOCAL_BACKENDS)
 def test_disk_full_while_writing_an_artifact(awkward_dir: Path, backend: str) -> None:
     """fit of experiment 1 makes the next atomic write fail with ENOSPC (in the process that
     runs the stage): the run is failed with the OS message, the others complete."""

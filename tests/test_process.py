@@ -11,13 +11,16 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 import dagrun
 from dagrun.layout import SweepDir
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -25,24 +28,16 @@ pytestmark = pytest.mark.timeout(120)
 ISOLATING = [("multiprocessing", 0), ("single", 60)]
 
 
-def _wait_for(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def _base(out: Path, backend: str, **kw: object) -> dict[str, object]:
+    """basecfg of a sweep run in this process (stages given by the caller)."""
     return {"out_path": str(out), "backend": backend, "num_cpus": 2, "verbose": False, **kw}
 
 
-def pre(cfg):
+def pre(cfg: Mapping[str, Any]) -> Any:
     return cfg["i"]
 
 
-def fit_hangs(cfg, x):
+def fit_hangs(cfg: Mapping[str, Any], x: Any) -> Any:
     if cfg["i"] == 1:
         while True:  # swallows everything, including the stop request
             with contextlib.suppress(BaseException):  # the point of the test
@@ -50,20 +45,30 @@ def fit_hangs(cfg, x):
     return x
 
 
-def post(cfg, x):
+def post(cfg: Mapping[str, Any], x: Any) -> dict[str, Any]:
     return {"x": x}
 
 
-def _workers_left() -> list[psutil.Process]:
-    """Child processes still alive, except multiprocessing's resource tracker (it serves the
-    whole interpreter and ends with it)."""
-    return [p for p in psutil.Process().children(recursive=True)
-            if "resource_tracker" not in " ".join(p.cmdline())]
+def _workers_left() -> list[str]:
+    """Child processes still there, zombies included (nobody reaped them), except
+    multiprocessing's resource tracker (it serves the whole interpreter and ends with it)."""
+    left = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "resource_tracker" not in " ".join(proc.cmdline()):
+                left.append(f"{proc.pid} {proc.name()}")
+        except psutil.ZombieProcess:
+            left.append(f"{proc.pid} (a zombie: exited, never reaped)")
+        except psutil.NoSuchProcess:
+            continue
+    return left
 
 
 def _error(out: Path, exp_id: int, stage: str) -> dict[str, object]:
+    """The failure record of one stage of run (exp_id, 0) of a one-repetition sweep."""
     with open(SweepDir.at(out).run_dir(exp_id, 0, 1).error(dagrun.layout.Stage(stage))) as f:
-        return json.load(f)
+        record: dict[str, object] = json.load(f)
+    return record
 
 
 @pytest.mark.parametrize("backend", ["single", "multiprocessing"])
@@ -81,7 +86,7 @@ def test_timeout_stops_a_run_that_swallows_exceptions(tmp_path: Path, backend: s
     assert _workers_left() == []
 
 
-def fit_crashes(cfg, x):
+def fit_crashes(cfg: Mapping[str, Any], x: Any) -> Any:
     import ctypes
 
     print(f"about to crash {cfg['i']}", flush=True)
@@ -110,11 +115,14 @@ def test_exit_and_segfault_are_isolated(tmp_path: Path, backend: str, timeout: i
     assert "crashed" in status and "SIGSEGV" in status
 
 
-def fit_flaky(cfg, x):
+def fit_flaky(cfg: Mapping[str, Any], x: Any) -> Any:
+    """Fails the first attempt of run 0: a hard exit or an exception (cfg "hard")."""
     flag = Path(cfg["flag_dir"]) / f"tried-{cfg['i']}"
     if cfg["i"] == 0 and not flag.exists():
         flag.touch()
-        os._exit(7) if cfg["hard"] else (_ for _ in ()).throw(RuntimeError("flaky"))
+        if cfg["hard"]:
+            os._exit(7)
+        raise RuntimeError("flaky")
     return x
 
 
@@ -132,7 +140,7 @@ def test_retries_recover_a_flaky_run(tmp_path: Path, backend: str, hard: bool) -
 
 
 def test_retries_exhausted_is_a_failure(tmp_path: Path) -> None:
-    def always(cfg, x):
+    def always(cfg: Mapping[str, Any], x: Any) -> Any:
         raise ValueError("always broken")
 
     out = tmp_path / "out"
@@ -183,23 +191,25 @@ def test_driver_stop_leaves_no_worker_and_resumes(tmp_path: Path, sig: signal.Si
     tag = uuid.uuid4().hex
     proc = _start_driver(tmp_path, out, tag)
     try:
-        _wait_for(lambda: len(list(out.glob("*/fit.done"))) >= 2, 60, "two fits done")
+        wait_for(lambda: len(list(out.glob("*/fit.done"))) >= 2, 60, "two fits done")
         assert len(_tagged(tag)) >= 3  # the driver and its workers are running
         proc.send_signal(sig)
         rc = proc.wait(timeout=30)
     finally:
         proc.kill()
     assert rc == (130 if sig == signal.SIGINT else -signal.SIGKILL)
-    _wait_for(lambda: _tagged(tag) == [], 15, "every worker to be gone")
+    wait_for(lambda: _tagged(tag) == [], 15, "every worker to be gone")
     done_before = {p.parent.name for p in out.glob("*/post.done")}
     assert 2 <= len(done_before) < 16
+    markers_before = {p: p.read_bytes() for name in done_before
+                      for p in (out / name).glob("*.done")}
     again = _start_driver(tmp_path, out, uuid.uuid4().hex)
     _, err = again.communicate(timeout=90)
     assert again.returncode == 0, err
     lines = (out / "results.jsonl").read_text().splitlines()
     assert [json.loads(line)["experiment_id"] for line in lines] == list(range(16))
-    for name in done_before:  # finished runs were not recomputed
-        assert json.loads((out / name / "post.done").read_text())["pid"] != again.pid
+    # finished runs were not recomputed: their markers are untouched
+    assert {p: p.read_bytes() for p in markers_before} == markers_before
 
 
 NO_GUARD = """
@@ -216,16 +226,21 @@ def post(cfg, x):
 run_experiments({"out_path": sys.argv[1], "pre": pre, "fit": fit, "post": post,
                  "backend": "multiprocessing", "num_cpus": 2, "verbose": False},
                 [{"i": i} for i in range(6)])
+with open(sys.argv[2], "a") as f:
+    f.write("sweep over\n")
 """
 
 
 def test_script_without_main_guard_runs_on_multiprocessing(tmp_path: Path) -> None:
-    """Workers never re-run the user's script (spawn would otherwise import __main__)."""
+    """Workers import the script's plan-time copy (its module-level code runs there, as in
+    the driver) but its top-level run_experiments starts no sweep in them."""
     script, out, trace = tmp_path / "sweep.py", tmp_path / "out", tmp_path / "trace"
     script.write_text(NO_GUARD)
     proc = subprocess.run([sys.executable, str(script), str(out), str(trace)],
                           capture_output=True, text=True, timeout=90)
     assert proc.returncode == 0, proc.stderr
-    assert trace.read_text() == "top level\n"
+    trace_lines = trace.read_text().splitlines()
+    assert trace_lines.count("sweep over") == 1  # only the driver ran a sweep
+    assert 2 <= trace_lines.count("top level") <= 3  # the driver and each worker process
     lines = (out / "results.jsonl").read_text().splitlines()
     assert [json.loads(line)["scores"]["x"] for line in lines] == [1, 2, 3, 4, 5, 6]

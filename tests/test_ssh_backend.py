@@ -26,23 +26,10 @@ import dagrun
 from dagrun.backends.ssh.driver import SshBackend
 from dagrun.backends.ssh.protocol import OUTCOME, Request, outcome_from_json
 from dagrun.stages import RunTask
-
-try:  # tests/ is a package (or the repo root is on sys.path)
-    from tests.conftest import markers, read_jsonl
-    from tests.services import require_service as require
-    from tests.services.netns import NetnsHosts, netns_unavailable_reason
-    from tests.services.sshd import SshServer, sshd_unavailable_reason
-except ImportError:  # pytest put tests/ itself on sys.path
-    from conftest import markers, read_jsonl  # type: ignore[no-redef, unused-ignore]
-    from services import require_service as require  # type: ignore[no-redef, unused-ignore]
-    from services.netns import (  # type: ignore[no-redef, unused-ignore]
-        NetnsHosts,
-        netns_unavailable_reason,
-    )
-    from services.sshd import (  # type: ignore[no-redef, unused-ignore]
-        SshServer,
-        sshd_unavailable_reason,
-    )
+from tests.helpers import markers, read_jsonl
+from tests.services import require_service as require
+from tests.services.netns import NetnsHosts, netns_unavailable_reason
+from tests.services.sshd import SshServer, sshd_unavailable_reason
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -18,26 +18,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-try:  # tests/ is a package (or the repo root is on sys.path)
-    from tests.services import require_service as require
-    from tests.services.netns import NetnsHosts, netns_unavailable_reason
-    from tests.services.sshd import (
-        SshServer,
-        find_program,
-        generate_key,
-        short_tempdir,
-        sshd_unavailable_reason,
-    )
-except ImportError:  # pytest's default rootdir insertion put tests/ itself on sys.path
-    from services import require_service as require  # type: ignore[no-redef, unused-ignore]
-    from services.netns import NetnsHosts, netns_unavailable_reason  # type: ignore[no-redef, unused-ignore]
-    from services.sshd import (  # type: ignore[no-redef, unused-ignore]
-        SshServer,
-        find_program,
-        generate_key,
-        short_tempdir,
-        sshd_unavailable_reason,
-    )
+from tests.services import require_service as require
+from tests.services.netns import NetnsHosts, netns_unavailable_reason
+from tests.services.sshd import (
+    SshServer,
+    find_program,
+    generate_key,
+    short_tempdir,
+    sshd_unavailable_reason,
+)
 
 SSH = find_program("ssh") or "ssh"
 

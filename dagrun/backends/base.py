@@ -22,6 +22,9 @@ class Backend(abc.ABC):
     """Base class of every backend; subclasses implement ``submit`` and ``poll``."""
 
     name: ClassVar[str]
+    # how many runs this execution has to do, set before ``start`` (None: not known); a
+    # backend starts no more workers than that
+    expected_runs: int | None = None
 
     def __init__(self, settings: Settings, sweep: SweepDir, workflow: Workflow,
                  fingerprints: dict[str, str]) -> None:

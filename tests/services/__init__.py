@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Self
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+; dagrun supports 3.10
+    from typing_extensions import Self
 
 REQUIRE_ENV = "DAGRUN_REQUIRE_SERVICES"
 

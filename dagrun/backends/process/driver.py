@@ -1,19 +1,30 @@
-"""``multiprocessing``: ``num_cpus`` reused worker processes on this machine.
+"""``multiprocessing``: up to ``num_cpus`` reused worker processes on this machine.
 
-Built on ``pebble.ProcessPool``: per-task timeouts that kill the worker (SIGTERM, then SIGKILL
-after a short grace) and replace it, and a typed error for a worker that died. Workers are
-started with ``spawn`` (safe with threads in the driver: the progress bar, user libraries)
-and get the workflow once, through the pool initializer.
+Built on ``pebble.ProcessPool`` (repaired in ``pool.py``): per-task timeouts that kill the
+worker (SIGTERM, then SIGKILL after a short grace) and replace it, and a typed error for a
+worker that died, whatever its exit code. Workers are started with ``spawn`` (safe with
+threads in the driver: the progress bar, user libraries) and get the workflow once, through
+the pool initializer. No more workers are started than there are runs to do.
+
+Every process a run starts is stopped with it (``dagrun.proctree``): a worker stops its own
+tree when it is sent SIGTERM; after a worker was killed or crashed the driver kills what its
+runs left (its process group and the processes tagged with it); a watchdog outside the tree
+kills every process of the sweep when the driver ends, ``kill -9`` included.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import os
+import sys
 from typing import Any
 
 import pebble
+from tqdm import tqdm
 
+from dagrun import proctree
 from dagrun.backends.base import Backend
+from dagrun.backends.process.pool import Pool
 from dagrun.backends.process.spawning import WORKER_CONTEXT
 from dagrun.backends.process.worker import init_worker, pool_args, run_task
 from dagrun.errors import FailureKind
@@ -36,6 +47,8 @@ def lost_run_failure(task: RunTask, exc: BaseException, timeout: float) -> Failu
 
 class ProcessBackend(Backend):
     name = "multiprocessing"
+    _pool: Pool | None = None
+    _watchdog: Any = None
 
     @property
     def workers(self) -> int:
@@ -46,12 +59,28 @@ class ProcessBackend(Backend):
         return self.workers
 
     def start(self) -> None:
+        self._warn_oversubscribed()
         blob = self.workflow.dumps()
-        self._pool: pebble.ProcessPool | None = pebble.ProcessPool(
-            max_workers=self.workers, initializer=init_worker,
-            initargs=pool_args(blob, self.fingerprints),
-            context=WORKER_CONTEXT)
+        self._token = proctree.new_token()
+        self._watchdog = proctree.start_watchdog(proctree.TOKEN_ENV, self._token)
+        self._pool = Pool(max_workers=self._pool_size(), initializer=init_worker,
+                          initargs=pool_args(blob, self.fingerprints, self._token),
+                          context=WORKER_CONTEXT)
         self._futures: dict[cf.Future[Any], RunTask] = {}
+
+    def _pool_size(self) -> int:
+        """``workers``, but never more than there are runs to do."""
+        expected = self.expected_runs
+        return self.workers if expected is None else max(1, min(self.workers, expected))
+
+    def _warn_oversubscribed(self) -> None:
+        """One line when ``-j`` asks for more workers than this machine has CPUs (written
+        the way the progress bar's lines are, so it does not break the bar)."""
+        cpus = os.cpu_count() or 1
+        if self.workers > cpus:
+            tqdm.write(f"dagrun: note: {self.workers} worker processes (num_cpus / -j) asked "
+                       f"for on a machine with {cpus} CPUs: runs will share them",
+                       file=sys.stderr)
 
     def submit(self, task: RunTask) -> None:
         timeout = self.settings.timeout or None
@@ -73,24 +102,36 @@ class ProcessBackend(Backend):
             return outcome
         except (cf.TimeoutError, pebble.ProcessExpired, cf.CancelledError, OSError,
                 RuntimeError) as exc:
+            self._kill_orphans()
             failure = lost_run_failure(task, exc, self.settings.timeout)
             failure.write(RunDir(task.path))
             return RunOutcome(task, failure)
+
+    def _kill_orphans(self) -> None:
+        """Kill what the runs of workers that ended (killed, crashed) left running."""
+        if self._pool is not None:
+            ended = self._pool.take_ended()
+            if ended:
+                proctree.kill_orphans(self._token, ended)
 
     def running(self) -> int:
         return sum(1 for f in self._futures if f.running())
 
     def describe(self) -> str:
         timeout = f", timeout {self.settings.timeout:g} s" if self.settings.timeout else ""
-        return f"multiprocessing, {self.workers} worker process(es){timeout}"
+        return f"multiprocessing, {self._pool_size()} worker process(es){timeout}"
 
     def shutdown(self, *, kill: bool = False) -> None:
-        pool = getattr(self, "_pool", None)
-        if pool is None:
-            return
-        if kill:
-            pool.stop()
-        else:
-            pool.close()
-        pool.join(timeout=JOIN_TIMEOUT)
-        self._pool = None
+        """Stop the pool; with ``kill`` (Ctrl-C, errors) the runs' trees die before this
+        returns, otherwise the watchdog kills what runs left running (daemons) meanwhile."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            if kill:
+                pool.stop()  # type: ignore[no-untyped-call]
+            else:
+                pool.close()  # type: ignore[no-untyped-call]
+            pool.join(timeout=JOIN_TIMEOUT)
+            if kill:
+                proctree.kill_tagged(proctree.TOKEN_ENV, self._token, proctree.KILL_GRACE)
+        watchdog, self._watchdog = self._watchdog, None
+        proctree.stop_watchdog(watchdog)

@@ -6,6 +6,11 @@ file, which re-executes a script's top level (and, in a script without an
 workers do not need ``__main__``: they receive the workflow cloudpickled, functions of
 ``__main__`` included by value. ``WORKER_CONTEXT`` is a spawn context whose processes skip
 that import; other processes of the program are unaffected.
+
+Its processes also start in their own session (``os.setsid()`` is the first statement the
+new interpreter runs): a terminal's Ctrl-C goes to the foreground process group, so it
+reaches the driver only, even while a worker is still starting up. The driver then stops the
+workers itself (``dagrun.proctree`` says how their process trees are stopped).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from typing import Any
 
 _local = threading.local()
 _original_preparation_data = multiprocessing.spawn.get_preparation_data
+_original_command_line = multiprocessing.spawn.get_command_line
+_NEW_SESSION = "import os; os.setsid(); "
 
 
 def _preparation_data(name: str) -> dict[str, Any]:
@@ -25,6 +32,14 @@ def _preparation_data(name: str) -> dict[str, Any]:
         data.pop("init_main_from_path", None)
         data.pop("init_main_from_name", None)
     return data
+
+
+def _command_line(**kwds: Any) -> list[str]:
+    line: list[str] = _original_command_line(**kwds)
+    if getattr(_local, "skip_main", False) and "-c" in line:
+        at = line.index("-c") + 1
+        line[at] = _NEW_SESSION + line[at]
+    return line
 
 
 class _WorkerProcess(SpawnProcess):
@@ -42,7 +57,8 @@ class _WorkerContext(SpawnContext):
     Process = _WorkerProcess
 
 
-# The preparation data is built inside ``Process.start`` on the starting thread, so the
-# thread-local flag confines the change to dagrun's own workers.
+# The preparation data and the command line are built inside ``Process.start`` on the
+# starting thread, so the thread-local flag confines the change to dagrun's own workers.
 multiprocessing.spawn.get_preparation_data = _preparation_data
+multiprocessing.spawn.get_command_line = _command_line
 WORKER_CONTEXT = _WorkerContext()

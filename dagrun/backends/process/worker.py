@@ -2,19 +2,21 @@
 
 A worker process is started with the pickled workflow as its initializer argument, so the
 workflow crosses the process boundary once, not once per run. It ties its life to the
-driver's (``PR_SET_PDEATHSIG``), so even ``kill -9`` of the driver leaves no worker behind.
+driver's (``PR_SET_PDEATHSIG``), so even ``kill -9`` of the driver leaves no worker behind,
+and hosts its runs as ``dagrun.proctree.host_runs`` says: its own session, the sweep's tag
+in the environment of every process a run starts, default SIGINT for user code, and a
+SIGTERM (timeout, shutdown) that stops the run's whole process tree before the worker dies.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 from typing import Any
 
 from dagrun.capture import CaptureMode
 from dagrun.errors import FailureKind
 from dagrun.layout import Stage
-from dagrun.proctree import die_with_parent
+from dagrun.proctree import die_with_parent, host_runs
 from dagrun.records import Failure
 from dagrun.stages import RunOutcome, RunTask, StageRunner
 from dagrun.workflow import Workflow
@@ -23,12 +25,13 @@ _runner: StageRunner | None = None
 _init_error: str | None = None
 
 
-def init_worker(blob: bytes, fingerprints: dict[str, str], parent_pid: int) -> None:
+def init_worker(blob: bytes, fingerprints: dict[str, str], parent_pid: int,
+                token: str) -> None:
     """Pool initializer: load the workflow once. Errors are kept and reported per run,
     so a workflow that cannot load in a fresh interpreter fails runs instead of looping."""
     global _runner, _init_error
     die_with_parent(parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    host_runs(token)  # Ctrl-C in a terminal reaches the driver only: runs have own sessions
     try:
         workflow = Workflow.loads(blob)
     except Exception as exc:  # the worker boundary: report, don't crash the pool
@@ -46,6 +49,7 @@ def run_task(task: RunTask) -> RunOutcome:
     return _runner.run(task)
 
 
-def pool_args(blob: bytes, fingerprints: dict[str, str]) -> tuple[Any, ...]:
-    """Initializer arguments for a pool started by this (driver) process."""
-    return (blob, fingerprints, os.getpid())
+def pool_args(blob: bytes, fingerprints: dict[str, str], token: str) -> tuple[Any, ...]:
+    """Initializer arguments for a pool started by this (driver) process; ``token`` tags
+    the sweep's processes (``dagrun.proctree``)."""
+    return (blob, fingerprints, os.getpid(), token)

@@ -12,12 +12,22 @@
   A worker that died is ``crashed``. Ray's own retries are off (``max_retries=0``,
   ``retry_exceptions=False``): dagrun's ``retries`` is the only retry.
 * Nothing Ray-specific is written to disk: a sweep moves freely between backends.
+* The cluster itself is watched between polls (``health``): when the GCS or the driver's
+  raylet stops answering, nothing more is submitted, and once it stays gone for
+  ``lost_after`` seconds ``poll`` raises ``ClusterLostError``. Runs in flight are neither
+  recorded nor counted as failed (the environment failed, not them); the scheduler keeps
+  finished stages and rewrites results.jsonl. Left alone, Ray's core worker would end the
+  driver on its own after 60 s without its GCS, with no summary.
+* Messages Ray gives (a remote traceback, the memory monitor's report) keep their text and
+  figures but lose their ANSI colour codes before they reach a failure record.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +36,8 @@ from typing import Any, ClassVar
 
 from dagrun import atomic, failures
 from dagrun.backends.base import Backend
-from dagrun.backends.ray.connect import Connection, connect
+from dagrun.backends.ray import health, reaper
+from dagrun.backends.ray.connect import Connection, bounded, connect
 from dagrun.backends.ray.resources import (
     Request,
     alive_nodes,
@@ -37,13 +48,33 @@ from dagrun.backends.ray.resources import (
     unschedulable_reason,
 )
 from dagrun.config import Settings
-from dagrun.errors import BackendUnavailableError, FailureKind
+from dagrun.errors import BackendUnavailableError, ClusterLostError, FailureKind
 from dagrun.layout import RunDir
 from dagrun.progress import say
 from dagrun.records import Failure
 from dagrun.stages import RunOutcome, RunTask
 
 INSTALL_HINT = "the ray backend needs Ray: pip install 'dagrun[ray]'"
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+# Figures of Ray's memory monitor report ("... actual memory used=1.2GB ..." and "Memory on
+# the node (IP: ..., ID: ...) was 7.1GB used / 7.5GB limit (0.95) ...").
+_OOM_FIGURES = (re.compile(r"actual memory used=[\d.]+\s*GB"),
+                re.compile(r"was [\d.]+\s*GB used / [\d.]+\s*GB limit(?: \([\d.]+\))?"),
+                re.compile(r"threshold of [\d.]+"))
+
+
+def plain(text: str) -> str:
+    """``text`` without ANSI escape sequences (Ray colours its tracebacks)."""
+    return _ANSI.sub("", text)
+
+
+def oom_message(stage: str, ray_text: str) -> str:
+    """The memory monitor's kill, with Ray's figures on the first line and its report after."""
+    text = plain(ray_text).strip()
+    figures = [m.group(0) for pattern in _OOM_FIGURES if (m := pattern.search(text))]
+    shown = f": {'; '.join(figures)}" if figures else ""
+    return (f"Ray's memory monitor killed the worker running {stage} (the node ran out of "
+            f"memory){shown}\n{text}").rstrip()
 
 
 def import_ray() -> ModuleType:
@@ -69,7 +100,7 @@ class _InFlight:
 
 def record(task: RunTask, kind: FailureKind, message: str) -> Failure:
     """A failure the driver records itself (the run could not record it), with log tail."""
-    return failures.record(failures.lost_run(task, kind, message), task)
+    return failures.record(failures.lost_run(task, kind, plain(message)), task)
 
 
 class RayBackend(Backend):
@@ -77,8 +108,12 @@ class RayBackend(Backend):
 
     recheck_every: ClassVar[float] = 5.0  # seconds between feasibility checks of pending runs
     cancel_grace: ClassVar[float] = 15.0  # a cancelled task not reported by then is recorded
+    lost_after: ClassVar[float] = 3.0  # the cluster unreachable this long: it is gone
+    shutdown_limit: ClassVar[float] = 20.0  # ray.shutdown may take this long, no more
+    nodes_limit: ClassVar[float] = 10.0  # ... and ray.nodes
 
     _started = False  # connected: shutdown() must cancel and disconnect
+    _gone = False  # the cluster went away: nothing left to cancel
 
     @property
     def capacity(self) -> int:
@@ -97,15 +132,25 @@ class RayBackend(Backend):
         self._queue: collections.deque[RunTask] = collections.deque()
         self._inflight: dict[Any, _InFlight] = {}
         self._ready: list[RunOutcome] = []
+        self._stranded: list[RunTask] = []  # lost with the cluster (not recorded)
         self._conn: Connection = connect(self._ray, self.settings)
         self._started = True
+        self._nodes: list[dict[str, float]] = []
         self._refresh_nodes()
+        self._health = health.Watch(health.endpoints(self._ray, self._conn.address),
+                                    self.lost_after)
+        self._cwd = os.getcwd()
         self._remote = self._ray.remote(_run_on_ray())
         self._workflow_ref = self._ray.put((self.workflow.dumps(), self.fingerprints))
 
     def _refresh_nodes(self) -> None:
-        self._nodes = alive_nodes(self._ray.nodes())
+        """The alive nodes' resources. Asked of the GCS, which may have just died: then
+        ``ray.nodes`` blocks for Ray's 60 s of reconnecting, so the wait is bounded and the
+        old list is kept (the health check says what happened)."""
         self._checked_at = time.monotonic()
+        with contextlib.suppress(BackendUnavailableError):
+            nodes = bounded(self._ray.nodes, self.nodes_limit, "ray.nodes")
+            self._nodes = alive_nodes(nodes)
 
     # -- submitting -------------------------------------------------------------------
 
@@ -114,8 +159,9 @@ class RayBackend(Backend):
         self._dispatch()
 
     def _dispatch(self) -> None:
-        """Submit queued runs while they fit; report those no node can ever hold."""
-        while self._queue:
+        """Submit queued runs while they fit; report those no node can ever hold. Nothing is
+        submitted while the cluster does not answer."""
+        while self._queue and self._health.ok:
             task = self._queue[0]
             request = self._requests[task.exp_id]
             reason = unschedulable_reason(request, self._nodes)
@@ -130,7 +176,7 @@ class RayBackend(Backend):
             self._queue.popleft()
             ref = self._remote.options(max_retries=0, retry_exceptions=False,
                                        **request.options()).remote(
-                [self._workflow_ref], task, self.sweep.workflow)
+                [self._workflow_ref], task, self.sweep.workflow, self._cwd)
             self._inflight[ref] = _InFlight(task, request, time.monotonic())
 
     # -- watching ---------------------------------------------------------------------
@@ -144,7 +190,7 @@ class RayBackend(Backend):
         """Cancel runs over their timeout, and pending runs no node can hold any more."""
         now = time.monotonic()
         timeout = self.settings.timeout
-        recheck = now - self._checked_at >= self.recheck_every
+        recheck = now - self._checked_at >= self.recheck_every and self._health.ok
         if recheck:
             self._refresh_nodes()
         for ref, info in self._inflight.items():
@@ -169,6 +215,7 @@ class RayBackend(Backend):
         return max(0.0, min([timeout, *due]))
 
     def poll(self, timeout: float) -> list[RunOutcome]:
+        self._check_cluster()
         self._dispatch()
         self._watch()
         out, self._ready = self._ready, []
@@ -178,10 +225,25 @@ class RayBackend(Backend):
             ready, _ = self._ray.wait(refs, num_returns=1, timeout=wait)
             if ready:
                 ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
-            out.extend(self._collect(ref) for ref in ready)
+            collected = [self._collect(ref) for ref in ready]
+            out.extend(o for o in collected if o is not None)
             out.extend(self._overdue())
         self._dispatch()
+        if not out:
+            self._check_cluster()
         return out
+
+    def _check_cluster(self) -> None:
+        """``ClusterLostError`` once the GCS or the raylet stayed unreachable ``lost_after`` s."""
+        gone = self._health.lost()
+        if gone is None:
+            return
+        self._gone = True
+        n = len(self._inflight) + len(self._stranded)
+        raise ClusterLostError(
+            f"the Ray cluster at {self._conn.address} is gone ({gone}); {n} run(s) in flight "
+            "were stopped and are not counted as failed; finished stages are kept: restart "
+            "the cluster and run again to resume")
 
     def _overdue(self) -> list[RunOutcome]:
         """Cancelled runs Ray has not reported after ``cancel_grace``: record them anyway."""
@@ -195,12 +257,16 @@ class RayBackend(Backend):
             outcomes.append(RunOutcome(info.task, record(info.task, kind, info.reason)))
         return outcomes
 
-    def _collect(self, ref: Any) -> RunOutcome:
+    def _collect(self, ref: Any) -> RunOutcome | None:
+        """The outcome of a finished task; None when it was lost with the cluster."""
         info = self._inflight.pop(ref)
         errors = self._ray.exceptions
         try:
             outcome, recorded = self._ray.get(ref, timeout=60)
         except errors.RayError as exc:
+            if info.cancelled is None and not self._health.check_now():
+                self._stranded.append(info.task)  # the cluster, not the run, failed
+                return None
             kind, message = self._lost(info, exc)
             return RunOutcome(info.task, record(info.task, kind, message))
         if outcome.failure is not None and not recorded:  # the driver sees OUT: record it
@@ -218,15 +284,14 @@ class RayBackend(Backend):
         if info.cancelled is not None:
             return info.cancelled, info.reason
         if isinstance(exc, errors.OutOfMemoryError):
-            return FailureKind.CRASHED, (f"Ray's memory monitor killed the worker running "
-                                         f"{stage} (the node ran out of memory)")
+            return FailureKind.CRASHED, oom_message(stage, str(exc))
         if isinstance(exc, errors.WorkerCrashedError):
             return FailureKind.CRASHED, (
                 f"the Ray worker process running {stage} died (exit code or signal unknown: "
                 "Ray does not report it; see python-core-worker-*.log on the node)")
         if isinstance(exc, (errors.NodeDiedError, errors.LocalRayletDiedError)):
             return FailureKind.HOST_DOWN, f"the Ray node running {stage} died: {exc}"
-        first = (str(exc).strip().splitlines() or [""])[0]
+        first = (plain(str(exc)).strip().splitlines() or [""])[0]
         return FailureKind.ENGINE, f"Ray could not run the task: {type(exc).__name__}: {first}"
 
     # -- the rest of the interface ------------------------------------------------------
@@ -246,13 +311,15 @@ class RayBackend(Backend):
         if not self._started:
             return
         self._started = False
-        if kill:
+        if kill and not self._gone:  # a lost cluster cannot be asked to cancel anything
             for ref in list(self._inflight):
                 with contextlib.suppress(Exception):  # best effort: we are stopping anyway
                     self._ray.cancel(ref, force=True)
         self._inflight.clear()
         if self._conn.owned:
-            self._ray.shutdown()
+            with contextlib.suppress(BackendUnavailableError):  # bounded: a lost GCS hangs it
+                bounded(self._ray.shutdown, self.shutdown_limit, "ray.shutdown")
+        reaper.stop(self._conn.reaper)  # kills what the local instance left behind
         if self._conn.local:
             say("dagrun: stopped the local Ray instance")
 

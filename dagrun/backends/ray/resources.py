@@ -23,6 +23,10 @@ from dagrun.errors import ConfigError
 # Ray stores resources as fixed-point int64 with 4 decimals: larger values overflow (and a
 # task asking 10**15 bytes was seen running at once). Refuse them up front.
 MAX_RAY_QUANTITY = 9.2e14
+# ... and Ray refuses a non-zero amount that this fixed point rounds to 0 (``num_cpus=
+# 0.00001``: "The precision of the fractional quantity ... cannot go beyond 0.0001"), raising
+# ValueError at submission, after other runs have started.
+RESOURCE_UNIT_SCALING = 10_000  # ray._raylet.RESOURCE_UNIT_SCALING
 GB = float(1 << 30)
 
 
@@ -61,6 +65,18 @@ def _number(value: Any, minimum: float, strict: bool) -> bool:
     return value > minimum if strict else value >= minimum
 
 
+def _check_precision(where: str, key: str, value: float) -> None:
+    """Ray's own rule (``ray_option_utils._validate_resource_quantity``): a fractional amount
+    must not vanish in its fixed point of 0.0001 units; amounts above that are rounded."""
+    if isinstance(value, float) and value != 0.0 and int(value * RESOURCE_UNIT_SCALING) == 0:
+        smallest = 1 / RESOURCE_UNIT_SCALING
+        raise ConfigError(f"{where}[{key!r}] = {value!r} is finer than Ray can reserve "
+                          f"(fractions of at least {smallest:g}); use 0 or a larger amount")
+    if value >= MAX_RAY_QUANTITY:
+        raise ConfigError(f"{where}[{key!r}] = {value!r} is more than Ray can represent "
+                          f"(< {MAX_RAY_QUANTITY:.2g})")
+
+
 def request_of(cfg: Mapping[str, Any], settings: Settings, where: str) -> Request:
     """The request of runs of ``cfg``: its own keys, else the basecfg's; ``ConfigError`` when
     a value is not a usable amount (``where`` names the cfg in the message)."""
@@ -71,6 +87,8 @@ def request_of(cfg: Mapping[str, Any], settings: Settings, where: str) -> Reques
         raise ConfigError(f"{where}['num_cpus'] must be a number > 0, got {cpus!r}")
     if not _number(gpus, 0, strict=False):
         raise ConfigError(f"{where}['num_gpus'] must be a number >= 0, got {gpus!r}")
+    for key, value in (("num_cpus", cpus), ("num_gpus", gpus)):
+        _check_precision(where, key, value)
     if isinstance(memory, bool) or not isinstance(memory, int) or memory <= 0:
         raise ConfigError(f"{where}['max_memory'] must be a positive number of bytes, "
                           f"got {memory!r}")

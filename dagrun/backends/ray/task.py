@@ -10,24 +10,78 @@ the driver before any task is submitted) is visible on this node. If it is not, 
 is not on a filesystem shared with the driver: the run fails with an ``engine`` record and
 nothing is written on the node (a run folder created there would be a node-local orphan).
 
+The run works in the driver's folder (``cwd``) when the node sees it, as it would on every
+other backend, so a stage reading ``data.txt`` finds it; a node that does not see that folder
+runs it in Ray's own working folder and the run carries a warning saying so.
+
+Every process a run starts inherits an environment tag (``RUN_TAG``, unique per worker and
+run). When the run ends, whatever still carries its tag is killed: a daemon that a stage
+double-forked (``setsid -f``) does not survive a successful run. A run stopped by its
+``timeout`` kills the worker itself; a reaper process, one per worker, then kills everything
+tagged by that worker (``dagrun.backends.ray.reaper``).
+
 This module is imported on the Ray workers, so dagrun must be installed on every node.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import uuid
 from typing import Any
 
+from dagrun.backends.ray import reaper
 from dagrun.capture import CaptureMode
 from dagrun.errors import FailureKind
 from dagrun.failures import not_visible_failure
 from dagrun.layout import Stage
+from dagrun.proctree import kill_tagged
 from dagrun.records import Failure
 from dagrun.stages import RunOutcome, RunTask, StageRunner
 from dagrun.workflow import Workflow
 
 _runners: dict[str, StageRunner] = {}  # ObjectRef hex -> runner (one sweep per worker)
 _visible: set[str] = set()  # workflow.pkl paths already seen on this node
+RUN_TAG = "DAGRUN_RUN_TAG"  # environment variable inherited by every process of a run
+_worker: dict[str, Any] = {}  # this worker's tag prefix and reaper, made on its first run
+
+
+def _worker_tag() -> str:
+    """This worker's tag prefix; its reaper is started with the first run."""
+    if "tag" not in _worker:
+        _worker["tag"] = f"ray-{uuid.uuid4().hex[:12]}/"
+        try:
+            _worker["reaper"] = reaper.start(RUN_TAG, _worker["tag"])
+        except OSError:  # no reaper: daemons of a killed worker may then survive
+            _worker["reaper"] = None
+    tag: str = _worker["tag"]
+    return tag
+
+
+def _in_driver_folder(cwd: str, task: RunTask) -> str | None:
+    """``chdir`` to the driver's folder; a warning when this node does not see it."""
+    if not cwd:
+        return None
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
+        return None
+    return (f"the driver's folder {cwd} is not visible on this Ray node: the stages of run "
+            f"{task.label} ran in {os.getcwd()} (relative paths resolve there)")
+
+
+def _tagged_run(runner: StageRunner, task: RunTask, cwd: str) -> RunOutcome:
+    """Run the run with its environment tag set, then kill what it left running."""
+    warning = _in_driver_folder(cwd, task)
+    tag = f"{_worker_tag()}{task.exp_id}/{task.rep}/{task.attempt}"
+    os.environ[RUN_TAG] = tag
+    try:
+        outcome = runner.run(task)
+    finally:
+        os.environ.pop(RUN_TAG, None)
+        kill_tagged(RUN_TAG, tag)
+    if warning is not None:
+        outcome = dataclasses.replace(outcome, warnings=(*outcome.warnings, warning))
+    return outcome
 
 
 def out_visible(workflow_pkl: str) -> bool:
@@ -54,8 +108,8 @@ def _runner_for(ref: Any) -> StageRunner:
     return runner
 
 
-def run_on_ray(workflow_ref: list[Any], task: RunTask,
-               workflow_pkl: str) -> tuple[RunOutcome, bool]:
+def run_on_ray(workflow_ref: list[Any], task: RunTask, workflow_pkl: str,
+               cwd: str = "") -> tuple[RunOutcome, bool]:
     """Execute one run; returns the outcome and whether its failure is already on disk.
 
     The failure of a run that could not start here (OUT not visible, workflow not loadable)
@@ -76,4 +130,4 @@ def run_on_ray(workflow_ref: list[Any], task: RunTask,
             f"the Ray worker could not load the workflow: {type(exc).__name__}: {exc}",
             task.attempt)
         return RunOutcome(task, failure), False
-    return runner.run(task), True
+    return _tagged_run(runner, task, cwd), True

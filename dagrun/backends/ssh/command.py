@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from dagrun.config import Settings
 from dagrun.errors import BackendUnavailableError, ConfigError
 
+MAX_SLOTS = 1024
+HOSTS_FORM = "expected 'host', 'host:slots', '[ipv6]' or '[ipv6]:slots'"
+
 
 @dataclass(frozen=True)
 class HostSpec:
@@ -32,18 +35,41 @@ class HostSpec:
 
     @classmethod
     def parse(cls, text: str) -> HostSpec:
-        """``host`` or ``host:slots``; a name starting with ``-`` would be an ssh option."""
+        """``host``, ``host:slots``, ``[ipv6]`` or ``[ipv6]:slots`` (``user@`` allowed before
+        the host), checked strictly so that nothing reaches ssh that it would misread: a
+        slot count within ``1..MAX_SLOTS``, one colon at most outside brackets, no name
+        starting with ``-`` (an ssh option)."""
         text = text.strip()
-        name, slots = text, "1"
-        head, sep, tail = text.rpartition(":")
-        if sep and tail.isdigit():
-            name, slots = head, tail
-        if not name or name.startswith("-") or any(c.isspace() for c in name):
-            raise ConfigError(f"basecfg['hosts']: {text!r} is not a host name "
-                              "(expected 'host' or 'host:slots')")
-        if int(slots) < 1:
-            raise ConfigError(f"basecfg['hosts']: {text!r} needs at least 1 slot")
+        if text.count("[") + text.count("]"):
+            name, slots = _bracketed(text)
+        else:
+            name, sep, slots = text.partition(":")
+            if ":" in slots or (sep and not slots):
+                raise _bad(text, "more than one ':' (write an IPv6 address in brackets: "
+                                 "'[::1]:2')" if ":" in slots else "a ':' without a slot count")
+            slots = slots if sep else "1"
+        if not name or name[0] in "-@" or name[-1] == "@" or any(c.isspace() for c in name):
+            raise _bad(text, "no usable host name")
+        if not slots.isdigit() or len(slots) > 4 or not 1 <= int(slots) <= MAX_SLOTS:
+            raise _bad(text, f"the slot count must be a whole number from 1 to {MAX_SLOTS}")
         return cls(name, int(slots))
+
+
+def _bad(text: str, why: str) -> ConfigError:
+    return ConfigError(f"basecfg['hosts']: {text!r}: {why} ({HOSTS_FORM})")
+
+
+def _bracketed(text: str) -> tuple[str, str]:
+    """``(name, slots)`` of ``[user@]ipv6-in-brackets[:slots]``; the name without brackets
+    (ssh takes ``::1``, and cannot resolve ``[::1]``)."""
+    user, at, rest = text.rpartition("@") if "@" in text.split("[", 1)[0] else ("", "", text)
+    inside, close, tail = rest[1:].partition("]")
+    if not rest.startswith("[") or not close or "[" in inside or "]" in tail \
+            or ":" not in inside:
+        raise _bad(text, "brackets hold an IPv6 address, as in '[::1]'")
+    if tail and not tail.startswith(":"):
+        raise _bad(text, "only ':slots' may follow ']'")
+    return f"{user}{at}{inside}", tail[1:] if tail else "1"
 
 
 def parse_hosts(hosts: Sequence[str]) -> list[HostSpec]:

@@ -27,16 +27,24 @@ import selectors
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from tqdm import tqdm
 
 from dagrun.backends.base import Backend
 from dagrun.backends.ssh.command import SshCommand, parse_hosts, remote_command
-from dagrun.backends.ssh.hosts import AUTH_SLACK, MAX_FAILURES, RETRY_DELAY, Host, HostState
+from dagrun.backends.ssh.hosts import (
+    AUTH_SLACK,
+    MAX_FAILURES,
+    RETRY_DELAY,
+    Host,
+    HostState,
+    make_control_dir,
+    requeue_note,
+)
 from dagrun.backends.ssh.protocol import HEARTBEAT_EVERY, Request, outcome_from_json
 from dagrun.backends.ssh.remote import KILL_GRACE
 from dagrun.backends.ssh.session import Ending, Session, StopReason
@@ -75,18 +83,31 @@ class SshBackend(Backend):
     heartbeat_timeout: ClassVar[float] = 15.0  # remote side: no heartbeat -> kill the run
     stop_grace: ClassVar[float] = 2 * KILL_GRACE + 4  # then the local ssh is killed
 
+    @classmethod
+    def check(cls, settings: Settings, cfgs: Sequence[Mapping[str, Any]]) -> None:
+        """Hosts, the ssh client and the files named in settings, before anything is
+        written."""
+        parse_hosts(settings.hosts)
+        SshCommand.from_settings(settings, connect_timeout=cls.connect_timeout,
+                                 alive_interval=cls.alive_interval, alive_count=cls.alive_count)
+        for key in ("ssh_config", "ssh_key"):
+            path = getattr(settings, key)
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"basecfg[{key!r}]: {path} is not a file")
+
     def __init__(self, settings: Settings, sweep: SweepDir, workflow: Workflow,
                  fingerprints: dict[str, str]) -> None:
         super().__init__(settings, sweep, workflow, fingerprints)
         self._specs = parse_hosts(settings.hosts)
-        if settings.ssh_config and not os.path.isfile(settings.ssh_config):
-            raise ConfigError(f"basecfg['ssh_config']: {settings.ssh_config} is not a file")
         self._hosts: list[Host] = []
         self._pending: collections.deque[RunTask] = collections.deque()
         self._lock = threading.Lock()
         self._outcomes: queue.Queue[RunOutcome | None] = queue.Queue()
         self._sessions: list[Session] = []
         self._requeues: collections.Counter[tuple[int, int]] = collections.Counter()
+        self._lost_by: dict[tuple[int, int], Host] = {}  # re-queued run -> the host it left
+        self._stopped_by_watchdog = 0  # runs the hosts stopped for want of our heartbeat
+        self._longest_pause = 0.0  # seconds the pump thread did not run (SIGSTOP, sleep)
         self._fatal: BackendUnavailableError | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,7 +131,7 @@ class SshBackend(Backend):
                                        alive_interval=self.alive_interval,
                                        alive_count=self.alive_count)
         base = "/tmp" if os.access("/tmp", os.W_OK) else None  # socket paths must be short
-        self._ctl_dir = tempfile.mkdtemp(prefix="dagrun-ssh-", dir=base)
+        self._ctl_dir = make_control_dir(base)  # stale ones of killed drivers go first
         self._hosts = [Host(spec, os.path.join(self._ctl_dir, f"h{i}"), ssh)
                        for i, spec in enumerate(self._specs)]
         for host in self._hosts:
@@ -167,15 +188,24 @@ class SshBackend(Backend):
     def notes(self) -> list[str]:
         """Which hosts failed and why, for the summary."""
         lines = []
+        if self._stopped_by_watchdog:
+            paused = f" (it did not run for {self._longest_pause:.0f} s: paused or asleep)" \
+                if self._longest_pause > self.heartbeat_timeout else ""
+            lines.append(
+                f"ssh: {self._stopped_by_watchdog} run(s) were stopped by the hosts' watchdog "
+                f"because the driver sent no heartbeat for {self.heartbeat_timeout:g} s"
+                f"{paused}; they were re-queued (not counted as retries or failures)")
         for h in self._hosts:
-            moved = f"; {h.requeued} run(s) it had were re-queued to other hosts" \
-                if h.requeued else ""
+            moved = requeue_note(h, self._others_up(h))
             if h.state is HostState.DOWN:
                 lines.append(f"ssh: host {h.name} is down ({h.reason}){moved}")
             elif h.trouble:
                 now = "reconnected" if h.state is HostState.UP else "still unreachable at the end"
                 lines.append(f"ssh: host {h.name} failed ({h.trouble}){moved}; {now}")
         return lines
+
+    def _others_up(self, host: Host) -> bool:
+        return any(h.state is HostState.UP for h in self._hosts if h is not host)
 
     def shutdown(self, *, kill: bool = False) -> None:
         thread, self._thread = self._thread, None
@@ -200,8 +230,12 @@ class SshBackend(Backend):
 
     def _pump(self) -> None:
         try:
+            last = time.time()  # wall clock: it also counts a machine's sleep
             while not self._stop.is_set():
                 self._step(launch=True)
+                now = time.time()
+                self._longest_pause = max(self._longest_pause, now - last)
+                last = now
             self._wind_down()
         except Exception as exc:  # the thread boundary: the driver must hear of it
             self._fatal = BackendUnavailableError(
@@ -240,6 +274,11 @@ class SshBackend(Backend):
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True)
         session = Session(task, host, proc)
+        origin = self._lost_by.pop((task.exp_id, task.rep), None)
+        if origin is host:
+            host.rerun += 1
+        elif origin is not None:
+            origin.moved += 1
         host.busy += 1
         self._sessions.append(session)
         for stream, is_stdout in ((proc.stdout, True), (proc.stderr, False)):
@@ -292,6 +331,8 @@ class SshBackend(Backend):
                 if s.remote_started:
                     s.host.healthy()
                 self._deliver_failure(s, timeout_failure(s.task, self.settings.timeout))
+        elif ending is Ending.WATCHDOG:
+            self._watchdog_stopped(s)
         elif ending is Ending.CRASHED:
             failure = crashed_failure(s.task, s.proc.returncode)
             message = f"{failure.message}\nssh said: {s.reason()}"
@@ -319,6 +360,18 @@ class SshBackend(Backend):
         failure.write(RunDir(s.task.path))
         self._outcomes.put(RunOutcome(s.task, failure))
 
+    def _watchdog_stopped(self, s: Session) -> None:
+        """The host stopped the run because our heartbeat stopped: dagrun's doing, not the
+        user's code, so the run is re-queued (not a retry; the host is not blamed)."""
+        s.host.healthy()
+        self._stopped_by_watchdog += 1
+        if self.settings.verbose:
+            tqdm.write(f"dagrun: run {s.task.label} on {s.host.name} was stopped by the "
+                       f"host's watchdog ({s.watchdog}); re-queued, finished stages kept",
+                       file=sys.stderr)
+        with self._lock:
+            self._pending.appendleft(s.task)
+
     def _connection_failed(self, s: Session, ending: Ending) -> None:
         """Count the failure against the host (once per broken master) and re-queue the run."""
         host = s.host
@@ -340,6 +393,7 @@ class SshBackend(Backend):
         host.requeued += 1
         key = (task.exp_id, task.rep)
         self._requeues[key] += 1
+        self._lost_by[key] = host
         if self._requeues[key] > 2 * len(self._hosts) + 1:
             self._deliver_failure(s, Failure.make(
                 Stage.PRE, FailureKind.HOST_DOWN,
@@ -351,7 +405,9 @@ class SshBackend(Backend):
 
     def _host_event(self, host: Host, message: str | None) -> None:
         if message and self.settings.verbose:
-            tqdm.write(f"dagrun: {message}; its runs go to the other hosts", file=sys.stderr)
+            where = "its runs go to the other hosts" if self._others_up(host) else \
+                "no other host is up to take its runs"
+            tqdm.write(f"dagrun: {message}; {where}", file=sys.stderr)
 
     def _host_reasons(self) -> str:
         return "; ".join(f"{h.name}: {h.reason or h.state.value}" for h in self._hosts)

@@ -10,7 +10,8 @@ The master runs in the foreground as our child (``-N``), not daemonized with ``-
 liveness is a ``Popen.poll()``, and SIGTERM ends it with every session multiplexed on it.
 Where ``setpriv`` exists (Linux util-linux), the master also dies with the driver
 (``--pdeathsig``), so even a ``kill -9`` of the driver leaves no connection behind (remote
-runs die of their stdin EOF).
+runs die of their stdin EOF). Its control folder (``/tmp/dagrun-ssh-*``: sockets, master
+logs) names its driver; the next driver removes those whose driver is gone.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -61,7 +63,9 @@ class Host:
     failures: int = 0
     reasons: list[str] = field(default_factory=list)  # of the current streak of failures
     trouble: str = ""  # the last streak's reason, kept after recovery (for the summary)
-    requeued: int = 0
+    requeued: int = 0  # runs it had that were put back in the queue
+    moved: int = 0  # ... of which later started on another host
+    rerun: int = 0  # ... of which later started on this host again (after it reconnected)
     master: subprocess.Popen[bytes] | None = None
     _started: float = 0.0
     _retry_at: float | None = None
@@ -176,3 +180,77 @@ class Host:
         except subprocess.TimeoutExpired:
             master.kill()
             master.wait(timeout=STOP_TIMEOUT)
+
+
+def requeue_note(host: Host, others_up: bool) -> str:
+    """What became of the runs ``host`` lost, for the summary (empty when it lost none).
+
+    Says where they really went: another host, the same host once it reconnected, or
+    nowhere (no other host was up, or the sweep stopped first)."""
+    if not host.requeued:
+        return ""
+    parts = []
+    if host.moved:
+        parts.append(f"{host.moved} ran on other hosts")
+    if host.rerun:
+        parts.append(f"{host.rerun} ran on it again after it reconnected")
+    left = host.requeued - host.moved - host.rerun
+    if left > 0:
+        why = "" if others_up else ": no other host was up"
+        parts.append(f"{left} did not run again{why}")
+    return f"; {host.requeued} run(s) it had were re-queued ({', '.join(parts)})"
+
+
+CONTROL_PREFIX = "dagrun-ssh-"
+OWNER_FILE = "driver"  # "PID STARTTIME" of the driver owning a control folder
+
+
+def _started_at(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (``/proc/PID/stat`` field 22), None if gone:
+    a pid alone may have been reused by another process since."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def make_control_dir(base: str | None) -> str:
+    """A new private folder for the sweep's control sockets and master logs, after removing
+    those that drivers killed before they could remove their own (SIGKILL, a crash)."""
+    remove_stale_control_dirs(base)
+    path = tempfile.mkdtemp(prefix=CONTROL_PREFIX, dir=base)
+    with open(os.path.join(path, OWNER_FILE), "w") as f:
+        f.write(f"{os.getpid()} {_started_at(os.getpid()) or ''}\n")
+    return path
+
+
+def remove_stale_control_dirs(base: str | None) -> list[str]:
+    """Remove this user's ``dagrun-ssh-*`` folders whose driver is gone; returns them.
+    A folder without an owner file, or whose owner cannot be told, is left alone."""
+    base = base or tempfile.gettempdir()
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(CONTROL_PREFIX) or not _mine(entry):
+            continue
+        try:
+            with open(os.path.join(entry.path, OWNER_FILE)) as f:
+                pid, _, started = f.read().strip().partition(" ")
+        except OSError:
+            continue
+        if not pid.isdigit() or not started or _started_at(int(pid)) == started:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.path)
+    return removed
+
+
+def _mine(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False) and entry.stat().st_uid == os.getuid()
+    except OSError:
+        return False

@@ -3,7 +3,9 @@
 The driver starts ``python -m dagrun.backends.ssh.remote REQUEST`` over ssh, REQUEST being one JSON
 argument (the run, OUT, the stage fingerprints). The remote side answers on stdout with lines
 that start with ``DAGRUN-``: ``STARTED`` once the interpreter runs (so the driver can tell a
-connection failure from a run failure), then ``OUTCOME`` with the run's ``RunOutcome`` as JSON.
+connection failure from a run failure), then ``OUTCOME`` with the run's ``RunOutcome`` as JSON,
+or ``STOPPED`` with a reason when the remote watchdog stopped the run because the driver's
+heartbeat stopped (the driver re-queues it: dagrun stopped it, not the user's code).
 Anything else on stdout (a chatty remote ``.bashrc``) is ignored. JSON, not pickle: the driver
 never unpickles what a remote host sends.
 
@@ -22,6 +24,7 @@ from dagrun.stages import RunOutcome, RunTask
 
 STARTED = "DAGRUN-STARTED"
 OUTCOME = "DAGRUN-OUTCOME"
+STOPPED = "DAGRUN-STOPPED"
 HEARTBEAT = b"."
 HEARTBEAT_EVERY = 1.0
 

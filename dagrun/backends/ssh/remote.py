@@ -14,7 +14,11 @@ A host of the pool runs this for each run the driver sends it, over one ssh sess
    run's whole process tree -- the group, plus descendants that left it with ``setsid`` --
    with SIGTERM, then SIGKILL after ``KILL_GRACE`` seconds. Killing the local ssh client
    alone would leave the remote processes running: sshd does not signal a command without
-   a tty;
+   a tty. Every process of the run inherits an environment tag (``RUN_TAG``): whatever
+   still carries it when the run ends -- a daemon double-forked with ``setsid -f``, whose
+   parent is long gone and which no tree walk finds -- is killed too, also after a
+   successful run. When it was the heartbeat that stopped, ``DAGRUN-STOPPED`` tells the
+   driver (a paused or sleeping driver must not have its runs recorded as crashed);
 5. prints the ``RunOutcome`` as one JSON line. A child that died (segfault, ``os._exit``,
    OOM kill) is recorded here as ``crashed``, in the run folder, like the process backend does.
 """
@@ -27,13 +31,14 @@ import select
 import signal
 import sys
 import time
+import uuid
 from types import FrameType
 
-from dagrun.backends.ssh.protocol import OUTCOME, STARTED, Request, outcome_to_json
+from dagrun.backends.ssh.protocol import OUTCOME, STARTED, STOPPED, Request, outcome_to_json
 from dagrun.errors import FailureKind
 from dagrun.failures import crashed_failure, not_visible_failure
 from dagrun.layout import RunDir, Stage, SweepDir
-from dagrun.proctree import die_with_parent, reap, signal_tree
+from dagrun.proctree import die_with_parent, kill_tagged, reap, signal_tree
 from dagrun.records import Failure, hostname
 from dagrun.safety import TRUST_GROUP_ENV
 from dagrun.stages import RunOutcome
@@ -41,6 +46,7 @@ from dagrun.stages import RunOutcome
 KILL_GRACE = 3.0
 SELECT_EVERY = 0.25
 EXIT_KILLED = 3  # the run was killed because the driver went away or asked for it
+RUN_TAG = "DAGRUN_RUN_TAG"  # environment variable inherited by every process of a run
 
 
 class _Stop(Exception):
@@ -100,8 +106,9 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _fork_run(request: Request) -> tuple[int, int]:
-    """Start the run in a forked child (its own session); returns (pid, outcome pipe)."""
+def _fork_run(request: Request, tag: str) -> tuple[int, int]:
+    """Start the run in a forked child (its own session, tagged ``RUN_TAG=tag``); returns
+    (pid, outcome pipe)."""
     parent = os.getpid()
     reader, writer = os.pipe()
     pid = os.fork()
@@ -110,6 +117,7 @@ def _fork_run(request: Request) -> tuple[int, int]:
         try:
             os.close(reader)
             os.setsid()
+            os.environ[RUN_TAG] = tag
             die_with_parent(parent)
             for sig in (signal.SIGTERM, signal.SIGHUP):
                 signal.signal(sig, signal.SIG_DFL)
@@ -124,13 +132,15 @@ def _fork_run(request: Request) -> tuple[int, int]:
     return pid, reader
 
 
-def kill_run(pid: int, reason: str) -> int:
-    """SIGTERM the run's tree, SIGKILL what is left after ``KILL_GRACE`` s; reap the child."""
+def kill_run(pid: int, reason: str, tag: str) -> int:
+    """SIGTERM the run's tree, SIGKILL what is left after ``KILL_GRACE`` s; reap the child;
+    then kill whatever else still carries the run's tag."""
     _log(f"stopping run (pid {pid}): {reason}")
     seen = signal_tree(pid, signal.SIGTERM, set())
     reap(pid, KILL_GRACE)
     signal_tree(pid, signal.SIGKILL, seen)  # whatever ignored SIGTERM, grandchildren too
     reap(pid, KILL_GRACE)
+    kill_tagged(RUN_TAG, tag, KILL_GRACE)
     return EXIT_KILLED
 
 
@@ -155,7 +165,7 @@ def _crash_outcome(request: Request, status: int) -> str:
     return outcome_to_json(RunOutcome(request.task, failure))
 
 
-def supervise(request: Request, pid: int, reader: int) -> int:
+def supervise(request: Request, pid: int, reader: int, tag: str) -> int:
     """Wait for the run while watching stdin; kill it when the driver is gone."""
     chunks: list[bytes] = []
     last_beat = time.monotonic()
@@ -170,7 +180,7 @@ def supervise(request: Request, pid: int, reader: int) -> int:
             except OSError:
                 beat = b""
             if not beat:
-                return kill_run(pid, "the driver closed the session")
+                return kill_run(pid, "the driver closed the session", tag)
             last_beat = time.monotonic()
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
@@ -178,10 +188,13 @@ def supervise(request: Request, pid: int, reader: int) -> int:
                 _read_available(reader, chunks)
             break
         if time.monotonic() - last_beat > request.heartbeat_timeout:
-            return kill_run(pid, f"no heartbeat from the driver for "
-                                 f"{request.heartbeat_timeout:g} s (connection lost)")
+            reason = (f"no heartbeat from the driver for {request.heartbeat_timeout:g} s "
+                      "(the driver was paused or the connection was lost)")
+            _emit(f"{STOPPED} {reason}")
+            return kill_run(pid, reason, tag)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)  # processes the run left behind in its group
+    kill_tagged(RUN_TAG, tag, KILL_GRACE)  # ... and those that left it (daemons)
     text = b"".join(chunks).decode(errors="replace").strip()
     if status != 0 or not text:
         text = _crash_outcome(request, status)
@@ -212,11 +225,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
-    pid, reader = _fork_run(request)
+    tag = f"ssh-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    pid, reader = _fork_run(request, tag)
     try:
-        return supervise(request, pid, reader)
+        return supervise(request, pid, reader, tag)
     except _Stop as stop:
-        return kill_run(pid, f"received {stop}")
+        return kill_run(pid, f"received {stop}", tag)
 
 
 if __name__ == "__main__":

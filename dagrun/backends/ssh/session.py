@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from dagrun.backends.ssh.hosts import Host, last_line
-from dagrun.backends.ssh.protocol import HEARTBEAT, OUTCOME, STARTED
+from dagrun.backends.ssh.protocol import HEARTBEAT, OUTCOME, STARTED, STOPPED
 from dagrun.stages import RunTask
 
 STDERR_KEPT = 8000
@@ -33,6 +33,7 @@ class Ending(enum.Enum):
 
     OUTCOME = "outcome"  # the remote side reported the run's outcome
     STOPPED = "stopped"  # we stopped it (timeout / shutdown)
+    WATCHDOG = "watchdog"  # the remote watchdog stopped it: our heartbeat stopped (a pause)
     NO_CONNECTION = "no_connection"  # ssh failed before the remote interpreter ran
     NOT_STARTED = "not_started"  # connected, but the remote command failed to start
     DROPPED = "dropped"  # the connection broke while the run was going on
@@ -47,6 +48,7 @@ class Session:
     started: float = field(default_factory=time.monotonic)
     remote_started: bool = False
     outcome_json: str | None = None
+    watchdog: str | None = None  # why the remote watchdog stopped the run, if it did
     stop_reason: StopReason | None = None
     kill_at: float | None = None
     open_streams: int = 2
@@ -80,6 +82,8 @@ class Session:
             self.remote_started = True
         elif line.startswith(OUTCOME):
             self.outcome_json = line[len(OUTCOME):].strip()
+        elif line.startswith(STOPPED):
+            self.watchdog = line[len(STOPPED):].strip() or "stopped by the remote watchdog"
 
     @property
     def stderr(self) -> str:
@@ -118,6 +122,8 @@ class Session:
             return Ending.OUTCOME
         if self.stop_reason is not None:
             return Ending.STOPPED
+        if self.watchdog is not None:
+            return Ending.WATCHDOG
         rc = self.proc.returncode
         if not self.remote_started:
             return Ending.NO_CONNECTION if rc == SSH_FAILED else Ending.NOT_STARTED

@@ -1,0 +1,121 @@
+"""How ``dagrun results`` and ``dagrun report`` scale: a synthetic sweep written straight to
+disk (plan, run folders with markers and post.json, error records, results.jsonl), then timed.
+
+    python bench/report_scale.py --experiments 100000 --reps 1 --no-runs   # results only
+    python bench/report_scale.py --experiments 10000 --reps 3              # results and report
+
+Two percent of the experiments fail in fit and one percent have a repetition still running
+(no results line), so the readers take every path they take on a real sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+from dagrun.layout import SweepDir
+from dagrun.planstore import write_plan
+from dagrun.runs import Experiment
+
+SECONDS = {"pre": 0.02, "fit": 1.5, "post": 0.01}
+
+
+def _config(i: int, rng: random.Random) -> dict[str, object]:
+    return {"lr": 10 ** rng.uniform(-5, -1), "model": rng.choice(["small", "base", "large"]),
+            "opt": {"momentum": rng.choice([0.0, 0.9]), "wd": 1e-4}, "depth": 2 + i % 6}
+
+
+def _write_run(path: str, scores: dict[str, float] | None, failed: bool) -> None:
+    os.makedirs(path, exist_ok=True)
+    for stage, sec in SECONDS.items():
+        if failed and stage != "pre":
+            break
+        if scores is None and stage == "post":
+            break
+        with open(os.path.join(path, f"{stage}.done"), "w") as f:
+            json.dump({"stage": stage, "started": "", "finished": "", "seconds": sec,
+                       "host": "bench", "pid": 1, "attempt": 1}, f)
+    if failed:
+        with open(os.path.join(path, "fit.error"), "w") as f:
+            json.dump({"stage": "fit", "kind": "exception", "message": "ValueError: diverged",
+                       "traceback": "", "attempt": 1, "host": "bench", "time": ""}, f)
+    elif scores is not None:
+        with open(os.path.join(path, "post.json"), "w") as f:
+            json.dump(scores, f)
+
+
+def make_sweep(out: str, experiments: int, reps: int, runs: bool) -> None:
+    """Write a sweep of ``experiments`` x ``reps`` runs under ``out``."""
+    rng = random.Random(0)
+    sweep = SweepDir.at(out)
+    os.makedirs(sweep.state, exist_ok=True)
+    plan, lines = [], []
+    for i in range(experiments):
+        cfg = _config(i, rng)
+        plan.append(Experiment(i, reps, cfg, f"d{i}"))
+        failed, running = i % 50 == 7, i % 100 == 3
+        per_rep = []
+        for rep in range(reps):
+            scores = {"acc": rng.random(), "loss": rng.random() * 3, "fit_time": 1.5}
+            last_running = running and rep == reps - 1
+            if runs:
+                path = sweep.run_dir(i, rep, reps).path
+                _write_run(path, None if last_running else scores, failed)
+            per_rep.append(scores)
+        if failed or running:
+            continue
+        if reps == 1:
+            agg: dict[str, object] = dict(per_rep[0])
+        else:
+            agg = {}
+            for name in per_rep[0]:
+                vals = [s[name] for s in per_rep]
+                mean = sum(vals) / reps
+                agg.update({name: vals, f"mean_{name}": mean,
+                            f"std_{name}": (sum((v - mean) ** 2 for v in vals) / reps) ** .5})
+        lines.append(json.dumps({**cfg, "experiment_id": i,
+                                 "out_path": sweep.experiment_path(i), "scores": agg}) + "\n")
+    write_plan(sweep, plan, {"backend": "multiprocessing"})
+    with open(sweep.results, "w") as f:
+        f.writelines(lines)
+
+
+def _timed(cmd: list[str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return time.perf_counter() - start, proc.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--experiments", type=int, default=10_000)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--no-runs", action="store_true",
+                        help="no run folders (results then reads plan and results.jsonl only)")
+    parser.add_argument("--no-report", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "out")
+        start = time.perf_counter()
+        make_sweep(out, args.experiments, args.reps, not args.no_runs)
+        print(f"sweep of {args.experiments} x {args.reps} written in "
+              f"{time.perf_counter() - start:.1f} s")
+        dagrun = [sys.executable, "-m", "dagrun"]
+        seconds, text = _timed([*dagrun, "results", out, "--sort", "loss"])
+        print(f"dagrun results (table, {len(text.splitlines()) - 1} rows): {seconds:.2f} s")
+        seconds, _ = _timed([*dagrun, "results", out, "--format", "csv"])
+        print(f"dagrun results --format csv: {seconds:.2f} s")
+        if not args.no_report:
+            seconds, text = _timed([*dagrun, "report", out])
+            size = os.path.getsize(text.strip())
+            print(f"dagrun report: {seconds:.2f} s, {size / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()

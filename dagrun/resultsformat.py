@@ -1,0 +1,199 @@
+"""The results table as text: an aligned terminal table, Markdown, LaTeX, CSV or JSON.
+
+CSV and JSON keep the table's columns (``mean_M`` and ``std_M`` side by side, full
+precision) so they parse back to the same values. The terminal table, Markdown and LaTeX are
+for people: a metric's mean and std share one column ``M`` as ``mean ± std``, rounded to two
+significant digits of the std (LaTeX: ``$mean \\pm std$``, ready for a paper; it uses booktabs).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas
+
+FORMATS = ("table", "markdown", "latex", "csv", "json")
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}"}
+
+
+def format_results(df: pandas.DataFrame, fmt: str) -> str:
+    """The table in ``fmt`` (one of ``FORMATS``), ending with a newline."""
+    columns = {c: _column(df[c]) for c in df.columns}
+    if fmt == "csv":
+        return _csv(columns)
+    if fmt == "json":
+        return _json(columns)
+    headers, cells, numeric = _display(columns, df.attrs.get("metrics", []),
+                                       bool(df.attrs.get("single", True)), fmt == "latex")
+    if fmt == "markdown":
+        return _markdown(headers, cells, numeric)
+    if fmt == "latex":
+        return _latex(headers, cells, numeric)
+    return _aligned(headers, cells, numeric)
+
+
+def _column(series: pandas.Series) -> list[Any]:
+    """A column as Python values, NaN as ``None`` (a loop per column kind: 100,000 rows)."""
+    values = series.tolist()
+    kind = series.dtype.kind
+    if kind == "f":
+        return [None if v != v else v for v in values]
+    if kind in "iub":
+        return list(values)
+    return [v if type(v) is str else _plain(v) for v in values]
+
+
+def _plain(value: Any) -> Any:
+    """A Python value for a cell: numpy scalars unwrapped, NaN as ``None``."""
+    item = getattr(value, "item", None)
+    if callable(item) and type(value).__module__ == "numpy":
+        value = item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# CSV and JSON: the columns as they are.
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    return json.dumps(value)  # ints, booleans (true/false), lists and dicts as JSON
+
+
+def _csv_column(values: list[Any]) -> list[str]:
+    if all(type(v) is float or v is None for v in values):
+        return ["" if v is None else repr(v) for v in values]
+    return [_csv_cell(v) for v in values]
+
+
+def _csv(columns: dict[str, list[Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(list(columns))
+    writer.writerows(zip(*(_csv_column(col) for col in columns.values()), strict=True))
+    return buf.getvalue()
+
+
+def _json(columns: dict[str, list[Any]]) -> str:
+    """One array of objects keyed by the csv columns, one object per line."""
+    names = list(columns)
+    rows = [json.dumps(dict(zip(names, values, strict=True)), allow_nan=False)
+            for values in zip(*columns.values(), strict=True)]
+    return "[" + ",\n ".join(rows) + "]\n"
+
+
+# --------------------------------------------------------------------------------------------
+# For people: metrics as mean ± std.
+
+def number(value: Any) -> str:
+    """A cell's text: ints as they are, floats as written when short (``0.1``, ``100.0``)
+    else to 6 significant digits, None empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        short = repr(value)
+        return short if len(short) <= 8 else f"{value:.6g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def plus_minus(mean: Any, std: Any, sep: str = " ± ") -> str:
+    """``0.912 ± 0.0023``: the mean rounded to two significant digits of the std."""
+    if mean is None:
+        return ""
+    if std is None or not isinstance(std, (int, float)) or not math.isfinite(std) or std <= 0:
+        return number(mean) if std is None else f"{number(mean)}{sep}0"
+    decimals = min(12, max(0, 1 - math.floor(math.log10(std))))
+    return f"{mean:.{decimals}f}{sep}{std:.{decimals}f}"
+
+
+def _display(columns: dict[str, list[Any]], metrics: Sequence[str], single: bool,
+             latex: bool) -> tuple[list[str], list[list[str]], list[bool]]:
+    """Headers, cell texts column by column, and which columns hold numbers."""
+    text: Callable[[Any], str] = _latex_text if latex else number
+    headers, cells, numeric = [], [], []
+    pairs = {f"mean_{m}": m for m in metrics if not single and f"std_{m}" in columns}
+    skip = {f"std_{m}" for m in pairs.values()}
+    for name, values in columns.items():
+        if name in skip:
+            continue
+        if name in pairs:
+            stds = columns[f"std_{pairs[name]}"]
+            sep = r" \pm " if latex else " ± "
+            shown = [plus_minus(m, s, sep) for m, s in zip(values, stds, strict=True)]
+            if latex:
+                shown = [f"${c}$" if c else "" for c in shown]
+            headers.append(pairs[name])
+        else:
+            shown = [text(v) for v in values]
+            headers.append(name)
+        cells.append(shown)
+        numeric.append(name in pairs or all(v is None or (isinstance(v, (int, float))
+                                                           and not isinstance(v, bool))
+                                            for v in values))
+    return headers, cells, numeric
+
+
+def _rows(cells: list[list[str]]) -> list[list[str]]:
+    return [list(r) for r in zip(*cells, strict=True)] if cells else []
+
+
+def _aligned(headers: list[str], cells: list[list[str]], numeric: list[bool]) -> str:
+    widths = [max([len(h), *(len(c) for c in col)]) for h, col in zip(headers, cells,
+                                                                       strict=True)]
+
+    def line(row: Sequence[str]) -> str:
+        parts = [c.rjust(w) if num else c.ljust(w)
+                 for c, w, num in zip(row, widths, numeric, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(headers), *(line(r) for r in _rows(cells))]) + "\n"
+
+
+def _markdown_text(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def _markdown(headers: list[str], cells: list[list[str]], numeric: list[bool]) -> str:
+    def line(row: Sequence[str]) -> str:
+        return "| " + " | ".join(_markdown_text(c) for c in row) + " |"
+
+    rule = "|" + "|".join(" ---: " if num else " --- " for num in numeric) + "|"
+    return "\n".join([line(headers), rule, *(line(r) for r in _rows(cells))]) + "\n"
+
+
+def latex_escape(text: str) -> str:
+    """``text`` safe in LaTeX's text mode (underscores in names, ``%``, ``&``, ...)."""
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text.replace("\n", " "))
+
+
+def _latex_text(value: Any) -> str:
+    return latex_escape(number(value))
+
+
+def _latex(headers: list[str], cells: list[list[str]], numeric: list[bool]) -> str:
+    spec = "".join("r" if num else "l" for num in numeric)
+    lines = [r"% dagrun results; needs \usepackage{booktabs}",
+             rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(latex_escape(h) for h in headers) + r" \\", r"\midrule"]
+    lines.extend(" & ".join(row) + r" \\" for row in _rows(cells))
+    lines.extend([r"\bottomrule", r"\end{tabular}"])
+    return "\n".join(lines) + "\n"

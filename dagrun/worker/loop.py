@@ -1,0 +1,299 @@
+"""``dagrun worker OUT``: claim runs of a planned sweep and execute them until none is left.
+
+A worker reads the stored plan (it never rewrites it), loads the workflow the sweep was
+planned with, and loops: it claims runs that are not done and not leased (``dagrun.leases``),
+executes up to ``-j`` of them at once in its pool (``executor.py``), retries a failed run up
+to ``retries`` times while it holds it, takes over runs whose lease went stale, and waits
+while other workers' leases are live. It ends when every run is done or given up, and then
+rewrites ``results.jsonl`` under the one-driver lock (held for a moment), so whoever ends
+last leaves it complete and sorted.
+
+Attempts: a run that had failed before this worker started is attempted again (attempt 1, as
+``execute`` would); a run whose failure record changed while this worker watched was just
+failed by another worker, which already spent its retries on it (the attempt count lives in
+the record), so it is retried only if attempts are left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from dagrun import reduce
+from dagrun.config import Settings, validate_basecfg
+from dagrun.errors import FailureKind, SweepBusyError, UsageError
+from dagrun.failures import lost_run, record
+from dagrun.gpus import slots
+from dagrun.layout import STAGES, RunDir, Stage, SweepDir, error_name
+from dagrun.leases import MAX_TAKEOVERS, Heartbeat, Holder, Lease, Observer, claim, take_over
+from dagrun.lock import REDUCE_WAIT, driver_lock
+from dagrun.plan import make_plan, scan_run
+from dagrun.planstore import planned_runs, read_plan, require_sweep
+from dagrun.records import Failure
+from dagrun.signals import stop_signals_interrupt
+from dagrun.stages import RunOutcome, RunTask
+from dagrun.worker.executor import Executor
+from dagrun.workflow import Workflow
+
+POLL = 0.1  # seconds a worker waits for an outcome per turn
+RESCAN = 0.5  # seconds between looks at runs others hold, when nothing finished
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """The command line of ``dagrun worker``."""
+
+    jobs: int | None = None
+    lease_timeout: float | None = None
+    idle_exit: float | None = None
+
+
+def say(text: str) -> None:
+    print(f"dagrun worker: {text}", file=sys.stderr, flush=True)
+
+
+def worker_settings(workflow: Workflow, sweep: SweepDir, options: WorkerOptions) -> Settings:
+    """The sweep's settings as planned, with this worker's flags and its view of OUT."""
+    base: dict[str, Any] = {**workflow.basecfg, "pre": workflow.pre, "fit": workflow.fit,
+                            "post": workflow.post, "out_path": sweep.path}
+    if options.jobs is not None:
+        base["num_cpus"] = options.jobs
+    if options.lease_timeout is not None:
+        base["lease_timeout"] = options.lease_timeout
+    return validate_basecfg(base).settings
+
+
+def run_worker(out: str, options: WorkerOptions) -> int:
+    """The ``dagrun worker`` command; returns its exit code (0 all done, 1 some failed)."""
+    sweep = require_sweep(out)
+    if not os.path.isfile(sweep.workflow):
+        raise UsageError(f"{sweep.path} keeps no pickled workflow: plan it with "
+                         "`dagrun plan WORKFLOW.py` first")
+    workflow = Workflow.load(sweep.workflow)
+    settings = worker_settings(workflow, sweep, options)
+    loop = WorkerLoop(sweep, settings, slots(settings, settings.num_cpus), options.idle_exit)
+    with stop_signals_interrupt():
+        loop.run()
+    reduce_results(sweep)
+    return 1 if loop.failed else 0
+
+
+def reduce_results(sweep: SweepDir) -> None:
+    """Rewrite results.jsonl under the lock; a driver holding it rewrites it itself."""
+    try:
+        with driver_lock(sweep, wait=REDUCE_WAIT, role="reduce"):
+            lines = reduce.rewrite(sweep, read_plan(sweep).values())
+    except SweepBusyError:
+        say("a dagrun driver holds OUT: it rewrites results.jsonl when it ends")
+        return
+    say(f"{sweep.results}: {lines} experiments")
+
+
+@dataclass
+class _Run:
+    """A run this worker may still have to execute."""
+
+    task: RunTask
+    errors: tuple[Any, ...]  # its failure records as first seen (to spot new failures)
+
+
+class WorkerLoop:
+    """Claims, executes and releases runs until none is left for this worker."""
+
+    def __init__(self, sweep: SweepDir, settings: Settings, cudas: list[str | None],
+                 idle_exit: float | None) -> None:
+        self.sweep = sweep
+        self.settings = settings
+        self.idle_exit = idle_exit
+        self.holder = Holder.here()
+        self.observer = Observer(settings.lease_timeout)
+        self.heartbeat = Heartbeat(settings.lease_timeout)
+        self.executor = Executor(sweep.workflow, cudas, settings.timeout)
+        self.runs_at_once = len(cudas)
+        self.pending: dict[str, _Run] = {}
+        self.mine: dict[str, Lease] = {}
+        self.failed: set[str] = set()
+        self.ran = 0
+        self._next_fill = 0.0
+        self._idle_since: float | None = None
+
+    def run(self) -> None:
+        """The loop; on Ctrl-C/SIGTERM its runs are killed and its leases released."""
+        self._load()
+        say(f"{self.holder.host} pid {self.holder.pid}: {len(self.pending)} run(s) to do in "
+            f"{self.sweep.path}, up to {self.runs_at_once} at once")
+        self.heartbeat.start()
+        self.executor.start()
+        interrupted = True
+        try:
+            self._loop()
+            interrupted = False
+        finally:
+            self.executor.shutdown(kill=interrupted)
+            self.heartbeat.stop()
+        self.failed = {p for p in self.failed if not _done(p)}  # others may have done them
+        say(f"ran {self.ran} run(s); {len(self.failed)} failed")
+
+    def _load(self) -> None:
+        plan = make_plan(self.sweep, planned_runs(self.sweep), compare=False)
+        for planned in plan.todo():
+            s = planned.status
+            task = RunTask(s.exp_id, s.rep, s.run.path, 1, planned.text)
+            self.pending[s.run.path] = _Run(task, _errors(s.run) if s.failed else ())
+
+    def _loop(self) -> None:
+        while True:
+            finished = self.executor.poll(POLL)
+            for outcome in finished:
+                self._finished(outcome)
+            for lease in self.heartbeat.take_lost():
+                self._lost(lease)
+            if self.executor.free() and (finished or time.monotonic() >= self._next_fill):
+                self._fill()
+            if self.executor.busy():
+                self._idle_since = None
+                continue
+            if not self.pending:
+                return
+            if self._idle_too_long():
+                say(f"leaving: {len(self.pending)} run(s) still held by other workers")
+                return
+
+    def _idle_too_long(self) -> bool:
+        if self.idle_exit is None:
+            return False
+        now = time.monotonic()
+        if self._idle_since is None:
+            self._idle_since = now
+        return now - self._idle_since >= self.idle_exit
+
+    def _fill(self) -> None:
+        """Claim runs for the free slots, in plan order."""
+        self._next_fill = time.monotonic() + RESCAN
+        for path, item in list(self.pending.items()):
+            if not self.executor.free():
+                return
+            if path in self.mine:
+                continue
+            status = scan_run(item.task.exp_id, item.task.rep, RunDir(path))
+            if status.next_stage is None:
+                del self.pending[path]  # done by another worker
+                continue
+            task = self._attempt(item, RunDir(path), status.failed_stage is not None)
+            if task is None:
+                self._give_up(path)
+                continue
+            lease = self._lease(task)
+            if lease is not None:
+                self.mine[path] = lease
+                self.heartbeat.add(lease)
+                self.executor.submit(task, lease)
+
+    def _attempt(self, item: _Run, run: RunDir, failed: bool) -> RunTask | None:
+        """The task to execute next for ``run``; ``None`` when its attempts are spent."""
+        if not failed or _errors(run) == item.errors:
+            return item.task
+        last = max((f for f in (Failure.read(run, s) for s in _stages(run)) if f),
+                   key=lambda f: f.attempt, default=None)
+        attempt = last.attempt if last is not None else 0
+        if attempt > self.settings.retries:
+            return None
+        return RunTask(item.task.exp_id, item.task.rep, run.path, attempt + 1, "retry")
+
+    def _lease(self, task: RunTask) -> Lease | None:
+        """Claim the run, or take it over when its lease is stale; ``None`` when another
+        worker holds it (or it was taken over too often and is now recorded as crashed)."""
+        run = RunDir(task.path)
+        os.makedirs(run.path, mode=0o755, exist_ok=True)
+        lease = claim(run, self.holder)
+        if lease is not None:
+            self.observer.forget(run)
+            return lease
+        seen = self.observer.look(run)
+        if seen is None:
+            return claim(run, self.holder)
+        if not self.observer.stale(seen):
+            return None
+        lease = take_over(run, seen, self.holder)
+        if lease is None:
+            return None
+        if lease.takeovers >= MAX_TAKEOVERS:
+            record(lost_run(task, FailureKind.CRASHED,
+                            f"the workers running {{stage}} stopped {lease.takeovers} times "
+                            "without finishing it (each lease went stale: killed, e.g. out "
+                            "of memory, or lost)"), task)
+            lease.release()
+            self._give_up(task.path)
+            return None
+        say(f"took over run {task.label} from {seen.describe()}: its lease did not move "
+            f"for {self.settings.lease_timeout:g} s")
+        return lease
+
+    def _finished(self, outcome: RunOutcome) -> None:
+        task = outcome.task
+        for message in outcome.warnings:
+            say(f"warning: run {task.label}: {message}")
+        failure = outcome.failure
+        if task.path not in self.mine:
+            return  # its lease was taken over meanwhile: another worker owns the run
+        if failure is not None and task.attempt <= self.settings.retries:
+            say(f"run {task.label} failed in {failure.stage} ({failure.first_line}); "
+                f"retrying ({task.attempt}/{self.settings.retries})")
+            retry = RunTask(task.exp_id, task.rep, task.path, task.attempt + 1, "retry")
+            self.executor.submit(retry, self.mine[task.path])
+            return
+        self.ran += 1
+        self._release(task.path)
+        if failure is None:
+            self.pending.pop(task.path, None)
+        else:
+            say(f"run {task.label} failed in {failure.stage}: {failure.first_line}")
+            self._give_up(task.path)
+
+    def _release(self, path: str) -> None:
+        if self.mine.pop(path, None) is not None:
+            self.heartbeat.release(RunDir(path))
+
+    def _give_up(self, path: str) -> None:
+        self.pending.pop(path, None)
+        self.failed.add(path)
+
+    def _lost(self, lease: Lease) -> None:
+        """Our lease of a run was taken over: stop the run, record nothing."""
+        path = lease.run.path
+        self.executor.abandon(path)
+        self.mine.pop(path, None)
+        lease.close()
+        self.observer.forget(lease.run)
+        say(f"the lease of {path} was taken over by another worker; stopped that run here")
+
+
+
+_ERROR_NAMES = frozenset(error_name(s) for s in STAGES)
+
+
+def _stages(run: RunDir) -> list[Stage]:
+    """Stages with a failure record in ``run``."""
+    return [s for s in STAGES if os.path.exists(run.error(s))]
+
+
+def _done(path: str) -> bool:
+    return os.path.exists(RunDir(path).marker(Stage.POST))
+
+
+def _errors(run: RunDir) -> tuple[Any, ...]:
+    """What the run's failure records look like now (name, inode, size, mtime)."""
+    try:
+        names = sorted(_ERROR_NAMES.intersection(os.listdir(run.path)))
+    except OSError:
+        return ()
+    out = []
+    for name in names:
+        with contextlib.suppress(OSError):
+            st = os.stat(os.path.join(run.path, name))
+            out.append((name, st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)

@@ -1,0 +1,279 @@
+"""The one planner: what ``--dry-run`` and ``status`` say is what ``execute`` does; runs are
+checked against the plan by their config's content digest; the plan is the current cfgs.
+
+Every check goes through the ``dagrun`` command, as a user would see it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import Sweep, read_jsonl, run_dagrun, write_workflow
+
+# --------------------------------------------------------------------------------------------
+# 1. One planner: --dry-run refuses exactly when execute does, and sees unreadable results.
+
+
+def test_dry_run_refuses_a_changed_config_like_execute(sweep: Sweep) -> None:
+    sweep.write([{"x": 0}, {"x": 1}])
+    assert sweep.execute().rc == 0
+    sweep.write([{"x": 0}, {"x": 5}])
+    dry = sweep.execute("--dry-run")
+    real = sweep.execute()
+    assert (dry.rc, real.rc) == (2, 2), dry.stdout + dry.stderr
+    assert "different config" in dry.stderr and "experiment 1: x: 1 -> 5" in dry.stderr
+    assert dry.error_lines[-1] == real.error_lines[-1]
+    dry = sweep.execute("--dry-run", "--rerun-changed")
+    assert dry.rc == 0 and "run 1/0: config changed" in dry.stdout
+
+
+def test_dry_run_lists_a_done_run_with_unreadable_post_json(sweep: Sweep) -> None:
+    sweep.write([{"x": 0}, {"x": 1}])
+    assert sweep.execute().rc == 0
+    (sweep.out / "1" / "post.json").write_text("{garbage", encoding="utf-8")
+    dry = sweep.execute("--dry-run")
+    assert dry.rc == 0
+    assert "run 1/0: unreadable result" in dry.stdout
+    assert sweep.execute().rc == 0
+    assert sweep.count("post", 1) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Runs are checked against the plan.
+
+
+def test_lost_state_and_reordered_cfgs_recompute_the_runs_that_differ(sweep: Sweep) -> None:
+    sweep.write([{"x": 0}, {"x": 1}, {"x": 2}])
+    assert sweep.execute().rc == 0
+    shutil.rmtree(sweep.out / ".dagrun")
+    sweep.write([{"x": 2}, {"x": 1}, {"x": 0}])
+    dry = sweep.execute("--dry-run")
+    assert "run 0/0: holds results of another config" in dry.stdout
+    assert "run 1/0" not in dry.stdout
+    result = sweep.execute()
+    assert result.rc == 0, result.stderr
+    assert "hold results computed for another config" in result.stderr
+    lines = sweep.results()
+    assert [(r["x"], r["scores"]["acc"]) for r in lines] == [(2, 20.5), (1, 10.5), (0, 0.5)]
+    assert [sweep.count("pre", i) for i in range(3)] == [2, 1, 2]
+
+
+def test_a_folder_copied_to_a_new_id_is_not_its_result(sweep: Sweep) -> None:
+    sweep.write([{"x": 3}])
+    assert sweep.execute().rc == 0
+    shutil.copytree(sweep.out / "0", sweep.out / "1")
+    sweep.write([{"x": 3}, {"x": 4}])
+    assert sweep.execute().rc == 0
+    assert sweep.count("pre", 1) == 1
+    assert [r["scores"]["acc"] for r in sweep.results()] == [30.5, 40.5]
+
+
+def test_an_edited_post_is_noticed_after_code_json_is_lost(sweep: Sweep) -> None:
+    workflow = sweep.write([{"x": 0}, {"x": 1}])
+    assert sweep.execute().rc == 0
+    (sweep.out / ".dagrun" / "code.json").unlink()
+    source = workflow.read_text(encoding="utf-8")
+    workflow.write_text(source.replace('model["w"] + 0.5', 'model["w"] + 0.25'),
+                        encoding="utf-8")
+    result = sweep.execute("--rerun-changed")
+    assert result.rc == 0, result.stderr
+    assert "the code of post changed" in result.stderr
+    assert [sweep.count("post", i) for i in range(2)] == [2, 2]
+    assert [r["scores"]["acc"] for r in sweep.results()] == [0.25, 10.25]
+
+
+# --------------------------------------------------------------------------------------------
+# 4. The plan is the current cfgs.
+
+
+def test_lowering_repetitions_updates_results_at_once(sweep: Sweep) -> None:
+    sweep.write([{"x": 0}], repetitions=3)
+    assert sweep.execute().rc == 0
+    sweep.write([{"x": 0}], repetitions=2)
+    result = sweep.execute()
+    assert result.rc == 0, result.stderr
+    (line,) = sweep.results()
+    assert line["scores"]["rep_seen"] == [0, 1]
+    assert line["scores"]["mean_acc"] == 0.5 + 0.5
+    assert sweep.count("pre", 0, 2) == 1  # nothing recomputed
+
+
+def test_removed_cfgs_leave_the_plan_status_and_results(sweep: Sweep) -> None:
+    sweep.write([{"x": 0}, {"x": 1}, {"x": 2}])
+    assert sweep.execute().rc == 0
+    sweep.write([{"x": 0}, {"x": 1}])
+    result = sweep.execute()
+    assert result.rc == 0, result.stderr
+    assert "1 experiment(s) beyond the current cfgs (ids 2) left the plan" in result.stderr
+    assert [r["experiment_id"] for r in sweep.results()] == [0, 1]
+    status = run_dagrun("status", sweep.out)
+    assert "2 experiments, 2 runs" in status.stdout
+    assert "experiments complete: 2 of 2" in status.stdout
+    assert (sweep.out / "2" / "post.json").exists()  # the folder is kept
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Rough edges: status and a garbage post.json; the plan's version.
+
+
+def test_status_counts_a_garbage_post_json_as_not_done(sweep: Sweep) -> None:
+    sweep.write([{"x": 0}, {"x": 1}])
+    assert sweep.execute().rc == 0
+    (sweep.out / "0" / "post.json").write_bytes(b"\x00not json")
+    status = run_dagrun("status", sweep.out)
+    assert status.rc == 0
+    assert "runs: 1 done, 0 pending, 1 incomplete, 0 failed" in status.stdout
+    assert "1 run(s) have post.done but a post.json that cannot be read" in status.stdout
+    assert "experiments complete: 1 of 2" in status.stdout
+
+
+def test_a_plan_written_by_a_newer_dagrun_is_refused(sweep: Sweep) -> None:
+    sweep.write([{"x": 0}])
+    assert sweep.execute().rc == 0
+    plan = sweep.out / ".dagrun" / "plan.json"
+    data = json.loads(plan.read_text(encoding="utf-8"))
+    text = plan.read_text(encoding="utf-8").replace(f'"version": {data["version"]}',
+                                                    '"version": 99', 1)
+    plan.write_text(text, encoding="utf-8")
+    for result in (run_dagrun("status", sweep.out), sweep.execute()):
+        assert result.rc == 2
+        assert len(result.error_lines) == 1, result.stderr
+        assert "written by a newer dagrun (plan version 99" in result.error_lines[0]
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Configs compared by content, not by their readable view.
+
+OBJECT_WORKFLOW = '''
+import pandas as pd
+
+
+class DataSpec:
+    def __init__(self, values):
+        self.values = values
+
+
+def pre(cfg):
+    return sum(cfg["spec"].values) + float(cfg["frame"]["v"].sum())
+
+
+def fit(cfg, total):
+    return total
+
+
+def post(cfg, total):
+    return {{"total": total}}
+
+
+SPEC = [1.0] * 200
+SPEC[{spec_index}] = {spec_value}
+FRAME = pd.DataFrame({{"v": [0.0] * 100}})
+FRAME.loc[{frame_row}, "v"] = 1.0
+
+basecfg = {{"out_path": {out!r}}}
+cfgs = [{{"spec": DataSpec(SPEC), "frame": FRAME}}]
+'''
+
+
+def _object_workflow(folder: Path, out: Path, spec: tuple[int, float], row: int) -> Path:
+    source = OBJECT_WORKFLOW.format(spec_index=spec[0], spec_value=spec[1], frame_row=row,
+                                    out=str(out))
+    return write_workflow(folder, source)
+
+
+def test_an_object_or_dataframe_edited_inside_is_a_changed_config(awkward_dir: Path) -> None:
+    out = awkward_dir / "out"
+    wf = _object_workflow(awkward_dir, out, (0, 1.0), 0)
+    assert run_dagrun("execute", wf, cwd=awkward_dir).rc == 0
+    assert run_dagrun("execute", wf, cwd=awkward_dir).rc == 0  # unchanged: nothing to refuse
+    for spec, row in (((100, 2.0), 0), ((0, 1.0), 50)):
+        _object_workflow(awkward_dir, out, spec, row)
+        for flags in (["--dry-run"], []):
+            result = run_dagrun("execute", wf, *flags, cwd=awkward_dir)
+            assert result.rc == 2, result.stdout + result.stderr
+            assert "different config" in result.stderr
+    result = run_dagrun("execute", wf, "--rerun-changed", cwd=awkward_dir)
+    assert result.rc == 0, result.stderr
+    assert read_jsonl(out / "results.jsonl")[0]["scores"]["total"] == 201.0
+
+
+# --------------------------------------------------------------------------------------------
+# 2. The content digest itself.
+
+DIGEST_SCRIPT = '''
+import sys
+from dagrun.digest import config_digest
+
+class DataSpec:
+    def __init__(self, values):
+        self.values = values
+        self.tags = {"a", "b", "c"}
+
+print(config_digest({"spec": DataSpec([1.0, 2.0]), "s": {"x", "y"}, "out_path": sys.argv[1]}))
+'''
+
+
+def _digest_in_process(folder: Path, module_name: str, seed: str, out_path: str) -> str:
+    """The digest of the same cfg computed by a fresh process, with the class defined in a
+    module of ``module_name`` (``__main__``: run as a script)."""
+    script = write_workflow(folder, DIGEST_SCRIPT, "digest_script.py")
+    if module_name == "__main__":
+        code = f"import runpy, sys; sys.argv = ['x', {out_path!r}]; " \
+               f"runpy.run_path({str(script)!r}, run_name='__main__')"
+    else:
+        code = ("import importlib.util, sys; "
+                f"sys.argv = ['x', {out_path!r}]; "
+                f"spec = importlib.util.spec_from_file_location({module_name!r}, "
+                f"{str(script)!r}); m = importlib.util.module_from_spec(spec); "
+                f"sys.modules[{module_name!r}] = m; spec.loader.exec_module(m)")
+    env = {**os.environ, "PYTHONHASHSEED": seed}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60, check=True)
+    return proc.stdout.strip()
+
+
+def test_digest_is_stable_across_processes_seeds_module_names_and_out_path(
+        tmp_path: Path) -> None:
+    digests = {_digest_in_process(tmp_path, "__main__", "1", "/a"),
+               _digest_in_process(tmp_path, "dagrun_workflow_x", "2", "/b"),
+               _digest_in_process(tmp_path, "__main__", "3", "/c")}
+    assert len(digests) == 1
+
+
+def test_digest_tells_values_apart_by_type_and_content() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from dagrun.digest import config_digest, digest
+
+    assert len({digest(1), digest(1.0), digest(True), digest("1"), digest(b"1")}) == 5
+    assert digest([1, 2]) != digest((1, 2))
+    assert digest({"a": 1, "b": 2}) == digest({"b": 2, "a": 1})
+    assert digest(np.arange(3)) != digest(np.arange(3).astype(float))
+    assert digest(np.arange(6).reshape(2, 3)) != digest(np.arange(6).reshape(3, 2))
+    assert digest(np.float32(1)) != digest(np.float64(1))
+    frame = pd.DataFrame({"a": range(10)})
+    edited = frame.copy()
+    edited.loc[5, "a"] = -1
+    assert digest(frame) != digest(edited)
+    assert digest(frame) != digest(frame.set_axis(list("abcdefghij")))
+    cycle: list[object] = [1]
+    cycle.append(cycle)
+    assert digest(cycle) == digest(cycle)
+    assert config_digest({"x": 1, "run_id": 3, "experiment_id": 2, "out_path": "/p"}) == \
+        config_digest({"x": 1})
+
+    def scale(c: int) -> int:
+        return c
+
+    first = digest(scale)
+
+    def scale(c: int) -> int:  # type: ignore[no-redef]  # the same name, other code
+        return c + 1
+
+    assert digest(scale) != first

@@ -1,0 +1,161 @@
+"""A run cannot disturb the next one (issue: isolated runs).
+
+What a stage changes in its process (working folder, ``os.environ``, ``sys.path``, the
+``logging`` configuration) is put back after the stage call, so neither a later stage of
+the same run nor another run executed by the same process sees it, and the caller of
+``run_experiments`` keeps its own relative paths. A ``KeyboardInterrupt`` raised by a stage
+in a worker is that run's failure; in the driver's own process it stops the sweep like
+Ctrl-C. Each test runs a real ``dagrun`` (or ``python script.py``) process, with a bounded
+timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import child_env, read_jsonl, run_dagrun, write_workflow
+
+pytestmark = pytest.mark.timeout(240)
+
+# Every stage reports what it sees of the process, then changes all of it.
+CHANGING_WORKFLOW = """
+import logging
+import os
+import sys
+
+LIB = logging.getLogger("wf.lib")  # a logger that exists before any stage runs
+
+
+def seen():
+    root = logging.getLogger()
+    return {"cwd": os.getcwd(), "leak": os.environ.get("DAGRUN_TEST_LEAK"),
+            "home": os.environ.get("HOME"), "path": "/leaked" in sys.path,
+            "root_handlers": len(root.handlers), "root_level": root.level,
+            "lib_handlers": len(LIB.handlers), "lib_level": LIB.level}
+
+
+def change(cfg):
+    os.chdir(cfg["out_path"])
+    os.environ["DAGRUN_TEST_LEAK"] = "leaked"
+    os.environ.pop("HOME", None)
+    sys.path.insert(0, "/leaked")
+    logging.basicConfig(level=logging.INFO, format="LOGGED %(message)s")
+    LIB.addHandler(logging.FileHandler(os.path.join(cfg["out_path"], "lib.log")))
+    LIB.setLevel(logging.DEBUG)
+    logging.info("hello from %s", cfg["x"])
+
+
+def pre(cfg):
+    before = seen()
+    change(cfg)
+    return before
+
+
+def fit(cfg, pre_seen):
+    before = seen()
+    change(cfg)
+    return [pre_seen, before]
+
+
+def post(cfg, fit_seen):
+    return {"pre": fit_seen[0], "fit": fit_seen[1], "post": seen()}
+
+
+basecfg = {"out_path": "out"}
+cfgs = [{"x": i} for i in range(3)]
+"""
+
+
+@pytest.mark.parametrize("backend", ["single", "multiprocessing"])
+def test_process_changes_of_a_stage_reach_no_later_stage_or_run(tmp_path: Path,
+                                                                 backend: str) -> None:
+    wf = write_workflow(tmp_path, CHANGING_WORKFLOW, name="wf.py")
+    result = run_dagrun("execute", wf, "--backend", backend, "-j", "1", cwd=tmp_path,
+                        env={"HOME": str(tmp_path)}, timeout=180)
+    assert result.rc == 0, result.stderr
+    assert "Logging error" not in result.stderr
+    lines = read_jsonl(tmp_path / "out" / "results.jsonl")
+    views = [line["scores"][stage] for line in lines for stage in ("pre", "fit", "post")]
+    assert len(views) == 9
+    first = views[0]
+    assert first["leak"] is None and first["home"] == str(tmp_path)
+    assert first["cwd"] == str(tmp_path) and not first["path"]
+    assert views == [first] * 9  # no run and no stage saw what an earlier one changed
+    fit_log = (tmp_path / "out" / "1" / "fit.log").read_text()
+    assert "LOGGED hello from 1" in fit_log  # each stage's own configuration works
+
+
+def test_callers_relative_paths_work_after_a_stage_changed_folder(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    script = write_workflow(tmp_path, f"""
+        import os
+        from dagrun import run_experiments
+
+        def pre(cfg):
+            os.chdir({str(elsewhere)!r})
+            return 1
+
+        def fit(cfg, v):
+            return v
+
+        def post(cfg, v):
+            return {{"v": v}}
+
+        if __name__ == "__main__":
+            run_experiments({{"pre": pre, "fit": fit, "post": post, "out_path": "out",
+                             "verbose": False}}, [{{"x": 1}}])
+            with open("after.txt", "w") as f:
+                f.write(os.getcwd())
+        """, name="script.py")
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=child_env(),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "after.txt").read_text() == str(tmp_path)
+    assert not (elsewhere / "after.txt").exists()
+    assert read_jsonl(tmp_path / "out" / "results.jsonl")[0]["scores"]["v"] == 1
+
+
+INTERRUPTING_WORKFLOW = """
+def pre(cfg):
+    if cfg["x"] == 0:
+        raise KeyboardInterrupt
+    return cfg["x"]
+
+
+def fit(cfg, v):
+    return v
+
+
+def post(cfg, v):
+    return {"v": v}
+
+
+basecfg = {"out_path": "out"}
+cfgs = [{"x": 0}, {"x": 1}]
+"""
+
+
+def test_keyboard_interrupt_raised_in_a_worker_is_the_runs_failure(tmp_path: Path) -> None:
+    wf = write_workflow(tmp_path, INTERRUPTING_WORKFLOW, name="wf.py")
+    result = run_dagrun("execute", wf, "--backend", "multiprocessing", "-j", "1", "-q",
+                        cwd=tmp_path, timeout=180)
+    assert result.rc == 1, result.stderr
+    error = json.loads((tmp_path / "out" / "0" / "pre.error").read_text())
+    assert (error["kind"], error["message"]) == ("exception", "KeyboardInterrupt")
+    assert [line["scores"]["v"] for line in read_jsonl(tmp_path / "out" / "results.jsonl")] \
+        == [1]
+
+
+def test_keyboard_interrupt_in_the_drivers_own_process_stops_the_sweep(tmp_path: Path) -> None:
+    wf = write_workflow(tmp_path, INTERRUPTING_WORKFLOW, name="wf.py")
+    result = run_dagrun("execute", wf, "--backend", "single", "-q", cwd=tmp_path)
+    assert result.rc == 130, result.stderr
+    assert "interrupted" in result.stderr
+    assert not (tmp_path / "out" / "0" / "pre.error").exists()
+    assert not (tmp_path / "out" / "1" / "pre.done").exists()  # the sweep stopped at run 0

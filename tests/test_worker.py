@@ -1,0 +1,306 @@
+"""``dagrun plan`` + ``dagrun worker``: runs claimed through leases on disk.
+
+Every test runs real ``dagrun`` processes on an OUT folder with an awkward name, kills them
+the way machines die (SIGKILL, SIGSTOP, SIGTERM) and checks what each stage's counter file
+says: no stage of any run executed twice, nothing lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.helpers import (
+    Result,
+    Sweep,
+    dagrun_command,
+    child_env,
+    kill_tree,
+    read_jsonl,
+    run_dagrun,
+    start_dagrun,
+    wait_for,
+    write_workflow,
+)
+
+WAIT = 120.0  # generous: the test machine is shared
+
+
+def _plan(sweep: Sweep, *flags: str) -> Result:
+    result = run_dagrun("plan", sweep.workflow, *flags, cwd=sweep.folder)
+    assert result.rc == 0, result.stderr
+    return result
+
+
+def _worker(sweep: Sweep, *flags: str, log: str = "worker") -> subprocess.Popen[bytes]:
+    return start_dagrun("worker", sweep.out, *flags, cwd=sweep.folder,
+                        log=sweep.folder / f"{log}.log")
+
+
+def _finish(proc: subprocess.Popen[bytes], timeout: float = WAIT) -> int:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc)
+        pytest.fail(f"dagrun worker (pid {proc.pid}) did not finish in {timeout} s")
+
+
+def _log(sweep: Sweep, name: str = "worker") -> str:
+    return (sweep.folder / f"{name}.log").read_text(errors="replace")
+
+
+def _leases(out: Path) -> list[Path]:
+    return [p for p in out.rglob("lease.json") if ".dagrun" not in p.parts]
+
+
+def test_four_workers_execute_each_stage_once(sweep: Sweep) -> None:
+    sweep.write([{"x": i} for i in range(200)], verbose=False)
+    _plan(sweep)
+    workers = [_worker(sweep, "-j", "1", log=f"w{i}") for i in range(4)]
+    codes = [_finish(w) for w in workers]
+    assert codes == [0, 0, 0, 0], [_log(sweep, f"w{i}") for i in range(4)]
+    for i in range(200):
+        assert [sweep.count(s, i) for s in ("pre", "fit", "post")] == [1, 1, 1], i
+    rows = sweep.results()
+    assert [r["experiment_id"] for r in rows] == list(range(200))
+    assert not _leases(sweep.out)
+
+
+def test_killed_worker_is_taken_over_without_redoing_stages(sweep: Sweep) -> None:
+    release = sweep.folder / "release"
+    sweep.write([{"x": 1}], wait_for=release, verbose=False)
+    _plan(sweep)
+    first = _worker(sweep, "--lease-timeout", "2", log="first")
+    wait_for(lambda: sweep.count("fit", 1) == 1, WAIT, "fit to start in the first worker")
+    kill_tree(first)
+    release.touch()
+    second = _worker(sweep, "--lease-timeout", "2", log="second")
+    assert _finish(second) == 0, _log(sweep, "second")
+    assert "took over run 1/0" in _log(sweep, "second")
+    assert (sweep.count("pre", 1), sweep.count("fit", 1), sweep.count("post", 1)) == (1, 2, 1)
+    assert [r["scores"]["acc"] for r in sweep.results()] == [10.5]
+    assert not _leases(sweep.out)
+
+
+SLOW_FIRST_FIT = '''
+import os
+import time
+
+COUNTS = {counts!r}
+
+
+def pre(cfg):
+    return 1
+
+
+def fit(cfg, data):
+    os.makedirs(COUNTS, exist_ok=True)
+    try:
+        os.close(os.open(os.path.join(COUNTS, "first"), os.O_CREAT | os.O_EXCL))
+        time.sleep(30)  # the first worker's fit: stopped while its worker is frozen
+    except FileExistsError:
+        pass
+    with open(os.path.join(COUNTS, "fit-end"), "a") as f:
+        f.write("%d\\n" % os.getpid())
+    return data
+
+
+def post(cfg, model):
+    return {{"v": model}}
+
+
+basecfg = {{"out_path": {out!r}, "verbose": False}}
+cfgs = [{{"x": 0}}]
+'''
+
+
+def test_worker_whose_lease_was_taken_over_writes_nothing_more(sweep: Sweep) -> None:
+    write_workflow(sweep.folder, SLOW_FIRST_FIT.format(counts=str(sweep.counts),
+                                                       out=str(sweep.out)),
+                   sweep.workflow.name)
+    _plan(sweep)
+    first = _worker(sweep, "--lease-timeout", "2", log="first")
+    wait_for(lambda: (sweep.counts / "first").exists(), WAIT, "the first fit to start")
+    children = psutil.Process(first.pid).children(recursive=True)
+    os.kill(first.pid, signal.SIGSTOP)  # its heartbeat stops; its run goes on
+    try:
+        second = _worker(sweep, "--lease-timeout", "1", log="second")
+        assert _finish(second) == 0, _log(sweep, "second")
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    assert _finish(first) == 0, _log(sweep, "first")
+    psutil.wait_procs(children, timeout=30)
+    ends = (sweep.counts / "fit-end").read_text().split()
+    assert len(ends) == 1  # the first worker's fit never finished
+    marker = json.loads((sweep.out / "0" / "fit.done").read_text())
+    assert str(marker["pid"]) == ends[0]
+    assert not list(sweep.out.rglob("*.error"))
+    assert "taken over" in _log(sweep, "first")
+
+
+def test_execute_beside_a_worker_duplicates_nothing(sweep: Sweep) -> None:
+    release = sweep.folder / "release"
+    sweep.write([{"x": i} for i in range(6)], wait_for=release, verbose=False)
+    _plan(sweep)
+    worker = _worker(sweep, "-j", "1")
+    wait_for(lambda: len(_leases(sweep.out)) == 1 and any(sweep.count("fit", i)
+                                                          for i in range(6)),
+             WAIT, "the worker to hold a run")
+    driver = subprocess.Popen(
+        dagrun_command("execute", sweep.workflow, "--backend", "multiprocessing", "-j", "2"),
+        cwd=sweep.folder, env=child_env(), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: sum(sweep.count("fit", i) for i in range(6)) >= 3, WAIT,
+             "the driver to start runs")
+    release.touch()
+    _, err = driver.communicate(timeout=WAIT)
+    assert driver.returncode == 0, err.decode()
+    assert _finish(worker) == 0, _log(sweep)
+    for i in range(6):
+        assert [sweep.count(s, i) for s in ("pre", "fit", "post")] == [1, 1, 1], i
+    assert [r["experiment_id"] for r in sweep.results()] == list(range(6))
+
+
+def test_sigterm_stops_runs_and_releases_leases_at_once(sweep: Sweep) -> None:
+    release = sweep.folder / "release"
+    sweep.write([{"x": 1}, {"x": 2}], wait_for=release, verbose=False)
+    _plan(sweep)
+    worker = _worker(sweep, "-j", "2")
+    wait_for(lambda: sweep.count("fit", 0) and sweep.count("fit", 1), WAIT, "both fits")
+    assert len(_leases(sweep.out)) == 2
+    children = psutil.Process(worker.pid).children(recursive=True)
+    worker.send_signal(signal.SIGTERM)
+    assert _finish(worker, 60) == 143, _log(sweep)
+    assert not _leases(sweep.out)
+    _gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive
+    release.touch()
+    again = _worker(sweep, log="again")
+    assert _finish(again) == 0, _log(sweep, "again")
+    assert (sweep.count("pre", 0), sweep.count("pre", 1)) == (1, 1)  # not redone
+
+
+def test_run_taken_over_three_times_is_recorded_crashed(sweep: Sweep) -> None:
+    sweep.write([{"x": 1}], verbose=False)
+    _plan(sweep)
+    run = sweep.out / "0"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "lease.json").write_text(json.dumps(
+        {"host": "gone", "pid": 1, "worker": "w", "slurm": None, "takeovers": 2,
+         "beat": "0"}) + "\n")
+    worker = _worker(sweep, "--lease-timeout", "0.5")
+    assert _finish(worker) == 1, _log(sweep)
+    error = json.loads((run / "pre.error").read_text())
+    assert error["kind"] == "crashed"
+    assert "3 times" in error["message"]
+    assert sweep.count("pre", 0) == 0
+    assert not _leases(sweep.out)
+
+
+def test_plan_refuses_changed_configs_like_execute(sweep: Sweep) -> None:
+    sweep.write([{"x": 1}, {"x": 2}], verbose=False)
+    plan = _plan(sweep)
+    assert "planned 2 runs" in plan.stdout
+    assert not (sweep.out / "0").exists()  # nothing ran
+    sweep.write([{"x": 1}, {"x": 3}], verbose=False)
+    refused = run_dagrun("plan", sweep.workflow, cwd=sweep.folder)
+    assert refused.rc == 2
+    assert "x: 2 -> 3" in refused.stderr
+    _plan(sweep, "--rerun-changed")
+    assert _finish(_worker(sweep)) == 0
+    assert [r["x"] for r in sweep.results()] == [1, 3]
+
+
+def test_worker_runs_the_planned_code(tmp_path: Path) -> None:
+    folder = tmp_path / "code dir"
+    folder.mkdir()
+    helper = folder / "helper_mod.py"
+    helper.write_text("VALUE = 1\n\n\ndef value():\n    return VALUE\n")
+    out = folder / "OUT"
+    workflow = write_workflow(folder, f'''
+        import helper_mod
+
+        def pre(cfg):
+            return 0
+
+        def fit(cfg, data):
+            return data
+
+        def post(cfg, model):
+            return {{"v": helper_mod.value()}}
+
+        basecfg = {{"out_path": {str(out)!r}, "verbose": False}}
+        cfgs = [{{"x": 1}}]
+        ''')
+    assert run_dagrun("plan", workflow, cwd=folder).rc == 0
+    helper.write_text("VALUE = 2\n\n\ndef value():\n    return VALUE\n")
+    worker = run_dagrun("worker", out, cwd=tmp_path, timeout=WAIT)
+    assert worker.rc == 0, worker.stderr
+    assert [r["scores"]["v"] for r in read_jsonl(out / "results.jsonl")] == [1]
+    dry = run_dagrun("execute", workflow, "--dry-run", cwd=folder)
+    assert dry.rc == 0, dry.stderr
+    assert "code of post changed" in dry.stdout
+
+
+GPU_WORKFLOW = '''
+import os
+import time
+
+TRACE = {trace!r}
+
+
+def pre(cfg):
+    start = time.time()
+    time.sleep(0.3)
+    line = "%s %d %f %f\\n" % (os.environ.get("CUDA_VISIBLE_DEVICES"), os.getpid(), start,
+                              time.time())
+    with open(TRACE, "a") as f:
+        f.write(line)
+    return 0
+
+
+def fit(cfg, data):
+    return data
+
+
+def post(cfg, model):
+    return {{}}
+
+
+basecfg = {{"out_path": {out!r}, "verbose": False, "num_gpus": 1, "gpu_ids": [0, 1, 2]}}
+cfgs = [{{"x": i}} for i in range(9)]
+'''
+
+
+def test_gpu_slots_are_disjoint_under_concurrency(sweep: Sweep) -> None:
+    trace = sweep.folder / "trace"
+    write_workflow(sweep.folder, GPU_WORKFLOW.format(trace=str(trace), out=str(sweep.out)),
+                   sweep.workflow.name)
+    _plan(sweep)
+    assert _finish(_worker(sweep, "-j", "4")) == 0, _log(sweep)
+    rows = [line.split() for line in trace.read_text().splitlines()]
+    assert len(rows) == 9
+    assert {r[0] for r in rows} <= {"0", "1", "2"}
+    by_pid: dict[str, set[str]] = {}
+    for gpu, pid, _, _ in rows:
+        by_pid.setdefault(pid, set()).add(gpu)
+    assert all(len(gpus) == 1 for gpus in by_pid.values())  # pinned for life
+    for a in rows:
+        for b in rows:
+            overlap = float(a[2]) < float(b[3]) and float(b[2]) < float(a[3])
+            if a is not b and overlap:
+                assert a[0] != b[0], (a, b)
+
+
+def test_worker_refuses_a_folder_that_is_not_planned(tmp_path: Path) -> None:
+    result = run_dagrun("worker", tmp_path, cwd=tmp_path)
+    assert result.rc == 2
+    assert "not a dagrun sweep" in result.stderr
+    assert textwrap.dedent(result.stderr).count("\n") == 1
