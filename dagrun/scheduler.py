@@ -7,6 +7,8 @@ calls user code and never trusts memory over the disk: what is done is read from
 from __future__ import annotations
 
 import collections
+import heapq
+import itertools
 import os
 import shutil
 import time
@@ -15,7 +17,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dagrun import atomic, codecheck, htmlreport, leases, provenance, reduce
+from dagrun import (
+    atomic,
+    codecheck,
+    failures,
+    htmlreport,
+    leases,
+    provenance,
+    reduce,
+    unrecorded,
+)
 from dagrun import snapshot as snapshots
 from dagrun.backends import backend_class
 from dagrun.config import (
@@ -27,13 +38,14 @@ from dagrun.config import (
     validate_cfgs,
 )
 from dagrun.digest import config_digest
-from dagrun.errors import ConfigError, EnvironmentProblem
+from dagrun.errors import ConfigError, EnvironmentProblem, FailureKind
 from dagrun.fingerprint import fingerprint
 from dagrun.layout import STAGES, RunDir, Stage, SweepDir
 from dagrun.lock import driver_lock
 from dagrun.plan import Experiment, Plan, Reason, make_plan
 from dagrun.planstore import write_plan
 from dagrun.progress import Progress, say
+from dagrun.records import Failure
 from dagrun.signals import stop_signals_interrupt
 from dagrun.snapshot import Snapshot
 from dagrun.stages import RunOutcome, RunTask
@@ -41,6 +53,9 @@ from dagrun.summary import FailedRun, Summary
 from dagrun.workflow import Workflow, sys_path_for
 
 DRY_RUN_LISTING = 100
+RETRY_DELAY = 0.5  # seconds before a failed run's first retry; doubles per attempt
+RETRY_DELAY_MAX = 10.0
+POLL_IDLE = 0.2  # seconds the loop sleeps at most when only delayed retries are left
 STATE_CHECK_EVERY = 2.0  # seconds between checks that OUT/.dagrun still exists
 
 
@@ -125,12 +140,35 @@ def execute(basecfg: Mapping[str, Any], cfgs: Sequence[Any],
     if options.dry_run:
         return _dry_run(prep, options)
     blob = prep.workflow.dumps() if options.plan_only else _workflow_blob(prep)
+    _check_path_lengths(prep)
     try:
         atomic.makedirs(prep.sweep.path)
     except OSError as exc:
         raise ConfigError(f"cannot create out_path {prep.sweep.path}: {exc.strerror}") from exc
     with stop_signals_interrupt(), driver_lock(prep.sweep):
         return _execute_locked(prep, options, blob)
+
+
+def _check_path_lengths(prep: Prepared) -> None:
+    """Refuse an out_path under which the deepest file this sweep writes (a run's
+    config.json, the copy of the code) would be too long, before any folder is created."""
+    sweep, experiments = prep.sweep, prep.experiments
+    deepest = [sweep.results_index]
+    if experiments:
+        reps = max(e.repetitions for e in experiments)
+        last = max(e.exp_id for e in experiments)
+        deepest.append(sweep.run_dir(last, reps - 1, reps).config)
+    snap = prep.workflow.snapshot
+    if snap is not None and prep.collected is not None:
+        deepest += [os.path.join(f"{snap.folder}.{os.getpid()}.tmp", rel)
+                    for rel in prep.collected.files]
+    for path in deepest:
+        problem = atomic.too_long(path)
+        if problem is not None:
+            shown = sweep.path if len(sweep.path) <= 120 else \
+                f"{sweep.path[:60]}...{sweep.path[-50:]}"
+            raise ConfigError(f"out_path {shown} ({len(sweep.path)} characters) is too long: "
+                              f"{problem}; use a shorter out_path")
 
 
 def _workflow_blob(prep: Prepared) -> bytes | None:
@@ -288,6 +326,8 @@ class _Execution:
         self.fresh = fresh
         self.by_id = {e.exp_id: e for e in prep.experiments}
         self.appender = reduce.Appender(prep.sweep)
+        self.delayed: list[tuple[float, int, RunTask]] = []  # (due, order, retry): a heap
+        self.order = itertools.count()
         self.state_lost = False
         self.next_state_check = 0.0
 
@@ -308,20 +348,19 @@ class _Execution:
                         f"dagrun: {len(todo)} of {total} runs to execute on "
                         f"{backend.describe()}; out: {self.prep.sweep.path}")
                 outstanding = 0
-                while todo or outstanding or gate.waiting:
+                while todo or outstanding or gate.waiting or self.delayed:
                     while todo and outstanding < backend.capacity * 2 + 16:
                         task = todo.popleft()
-                        if gate.admit(task):
+                        if self._admit(gate, task, backend.running()):
                             backend.submit(task)
                             outstanding += 1
                     todo.extend(gate.ready(idle=not outstanding))
+                    todo.extend(self._due_retries(idle=not (todo or outstanding)))
                     for outcome in backend.poll(0.2):
                         gate.release(outcome.task)
                         outstanding -= 1
-                        retry = self._record(outcome, backend.running())
-                        if retry is not None:
-                            todo.appendleft(retry)
-                        elif outcome.ok:
+                        self._record(outcome, backend.running())
+                        if outcome.ok:
                             exp_id = outcome.task.exp_id
                             if outcome.scores is not None:
                                 scores[exp_id][outcome.task.rep] = outcome.scores
@@ -348,8 +387,19 @@ class _Execution:
                                 "this driver runs; it is written again when the sweep ends "
                                 "(no other driver can start meanwhile)")
 
-    def _record(self, outcome: RunOutcome, running: int) -> RunTask | None:
-        """Count an outcome; returns the retry task when the run gets another attempt."""
+    def _admit(self, gate: leases.Gate, task: RunTask, running: int) -> bool:
+        """``gate.admit``; a run folder that cannot be written (read-only, full) fails the
+        run (kind ``engine``) instead of the sweep."""
+        try:
+            return gate.admit(task)
+        except OSError as exc:
+            stage = failures.running_stage(task)
+            failure = Failure.from_exception(stage, exc, task.attempt, FailureKind.ENGINE)
+            self._record(RunOutcome(task, failure), running)
+            return False
+
+    def _record(self, outcome: RunOutcome, running: int) -> None:
+        """Count an outcome; a failed run with attempts left is retried later."""
         task, summary, progress = outcome.task, self.summary, self.progress
         for message in outcome.warnings:
             progress.write(f"dagrun: warning: run {task.label}: {message}")
@@ -357,17 +407,44 @@ class _Execution:
         if failure is None:
             summary.done += 1
             progress.finished(True, running)
-            return None
+            return
         retries = self.settings.retries
         if task.attempt <= retries:
-            progress.write(f"dagrun: run {task.label} failed in {failure.stage} "
-                           f"({failure.first_line}); retrying ({task.attempt}/{retries})")
-            return RunTask(task.exp_id, task.rep, task.path, task.attempt + 1, "retry")
+            self._retry_later(task, failure.stage, failure.first_line)
+            return
         summary.failed += 1
+        missing = unrecorded.ensure_recorded(self.prep.sweep, task.exp_id, task.rep,
+                                             task.path, failure)
         summary.failed_runs.append(FailedRun(task.label, task.path, failure.stage,
-                                             failure.kind, failure.message))
+                                             failure.kind, failure.message, missing))
         progress.finished(False, running)
-        return None
+
+    def _retry_later(self, task: RunTask, stage: str, first_line: str) -> None:
+        """Schedule the next attempt after a backoff (``RETRY_DELAY`` doubling per attempt,
+        at most ``RETRY_DELAY_MAX``): other runs go on meanwhile. Says so on every attempt,
+        or once per run when quiet."""
+        retries, attempt = self.settings.retries, task.attempt
+        delay = min(RETRY_DELAY * 2 ** (attempt - 1), RETRY_DELAY_MAX)
+        retry = RunTask(task.exp_id, task.rep, task.path, attempt + 1, "retry")
+        heapq.heappush(self.delayed, (time.monotonic() + delay, next(self.order), retry))
+        if self.settings.verbose:
+            self.progress.write(f"dagrun: run {task.label} failed in {stage} ({first_line}); "
+                                f"retrying in {delay:g} s ({attempt}/{retries})")
+        elif attempt == 1:
+            self.progress.write(f"dagrun: run {task.label} failed in {stage} ({first_line}); "
+                                f"retrying (up to {retries} more attempts)")
+
+    def _due_retries(self, idle: bool) -> list[RunTask]:
+        """The delayed retries whose time has come; when ``idle`` (nothing else to wait
+        for), first sleeps until the next one is due (at most ``POLL_IDLE`` s)."""
+        if not self.delayed:
+            return []
+        if idle:
+            time.sleep(min(max(self.delayed[0][0] - time.monotonic(), 0.0), POLL_IDLE))
+        now, due = time.monotonic(), []
+        while self.delayed and self.delayed[0][0] <= now:
+            due.append(heapq.heappop(self.delayed)[2])
+        return due
 
     def _append_result(self, exp: Experiment, known: dict[int, dict[str, Any]]) -> None:
         line = reduce.experiment_line(self.prep.sweep, exp, known)

@@ -227,7 +227,7 @@ run_experiments({"out_path": sys.argv[1], "pre": pre, "fit": fit, "post": post,
                  "backend": "multiprocessing", "num_cpus": 2, "verbose": False},
                 [{"i": i} for i in range(6)])
 with open(sys.argv[2], "a") as f:
-    f.write("sweep over\n")
+    f.write("sweep over\\n")
 """
 
 
