@@ -203,6 +203,7 @@ class Variant:
     python: str  # "ours" or "peers"
     family: str  # the tool and form, without the way it runs
     writes: str
+    slow: bool = False  # quick mode times it at the smallest size only
 
 
 def variants() -> list[Variant]:
@@ -228,14 +229,14 @@ def variants() -> list[Variant]:
                 dagrun_writes),
         Variant("dagrun multiprocessing", "1",
                 (*dagrun, "--backend", "multiprocessing", "-j", "1"), "ours", "dagrun",
-                dagrun_writes),
+                dagrun_writes, slow=True),
         Variant("dagrun multiprocessing", "2",
                 (*dagrun, "--backend", "multiprocessing", "-j", "2"), "ours", "dagrun",
                 dagrun_writes),
         Variant("labtech 3 tasks (thread)", "1", (*lt, "1", "stages"), "peers",
-                "labtech, 3 tasks per config", lt3),
+                "labtech, 3 tasks per config", lt3, slow=True),
         Variant("labtech 3 tasks (fork pool)", "2", (*lt, "2", "stages"), "peers",
-                "labtech, 3 tasks per config", lt3),
+                "labtech, 3 tasks per config", lt3, slow=True),
         Variant("labtech 1 task (thread)", "1", (*lt, "1", "whole"), "peers",
                 "labtech, 1 task per config", lt1),
         Variant("labtech 1 task (fork pool)", "2", (*lt, "2", "whole"), "peers",
@@ -245,7 +246,7 @@ def variants() -> list[Variant]:
         Variant("exca MapInfra (processpool)", "2 (capped to cpus-1)",
                 (*ex, "processpool", "2", "map"), "peers", "exca MapInfra", exmap),
         Variant("exca TaskInfra (in driver)", "1", (*ex, "none", "1", "task"), "peers",
-                "exca TaskInfra", extask),
+                "exca TaskInfra", extask, slow=True),
     ]
 
 
@@ -343,16 +344,21 @@ def import_costs(info: peers.VenvInfo, repeats: int = IMPORT_REPEATS) -> list[di
 
 
 def measure_cached_peers(sizes: list[int], venv: Path = peers.DEFAULT_VENV, *,
-                         process_per_task: bool = False, timeout: float = TIMEOUT_S,
-                         verbose: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                         quick: bool = False, process_per_task: bool = False,
+                         timeout: float = TIMEOUT_S, verbose: bool = True
+                         ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Time every variant at every size (re-runs too), then the import costs.
 
-    Returns ``(rows, imports)``. With ``process_per_task`` exca's ``cluster="local"`` is also
-    timed, at ``PROCESS_PER_TASK_RUNS`` configs only (a process per config).
+    Returns ``(rows, imports)``. ``quick`` times the slow variants (labtech's 3 tasks per
+    config, exca's TaskInfra, dagrun multiprocessing -j 1) at the smallest size only. With
+    ``process_per_task`` exca's ``cluster="local"`` is also timed, at
+    ``PROCESS_PER_TASK_RUNS`` configs only (a process per config).
     """
     info = peers.ensure_venv(venv, verbose=verbose)
     rows: list[dict[str, Any]] = []
-    plan = [(v, n) for n in sizes for v in variants()]
+    smallest = min(sizes)
+    plan = [(v, n) for n in sizes for v in variants()
+            if not (quick and v.slow and n > smallest)]
     if process_per_task:
         plan.append((process_per_task_variant(), PROCESS_PER_TASK_RUNS))
     for variant, n in plan:
@@ -408,12 +414,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)),
                         help="comma-separated config counts (default 200,2000)")
+    parser.add_argument("--quick", action="store_true",
+                        help="slow variants at the smallest size only")
     parser.add_argument("--process-per-task", action="store_true",
                         help=f"also time exca cluster='local' at {PROCESS_PER_TASK_RUNS} configs")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    rows, imports = measure_cached_peers(sizes, process_per_task=args.process_per_task)
+    rows, imports = measure_cached_peers(sizes, quick=args.quick,
+                                         process_per_task=args.process_per_task)
     print(format_markdown(rows, imports))
     for r in rows:
         if "log_tail" in r:

@@ -9,7 +9,8 @@ interpreter start-up included, so the figures compare with dagrun's end-to-end t
 
 The peers live in their own virtual environment (default ``bench/.peers-venv``), created once
 and reused while its marker file says it is complete; they are never installed into the
-project's own environment.
+project's own environment. The same venv holds the cached-runner peers (labtech, exca) that
+``cached_peers.py`` and ``behaviour.py`` time and hurt.
 
 Measurements:
 

@@ -12,8 +12,9 @@ Tables:
 5. the cached-runner peers (labtech, exca) beside dagrun, whole processes, 200 and 2,000
    configs: first execution with 1 and 2 workers, re-execution, import cost.
 
-``--quick`` (about a minute and a half): smaller sizes, no 100,000 rows, no Ray table, peers at
-200 runs only.
+``--quick`` (about 5 minutes on an idle 2-core machine): smaller sizes, no 100,000 rows, no Ray
+table, Hydra and Snakemake at 200 runs only, labtech's 3-task form, exca's TaskInfra and dagrun
+multiprocessing -j 1 at 200 runs only.
 Benchmarks assert nothing; they print.
 """
 
@@ -198,7 +199,7 @@ def cached_peers_table(quick: bool) -> None:
     try:
         import cached_peers
         rows, imports = cached_peers.measure_cached_peers(
-            [200, 2000], process_per_task=not quick)
+            [200, 2000], quick=quick, process_per_task=not quick)
     except (ImportError, OSError, subprocess.SubprocessError) as exc:
         print(f"\n(cached-runner peers skipped: {type(exc).__name__}: {exc})")
         return
@@ -239,7 +240,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="small sizes, no Ray, peers at 200 runs (~1.5 minutes)")
+                        help="small sizes, no Ray, slow peers at 200 runs (~5 minutes)")
     parser.add_argument("--only", choices=["overhead", "efficiency", "sweeps", "ray", "peers",
                                            "cached-peers"],
                         action="append", help="run only these tables")

@@ -52,6 +52,11 @@ def write_bytes(path: str, data: bytes) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, path)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        if exc.filename is None:  # os.write names no file: say which one failed
+            raise OSError(exc.errno, exc.strerror, path) from exc
+        raise
     except BaseException:
         _unlink_quietly(tmp)
         raise
@@ -124,6 +129,40 @@ def set_aside(path: str) -> str | None:
 def _unlink_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+# What ``_temp_name`` adds to a file name at most: ".", ".", 8 hex digits, "-", a pid of
+# up to 7 digits, "-", a counter of up to 10 digits, ".tmp".
+TEMP_ROOM = 33
+
+
+def too_long(path: str) -> str | None:
+    """Why ``path`` (absolute; it need not exist) cannot be created here, or ``None``.
+
+    Checked before anything is created, so that a path near the system's limits fails
+    with one message and leaves no folders behind: every name against ``NAME_MAX`` and the
+    whole path, with room for a temporary name, against ``PATH_MAX`` (as ``pathconf``
+    gives them for the deepest folder that exists)."""
+    folder = path
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    name_max, path_max = _limit(folder, "PC_NAME_MAX", 255), _limit(folder, "PC_PATH_MAX", 4096)
+    for name in path.split(os.sep):
+        if len(os.fsencode(name)) > name_max:
+            return (f"the name {name[:24]}...{name[-8:]} has {len(os.fsencode(name))} bytes, "
+                    f"more than the {name_max} a name may have here")
+    length = len(os.fsencode(path)) + TEMP_ROOM
+    if length >= path_max:
+        return (f"dagrun's files below it would have paths of up to {length} bytes, more "
+                f"than the {path_max - 1} allowed here")
+    return None
+
+
+def _limit(folder: str, name: str, default: int) -> int:
+    try:
+        return os.pathconf(folder, name)
+    except (OSError, ValueError):
+        return default
 
 
 def makedirs(path: str) -> None:

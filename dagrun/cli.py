@@ -58,11 +58,12 @@ def _non_negative(kind: type) -> Any:
 
 
 def _run_flags(p: argparse.ArgumentParser, with_out: bool) -> None:
-    p.add_argument("--backend", help="single, multiprocessing, ray or ssh (alias malocher)")
+    p.add_argument("--backend",
+                   help="single, multiprocessing, ray, ssh (alias malocher) or slurm")
     if with_out:
         p.add_argument("--out", metavar="DIR", help="out_path of the sweep (overrides basecfg)")
     p.add_argument("-j", "--num-cpus", type=_positive_int, metavar="N",
-                   help="multiprocessing: runs at once; ray: CPUs per run")
+                   help="multiprocessing: runs at once; ray: CPUs per run; slurm: workers")
     p.add_argument("--repetitions", type=_positive_int, metavar="R",
                    help="runs per experiment (a cfg's own 'repetitions' wins)")
     p.add_argument("--timeout", type=_non_negative(float), metavar="S",
@@ -86,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("workflow", metavar="WORKFLOW.py")
     _run_flags(p, with_out=True)
+    p.add_argument("--detach", action="store_true",
+                   help="slurm: submit the workers, print the job id and return")
     p = sub.add_parser("resume", help="continue a sweep from what OUT stores (no workflow file)")
     p.add_argument("out", metavar="OUT")
     _run_flags(p, with_out=False)
@@ -171,10 +174,19 @@ def _cmd_execute(args: argparse.Namespace) -> int:
     from dagrun.workflow import workflow_from_file
 
     basecfg, cfgs = workflow_from_file(args.workflow)
-    basecfg = {**basecfg, **_overrides(args)}
+    basecfg = _slurm_workers({**basecfg, **_overrides(args)}, args.num_cpus)
     summary = execute(basecfg, cfgs, Options(args.dry_run, args.rerun_changed,
-                                             os.path.abspath(args.workflow)))
-    return EXIT_OK if summary.ok or summary.dry_run else EXIT_FAILED
+                                             os.path.abspath(args.workflow),
+                                             detach=args.detach))
+    return EXIT_OK if summary.ok or summary.dry_run or args.detach else EXIT_FAILED
+
+
+def _slurm_workers(basecfg: dict[str, Any], jobs: int | None) -> dict[str, Any]:
+    """On the slurm backend ``-j N`` is how many workers (basecfg ``workers``)."""
+    if jobs is not None and basecfg.get("backend") == "slurm":
+        basecfg.pop("num_cpus", None)
+        basecfg["workers"] = jobs
+    return basecfg
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dagrun.backends import ALIASES, backend_names
@@ -57,6 +57,9 @@ class Settings:
     report: bool = True  # write OUT/report.html after an execute that ran something
     gpu_ids: tuple[str, ...] | None = None  # local GPUs runs may use (None: CUDA_VISIBLE_DEVICES)
     lease_timeout: float = 60.0  # seconds without a heartbeat before a run's lease is stale
+    workers: int | None = None  # slurm: array tasks (None: one per run to do, at most 100)
+    # slurm: sbatch options (partition, time, ...; checked by the slurm backend)
+    slurm: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 def _expect(cond: bool, key: str, what: str, value: Any) -> None:
@@ -131,6 +134,9 @@ def _validated_settings(values: dict[str, Any]) -> Settings:
         ("python", lambda v: v is None or (isinstance(v, str) and v != ""), "an interpreter path"),
         ("report", lambda v: isinstance(v, bool), "True or False"),
         ("lease_timeout", lambda v: _is_number(v) and v > 0, "a number of seconds > 0"),
+        ("workers", lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1"),
+        ("slurm", lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v),
+         "a dict of sbatch options such as {'partition': 'gpu', 'time': '1:00:00'}"),
     ]
     for key, ok, what in checks:
         if key in values:

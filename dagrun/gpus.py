@@ -36,6 +36,7 @@ def slots(settings: Settings, runs_at_once: int) -> list[str | None]:
         raise ConfigError(f"basecfg['num_gpus'] = {per_run:g} per run, but no GPUs are "
                           "known here: set basecfg['gpu_ids'] (e.g. [0, 1]) or "
                           "CUDA_VISIBLE_DEVICES")
+    groups: list[tuple[str, ...]]
     if per_run < 1:
         share = math.floor(1 / per_run + 1e-9)
         groups = [(g,) for _ in range(share) for g in gpus]
@@ -48,4 +49,5 @@ def slots(settings: Settings, runs_at_once: int) -> list[str | None]:
         if not groups:
             raise ConfigError(f"basecfg['num_gpus'] = {size} per run, but only "
                               f"{len(gpus)} GPU(s) are given here ({', '.join(gpus)})")
-    return [",".join(g) for g in groups][:runs_at_once]
+    cudas: list[str | None] = [",".join(g) for g in groups]
+    return cudas[:runs_at_once]

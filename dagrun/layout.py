@@ -133,6 +133,12 @@ class SweepDir:
         return os.path.join(self.state, "lock")
 
     @property
+    def unrecorded(self) -> str:
+        """JSON lines: failed runs whose error record could not be written into their
+        folder (read-only, full), kept here so ``status`` counts them (``dagrun.unrecorded``)."""
+        return os.path.join(self.state, "unrecorded.jsonl")
+
+    @property
     def driver(self) -> str:
         """JSON naming the driver that holds the lock (host, pid, since)."""
         return os.path.join(self.state, "driver.json")
@@ -146,6 +152,24 @@ class SweepDir:
     def report(self) -> str:
         """The HTML page ``dagrun report`` writes by default."""
         return os.path.join(self.path, "report.html")
+
+    @property
+    def slurm(self) -> str:
+        """Folder of the slurm backend: worker logs, batch scripts, ``job.json``."""
+        return os.path.join(self.state, "slurm")
+
+    @property
+    def slurm_jobs(self) -> str:
+        """JSON: the Slurm arrays submitted for this sweep (to submit nothing twice)."""
+        return os.path.join(self.slurm, "job.json")
+
+    def slurm_log(self, task: str) -> str:
+        """The log of array task ``task`` (``JOB_TASK``; ``%A_%a`` as sbatch's pattern)."""
+        return os.path.join(self.slurm, f"worker-{task}.log")
+
+    def slurm_script(self, job: str) -> str:
+        """The batch script an array ran (kept to read what a worker was told)."""
+        return os.path.join(self.slurm, f"worker-{job}.sh")
 
     def experiment_path(self, exp_id: int) -> str:
         # plain concatenation: called for every run when planning a 100,000-run sweep

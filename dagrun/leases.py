@@ -402,7 +402,7 @@ class Gate:
             return []
         self._next_look = time.monotonic() + self.RECHECK
         back = []
-        for path, task in list(self._parked.items()):
+        for path in list(self._parked):
             seen = self.observer.look(RunDir(path))
             if seen is None or self.observer.stale(seen):
                 back.append(self._parked.pop(path))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import collections
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
-from dagrun import atomic, leases, provenance
+from dagrun import atomic, leases, provenance, unrecorded
 from dagrun.capture import tail
 from dagrun.errors import UsageError
 from dagrun.layout import STAGES, RunDir, Stage, SweepDir
@@ -31,7 +31,8 @@ def status_lines(out_path: str, listing: int = 50) -> Iterator[str]:
     sweep = require_sweep(out_path)
     experiments = planned_runs(sweep)
     plan = make_plan(sweep, experiments, compare=False)
-    runs = plan.runs
+    kept = unrecorded.read(sweep)  # failures whose record could not be written
+    runs = unrecorded.overlay(plan.runs, kept)
     yield f"{sweep.path}: {len(experiments)} experiments, {len(runs)} runs; " \
           f"{_driver_line(sweep)}"
     origin = provenance.summary_line(sweep)
@@ -51,7 +52,7 @@ def status_lines(out_path: str, listing: int = 50) -> Iterator[str]:
     if failed_runs:
         yield "failed runs:"
         for s in failed_runs[:listing]:
-            yield f"  {s.label:<10} {_failure_line(s)}"
+            yield f"  {s.label:<10} {_failure_line(s, kept)}"
         if len(failed_runs) > listing:
             yield f"  ... and {len(failed_runs) - listing} more"
     complete = len(plan.complete())
@@ -106,13 +107,17 @@ def _not_done_lines(plan: Plan, listing: int) -> Iterator[str]:
             yield f"{len(runs)} run(s) {words}: {labels}{more}"
 
 
-def _failure_line(status: RunStatus) -> str:
+def _failure_line(status: RunStatus,
+                  kept: Mapping[str, unrecorded.Unrecorded] | None = None) -> str:
     nxt = status.next_stage
     stages = sorted((s for s in status.failed if nxt is None or s.order >= nxt.order),
                     key=lambda s: s.order)
     if not stages:
         return "failed"
     failure = Failure.read(status.run, stages[0])
+    entry = (kept or {}).get(status.run.path)
+    if failure is None and entry is not None:  # its record could not be written
+        return unrecorded.failure_line(entry)
     if failure is None:
         return f"{stages[0].value}: (unreadable error record)"
     return f"{stages[0].value} {failure.kind} (attempt {failure.attempt}): {failure.first_line}"
@@ -140,16 +145,19 @@ def show_lines(out_path: str, run_id: str, log_lines: int = 15) -> Iterator[str]
         yield f"sweep {origin}"
     for r, run in run_dirs(sweep, exp):
         if rep is None or r == rep:
-            yield from _show_run(run, f"{exp_id}/{r}", log_lines)
+            yield from _show_run(sweep, run, f"{exp_id}/{r}", log_lines)
 
 
-def _show_run(run: RunDir, label: str, log_lines: int) -> Iterator[str]:
+def _show_run(sweep: SweepDir, run: RunDir, label: str, log_lines: int) -> Iterator[str]:
     yield f"run {label}: {run.path}"
     config = atomic.read_json_or_none(run.config)
     yield "config: " + (json.dumps(config, sort_keys=True) if config is not None else "(none yet)")
     for stage in STAGES:
         yield from _show_stage(run, stage, log_lines)
     yield from running_lines([(label, run)], 1)
+    from dagrun.backends.slurm.logs import worker_log_lines  # only sweeps run on Slurm
+
+    yield from worker_log_lines(sweep, run, label)
     yield ""
 
 

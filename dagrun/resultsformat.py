@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import pandas
 
 FORMATS = ("table", "markdown", "latex", "csv", "json")
+_NUMBER_TYPES = {int, float, type(None)}
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
@@ -143,13 +144,24 @@ def _display(columns: dict[str, list[Any]], metrics: Sequence[str], single: bool
                 shown = [f"${c}$" if c else "" for c in shown]
             headers.append(pairs[name])
         else:
-            shown = [text(v) for v in values]
+            shown = _texts(values, text)
             headers.append(name)
         cells.append(shown)
-        numeric.append(name in pairs or all(v is None or (isinstance(v, (int, float))
-                                                           and not isinstance(v, bool))
-                                            for v in values))
+        numeric.append(name in pairs or set(map(type, values)) <= _NUMBER_TYPES)
     return headers, cells, numeric
+
+
+def _texts(values: list[Any], text: Callable[[Any], str]) -> list[str]:
+    """The cells of one column (the common column types without a call per cell)."""
+    types = set(map(type, values))
+    if types <= {str} and text is number:
+        return values
+    if types <= {int}:
+        return [str(v) for v in values]
+    if types <= {float, type(None)}:
+        shown = ["" if v is None else repr(v) for v in values]
+        return [c if len(c) <= 8 else f"{v:.6g}" for c, v in zip(shown, values, strict=True)]
+    return [text(v) for v in values]
 
 
 def _rows(cells: list[list[str]]) -> list[list[str]]:
@@ -157,15 +169,11 @@ def _rows(cells: list[list[str]]) -> list[list[str]]:
 
 
 def _aligned(headers: list[str], cells: list[list[str]], numeric: list[bool]) -> str:
-    widths = [max([len(h), *(len(c) for c in col)]) for h, col in zip(headers, cells,
-                                                                       strict=True)]
-
-    def line(row: Sequence[str]) -> str:
-        parts = [c.rjust(w) if num else c.ljust(w)
-                 for c, w, num in zip(row, widths, numeric, strict=True)]
-        return "  ".join(parts).rstrip()
-
-    return "\n".join([line(headers), *(line(r) for r in _rows(cells))]) + "\n"
+    padded = []
+    for header, col, num in zip(headers, cells, numeric, strict=True):
+        width = max(len(header), max(map(len, col), default=0))
+        padded.append([c.rjust(width) if num else c.ljust(width) for c in [header, *col]])
+    return "\n".join("  ".join(row).rstrip() for row in zip(*padded, strict=True)) + "\n"
 
 
 def _markdown_text(text: str) -> str:

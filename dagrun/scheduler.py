@@ -29,6 +29,7 @@ from dagrun import (
 )
 from dagrun import snapshot as snapshots
 from dagrun.backends import backend_class
+from dagrun.backends.base import Backend
 from dagrun.config import (
     BaseConfig,
     Settings,
@@ -73,6 +74,7 @@ class Options:
     digests: Sequence[str] | None = None
     snapshot: Snapshot | None = None  # resume: the copy of the code the sweep was planned with
     plan_only: bool = False  # dagrun plan: write the plan, the workflow and its code; run nothing
+    detach: bool = False  # a backend whose workers pull runs (slurm): start them, return
 
 
 @dataclass
@@ -139,6 +141,9 @@ def execute(basecfg: Mapping[str, Any], cfgs: Sequence[Any],
                    options.digests)
     if options.dry_run:
         return _dry_run(prep, options)
+    if options.detach and not backend_class(prep.settings.backend).pulls_runs:
+        raise ConfigError(f"--detach needs a backend whose workers run without the driver "
+                          f"(slurm), not {prep.settings.backend!r}")
     blob = prep.workflow.dumps() if options.plan_only else _workflow_blob(prep)
     _check_path_lengths(prep)
     try:
@@ -194,6 +199,8 @@ def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Sum
         say(f"dagrun: {note}")
     if options.plan_only:  # workers (dagrun worker) execute it
         return Summary(sweep.path, len(plan.runs), skipped=len(plan.runs) - len(plan.todo()))
+    if options.detach and plan.todo():  # the workers execute it and reduce at the end
+        return _detach(prep, plan)
     summary = Summary(out_path=sweep.path, planned=len(plan.runs))
     started = time.time()
     fresh: dict[int, dict[str, Any]] = {}  # results lines computed during this execution
@@ -310,8 +317,23 @@ def _run_all(prep: Prepared, plan: Plan, summary: Summary,
     """Execute every run the plan says to; fills ``summary`` and ``fresh``."""
     todo = collections.deque(_tasks(plan))
     summary.skipped = len(plan.runs) - len(todo)
-    if todo:
+    if todo and backend_class(prep.settings.backend).pulls_runs:
+        _backend(prep).run_pulled(list(todo), summary, detach=False)
+    elif todo:
         _Execution(prep, summary, fresh).run(todo, len(plan.runs))
+
+
+def _backend(prep: Prepared) -> Backend:
+    return backend_class(prep.settings.backend)(prep.settings, prep.sweep, prep.workflow,
+                                                prep.fingerprints)
+
+
+def _detach(prep: Prepared, plan: Plan) -> Summary:
+    """Hand the runs to workers that outlive this driver (``--detach``); they reduce."""
+    tasks = _tasks(plan)
+    summary = Summary(prep.sweep.path, len(plan.runs), skipped=len(plan.runs) - len(tasks))
+    _backend(prep).run_pulled(tasks, summary, detach=True)
+    return summary
 
 
 class _Execution:

@@ -16,6 +16,7 @@ class FailedRun:
     stage: str
     kind: str
     message: str
+    record_error: str = ""  # why RUN/<stage>.error could not be written ("" if it was)
 
 
 @dataclass
@@ -65,8 +66,9 @@ class Summary:
         lines = []
         for run in self.failed_runs[:FAILED_SHOWN]:
             err = RunDir(run.path).error(Stage(run.stage))
+            where = f"no record in {err} ({run.record_error})" if run.record_error else err
             lines.append(f"  failed {run.label} in {run.stage} ({run.kind}): "
-                         f"{run.message.splitlines()[0] if run.message else ''} -> {err}")
+                         f"{run.message.splitlines()[0] if run.message else ''} -> {where}")
         if len(self.failed_runs) > FAILED_SHOWN:
             lines.append(f"  ... and {len(self.failed_runs) - FAILED_SHOWN} more")
         if self.failed_runs:

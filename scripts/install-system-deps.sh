@@ -12,7 +12,10 @@ set -euo pipefail
 # procps:         ps/pkill used when debugging leftovers; psutil covers tests
 # chromium:       headless browser for the HTML report's test (driven by Playwright)
 # fonts-dejavu-core: a font for it, so pages and screenshots render text
-PACKAGES=(openssh-server openssh-client iproute2 procps chromium fonts-dejavu-core)
+# slurm-wlm, munge: a one-node Slurm cluster for tests/services/slurm.py (its daemons are
+#                   started by the tests, never as system services: see policy-rc.d below)
+PACKAGES=(openssh-server openssh-client iproute2 procps chromium fonts-dejavu-core
+          slurm-wlm munge)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "install-system-deps: not a Debian-like system (no dpkg-query); skipping" >&2
@@ -37,8 +40,8 @@ export DEBIAN_FRONTEND=noninteractive
 apt_opts=(-q -y -o Dpkg::Use-Pty=0 --no-install-recommends)
 log=$(mktemp)
 cleanup() { rm -f "$log"; }
-# Do not let the openssh-server postinst start a system-wide sshd on :22 as a
-# side effect of `make test` (the tests run their own sshd on a free port).
+# Do not let the openssh-server, munge and slurm-wlm postinsts start system-wide
+# daemons as a side effect of `make test` (the tests start their own on free ports).
 # Only done when no policy-rc.d exists, and removed again afterwards.
 if [[ ! -e /usr/sbin/policy-rc.d ]]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d

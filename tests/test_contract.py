@@ -2,7 +2,8 @@
 each stage call getting its own copy of its run's cfg.
 
 Each test runs a real ``dagrun execute`` in a folder with an awkward name, on every backend:
-single, multiprocessing, ray (a Ray head on loopback) and ssh (an sshd on loopback). A service
+single, multiprocessing, ray (a Ray head on loopback), ssh (an sshd on loopback) and slurm (a
+one-node Slurm cluster). A service
 starts once for all the tests of its backend; where it cannot start the tests of that backend
 skip, or fail under DAGRUN_REQUIRE_SERVICES=1.
 """
@@ -24,11 +25,12 @@ import dagrun
 from tests.helpers import Sweep, backend_flags, read_jsonl, run_dagrun, write_workflow
 from tests.services import require_service
 from tests.services.ray_cluster import RayCluster, ray_available
+from tests.services.slurm import SlurmCluster, slurm_unavailable_reason
 from tests.services.sshd import SshServer, sshd_unavailable_reason
 
 pytestmark = pytest.mark.timeout(300)  # includes starting a Ray head on a busy machine
 
-ALL_BACKENDS = ["single", "multiprocessing", "ray", "ssh"]
+ALL_BACKENDS = ["single", "multiprocessing", "ray", "ssh", "slurm"]
 RUN_TIMEOUT = 180.0  # one ``dagrun execute`` of a few runs (Ray and ssh are slow to start)
 
 
@@ -62,6 +64,10 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
         with SshServer() as server:
             yield Target(name, ["--backend", "ssh", "--hosts", f"{server.host_alias}:2"],
                          settings={"ssh_config": str(server.config_path)})
+    elif name == "slurm":
+        require_service(slurm_unavailable_reason())
+        with SlurmCluster() as cluster:
+            yield Target(name, backend_flags(name), env=cluster.client_env())
     else:
         yield Target(name, backend_flags(name))
 

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -254,6 +254,13 @@ def _processes(marker: str) -> list[int]:
             continue
     return found
 
+def _saw_both(seen: set[str], find: Callable[[str], list[int]], marker: str) -> bool:
+    """Whether the daemons of runs 0 and 1 have each been seen alive (not necessarily at
+    once: run 0's daemon goes when its run ends)."""
+    seen.update(m for m in (f"{marker}-0", f"{marker}-1") if find(m))
+    return len(seen) == 2
+
+
 
 STAGES = """
 import os, subprocess, time
@@ -265,8 +272,9 @@ def pre(cfg):
 def fit(cfg, x):
     with open(os.path.join(SIDE, "fit-%d" % cfg["x"]), "w"):
         pass
-    subprocess.run("setsid -f sleep 300 %s-%d" % (MARKER, cfg["x"]), shell=True, check=True)
-    time.sleep(300 if cfg["x"] == 1 else 0)
+    subprocess.run(["setsid", "-f", "sh", "-c", "sleep 300; :", "%s-%d" % (MARKER, cfg["x"])],
+                   check=True)
+    time.sleep(300 if cfg["x"] == 1 else 3)  # 3: the test sees the daemon alive first
     return x
 
 def post(cfg, m):
@@ -293,6 +301,8 @@ def test_stages_run_in_the_driver_folder_and_leave_no_daemon(cluster: RayCluster
     wf = _stage_sweep(tmp_path / "sweep 'q'", cluster.address, 10, marker)
     try:
         proc = start(ray_env(cluster), wf)
+        seen: set[str] = set()
+        wait_for(lambda: _saw_both(seen, _processes, marker), 90, "both daemons to start")
         err = finish(proc)
         assert proc.returncode == 1, err  # run 1 timed out
         rows = read_jsonl(wf.parent / "OUT" / "results.jsonl")

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -123,6 +123,13 @@ def _daemons(marker: str) -> list[int]:
             continue
     return found
 
+def _saw_both(seen: set[str], find: Callable[[str], list[int]], marker: str) -> bool:
+    """Whether the daemons of runs 0 and 1 have each been seen alive (not necessarily at
+    once: run 0's daemon goes when its run ends)."""
+    seen.update(m for m in (f"{marker}-0", f"{marker}-1") if find(m))
+    return len(seen) == 2
+
+
 
 DAEMON_WORKFLOW = """
 import subprocess, time
@@ -131,8 +138,9 @@ def pre(cfg):
     return 1
 
 def fit(cfg, x):
-    subprocess.run("setsid -f sleep 300 %s-%d" % (MARKER, cfg["x"]), shell=True, check=True)
-    time.sleep(300 if cfg["x"] == 1 else 0)
+    subprocess.run(["setsid", "-f", "sh", "-c", "sleep 300; :", "%s-%d" % (MARKER, cfg["x"])],
+                   check=True)
+    time.sleep(300 if cfg["x"] == 1 else 3)  # 3: the test sees the daemon alive first
     return x
 
 def post(cfg, model):
@@ -149,16 +157,22 @@ def test_double_forked_daemons_die_after_success_and_timeout(server: SshServer,
     workflow = tmp_path / "wf.py"
     workflow.write_text(f"MARKER = {marker!r}\nOUT = {str(tmp_path / 'out')!r}\n"
                         f"CONFIG = {str(server.config_path)!r}\n{DAEMON_WORKFLOW}")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dagrun", "execute", str(workflow), "--backend", "ssh",
+         "--hosts", f"{server.host_alias}:2"], env=child_env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "dagrun", "execute", str(workflow), "--backend", "ssh",
-             "--hosts", f"{server.host_alias}:2"], env=child_env(), capture_output=True,
-            text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)
-        assert proc.returncode == 1, proc.stderr  # run 1 timed out
+        seen: set[str] = set()
+        wait_for(lambda: _saw_both(seen, _daemons, marker), 60, "both daemons to start")
+        _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, err  # run 1 timed out
         assert [r["experiment_id"] for r in read_jsonl(tmp_path / "out" / "results.jsonl")] \
             == [0]
         wait_for(lambda: not _daemons(marker), 20, "the daemons of both runs to die")
     finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
         for pid in _daemons(marker):
             os.kill(pid, signal.SIGKILL)
 

@@ -21,6 +21,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "multiprocessing": ("dagrun.backends.process.driver", "ProcessBackend"),
     "ray": ("dagrun.backends.ray.driver", "RayBackend"),
     "ssh": ("dagrun.backends.ssh.driver", "SshBackend"),
+    "slurm": ("dagrun.backends.slurm.driver", "SlurmBackend"),
 }
 ALIASES = {"malocher": "ssh"}
 

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from dagrun.config import Settings
 from dagrun.layout import SweepDir
 from dagrun.stages import RunOutcome, RunTask
+from dagrun.summary import Summary
 from dagrun.workflow import Workflow
 
 
@@ -22,6 +23,9 @@ class Backend(abc.ABC):
     """Base class of every backend; subclasses implement ``submit`` and ``poll``."""
 
     name: ClassVar[str]
+    # its workers claim runs from the disk themselves (``dagrun worker``; slurm): the
+    # scheduler hands it every run at once through ``run_pulled``, not ``submit``/``poll``
+    pulls_runs: ClassVar[bool] = False
     # how many runs this execution has to do, set before ``start`` (None: not known); a
     # backend starts no more workers than that
     expected_runs: int | None = None
@@ -53,6 +57,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def poll(self, timeout: float) -> list[RunOutcome]:
         """Outcomes of runs finished since the last call, waiting at most ``timeout`` s."""
+
+    def run_pulled(self, tasks: list[RunTask], summary: Summary, *, detach: bool) -> None:
+        """A ``pulls_runs`` backend: have ``tasks`` executed, filling ``summary`` (done,
+        failed, notes); with ``detach``, start them and return at once."""
+        raise NotImplementedError(f"backend {self.name!r} does not pull runs")
 
     def running(self) -> int:
         """How many submitted runs have not finished yet."""

@@ -22,8 +22,8 @@ Why this is more than ``ray.init(address)`` (measured with ray 2.60):
   a helper thread the driver waits on for at most ``CONNECT_TIMEOUT`` seconds: the main
   thread keeps receiving Ctrl-C and SIGTERM, and Ray installs no SIGTERM handler of its own.
 * A local instance started for the sweep tags its processes (``LOCAL_TAG``) and gets a
-  reaper (``dagrun.backends.ray.reaper``): even after ``kill -9`` of the driver, no Ray
-  agent or worker of it stays behind.
+  watchdog (``dagrun.proctree.start_watchdog``): even after ``kill -9`` of the driver, no
+  Ray agent or worker of it stays behind.
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from dagrun.backends.ray import reaper
 from dagrun.config import Settings
 from dagrun.errors import BackendUnavailableError
+from dagrun.proctree import start_watchdog, stop_watchdog
 from dagrun.progress import say
 
 PROBE_TIMEOUT = 3.0
@@ -67,7 +67,7 @@ class Connection:
     address: str
     local: bool = False  # a local instance started for this sweep
     owned: bool = True  # dagrun called ray.init (so it calls ray.shutdown)
-    reaper: Any = None  # the local instance's reaper process (closed at shutdown)
+    watchdog: Any = None  # the local instance's watchdog process (stopped at shutdown)
 
 
 def host_port(address: str) -> tuple[str, int]:
@@ -270,19 +270,19 @@ def connect(ray: ModuleType, settings: Settings) -> Connection:
 
 
 def _start_local(ray: ModuleType, kwargs: dict[str, Any]) -> Connection:
-    """Start a local instance whose processes carry ``LOCAL_TAG``, watched by a reaper."""
+    """Start a local instance whose processes carry ``LOCAL_TAG``, under a watchdog."""
     say("dagrun: no running Ray cluster found (address='auto'); starting a local Ray "
         "instance for this sweep, stopped at its end")
     os.environ.pop("RAY_ADDRESS", None)
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    watcher = reaper.start(LOCAL_TAG, tag)
+    watcher = start_watchdog(LOCAL_TAG, tag)
     os.environ[LOCAL_TAG] = tag  # inherited by gcs_server, raylet, agents and workers
     try:
         info = _init(ray, "local", {"include_dashboard": False, **kwargs})
     except BackendUnavailableError as exc:
-        reaper.stop(watcher)
+        stop_watchdog(watcher)
         raise BackendUnavailableError(f"could not start a local Ray instance: {exc}") from exc
     finally:
         os.environ.pop(LOCAL_TAG, None)
     return Connection(str(info.address_info.get("gcs_address", "local")), local=True,
-                      reaper=watcher)
+                      watchdog=watcher)

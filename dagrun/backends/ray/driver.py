@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 from dagrun import atomic, failures
 from dagrun.backends.base import Backend
-from dagrun.backends.ray import health, reaper
+from dagrun.backends.ray import health
 from dagrun.backends.ray.connect import Connection, bounded, connect
 from dagrun.backends.ray.resources import (
     Request,
@@ -50,6 +50,7 @@ from dagrun.backends.ray.resources import (
 from dagrun.config import Settings
 from dagrun.errors import BackendUnavailableError, ClusterLostError, FailureKind
 from dagrun.layout import RunDir
+from dagrun.proctree import stop_watchdog
 from dagrun.progress import say
 from dagrun.records import Failure
 from dagrun.stages import RunOutcome, RunTask
@@ -319,7 +320,7 @@ class RayBackend(Backend):
         if self._conn.owned:
             with contextlib.suppress(BackendUnavailableError):  # bounded: a lost GCS hangs it
                 bounded(self._ray.shutdown, self.shutdown_limit, "ray.shutdown")
-        reaper.stop(self._conn.reaper)  # kills what the local instance left behind
+        stop_watchdog(self._conn.watchdog)  # kills what the local instance left behind
         if self._conn.local:
             say("dagrun: stopped the local Ray instance")
 

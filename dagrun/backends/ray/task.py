@@ -17,8 +17,8 @@ runs it in Ray's own working folder and the run carries a warning saying so.
 Every process a run starts inherits an environment tag (``RUN_TAG``, unique per worker and
 run). When the run ends, whatever still carries its tag is killed: a daemon that a stage
 double-forked (``setsid -f``) does not survive a successful run. A run stopped by its
-``timeout`` kills the worker itself; a reaper process, one per worker, then kills everything
-tagged by that worker (``dagrun.backends.ray.reaper``).
+``timeout`` kills the worker itself; a watchdog process, one per worker, then kills
+everything tagged by that worker (``dagrun.proctree.start_watchdog``).
 
 This module is imported on the Ray workers, so dagrun must be installed on every node.
 """
@@ -30,12 +30,11 @@ import os
 import uuid
 from typing import Any
 
-from dagrun.backends.ray import reaper
 from dagrun.capture import CaptureMode
 from dagrun.errors import FailureKind
 from dagrun.failures import not_visible_failure
 from dagrun.layout import Stage
-from dagrun.proctree import kill_tagged
+from dagrun.proctree import kill_tagged, start_watchdog
 from dagrun.records import Failure
 from dagrun.stages import RunOutcome, RunTask, StageRunner
 from dagrun.workflow import Workflow
@@ -43,17 +42,14 @@ from dagrun.workflow import Workflow
 _runners: dict[str, StageRunner] = {}  # ObjectRef hex -> runner (one sweep per worker)
 _visible: set[str] = set()  # workflow.pkl paths already seen on this node
 RUN_TAG = "DAGRUN_RUN_TAG"  # environment variable inherited by every process of a run
-_worker: dict[str, Any] = {}  # this worker's tag prefix and reaper, made on its first run
+_worker: dict[str, Any] = {}  # this worker's tag prefix and watchdog, made on its first run
 
 
 def _worker_tag() -> str:
-    """This worker's tag prefix; its reaper is started with the first run."""
+    """This worker's tag prefix; its watchdog is started with the first run."""
     if "tag" not in _worker:
         _worker["tag"] = f"ray-{uuid.uuid4().hex[:12]}/"
-        try:
-            _worker["reaper"] = reaper.start(RUN_TAG, _worker["tag"])
-        except OSError:  # no reaper: daemons of a killed worker may then survive
-            _worker["reaper"] = None
+        _worker["watchdog"] = start_watchdog(RUN_TAG, _worker["tag"])  # lives as we do
     tag: str = _worker["tag"]
     return tag
 

@@ -1,0 +1,291 @@
+"""The ``slurm`` backend against a real one-node Slurm cluster (tests/services/slurm.py).
+
+Every test drives ``dagrun`` through its command line, in a folder whose name breaks naive
+shell quoting (the batch script must keep it data). One cluster serves the whole module;
+where Slurm cannot start the tests skip, or fail under DAGRUN_REQUIRE_SERVICES=1.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import (
+    Result,
+    Sweep,
+    child_env,
+    dagrun_command,
+    make_sweep,
+    markers,
+    run_dagrun,
+    wait_for,
+    write_workflow,
+)
+from tests.services import require_service
+from tests.services.slurm import SlurmCluster, slurm_unavailable_reason
+
+pytestmark = pytest.mark.timeout(300)
+
+RUN_TIMEOUT = 200.0  # one attached execute on the test cluster (a time limit takes ~90 s)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[SlurmCluster]:
+    require_service(slurm_unavailable_reason())
+    with SlurmCluster() as running:
+        yield running
+
+
+def _env(cluster: SlurmCluster) -> dict[str, str]:
+    return cluster.client_env()
+
+
+def _slurm(sweep: Sweep, cluster: SlurmCluster, *flags: str,
+           timeout: float = RUN_TIMEOUT) -> Result:
+    return sweep.execute("--backend", "slurm", *flags, env=_env(cluster), timeout=timeout)
+
+
+def _comparable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """results.jsonl rows without what differs between two OUT folders and two runs."""
+    out = []
+    for row in rows:
+        row = {k: v for k, v in row.items() if k != "out_path"}
+        row["scores"] = {k: v for k, v in row["scores"].items() if not k.endswith("_time")}
+        out.append(row)
+    return out
+
+
+def _leases(out: Path) -> dict[str, dict[str, Any]]:
+    """Run folder name -> the lease in it, for runs held now."""
+    found = {}
+    for path in out.rglob("lease.json"):
+        try:
+            found[str(path.parent.relative_to(out))] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _job_ids(out: Path) -> list[str]:
+    data = json.loads((out / ".dagrun" / "slurm" / "job.json").read_text())
+    return [str(j) for j in data["jobs"]]
+
+
+CFGS = [{"x": 1}, {"x": 2}, {"x": 3}, {"x": 4}]
+
+FAILING = '''
+import os
+
+COUNTS = {counts!r}
+
+def _count(stage, cfg):
+    os.makedirs(COUNTS, exist_ok=True)
+    with open(os.path.join(COUNTS, "%s-%d-%d" % (stage, cfg["experiment_id"], cfg["run_id"])),
+              "a") as f:
+        f.write("x\\n")
+
+def pre(cfg):
+    _count("pre", cfg)
+    return cfg["x"]
+
+def fit(cfg, x):
+    _count("fit", cfg)
+    if x == 3:
+        raise RuntimeError("boom in fit")
+    return x * 10 + cfg["run_id"]
+
+def post(cfg, w):
+    _count("post", cfg)
+    return {{"acc": w + 0.5, "tag": "t%d" % cfg["x"]}}
+
+basecfg = {{"out_path": {out!r}, "repetitions": 2}}
+cfgs = {cfgs!r}
+'''
+
+
+def test_two_workers_give_the_single_backends_results(awkward_dir: Path,
+                                                      cluster: SlurmCluster) -> None:
+    results = {}
+    for backend, flags in (("single", []), ("slurm", ["-j", "2"])):
+        sweep = make_sweep(awkward_dir, backend)
+        write_workflow(sweep.folder, FAILING.format(counts=str(sweep.counts), out=str(sweep.out),
+                                                    cfgs=CFGS), sweep.workflow.name)
+        result = sweep.execute("--backend", backend, *flags, env=_env(cluster),
+                               timeout=RUN_TIMEOUT)
+        assert result.rc == 1, result.stderr
+        assert "failed 2/" in result.stderr and "RuntimeError: boom in fit" in result.stderr
+        results[backend] = (_comparable(sweep.results()), markers(sweep.out))
+        for exp in (0, 1, 3):  # every stage of a run that succeeds ran exactly once
+            for rep in range(2):
+                assert [sweep.count(s, exp, rep) for s in ("pre", "fit", "post")] == [1, 1, 1]
+
+    assert results["slurm"] == results["single"]
+    assert len(list((sweep.out / ".dagrun" / "slurm").glob("worker-*_*.log"))) == 2
+
+
+def test_detach_status_no_second_array_and_a_cancelled_worker(
+        sweep: Sweep, cluster: SlurmCluster) -> None:
+    release = sweep.folder / "release"
+    sweep.write(CFGS[:3], wait_for=release)
+
+    first = _slurm(sweep, cluster, "-j", "2", "--detach", timeout=60)
+
+    assert first.rc == 0, first.stderr
+    assert "submitted Slurm array" in first.stdout and "dagrun status" in first.stdout
+    (job,) = _job_ids(sweep.out)
+    wait_for(lambda: len(_leases(sweep.out)) == 2, 90, "both workers holding a run")
+    wait_for(lambda: all(sweep.count("fit", i) for i in range(3)
+                         if str(i) in _leases(sweep.out)), 30, "fits started")
+    status = run_dagrun("status", sweep.out, env=_env(cluster))
+    assert f"Slurm job {job}_" in status.stdout, status.stdout
+    held = {name: lease["slurm"] for name, lease in _leases(sweep.out).items()}
+    shown = run_dagrun("show", sweep.out, next(iter(held)), env=_env(cluster))
+    assert f"worker-{next(iter(held.values()))}.log" in shown.stdout, shown.stdout
+
+    again = _slurm(sweep, cluster, "-j", "2", "--detach", timeout=60)
+    assert again.rc == 0 and "submitted nothing" in again.stdout, again.stdout
+    assert _job_ids(sweep.out) == [job]
+
+    # Slurm stops the worker of task 0 mid-fit: its run goes to the other worker
+    victim = next(name for name, task in held.items() if task == f"{job}_0")
+    subprocess.run(["scancel", f"{job}_0"], env=child_env(_env(cluster)), check=True,
+                   timeout=30)
+    wait_for(lambda: victim not in _leases(sweep.out), 60, "the lease released")
+    release.touch()
+    wait_for(lambda: (sweep.out / "results.jsonl").exists() and len(sweep.results()) == 3,
+             120, "the array finishing the sweep")
+    assert sweep.count("pre", int(victim)) == 1  # its finished stage was not redone
+    assert sweep.count("fit", int(victim)) == 2
+    wait_for(lambda: cluster.jobs() == [], 60, "the array ending")
+
+    final = _slurm(sweep, cluster, "-j", "2")
+    assert final.rc == 0, final.stderr
+    assert _job_ids(sweep.out) == [job]  # nothing left: nothing submitted
+    assert all(sweep.count("post", i) == 1 for i in range(3))
+
+
+def test_ctrl_c_cancels_the_array(sweep: Sweep, cluster: SlurmCluster, tmp_path: Path) -> None:
+    sweep.write(CFGS[:3], wait_for=sweep.folder / "never")
+    log = tmp_path / "driver.log"
+    with open(log, "wb") as out:
+        driver = subprocess.Popen(
+            dagrun_command("execute", sweep.workflow, "--backend", "slurm", "-j", "2"),
+            cwd=sweep.folder, env=child_env(_env(cluster)), stdin=subprocess.DEVNULL,
+            stdout=out, stderr=out)
+    try:
+        wait_for(lambda: len(_leases(sweep.out)) == 2, 90, "both workers holding a run")
+        driver.send_signal(signal.SIGINT)
+        rc = driver.wait(timeout=150)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    text = log.read_text()
+    assert rc == 130, text
+    assert "cancelling Slurm array" in text
+    assert cluster.jobs() == []
+    assert _leases(sweep.out) == {}
+
+
+TIMEOUT_AND_CRASH = '''
+import os
+import signal
+import time
+
+def pre(cfg):
+    return cfg["x"]
+
+def fit(cfg, x):
+    if x == 1:
+        time.sleep(120)
+    if x == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+def post(cfg, x):
+    return {{"x": x}}
+
+basecfg = {{"out_path": {out!r}, "timeout": 3}}
+cfgs = [{{"x": 1}}, {{"x": 2}}, {{"x": 3}}]
+'''
+
+
+def test_timeout_and_crash_inside_a_worker(awkward_dir: Path, cluster: SlurmCluster) -> None:
+    out = awkward_dir / "OUT"
+    wf = write_workflow(awkward_dir, TIMEOUT_AND_CRASH.format(out=str(out)))
+
+    result = run_dagrun("execute", wf, "--backend", "slurm", "-j", "2", cwd=awkward_dir,
+                        env=_env(cluster), timeout=RUN_TIMEOUT)
+
+    assert result.rc == 1, result.stderr
+    kinds = {i: json.loads((out / str(i) / "fit.error").read_text())["kind"] for i in (0, 1)}
+    assert kinds == {0: "timeout", 1: "crashed"}
+    assert (out / "2" / "post.done").exists()
+
+
+TIME_LIMIT = '''
+import os
+import time
+
+FLAG = {flag!r}
+
+def pre(cfg):
+    with open(FLAG + ".pre", "a") as f:
+        f.write("x")
+    return 1
+
+def fit(cfg, x):
+    if not os.path.exists(FLAG):
+        open(FLAG, "w").close()
+        time.sleep(600)  # past the time limit: Slurm stops the worker
+    return x
+
+def post(cfg, x):
+    return {{"x": x}}
+
+basecfg = {{"out_path": {out!r}, "slurm": {{"time": 1}}}}
+cfgs = [{{"x": 1}}]
+'''
+
+
+def test_a_time_limit_loses_no_stage_and_is_resubmitted(awkward_dir: Path,
+                                                         cluster: SlurmCluster) -> None:
+    out, flag = awkward_dir / "OUT", awkward_dir / "flag"
+    wf = write_workflow(awkward_dir, TIME_LIMIT.format(out=str(out), flag=str(flag)))
+
+    result = run_dagrun("execute", wf, "--backend", "slurm", cwd=awkward_dir,
+                        env=_env(cluster), timeout=RUN_TIMEOUT)
+
+    assert result.rc == 0, result.stderr
+    assert (out / "0" / "post.done").exists()
+    assert Path(str(flag) + ".pre").read_text() == "x"  # pre ran once
+    assert "TIMEOUT" in result.stderr and "resubmitted" in result.stderr
+    assert len(_job_ids(out)) == 2
+
+
+def test_sbatch_refusing_the_options_is_one_line(sweep: Sweep, cluster: SlurmCluster) -> None:
+    sweep.write(CFGS[:1], settings={"slurm": {"partition": "no-such-partition"}})
+
+    result = _slurm(sweep, cluster, timeout=60)
+
+    assert result.rc == 2
+    assert len(result.error_lines) == 1 and "partition" in result.error_lines[0]
+    assert not sweep.out.exists()
+
+
+def test_no_slurm_on_path_is_one_line_and_writes_nothing(sweep: Sweep) -> None:
+    sweep.write(CFGS[:1])
+    bare = sweep.folder / "bin"
+    bare.mkdir()
+
+    result = sweep.execute("--backend", "slurm", env={"PATH": str(bare)})
+
+    assert result.rc == 2, result.stderr
+    assert len(result.error_lines) == 1 and "sbatch" in result.error_lines[0]
+    assert not sweep.out.exists()
