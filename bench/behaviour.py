@@ -400,8 +400,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-runs", type=int, default=2000,
                         help="configs in the random-kill sweeps (2000)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--labtech-form", choices=["stages", "whole"], default="stages",
+                        help="labtech as 3 nested tasks per config (default) or 1 task")
     parser.add_argument("--json", type=Path, help="also write every observation here")
     args = parser.parse_args(argv)
+    os.environ["BEH_LABTECH_FORM"] = args.labtech_form
     info = peers.ensure_venv()
     env = Env(sys.executable, str(info.python), info.path)
     report: dict[str, dict[str, Any]] = {}

@@ -30,11 +30,13 @@ from __future__ import annotations
 import contextlib
 import enum
 import faulthandler
+import fcntl
 import logging
 import operator
 import os
 import selectors
 import sys
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -146,9 +148,10 @@ class _FdTee:
 
     Set up once per process: two pipes, duplicates of the terminal's descriptors, and a
     daemon thread that copies each pipe to its terminal descriptor and, during a stage, to
-    the stage's log. A stage call costs six ``dup2`` calls and one drain: dagrun writes a
-    token no output contains into each pipe and waits until the thread has copied
-    everything before it.
+    the stage's log. A stage call costs six ``dup2`` calls and a drain: when the pipes are
+    empty and the thread idle (a silent stage) nothing more; otherwise dagrun writes a token
+    no output contains into each pipe and waits until the thread has copied everything
+    before it.
     """
 
     _instance: _FdTee | None = None
@@ -166,6 +169,7 @@ class _FdTee:
         self._cond = threading.Condition()
         self._seen = [0, 0]  # drain tokens the thread has passed, per pipe
         self._sent = 0
+        self._busy = False  # the thread holds data it read and has not copied yet
         threading.Thread(target=self._pump, name="dagrun-output", daemon=True).start()
 
     @classmethod
@@ -205,6 +209,8 @@ class _FdTee:
 
     def _drain(self) -> None:
         """Wait until the thread has copied everything written to the pipes so far."""
+        if self._idle():
+            return
         with self._cond:
             self._sent += 1
             want = self._sent
@@ -213,13 +219,25 @@ class _FdTee:
         with self._cond:
             self._cond.wait_for(lambda: min(self._seen) >= want, DRAIN_TIMEOUT)
 
+    def _idle(self) -> bool:
+        """Whether nothing written is left to copy, seen without waking the thread: both
+        pipes empty (asked first: the thread sets ``_busy`` before it reads) and the
+        thread holding nothing."""
+        for read, _write in self._pipes:
+            if int.from_bytes(fcntl.ioctl(read, termios.FIONREAD, bytes(4)), sys.byteorder):
+                return False
+        return not self._busy and not any(self._pending)
+
     def _pump(self) -> None:
         selector = selectors.DefaultSelector()
         for index, (read, _write) in enumerate(self._pipes):
             selector.register(read, selectors.EVENT_READ, index)
         while True:
-            for key, _events in selector.select():
+            ready = selector.select()
+            self._busy = True
+            for key, _events in ready:
                 self._forward(key.data, os.read(key.fd, 1 << 16))
+            self._busy = False
 
     def _forward(self, index: int, data: bytes) -> None:
         """Copy ``data`` of pipe ``index`` out, counting (and dropping) drain tokens."""

@@ -11,15 +11,16 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import sys
 import traceback
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from dagrun.errors import ClusterLostError, DagrunError, Terminated
+from dagrun.errors import DagrunError, Terminated
 from dagrun.layout import Stage
-from dagrun.signals import exit_code
+from dagrun.signals import exit_code, received
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -301,18 +302,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:
         return COMMANDS[args.command](args)
-    except ClusterLostError as exc:  # the cluster failed mid-sweep: runs not done, not bad usage
-        print(f"dagrun: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except DagrunError as exc:
-        print(f"dagrun: error: {exc}", file=sys.stderr)
+    except DagrunError as exc:  # a user mistake, or an environment dagrun cannot work in
+        print(f"dagrun: error: {exc}", file=sys.stderr)  # (a full disk, a lost cluster)
         return EXIT_USAGE
-    except Terminated as exc:
-        name = "terminated (SIGTERM)" if exc.signum == 15 else "hung up (SIGHUP)"
-        print(f"dagrun: {name}; finished stages are kept, run again to resume",
-              file=sys.stderr)
-        return exit_code(exc.signum)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Terminated) else received()
+        if signum is not None:
+            name = "terminated (SIGTERM)" if signum == signal.SIGTERM else "hung up (SIGHUP)"
+            print(f"dagrun: {name}; finished stages are kept, run again to resume",
+                  file=sys.stderr)
+            return exit_code(signum)
         print("dagrun: interrupted; finished stages are kept, run again to resume",
               file=sys.stderr)
         return EXIT_INTERRUPTED

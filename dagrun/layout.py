@@ -154,6 +154,16 @@ class SweepDir:
         return os.path.join(self.path, "report.html")
 
     @property
+    def workers(self) -> str:
+        """Folder of ``dagrun worker`` announcements, one file per live worker
+        (``dagrun.leases.Presence``): a driver that sees one leases its runs."""
+        return os.path.join(self.state, "workers")
+
+    def worker_file(self, worker: str) -> str:
+        """The announcement of worker ``worker`` (its ``Holder.worker`` id)."""
+        return os.path.join(self.workers, f"{worker}.json")
+
+    @property
     def slurm(self) -> str:
         """Folder of the slurm backend: worker logs, batch scripts, ``job.json``."""
         return os.path.join(self.state, "slurm")

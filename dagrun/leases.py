@@ -44,11 +44,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from dagrun.layout import RunDir
+from dagrun.layout import RunDir, SweepDir
 from dagrun.records import hostname, iso
 
 MAX_TAKEOVERS = 3  # a run whose lease was taken over this often is recorded as crashed
 BEATS_PER_TIMEOUT = 5  # heartbeats per lease timeout
+WATCH_EVERY = 0.5  # seconds between a driver's looks for workers (``Gate``)
+# a worker claims nothing for this long after announcing itself: time for a driver that did
+# not lease (no worker was there) to see it and lease the runs it already executes
+WORKER_GRACE = 4 * WATCH_EVERY
 _SLURM_VARS = ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_ID")
 
 
@@ -280,6 +284,58 @@ def heartbeat_age(run: RunDir) -> float | None:
         return None
 
 
+class Presence:
+    """A worker's announcement ``OUT/.dagrun/workers/<worker>.json``, made before its first
+    claim and removed after its last release: a driver that sees one leases its runs."""
+
+    def __init__(self, path: str, fd: int, holder: Holder) -> None:
+        self.path = path
+        self.fd = fd
+        self.holder = holder
+        self.beat = 0
+
+    @classmethod
+    def announce(cls, sweep: SweepDir, holder: Holder) -> Presence:
+        """Write the announcement (its name is unique to the worker: created with
+        ``O_EXCL``, only its presence matters to a driver)."""
+        os.makedirs(sweep.workers, mode=0o755, exist_ok=True)
+        path = sweep.worker_file(holder.worker)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        presence = cls(path, fd, holder)
+        presence.renew()
+        return presence
+
+    def renew(self) -> None:
+        """Keep it fresh (for ``status``-like readers; a driver only looks for it)."""
+        if self.fd < 0:
+            return
+        data = self.holder.content(0, self.beat)
+        self.beat += 1
+        with contextlib.suppress(OSError):
+            os.pwrite(self.fd, data, 0)
+            os.ftruncate(self.fd, len(data))
+            os.fsync(self.fd)
+
+    def withdraw(self) -> None:
+        """Remove the announcement. Idempotent."""
+        if self.fd < 0:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        os.close(self.fd)
+        self.fd = -1
+
+
+def workers_present(sweep: SweepDir) -> bool:
+    """Whether a worker has announced itself in ``sweep`` (opening the folder to list it
+    makes an NFS client revalidate it)."""
+    try:
+        with os.scandir(sweep.workers) as entries:
+            return any(True for _ in entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
 class Heartbeat:
     """Renews leases every ``lease_timeout / BEATS_PER_TIMEOUT`` seconds from a thread;
     leases found taken over are handed out by ``take_lost``."""
@@ -292,9 +348,15 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dagrun-heartbeat",
                                         daemon=True)
+        self._presence: Presence | None = None
 
     def start(self) -> None:
         self._thread.start()
+
+    def announce(self, sweep: SweepDir, holder: Holder) -> None:
+        """Announce ``holder`` as a worker of ``sweep`` (``Presence``) until ``stop``: a
+        worker does so before its first claim and waits ``WORKER_GRACE`` before claiming."""
+        self._presence = Presence.announce(sweep, holder)
 
     def add(self, lease: Lease) -> None:
         with self._lock:
@@ -327,9 +389,11 @@ class Heartbeat:
                 if not lease.renew():
                     del self._leases[path]
                     self._lost.append(lease)
+            if self._presence is not None:
+                self._presence.renew()
 
     def stop(self) -> None:
-        """Stop the thread and release every lease still held."""
+        """Stop the thread and release every lease still held, then the announcement."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
@@ -340,44 +404,107 @@ class Heartbeat:
                 lease.close()
             self._leases.clear()
             self._lost.clear()
+            if self._presence is not None:
+                self._presence.withdraw()
+
+
+class LeaseConflict(RuntimeError):
+    """A run this driver executes without a lease turned out to be leased by someone else:
+    the worker grace period did not cover the driver's look for workers (a dagrun bug, or
+    a driver stalled for longer than ``WORKER_GRACE``)."""
 
 
 class Gate:
     """The driver's leases: ``execute`` claims each run it executes and parks runs that a
-    live worker holds until that lease ends (released, or stale: then it is taken over)."""
+    live worker holds until that lease ends (released, or stale: then it is taken over).
+
+    Leases cost nothing while no worker shares OUT: the gate leases only once it has seen a
+    worker's announcement (``Presence``), at the start or by a look every ``WATCH_EVERY``
+    seconds from its own thread, and then leases for good, the runs already in flight
+    included. Why that duplicates nothing, in either order:
+
+    * a worker announces itself before its first claim, so a driver starting after it sees
+      the announcement before its first run and leases everything;
+    * a worker announcing itself while the driver runs claims nothing for ``WORKER_GRACE``
+      (several looks of the driver), so by then the driver holds the lease of every run it
+      executes: the worker's claims fail on them. A run in flight that the driver cannot
+      claim would be a run both execute; it is raised as ``LeaseConflict``.
+    """
 
     RECHECK = 0.5  # seconds between looks at parked runs
 
-    def __init__(self, lease_timeout: float) -> None:
+    def __init__(self, sweep: SweepDir, lease_timeout: float) -> None:
+        self.sweep = sweep
         self.holder = Holder.here()
         self.observer = Observer(lease_timeout)
         self.heartbeat = Heartbeat(lease_timeout)
         self._parked: dict[str, Any] = {}  # run path -> the task waiting for it
         self._next_look = 0.0
+        self._lock = threading.Lock()  # admit/release against the switch to leasing
+        self._leasing = False
+        self._unleased: dict[str, RunDir] = {}  # runs in flight before leasing began
+        self._conflicts: list[str] = []
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="dagrun-workers-watch",
+                                         daemon=True)
 
     def __enter__(self) -> Gate:
-        self.heartbeat.start()
+        if workers_present(self.sweep):
+            self._start_leasing()
+        else:
+            self._watcher.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._watcher.is_alive():
+            self._watcher.join(timeout=10)
         self.heartbeat.stop()
+
+    @property
+    def leasing(self) -> bool:
+        """Whether this driver leases its runs (a worker was seen)."""
+        return self._leasing
 
     @property
     def waiting(self) -> int:
         """Runs held by others that this driver waits for."""
         return len(self._parked)
 
+    def _watch(self) -> None:
+        while not self._stop.wait(WATCH_EVERY):
+            if workers_present(self.sweep):
+                self._start_leasing()
+                return
+
+    def _start_leasing(self) -> None:
+        """Lease from now on, beginning with the runs in flight (see the class docstring)."""
+        with self._lock:
+            for run in self._unleased.values():
+                lease = claim(run, self.holder)
+                if lease is None:
+                    self._conflicts.append(run.path)
+                else:
+                    self.heartbeat.add(lease)
+            self._unleased.clear()
+            self._leasing = True
+            self.heartbeat.start()
+
     def admit(self, task: Any) -> bool:
         """Claim the run of ``task`` (anything with a ``path``) for this driver; ``False``
         (the task is parked) when a live lease of someone else holds it."""
         run = RunDir(task.path)
         os.makedirs(run.path, mode=0o755, exist_ok=True)
-        lease = self._claim(run)
-        if lease is None:
-            self._parked[run.path] = task
-            return False
-        self.heartbeat.add(lease)
-        return True
+        with self._lock:
+            if not self._leasing:
+                self._unleased[run.path] = run
+                return True
+            lease = self._claim(run)
+            if lease is None:
+                self._parked[run.path] = task
+                return False
+            self.heartbeat.add(lease)
+            return True
 
     def _claim(self, run: RunDir) -> Lease | None:
         lease = claim(run, self.holder)
@@ -391,11 +518,19 @@ class Gate:
         return None
 
     def release(self, task: Any) -> None:
-        self.heartbeat.release(RunDir(task.path))
+        with self._lock:
+            if self._unleased.pop(task.path, None) is None:
+                self.heartbeat.release(RunDir(task.path))
 
     def ready(self, idle: bool) -> list[Any]:
         """Parked tasks whose lease ended or went stale (to be admitted again). ``idle``:
-        nothing else to wait for, so wait a little here instead of spinning."""
+        nothing else to wait for, so wait a little here instead of spinning. Raises
+        ``LeaseConflict`` when the switch to leasing found a run both execute."""
+        if self._conflicts:
+            raise LeaseConflict(
+                f"{len(self._conflicts)} run(s) executed here were claimed by a dagrun "
+                f"worker before this driver saw the worker (e.g. {self._conflicts[0]}): "
+                f"the driver stalled for more than {WORKER_GRACE:g} s")
         if idle:
             time.sleep(min(0.2, max(0.0, self._next_look - time.monotonic())))
         if not self._parked or time.monotonic() < self._next_look:
@@ -407,4 +542,3 @@ class Gate:
             if seen is None or self.observer.stale(seen):
                 back.append(self._parked.pop(path))
         return back
-

@@ -68,6 +68,14 @@ def packages() -> dict[str, str]:
     return found
 
 
+def command_line() -> str:
+    """The command as typed (``python -m dagrun ...`` for a run through ``-m``)."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(os.path.join("dagrun", "__main__.py")):
+        argv[:1] = ["python", "-m", "dagrun"]
+    return shlex.join(argv)
+
+
 def collect(source: str | None, backend: str) -> dict[str, Any]:
     """The provenance of an execute started now; ``source`` is the workflow file, if any."""
     folder = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
@@ -83,7 +91,7 @@ def collect(source: str | None, backend: str) -> dict[str, Any]:
         "executable": sys.executable,
         "platform": platform.platform(terse=True),
         "packages": packages(),
-        "command": shlex.join(sys.argv),
+        "command": command_line(),
         "cwd": os.getcwd(),
         "workflow": os.path.abspath(source) if source else None,
         "backend": backend,

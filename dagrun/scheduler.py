@@ -362,7 +362,7 @@ class _Execution:
         backend = backend_class(self.settings.backend)(
             self.settings, self.prep.sweep, self.prep.workflow, self.prep.fingerprints)
         backend.expected_runs = len(todo)
-        gate = leases.Gate(self.settings.lease_timeout)  # runs that workers hold wait
+        gate = leases.Gate(self.prep.sweep, self.settings.lease_timeout)  # workers' runs wait
         try:
             with gate, backend:
                 if self.settings.verbose:

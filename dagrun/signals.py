@@ -21,8 +21,20 @@ from dagrun.errors import Terminated
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
+_received: int | None = None  # the last stop signal, for interrupts that lost their type
+
+
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    global _received
+    _received = signum
     raise Terminated(signum)
+
+
+def received() -> int | None:
+    """The stop signal received during the sweep, if any. Some libraries re-raise an
+    exception raised in a signal handler as a plain ``KeyboardInterrupt`` (Ray's core does),
+    so the CLI asks here which signal it really was."""
+    return _received
 
 
 @contextlib.contextmanager

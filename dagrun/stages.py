@@ -16,7 +16,9 @@ band) and unpickled for each stage call, arrays copied with one ``memcpy`` each:
 graphs of Python objects this is several times faster than ``copy.deepcopy``
 (``bench/cfg_copy.py``). A value that does not pickle (a lambda, a class that cannot be
 imported here) is copied with ``copy.deepcopy``; one that cannot be copied at all (a lock,
-an open file) is passed as is, with one warning per key and process.
+an open file) is passed as is, with one warning per key and process. Likewise, the working
+folder, environment, ``sys.path`` and logging configuration a stage call changes are put
+back after it (``dagrun.capture.isolated``).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class RunTask:
     rep: int
     path: str
     attempt: int = 1
-    reason: str = ""  # why the plan runs it (missing, failed, retry, ...): for messages
+    reason: str = ""
 
     @property
     def label(self) -> str:

@@ -11,6 +11,7 @@ privileges) the test is skipped, or fails under ``DAGRUN_REQUIRE_SERVICES=1``.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -142,8 +143,10 @@ def sweep(done_sweep: Path, awkward_dir: Path) -> Path:
 
 def _command(name: str, folder: Path) -> list[str | Path]:
     out = folder / "OUT"
-    return {"execute": ["execute", folder / "workflow.py"], "resume": ["resume", out],
-            "reduce": ["reduce", out], "clean": ["clean", out]}[name]
+    commands: dict[str, list[str | Path]] = {
+        "execute": ["execute", folder / "workflow.py"], "resume": ["resume", out],
+        "reduce": ["reduce", out], "clean": ["clean", out]}
+    return commands[name]
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,8 +301,8 @@ def test_retries_back_off_without_blocking_other_runs(awkward_dir: Path) -> None
     events = _events(awkward_dir)
     attempts = [t for e, t in events if e == 0]
     assert len(attempts) == 4
-    gaps = [b - a for a, b in zip(attempts, attempts[1:])]
-    assert all(gap >= want for gap, want in zip(gaps, (0.5, 1.0, 2.0))), gaps
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert all(gap >= want for gap, want in zip(gaps, (0.5, 1.0, 2.0), strict=True)), gaps
     other = [t for e, t in events if e == 1]
     assert other and other[0] < attempts[1], "the other run waited for the retry"
 

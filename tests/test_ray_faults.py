@@ -182,7 +182,7 @@ def test_a_dead_head_ends_the_sweep_cleanly(tmp_path: Path) -> None:
         finally:
             if proc.poll() is None:
                 proc.kill()
-    assert proc.returncode == 1, err
+    assert proc.returncode == 2, err  # the environment failed: exit 2, one line
     assert "the Ray cluster at" in err and "is gone" in err and "Traceback" not in err
     assert [r["experiment_id"] for r in read_jsonl(out / "results.jsonl")] == [0, 1]
     assert recorded == []

@@ -141,7 +141,8 @@ def test_where_group_by_top_and_columns(sweep: Path) -> None:
     assert picked.shape == (1, 5)
 
 
-def test_csv_and_json_parse_back_to_the_table(sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_csv_and_json_parse_back_to_the_table(sweep: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
     df = results_table(sweep)
     rows = list(csv.DictReader(io.StringIO(_cli(capsys, sweep, "--format", "csv"))))
     objects = json.loads(_cli(capsys, sweep, "--format", "json"))
@@ -190,7 +191,8 @@ def test_latex_is_a_well_formed_tabular(sweep: Path, capsys: pytest.CaptureFixtu
     assert r"a|b \& c\_d \$x\$" in lines[5] and r"$0.150 \pm 0.050$" in lines[5]
 
 
-def test_terminal_table_lists_every_experiment(sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_terminal_table_lists_every_experiment(sweep: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
     lines = _cli(capsys, sweep, "--sort", "loss").splitlines()
     assert lines[0].split() == ["experiment_id", "model", "opt.lr", "label", "acc", "loss",
                                 "fit_time", "state", "n"]

@@ -269,13 +269,19 @@ def test_a_time_limit_loses_no_stage_and_is_resubmitted(awkward_dir: Path,
     assert len(_job_ids(out)) == 2
 
 
-def test_sbatch_refusing_the_options_is_one_line(sweep: Sweep, cluster: SlurmCluster) -> None:
-    sweep.write(CFGS[:1], settings={"slurm": {"partition": "no-such-partition"}})
+@pytest.mark.parametrize(("slurm", "words"), [
+    ({"partition": "no-such-partition"}, "invalid partition"),
+    ({"partiton": "debug"}, "unknown key 'partiton'"),
+    ({"cpus_per_task": "two"}, "['cpus_per_task'] must be a positive integer"),
+])
+def test_options_sbatch_refuses_are_one_line(sweep: Sweep, cluster: SlurmCluster,
+                                             slurm: dict[str, Any], words: str) -> None:
+    sweep.write(CFGS[:1], settings={"slurm": slurm})
 
     result = _slurm(sweep, cluster, timeout=60)
 
     assert result.rc == 2
-    assert len(result.error_lines) == 1 and "partition" in result.error_lines[0]
+    assert len(result.error_lines) == 1 and words in result.error_lines[0], result.stderr
     assert not sweep.out.exists()
 
 

@@ -190,7 +190,7 @@ def test_remote_refuses_an_out_it_cannot_see(tmp_path: Path) -> None:
     out = tmp_path / "not here"
     run = out / "0"
     request = Request(RunTask(0, 0, str(run)), str(out), heartbeat_timeout=5)
-    proc = subprocess.run([sys.executable, "-m", "dagrun.remote", request.to_json()],
+    proc = subprocess.run([sys.executable, "-m", "dagrun.backends.ssh.remote", request.to_json()],
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     line = next(x for x in proc.stdout.splitlines() if x.startswith(OUTCOME))
     outcome, recorded = outcome_from_json(line[len(OUTCOME):])

@@ -168,6 +168,30 @@ def test_execute_beside_a_worker_duplicates_nothing(sweep: Sweep) -> None:
     assert [r["experiment_id"] for r in sweep.results()] == list(range(6))
 
 
+def test_worker_started_beside_a_running_execute_duplicates_nothing(sweep: Sweep) -> None:
+    """The driver leases nothing while it is alone; a worker that joins makes it lease the
+    runs it already has in flight before the worker's first claim."""
+    release = sweep.folder / "release"
+    sweep.write([{"x": i} for i in range(30)], wait_for=release, verbose=False)
+    driver = subprocess.Popen(
+        dagrun_command("execute", sweep.workflow, "--backend", "multiprocessing", "-j", "1"),
+        cwd=sweep.folder, env=child_env(), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: sweep.count("fit", 0) == 1, WAIT, "the driver to start a run")
+    assert not _leases(sweep.out)  # alone, the driver pays for no lease
+    worker = _worker(sweep, "-j", "2")
+    wait_for(lambda: sum(sweep.count("fit", i) for i in range(30)) >= 3, WAIT,
+             "the worker to start runs")
+    release.touch()
+    _, err = driver.communicate(timeout=WAIT)
+    assert driver.returncode == 0, err.decode()
+    assert _finish(worker) == 0, _log(sweep)
+    for i in range(30):
+        assert [sweep.count(s, i) for s in ("pre", "fit", "post")] == [1, 1, 1], i
+    assert [r["experiment_id"] for r in sweep.results()] == list(range(30))
+    assert not _leases(sweep.out)
+
+
 def test_sigterm_stops_runs_and_releases_leases_at_once(sweep: Sweep) -> None:
     release = sweep.folder / "release"
     sweep.write([{"x": 1}, {"x": 2}], wait_for=release, verbose=False)

@@ -276,6 +276,11 @@
     return isMissing(v) ? "(missing)" : v === null ? "null" : valueText(v);
   }
 
+  function spansDecades(values) { // positive values over two decades or more: a log axis
+    if (!values.length || values.some((v) => !(v > 0))) return false;
+    return values.reduce((a, b) => Math.max(a, b)) / values.reduce((a, b) => Math.min(a, b)) >= 100;
+  }
+
   function plotSpec(mi, ki) {
     const key = data.keys[ki];
     const xs = [], ys = [], es = [], colors = [], idx = [];
@@ -299,7 +304,7 @@
       margin: { l: 60, r: 16, t: 16, b: 48 }, height: 320, hovermode: "closest", showlegend: false,
       xaxis: { title: { text: plotlyText(key.name) }, type: key.numeric ? (key.log ? "log" : "linear") : "category",
         categoryorder: "category ascending", automargin: true },
-      yaxis: { title: { text: plotlyText(metric) }, automargin: true },
+      yaxis: { title: { text: plotlyText(metric) }, automargin: true, type: spansDecades(ys) ? "log" : "linear" },
     };
     return { trace: trace, layout: layout, points: xs.length };
   }
@@ -395,11 +400,10 @@
     const all = [].concat(...stages.map((s) => data.durations[s])).filter((v) => v > 0);
     if (!all.length) { div.replaceWith(el("p", "No stage has finished yet.", "note")); }
     else {
-      const lo = all.reduce((a, b) => Math.min(a, b)), hi = all.reduce((a, b) => Math.max(a, b));
       const traces = stages.map((s) => ({ type: "box", name: s, y: data.durations[s], hoverinfo: "y",
         boxpoints: data.durations[s].length > 2000 ? false : "outliers" }));
       Plotly.newPlot(div, traces, { margin: { l: 60, r: 16, t: 16, b: 40 }, height: 360, showlegend: false,
-        yaxis: { title: { text: "seconds" }, type: hi / lo >= 100 ? "log" : "linear" } },
+        yaxis: { title: { text: "seconds" }, type: spansDecades(all) ? "log" : "linear" } },
       { displaylogo: false, responsive: true }).then(() => { div.dataset.rendered = "true"; });
     }
     const body = data.slowest.map((s) => [s.run, seconds(s.total)].concat(s.stages.map(seconds), [s.path]));

@@ -1,7 +1,8 @@
 """Code that runs in a worker's pool processes: load the planned workflow, run claimed runs.
 
-A pool process gets its GPU slot (``CUDA_VISIBLE_DEVICES``) as the first thing it does,
-before any of the user's code is imported, and keeps it for life (``dagrun.gpus``). It loads
+A pool process is pinned to its GPU slot (``CUDA_VISIBLE_DEVICES``) before this code runs,
+before any of the user's code is imported, and keeps it for life (``dagrun.backends.process.
+slots``). It loads
 the workflow with ``Workflow.load`` from the ``OUT/.dagrun`` this machine sees, which
 imports the copy of the code the sweep was planned with. Like the multiprocessing backend's
 workers it dies with its parent and hosts its runs as ``dagrun.proctree.host_runs`` says.
@@ -31,12 +32,10 @@ class LeaseLost(Exception):
     """The run's lease is no longer this worker's: another worker runs it now."""
 
 
-def init(workflow_path: str, parent_pid: int, token: str, cuda: str | None) -> None:
-    """Pool initializer: pin the GPU slot, then load the workflow once. A workflow that
-    cannot load fails each run with the reason instead of crashing the pool."""
+def init(workflow_path: str, parent_pid: int, token: str) -> None:
+    """Pool initializer (run once the slot is pinned): load the workflow once. A workflow
+    that cannot load fails each run with the reason instead of crashing the pool."""
     global _runner, _init_error
-    if cuda is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = cuda
     die_with_parent(parent_pid)
     host_runs(token)
     try:

@@ -1,8 +1,8 @@
 """A worker's pool: one reused process per slot, with the multiprocessing backend's
 timeouts, crash records and process-tree killing.
 
-Each slot is a one-process ``dagrun.backends.process.pool.Pool`` whose process is pinned to
-the slot's GPUs for life (a process replaced after a timeout or crash gets the same slot).
+The slots are a ``dagrun.backends.process.slots.SlotPool``: each process is pinned to its
+slot's GPUs for life (a process replaced after a timeout or crash gets the same slot).
 A run whose lease was taken over is *abandoned*: its process (and the processes it started)
 is killed and nothing is recorded for it, since another worker now owns the run.
 """
@@ -19,8 +19,7 @@ import pebble
 
 from dagrun import proctree
 from dagrun.backends.process.driver import lost_run_failure
-from dagrun.backends.process.pool import Pool
-from dagrun.backends.process.spawning import WORKER_CONTEXT
+from dagrun.backends.process.slots import SlotPool
 from dagrun.layout import RunDir
 from dagrun.leases import Lease
 from dagrun.stages import RunOutcome, RunTask
@@ -30,10 +29,8 @@ JOIN_TIMEOUT = 30.0
 
 
 @dataclass
-class _Slot:
-    pool: Pool
-    future: cf.Future[Any] | None = None
-    task: RunTask | None = None
+class _Running:
+    task: RunTask
     abandoned: bool = False
 
 
@@ -44,57 +41,55 @@ class Executor:
         self.workflow_path = workflow_path
         self.cudas = cudas
         self.timeout = timeout
-        self._slots: list[_Slot] = []
+        self._pool: SlotPool | None = None
+        self._running: dict[cf.Future[Any], _Running] = {}
         self._watchdog: Any = None
         self._token = ""
 
     def start(self) -> None:
         self._token = proctree.new_token()
         self._watchdog = proctree.start_watchdog(proctree.TOKEN_ENV, self._token)
-        self._slots = [_Slot(Pool(max_workers=1, initializer=child.init,
-                                  initargs=(self.workflow_path, os.getpid(), self._token, cuda),
-                                  context=WORKER_CONTEXT))
-                       for cuda in self.cudas]
+        self._pool = SlotPool(self.cudas, child.init,
+                              (self.workflow_path, os.getpid(), self._token))
 
     def free(self) -> int:
-        return sum(1 for s in self._slots if s.future is None)
+        return len(self.cudas) - len(self._running)
 
     def busy(self) -> int:
-        return len(self._slots) - self.free()
+        return len(self._running)
 
     def submit(self, task: RunTask, lease: Lease) -> None:
         """Run ``task`` (whose run ``lease`` holds) in a free slot."""
-        slot = next(s for s in self._slots if s.future is None)
-        slot.task, slot.abandoned = task, False
-        slot.future = slot.pool.schedule(child.run_claimed,
-                                         args=(task, lease.run.lease, lease.inode),
-                                         timeout=self.timeout or None)
+        if self._pool is None:
+            raise RuntimeError("the worker's pool is not running")
+        future = self._pool.schedule(child.run_claimed,
+                                     args=(task, lease.run.lease, lease.inode),
+                                     timeout=self.timeout or None)
+        self._running[future] = _Running(task)
 
     def abandon(self, path: str) -> None:
         """Kill the run in ``path`` (its lease was taken over); nothing will be recorded."""
-        for slot in self._slots:
-            if slot.future is not None and slot.task is not None and slot.task.path == path:
-                slot.abandoned = True
-                slot.future.cancel()
+        for future, running in self._running.items():
+            if running.task.path == path:
+                running.abandoned = True
+                future.cancel()
 
     def poll(self, timeout: float) -> list[RunOutcome]:
         """Outcomes of runs finished (abandoned ones left out), waiting up to ``timeout``."""
-        futures = [s.future for s in self._slots if s.future is not None]
-        if not futures:
+        if not self._running:
             time.sleep(timeout)
             return []
-        cf.wait(futures, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        done, _ = cf.wait(list(self._running), timeout=timeout,
+                          return_when=cf.FIRST_COMPLETED)
         outcomes = []
-        for slot in self._slots:
-            future, task = slot.future, slot.task
-            if future is not None and task is not None and future.done():
-                outcome = self._outcome(slot, future, task)
-                slot.future, slot.task = None, None
-                if outcome is not None:
-                    outcomes.append(outcome)
+        for future in done:
+            outcome = self._outcome(future, self._running.pop(future))
+            if outcome is not None:
+                outcomes.append(outcome)
         return outcomes
 
-    def _outcome(self, slot: _Slot, future: cf.Future[Any], task: RunTask) -> RunOutcome | None:
+    def _outcome(self, future: cf.Future[Any], running: _Running) -> RunOutcome | None:
+        task = running.task
         try:
             outcome: RunOutcome = future.result()
             return outcome
@@ -102,28 +97,27 @@ class Executor:
             return None
         except (cf.TimeoutError, pebble.ProcessExpired, cf.CancelledError, OSError,
                 RuntimeError) as exc:
-            self._kill_orphans(slot)
-            if slot.abandoned:
+            self._kill_orphans()
+            if running.abandoned:
                 return None
             failure = lost_run_failure(task, exc, self.timeout)
             failure.write(RunDir(task.path))
             return RunOutcome(task, failure)
 
-    def _kill_orphans(self, slot: _Slot) -> None:
-        ended = slot.pool.take_ended()
+    def _kill_orphans(self) -> None:
+        ended = self._pool.take_ended() if self._pool is not None else set()
         if ended:
             proctree.kill_orphans(self._token, ended)
 
     def shutdown(self, *, kill: bool = False) -> None:
         """Stop every slot's process; with ``kill`` the runs' process trees die first."""
-        slots, self._slots = self._slots, []
-        for slot in slots:
+        pool, self._pool = self._pool, None
+        if pool is not None:
             if kill:
-                slot.pool.stop()  # type: ignore[no-untyped-call]
+                pool.stop()
             else:
-                slot.pool.close()  # type: ignore[no-untyped-call]
-        for slot in slots:
-            slot.pool.join(timeout=JOIN_TIMEOUT)
+                pool.close()
+            pool.join(JOIN_TIMEOUT)
         if kill and self._token:
             proctree.kill_tagged(proctree.TOKEN_ENV, self._token, proctree.KILL_GRACE)
         watchdog, self._watchdog = self._watchdog, None

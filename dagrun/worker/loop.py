@@ -29,7 +29,16 @@ from dagrun.errors import FailureKind, SweepBusyError, UsageError
 from dagrun.failures import lost_run, record
 from dagrun.gpus import slots
 from dagrun.layout import STAGES, RunDir, Stage, SweepDir, error_name
-from dagrun.leases import MAX_TAKEOVERS, Heartbeat, Holder, Lease, Observer, claim, take_over
+from dagrun.leases import (
+    MAX_TAKEOVERS,
+    WORKER_GRACE,
+    Heartbeat,
+    Holder,
+    Lease,
+    Observer,
+    claim,
+    take_over,
+)
 from dagrun.lock import REDUCE_WAIT, driver_lock
 from dagrun.plan import make_plan, scan_run
 from dagrun.planstore import planned_runs, read_plan, require_sweep
@@ -119,6 +128,7 @@ class WorkerLoop:
         self.failed: set[str] = set()
         self.ran = 0
         self._next_fill = 0.0
+        self._grace_end = 0.0
         self._idle_since: float | None = None
 
     def run(self) -> None:
@@ -126,6 +136,8 @@ class WorkerLoop:
         self._load()
         say(f"{self.holder.host} pid {self.holder.pid}: {len(self.pending)} run(s) to do in "
             f"{self.sweep.path}, up to {self.runs_at_once} at once")
+        self.heartbeat.announce(self.sweep, self.holder)  # a driver beside us leases ...
+        self._next_fill = self._grace_end = time.monotonic() + WORKER_GRACE  # ... by then
         self.heartbeat.start()
         self.executor.start()
         interrupted = True
@@ -164,7 +176,7 @@ class WorkerLoop:
                 return
 
     def _idle_too_long(self) -> bool:
-        if self.idle_exit is None:
+        if self.idle_exit is None or time.monotonic() < self._grace_end:
             return False
         now = time.monotonic()
         if self._idle_since is None:

@@ -6,6 +6,10 @@ worker that died, whatever its exit code. Workers are started with ``spawn`` (sa
 threads in the driver: the progress bar, user libraries) and get the workflow once, through
 the pool initializer. No more workers are started than there are runs to do.
 
+With ``num_gpus`` per run the workers are a ``SlotPool`` (``slots.py``): one process per GPU
+slot (``dagrun.gpus``), each pinned to its slot's ``CUDA_VISIBLE_DEVICES`` for life, so runs
+never share a GPU unless fractions were asked for; ``min(num_cpus, slots)`` runs at once.
+
 Every process a run starts is stopped with it (``dagrun.proctree``): a worker stops its own
 tree when it is sent SIGTERM; after a worker was killed or crashed the driver kills what its
 runs left (its process group and the processes tagged with it); a watchdog outside the tree
@@ -15,23 +19,29 @@ kills every process of the sweep when the driver ends, ``kill -9`` included.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pebble
 from tqdm import tqdm
 
-from dagrun import proctree
+from dagrun import gpus, proctree
 from dagrun.backends.base import Backend
 from dagrun.backends.process.pool import Pool
+from dagrun.backends.process.slots import SlotPool
 from dagrun.backends.process.spawning import WORKER_CONTEXT
 from dagrun.backends.process.worker import init_worker, pool_args, run_task
+from dagrun.config import Settings
 from dagrun.errors import FailureKind
 from dagrun.failures import crashed_failure, lost_run, timeout_failure
 from dagrun.layout import RunDir
 from dagrun.records import Failure
 from dagrun.stages import RunOutcome, RunTask
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 JOIN_TIMEOUT = 30.0
 
@@ -47,12 +57,26 @@ def lost_run_failure(task: RunTask, exc: BaseException, timeout: float) -> Failu
 
 class ProcessBackend(Backend):
     name = "multiprocessing"
-    _pool: Pool | None = None
+    _pool: Pool | SlotPool | None = None
     _watchdog: Any = None
+
+    @classmethod
+    def check(cls, settings: Settings, cfgs: Sequence[Mapping[str, Any]]) -> None:
+        """With ``num_gpus``: GPUs must be known here (``gpu_ids`` or CUDA_VISIBLE_DEVICES)."""
+        gpus.slots(settings, settings.num_cpus)
+
+    @functools.cached_property
+    def gpu_slots(self) -> list[str | None] | None:
+        """Each worker's ``CUDA_VISIBLE_DEVICES`` with ``num_gpus``; ``None`` without."""
+        if not self.settings.num_gpus:
+            return None
+        return gpus.slots(self.settings, self.settings.num_cpus)
 
     @property
     def workers(self) -> int:
-        return self.settings.num_cpus
+        """``num_cpus``, capped by the number of GPU slots with ``num_gpus``."""
+        cudas = self.gpu_slots
+        return self.settings.num_cpus if cudas is None else len(cudas)
 
     @property
     def capacity(self) -> int:
@@ -63,9 +87,14 @@ class ProcessBackend(Backend):
         blob = self.workflow.dumps()
         self._token = proctree.new_token()
         self._watchdog = proctree.start_watchdog(proctree.TOKEN_ENV, self._token)
-        self._pool = Pool(max_workers=self._pool_size(), initializer=init_worker,
-                          initargs=pool_args(blob, self.fingerprints, self._token),
-                          context=WORKER_CONTEXT)
+        args = pool_args(blob, self.fingerprints, self._token)
+        cudas = self.gpu_slots
+        if cudas is None:
+            self._pool = Pool(max_workers=self._pool_size(), initializer=init_worker,
+                              initargs=args, context=WORKER_CONTEXT)
+        else:
+            self._note_capped()
+            self._pool = SlotPool(cudas[:self._pool_size()], init_worker, args)
         self._futures: dict[cf.Future[Any], RunTask] = {}
 
     def _pool_size(self) -> int:
@@ -81,6 +110,20 @@ class ProcessBackend(Backend):
             tqdm.write(f"dagrun: note: {self.workers} worker processes (num_cpus / -j) asked "
                        f"for on a machine with {cpus} CPUs: runs will share them",
                        file=sys.stderr)
+
+    def _capped(self) -> str:
+        """Why fewer workers than ``num_cpus`` run with GPU slots ('' when not capped)."""
+        asked = self.settings.num_cpus
+        if self.gpu_slots is None or self.workers >= asked:
+            return ""
+        given = ", ".join(gpus.visible_gpus(self.settings))
+        return (f"num_cpus (-j) {asked} capped at {self.workers}: num_gpus "
+                f"{self.settings.num_gpus:g} per run leaves {self.workers} GPU slot(s) on "
+                f"GPUs {given}")
+
+    def _note_capped(self) -> None:
+        if self._capped():
+            tqdm.write(f"dagrun: note: {self._capped()}", file=sys.stderr)
 
     def submit(self, task: RunTask) -> None:
         timeout = self.settings.timeout or None
@@ -119,7 +162,13 @@ class ProcessBackend(Backend):
 
     def describe(self) -> str:
         timeout = f", timeout {self.settings.timeout:g} s" if self.settings.timeout else ""
-        return f"multiprocessing, {self._pool_size()} worker process(es){timeout}"
+        cudas = self.gpu_slots
+        pinned = ""
+        if cudas is not None:
+            devices = " | ".join(str(c) for c in cudas[:self._pool_size()])
+            capped = f"; {self._capped()}" if self._capped() else ""
+            pinned = f", each pinned to a GPU slot (CUDA_VISIBLE_DEVICES {devices}{capped})"
+        return f"multiprocessing, {self._pool_size()} worker process(es){pinned}{timeout}"
 
     def shutdown(self, *, kill: bool = False) -> None:
         """Stop the pool; with ``kill`` (Ctrl-C, errors) the runs' trees die before this
@@ -127,9 +176,9 @@ class ProcessBackend(Backend):
         pool, self._pool = self._pool, None
         if pool is not None:
             if kill:
-                pool.stop()  # type: ignore[no-untyped-call]
+                pool.stop()  # type: ignore[no-untyped-call, unused-ignore]
             else:
-                pool.close()  # type: ignore[no-untyped-call]
+                pool.close()  # type: ignore[no-untyped-call, unused-ignore]
             pool.join(timeout=JOIN_TIMEOUT)
             if kill:
                 proctree.kill_tagged(proctree.TOKEN_ENV, self._token, proctree.KILL_GRACE)

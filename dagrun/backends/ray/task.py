@@ -18,7 +18,9 @@ Every process a run starts inherits an environment tag (``RUN_TAG``, unique per 
 run). When the run ends, whatever still carries its tag is killed: a daemon that a stage
 double-forked (``setsid -f``) does not survive a successful run. A run stopped by its
 ``timeout`` kills the worker itself; a watchdog process, one per worker, then kills
-everything tagged by that worker (``dagrun.proctree.start_watchdog``).
+everything tagged by that worker. The watchdog is double-forked: Ray kills a dying worker's
+own children with it (``kill_child_processes_on_worker_exit``), so a plain child could not
+outlive the worker to clean up after it.
 
 This module is imported on the Ray workers, so dagrun must be installed on every node.
 """
@@ -27,6 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -34,7 +38,7 @@ from dagrun.capture import CaptureMode
 from dagrun.errors import FailureKind
 from dagrun.failures import not_visible_failure
 from dagrun.layout import Stage
-from dagrun.proctree import kill_tagged, start_watchdog
+from dagrun.proctree import kill_tagged
 from dagrun.records import Failure
 from dagrun.stages import RunOutcome, RunTask, StageRunner
 from dagrun.workflow import Workflow
@@ -49,9 +53,37 @@ def _worker_tag() -> str:
     """This worker's tag prefix; its watchdog is started with the first run."""
     if "tag" not in _worker:
         _worker["tag"] = f"ray-{uuid.uuid4().hex[:12]}/"
-        _worker["watchdog"] = start_watchdog(RUN_TAG, _worker["tag"])  # lives as we do
+        _worker["watchdog"] = _start_watchdog(RUN_TAG, _worker["tag"])  # lives as we do
     tag: str = _worker["tag"]
     return tag
+
+
+_WATCHDOG = """
+import os, select, sys
+from dagrun.proctree import kill_tagged
+var, prefix, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if os.fork():
+    os._exit(0)
+os.setsid()
+while os.path.exists(f"/proc/{pid}"):
+    if select.select([0], [], [], 1.0)[0] and not os.read(0, 4096):
+        break
+kill_tagged(var, prefix)
+"""
+
+
+def _start_watchdog(var: str, prefix: str) -> subprocess.Popen[bytes] | None:
+    """A grandchild that kills ``var=prefix...`` once this worker is gone (its stdin, our
+    pipe, closes when we die, however we die); the Popen keeps our end open."""
+    env = {k: v for k, v in os.environ.items() if k != var}  # never kill itself
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", _WATCHDOG, var, prefix,
+                                 str(os.getpid())], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        proc.wait(timeout=60)  # the intermediate process exits at once
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc
 
 
 def _in_driver_folder(cwd: str, task: RunTask) -> str | None:

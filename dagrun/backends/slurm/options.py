@@ -81,13 +81,6 @@ class SlurmOptions:
     def of(cls, settings: Settings) -> SlurmOptions:
         return cls.parse(settings.slurm)
 
-    @property
-    def cpus_per_task(self) -> int:
-        for flag in self.flags:
-            if flag.startswith("--cpus-per-task="):
-                return int(flag.split("=", 1)[1])
-        return 1
-
     def sbatch_args(self, tasks: int, log: str) -> list[str]:
         """The sbatch arguments of an array of ``tasks`` workers logging to ``log``
         (a file name pattern: ``%A`` the array's id, ``%a`` the task)."""
