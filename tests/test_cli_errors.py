@@ -84,13 +84,13 @@ def test_a_bug_in_dagrun_exits_3_with_traceback(tmp_path: Path) -> None:
 
 
 def test_environment_oserror_is_one_line_exit_2(tmp_path: Path) -> None:
-    """dagrun's own I/O failing (here: results.jsonl cannot be written, as on a full disk)
-    is the environment's problem: one line naming the file, exit 2, no traceback."""
+    """dagrun's own I/O failing (here: its state cannot be written, as on a full disk) is
+    the environment's problem: one line naming the file, exit 2, no traceback."""
     wf = write_workflow(tmp_path, FAILING.replace("(1, 3)", "()"))
-    code = ("import errno, os, sys, dagrun.reduce as r\n"
+    code = ("import errno, os, sys, dagrun.codecheck as c\n"
             "def full(*a, **k):\n"
-            "    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), 'out/results.jsonl')\n"
-            "r.rewrite = full\n"
+            "    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), 'out/.dagrun/code.json')\n"
+            "c.remember = full\n"
             "from dagrun.cli import main\n"
             f"sys.exit(main(['execute', {str(wf)!r}, '-q']))\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=child_env(),
@@ -98,8 +98,8 @@ def test_environment_oserror_is_one_line_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last == ("dagrun: error: cannot use out/results.jsonl: No space left on device "
-                    "(free some space)")
+    assert last == ("dagrun: error: cannot use out/.dagrun/code.json: No space left on "
+                    "device (free some space)")
 
 
 @pytest.mark.parametrize(("sig", "rc", "word"), [(signal.SIGTERM, 143, "terminated (SIGTERM)"),

@@ -13,10 +13,13 @@ import signal
 import subprocess
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
 
+from dagrun import leases
+from dagrun.layout import RunDir, SweepDir
 from tests.helpers import (
     Result,
     Sweep,
@@ -190,6 +193,39 @@ def test_worker_started_beside_a_running_execute_duplicates_nothing(sweep: Sweep
         assert [sweep.count(s, i) for s in ("pre", "fit", "post")] == [1, 1, 1], i
     assert [r["experiment_id"] for r in sweep.results()] == list(range(30))
     assert not _leases(sweep.out)
+
+
+def test_gate_leases_runs_in_flight_once_a_worker_appears(tmp_path: Path) -> None:
+    sweep = SweepDir.at(tmp_path / "OUT")
+    first, second = (SimpleNamespace(path=str(tmp_path / "OUT" / n)) for n in ("0", "1"))
+    with leases.Gate(sweep, lease_timeout=60) as gate:
+        assert gate.admit(first) and gate.admit(second)
+        assert not _leases(tmp_path / "OUT") and not gate.leasing
+        worker = leases.Holder.here()
+        presence = leases.Presence.announce(sweep, worker)
+        wait_for(lambda: gate.leasing, WAIT, "the driver to see the worker")
+        assert len(_leases(tmp_path / "OUT")) == 2  # both in flight, leased by the driver
+        assert leases.claim(RunDir(first.path), worker) is None
+        gate.release(first)
+        assert len(_leases(tmp_path / "OUT")) == 1
+    assert not _leases(tmp_path / "OUT")
+    presence.withdraw()
+
+
+def test_gate_refuses_to_go_on_with_a_run_a_worker_claimed_first(tmp_path: Path) -> None:
+    """Cannot happen while the worker grace period holds; if it does, the sweep stops."""
+    sweep = SweepDir.at(tmp_path / "OUT")
+    task = SimpleNamespace(path=str(tmp_path / "OUT" / "0"))
+    with leases.Gate(sweep, lease_timeout=60) as gate:
+        assert gate.admit(task)
+        worker = leases.Holder.here()
+        lease = leases.claim(RunDir(task.path), worker)  # a worker that did not wait
+        presence = leases.Presence.announce(sweep, worker)
+        wait_for(lambda: gate.leasing, WAIT, "the driver to see the worker")
+        with pytest.raises(leases.LeaseConflict, match="claimed by a dagrun worker"):
+            gate.ready(idle=False)
+    assert lease is not None and lease.owned()  # the worker's lease is left alone
+    presence.withdraw()
 
 
 def test_sigterm_stops_runs_and_releases_leases_at_once(sweep: Sweep) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import os
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from dagrun.stages import RunOutcome, RunTask
 from dagrun.worker import child
 
 JOIN_TIMEOUT = 30.0
+OWN_SIGTERM_GRACE = 1.0  # seconds to wait for our own SIGTERM after a run's process got one
 
 
 @dataclass
@@ -100,6 +102,12 @@ class Executor:
             self._kill_orphans()
             if running.abandoned:
                 return None
+            if isinstance(exc, pebble.ProcessExpired) and exc.exitcode == -signal.SIGTERM:
+                # A batch system stopping this worker (Slurm: time limit, preemption,
+                # scancel) signals every process of the job at once. Give this process's own
+                # SIGTERM a moment to arrive: it stops the worker and releases the run
+                # (``Terminated`` raised out of this sleep), instead of blaming the run.
+                time.sleep(OWN_SIGTERM_GRACE)
             failure = lost_run_failure(task, exc, self.timeout)
             failure.write(RunDir(task.path))
             return RunOutcome(task, failure)

@@ -8,10 +8,12 @@ while other workers' leases are live. It ends when every run is done or given up
 rewrites ``results.jsonl`` under the one-driver lock (held for a moment), so whoever ends
 last leaves it complete and sorted.
 
-Attempts: a run that had failed before this worker started is attempted again (attempt 1, as
-``execute`` would); a run whose failure record changed while this worker watched was just
-failed by another worker, which already spent its retries on it (the attempt count lives in
-the record), so it is retried only if attempts are left.
+Attempts: a run that failed before the sweep was last planned (``dagrun plan`` or
+``execute``) is attempted again (attempt 1, as ``execute`` would). A failure record written
+since then — by this worker, another worker or the driver, whenever each started — counts:
+its attempt count (kept in the record) says whether attempts are left. "Since" compares the
+record's modification time with ``workflow.pkl``'s, both set by the file system holding OUT,
+never the clocks of two hosts; a record that changed while this worker watched counts too.
 """
 
 from __future__ import annotations
@@ -130,6 +132,7 @@ class WorkerLoop:
         self._next_fill = 0.0
         self._grace_end = 0.0
         self._idle_since: float | None = None
+        self.planned_ns = _mtime_ns(sweep.workflow)  # when the sweep was last planned
 
     def run(self) -> None:
         """The loop; on Ctrl-C/SIGTERM its runs are killed and its leases released."""
@@ -207,7 +210,7 @@ class WorkerLoop:
 
     def _attempt(self, item: _Run, run: RunDir, failed: bool) -> RunTask | None:
         """The task to execute next for ``run``; ``None`` when its attempts are spent."""
-        if not failed or _errors(run) == item.errors:
+        if not failed or (_errors(run) == item.errors and not self._this_plan(run)):
             return item.task
         last = max((f for f in (Failure.read(run, s) for s in _stages(run)) if f),
                    key=lambda f: f.attempt, default=None)
@@ -215,6 +218,14 @@ class WorkerLoop:
         if attempt > self.settings.retries:
             return None
         return RunTask(item.task.exp_id, item.task.rep, run.path, attempt + 1, "retry")
+
+    def _this_plan(self, run: RunDir) -> bool:
+        """Whether a failure record of ``run`` was written since the sweep was planned."""
+        for stage in _stages(run):
+            with contextlib.suppress(OSError):
+                if os.stat(run.error(stage)).st_mtime_ns >= self.planned_ns:
+                    return True
+        return False
 
     def _lease(self, task: RunTask) -> Lease | None:
         """Claim the run, or take it over when its lease is stale; ``None`` when another
@@ -309,3 +320,10 @@ def _errors(run: RunDir) -> tuple[Any, ...]:
             st = os.stat(os.path.join(run.path, name))
             out.append((name, st.st_ino, st.st_size, st.st_mtime_ns))
     return tuple(out)
+
+
+def _mtime_ns(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
