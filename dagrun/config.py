@@ -28,8 +28,9 @@ KEY_ALIASES = {
     "malocher_user": "ssh_user",
     "malocher_port": "ssh_port",
     "malocher_key": "ssh_key",
-    "malocher_dir": "ssh_dir",
 }
+# keys of the original tool that dagrun accepts and does not need (runs live in OUT)
+IGNORED_KEYS = frozenset({"malocher_dir"})
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,6 @@ class Settings:
     ssh_port: int = 22
     ssh_key: str | None = None
     ssh_config: str | None = None
-    ssh_dir: str | None = None
     python: str | None = None
     report: bool = True  # write OUT/report.html after an execute that ran something
     gpu_ids: tuple[str, ...] | None = None  # local GPUs runs may use (None: CUDA_VISIBLE_DEVICES)
@@ -130,7 +130,6 @@ def _validated_settings(values: dict[str, Any]) -> Settings:
         ("ssh_port", lambda v: _is_int(v) and 1 <= v <= 65535, "a port number 1..65535"),
         ("ssh_key", lambda v: v is None or isinstance(v, (str, os.PathLike)), "a path"),
         ("ssh_config", lambda v: v is None or isinstance(v, (str, os.PathLike)), "a path"),
-        ("ssh_dir", lambda v: v is None or isinstance(v, (str, os.PathLike)), "a path"),
         ("python", lambda v: v is None or (isinstance(v, str) and v != ""), "an interpreter path"),
         ("report", lambda v: isinstance(v, bool), "True or False"),
         ("lease_timeout", lambda v: _is_number(v) and v > 0, "a number of seconds > 0"),
@@ -142,7 +141,7 @@ def _validated_settings(values: dict[str, Any]) -> Settings:
         if key in values:
             _expect(ok(values[key]), key, what, values[key])
     kwargs = {k: values[k] for k, _, _ in checks if k in values}
-    for key in ("ssh_key", "ssh_config", "ssh_dir"):
+    for key in ("ssh_key", "ssh_config"):
         if kwargs.get(key) is not None:
             kwargs[key] = os.path.expanduser(os.fspath(kwargs[key]))
     hosts = _check_hosts(values["hosts"]) if "hosts" in values else ()
@@ -163,7 +162,7 @@ class BaseConfig:
 
 KNOWN_KEYS = frozenset(
     {"out_path", *STAGE_KEYS, *Settings.__dataclass_fields__,
-     *KEY_ALIASES}
+     *KEY_ALIASES, *IGNORED_KEYS}
 )
 
 
@@ -178,6 +177,8 @@ def validate_basecfg(basecfg: Any) -> BaseConfig:
             close = difflib.get_close_matches(str(key), sorted(KNOWN_KEYS), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"basecfg has unknown key {key!r}{hint}")
+        if key in IGNORED_KEYS:
+            continue
         target = KEY_ALIASES.get(key, key)
         if target in given_as:
             raise ConfigError(f"basecfg sets both {given_as[target]!r} and {key!r}; use one")

@@ -79,7 +79,7 @@ def _referenced_names(obj: Any) -> set[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _library_roots() -> tuple[str, ...]:
+def library_roots() -> tuple[str, ...]:
     """Folders whose code is not the user's: Python's own, installed packages, dagrun."""
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix,
              *(sysconfig.get_paths().get(k, "") for k in ("stdlib", "purelib", "platlib"))}
@@ -92,7 +92,7 @@ def is_user_module(module: types.ModuleType | None) -> bool:
     path = getattr(module, "__file__", None)
     if module is None or not path:
         return False
-    return not os.path.realpath(path).startswith(_library_roots())
+    return not os.path.realpath(path).startswith(library_roots())
 
 
 def _user_code(obj: Any) -> bool:

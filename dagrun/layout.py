@@ -34,6 +34,7 @@ STAGES: tuple[Stage, ...] = (Stage.PRE, Stage.FIT, Stage.POST)
 RESULTS = "results.jsonl"
 CONFIG = "config.json"
 STATE_DIR = ".dagrun"
+CODE_DIR = "code"  # OUT/.dagrun/code/<digest>/: the copy of the workflow's code
 LEASE = "lease.json"
 
 

@@ -32,7 +32,6 @@ import os
 import re
 import shutil
 import sys
-import sysconfig
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,8 +40,8 @@ from typing import Any
 
 from dagrun import atomic
 from dagrun.errors import UsageError
-
-CODE_DIR = "code"  # under OUT/.dagrun
+from dagrun.fingerprint import library_roots
+from dagrun.layout import CODE_DIR
 
 _importing = False  # True while a workflow file or its copy is being imported
 
@@ -116,18 +115,9 @@ class Collected:
         return h.hexdigest()[:16]
 
 
-def _excluded_roots() -> tuple[str, ...]:
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix,
-             *(sysconfig.get_paths().get(k, "") for k in ("stdlib", "purelib", "platlib"))}
-    import dagrun
-
-    roots.add(os.path.dirname(os.path.abspath(dagrun.__file__)))
-    return tuple(os.path.join(os.path.realpath(r), "") for r in roots if r)
-
-
 def _user_modules(folders: tuple[str, ...]) -> Iterator[tuple[str, str]]:
     """(dotted name, file) of imported modules whose source lies under ``folders``."""
-    excluded = _excluded_roots()
+    excluded = library_roots()
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
         if not path or not path.endswith(".py") or name == "__main__" or name.startswith(

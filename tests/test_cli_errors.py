@@ -173,3 +173,12 @@ def test_bad_numbers_and_folders_say_what_is_expected(tmp_path: Path) -> None:
     assert result.rc == 2
     assert result.error_lines[-1] == (f"dagrun: error: {tmp_path} is a folder; give the "
                                       f"workflow file (e.g. {wf})")
+
+
+def test_malocher_dir_is_accepted_and_not_needed() -> None:
+    """The original tool's working folder for malocher: runs live in OUT, so it is ignored."""
+    from dagrun.config import validate_basecfg
+
+    base = validate_basecfg({"out_path": "o", "pre": print, "fit": print, "post": print,
+                             "malocher_dir": "/tmp/malocher"})
+    assert "malocher_dir" not in vars(base.settings) and "ssh_dir" not in vars(base.settings)
