@@ -273,7 +273,7 @@ def scenario_driver(tool: Tool, env: Env, args: argparse.Namespace) -> dict[str,
         calls_at_kill = len(calls(work))
         proc.kill()
         proc.wait()
-        seen = {}
+        seen: dict[int, int] = {}
         for wait_s in (1, 5, 15):
             time.sleep(wait_s - (max(seen) if seen else 0))
             seen[wait_s] = alive(workers)

@@ -123,7 +123,7 @@ def overhead(tmp: Path, sizes: list[int]) -> None:
 
 
 def _calibrate(seconds: float) -> int:
-    return floor.calibrate_loops(seconds)
+    return int(floor.calibrate_loops(seconds))
 
 
 def efficiency(tmp: Path, runs: int) -> None:

@@ -15,14 +15,14 @@ Output, two ways, chosen by where the stage runs:
 
 A log that stays empty is removed; a log appended to by a later attempt gets a separator line.
 
-State (``isolated``): the working folder, ``os.environ``, ``sys.path`` and the ``logging``
-configuration (the root logger's handlers and level, the handlers, level and switches of the
-loggers that existed before, ``logging.disable``) are recorded before each stage call and put
-back after it when they changed, so one run cannot change how the next one runs, and a run
-resumed at ``fit`` sees what an uninterrupted one sees. Recording is a few copies of small
-lists and dicts; restoring happens only for what changed. Not isolated: the global random
-state, and the state of imported modules (a process runs many runs; seed per run from
-``cfg["run_id"]``).
+State (``isolated``): the working folder, ``os.environ``, ``sys.path``, ``sys.stdout`` and
+``sys.stderr``, and the ``logging`` configuration (the root logger's handlers and level, the
+handlers, level and switches of the loggers that existed before, ``logging.disable``) are
+recorded before each stage call and put back after it when they changed, so one run cannot
+change how the next one runs, and a run resumed at ``fit`` sees what an uninterrupted one
+sees. Recording is a few copies of small lists and dicts; restoring happens only for what
+changed. Not isolated: the global random state, warning filters, and the state of imported
+modules (a process runs many runs; seed per run from ``cfg["run_id"]``).
 """
 
 from __future__ import annotations
@@ -322,15 +322,16 @@ def _loggers() -> list[logging.Logger]:
 class ProcessState:
     """The process-wide state a stage call may change and ``restore`` puts back.
 
-    Taken before every stage call, so it is built with C-level copies only (about 20 µs
-    with 300 loggers); ``restore`` compares the same way and works per item only for what
-    changed.
+    Taken before every stage call, so it is built with C-level copies only (a few µs;
+    tens of µs with 300 loggers); ``restore`` compares the same way and works per item only
+    for what changed.
     """
 
     cwd: str | None
     environ: dict[Any, Any]
     path_object: list[str]  # ``sys.path`` itself, in case a stage rebinds it
     path: list[str]
+    streams: tuple[Any, Any]  # ``sys.stdout`` and ``sys.stderr``
     loggers: list[logging.Logger]
     handlers: list[tuple[logging.Handler, ...]]  # per logger
     settings: list[tuple[int, bool, bool]]  # per logger: level, propagate, disabled
@@ -339,9 +340,9 @@ class ProcessState:
     @classmethod
     def now(cls) -> ProcessState:
         loggers = _loggers()
-        return cls(_getcwd(), _environ(), sys.path, list(sys.path), loggers,
-                   list(map(tuple, map(_HANDLERS, loggers))), list(map(_SETTINGS, loggers)),
-                   logging.Logger.manager.disable)
+        return cls(_getcwd(), _environ(), sys.path, list(sys.path), (sys.stdout, sys.stderr),
+                   loggers, list(map(tuple, map(_HANDLERS, loggers))),
+                   list(map(_SETTINGS, loggers)), logging.Logger.manager.disable)
 
     def restore(self) -> None:
         """Put back what changed since ``now`` (only that: most calls change nothing)."""
@@ -354,6 +355,8 @@ class ProcessState:
             sys.path = self.path_object
         if sys.path != self.path:
             sys.path[:] = self.path
+        if sys.stdout is not self.streams[0] or sys.stderr is not self.streams[1]:
+            sys.stdout, sys.stderr = self.streams
         loggers = self.loggers
         if (list(map(tuple, map(_HANDLERS, loggers))) != self.handlers
                 or list(map(_SETTINGS, loggers)) != self.settings):

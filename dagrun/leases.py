@@ -444,6 +444,7 @@ class Gate:
         self._leasing = False
         self._unleased: dict[str, RunDir] = {}  # runs in flight before leasing began
         self._conflicts: list[str] = []
+        self._closed = False
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="dagrun-workers-watch",
                                          daemon=True)
@@ -459,6 +460,8 @@ class Gate:
         self._stop.set()
         if self._watcher.is_alive():
             self._watcher.join(timeout=10)
+        with self._lock:  # a switch to leasing still under way ends first, or never begins
+            self._closed = True
         self.heartbeat.stop()
 
     @property
@@ -480,8 +483,13 @@ class Gate:
     def _start_leasing(self) -> None:
         """Lease from now on, beginning with the runs in flight (see the class docstring)."""
         with self._lock:
+            if self._closed:
+                return
             for run in self._unleased.values():
-                lease = claim(run, self.holder)
+                try:
+                    lease = claim(run, self.holder)
+                except OSError:  # an unwritable run folder: no worker can claim it either
+                    continue
                 if lease is None:
                     self._conflicts.append(run.path)
                 else:

@@ -35,6 +35,7 @@ def seen():
     root = logging.getLogger()
     return {"cwd": os.getcwd(), "leak": os.environ.get("DAGRUN_TEST_LEAK"),
             "home": os.environ.get("HOME"), "path": "/leaked" in sys.path,
+            "stdout": getattr(sys.stdout, "name", None),
             "root_handlers": len(root.handlers), "root_level": root.level,
             "lib_handlers": len(LIB.handlers), "lib_level": LIB.level}
 
@@ -44,6 +45,7 @@ def change(cfg):
     os.environ["DAGRUN_TEST_LEAK"] = "leaked"
     os.environ.pop("HOME", None)
     sys.path.insert(0, "/leaked")
+    sys.stdout = open(os.devnull, "w")
     logging.basicConfig(level=logging.INFO, format="LOGGED %(message)s")
     LIB.addHandler(logging.FileHandler(os.path.join(cfg["out_path"], "lib.log")))
     LIB.setLevel(logging.DEBUG)
