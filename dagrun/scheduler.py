@@ -308,7 +308,7 @@ def _invalidate_experiment(sweep: SweepDir, exp_id: int) -> None:
 
 def _tasks(plan: Plan) -> list[RunTask]:
     """The runs to execute, each with the reason the plan gives."""
-    return [RunTask(r.status.exp_id, r.status.rep, r.status.run.path, 1, r.text)
+    return [RunTask(r.status.exp_id, r.status.rep, r.status.run.path, 1)
             for r in plan.todo()]
 
 
@@ -369,11 +369,11 @@ class _Execution:
                     self.progress.write(
                         f"dagrun: {len(todo)} of {total} runs to execute on "
                         f"{backend.describe()}; out: {self.prep.sweep.path}")
-                outstanding = 0
+                outstanding, window = 0, backend.capacity * 2 + 16
                 while todo or outstanding or gate.waiting or self.delayed:
-                    while todo and outstanding < backend.capacity * 2 + 16:
+                    while todo and outstanding < window:
                         task = todo.popleft()
-                        if self._admit(gate, task, backend.running()):
+                        if self._admit(gate, task, backend):
                             backend.submit(task)
                             outstanding += 1
                     todo.extend(gate.ready(idle=not outstanding))
@@ -390,6 +390,7 @@ class _Execution:
                             if remaining[exp_id] == 0:
                                 self._append_result(self.by_id[exp_id], scores.pop(exp_id, {}))
                     self.progress.set_running(backend.running() + gate.waiting)
+                    self.appender.flush_due()  # lines gathered in a burst, at most 0.2 s late
                     self._watch_state()
         finally:
             self.progress.close()
@@ -409,7 +410,7 @@ class _Execution:
                                 "this driver runs; it is written again when the sweep ends "
                                 "(no other driver can start meanwhile)")
 
-    def _admit(self, gate: leases.Gate, task: RunTask, running: int) -> bool:
+    def _admit(self, gate: leases.Gate, task: RunTask, backend: Backend) -> bool:
         """``gate.admit``; a run folder that cannot be written (read-only, full) fails the
         run (kind ``engine``) instead of the sweep."""
         try:
@@ -417,7 +418,7 @@ class _Execution:
         except OSError as exc:
             stage = failures.running_stage(task)
             failure = Failure.from_exception(stage, exc, task.attempt, FailureKind.ENGINE)
-            self._record(RunOutcome(task, failure), running)
+            self._record(RunOutcome(task, failure), backend.running())
             return False
 
     def _record(self, outcome: RunOutcome, running: int) -> None:
@@ -447,7 +448,7 @@ class _Execution:
         or once per run when quiet."""
         retries, attempt = self.settings.retries, task.attempt
         delay = min(RETRY_DELAY * 2 ** (attempt - 1), RETRY_DELAY_MAX)
-        retry = RunTask(task.exp_id, task.rep, task.path, attempt + 1, "retry")
+        retry = RunTask(task.exp_id, task.rep, task.path, attempt + 1)
         heapq.heappush(self.delayed, (time.monotonic() + delay, next(self.order), retry))
         if self.settings.verbose:
             self.progress.write(f"dagrun: run {task.label} failed in {stage} ({first_line}); "

@@ -54,7 +54,6 @@ class RunTask:
     rep: int
     path: str
     attempt: int = 1
-    reason: str = ""
 
     @property
     def label(self) -> str:

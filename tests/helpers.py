@@ -288,12 +288,13 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def markers(out: Path) -> set[tuple[str, int, int]]:
     """(stage, experiment_id, rep) of every ``.done`` marker under ``out`` (rep 0 if flat)."""
     found = set()
-    for path in out.rglob("*.done"):
-        rel = path.relative_to(out).parts
-        if rel[0] == ".dagrun":
-            continue
-        rep = int(rel[1]) if len(rel) == 3 else 0
-        found.add((path.stem, int(rel[0]), rep))
+    for folder, dirs, files in os.walk(out):  # a folder vanishing mid-walk is skipped
+        dirs[:] = [d for d in dirs if d != ".dagrun"]  # dagrun's own state, written meanwhile
+        for name in files:
+            if name.endswith(".done"):
+                rel = Path(folder, name).relative_to(out).parts
+                rep = int(rel[1]) if len(rel) == 3 else 0
+                found.add((name[: -len(".done")], int(rel[0]), rep))
     return found
 
 

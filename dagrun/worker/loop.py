@@ -157,7 +157,7 @@ class WorkerLoop:
         plan = make_plan(self.sweep, planned_runs(self.sweep), compare=False)
         for planned in plan.todo():
             s = planned.status
-            task = RunTask(s.exp_id, s.rep, s.run.path, 1, planned.text)
+            task = RunTask(s.exp_id, s.rep, s.run.path, 1)
             self.pending[s.run.path] = _Run(task, _errors(s.run) if s.failed else ())
 
     def _loop(self) -> None:
@@ -217,7 +217,7 @@ class WorkerLoop:
         attempt = last.attempt if last is not None else 0
         if attempt > self.settings.retries:
             return None
-        return RunTask(item.task.exp_id, item.task.rep, run.path, attempt + 1, "retry")
+        return RunTask(item.task.exp_id, item.task.rep, run.path, attempt + 1)
 
     def _this_plan(self, run: RunDir) -> bool:
         """Whether a failure record of ``run`` was written since the sweep was planned."""
@@ -266,7 +266,7 @@ class WorkerLoop:
         if failure is not None and task.attempt <= self.settings.retries:
             say(f"run {task.label} failed in {failure.stage} ({failure.first_line}); "
                 f"retrying ({task.attempt}/{self.settings.retries})")
-            retry = RunTask(task.exp_id, task.rep, task.path, task.attempt + 1, "retry")
+            retry = RunTask(task.exp_id, task.rep, task.path, task.attempt + 1)
             self.executor.submit(retry, self.mine[task.path])
             return
         self.ran += 1

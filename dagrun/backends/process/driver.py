@@ -14,6 +14,10 @@ Every process a run starts is stopped with it (``dagrun.proctree``): a worker st
 tree when it is sent SIGTERM; after a worker was killed or crashed the driver kills what its
 runs left (its process group and the processes tagged with it); a watchdog outside the tree
 kills every process of the sweep when the driver ends, ``kill -9`` included.
+
+The driver's own cost per run is kept independent of how many runs are in flight: a finished
+future puts itself into one queue (``add_done_callback``) that ``poll`` waits on, and the
+number of running runs is a count the pool keeps, not a scan of the futures.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import functools
 import os
+import queue
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +101,7 @@ class ProcessBackend(Backend):
             self._note_capped()
             self._pool = SlotPool(cudas[:self._pool_size()], init_worker, args)
         self._futures: dict[cf.Future[Any], RunTask] = {}
+        self._finished: queue.SimpleQueue[cf.Future[Any]] = queue.SimpleQueue()
 
     def _pool_size(self) -> int:
         """``workers``, but never more than there are runs to do."""
@@ -131,12 +137,22 @@ class ProcessBackend(Backend):
             raise RuntimeError("the process pool is not running")
         future = self._pool.schedule(run_task, args=(task,), timeout=timeout)
         self._futures[future] = task
+        future.add_done_callback(self._finished.put)  # at once when it is done already
 
     def poll(self, timeout: float) -> list[RunOutcome]:
+        """The outcomes of the futures that finished: waits for the first one at most
+        ``timeout`` s, then takes the others already there (O(finished), not O(in flight))."""
         if not self._futures:
             return []
-        finished, _ = cf.wait(list(self._futures), timeout=timeout,
-                              return_when=cf.FIRST_COMPLETED)
+        try:
+            finished = [self._finished.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                finished.append(self._finished.get_nowait())
+            except queue.Empty:
+                break
         return [self._outcome(f, self._futures.pop(f)) for f in finished]
 
     def _outcome(self, future: cf.Future[Any], task: RunTask) -> RunOutcome:
@@ -158,7 +174,8 @@ class ProcessBackend(Backend):
                 proctree.kill_orphans(self._token, ended)
 
     def running(self) -> int:
-        return sum(1 for f in self._futures if f.running())
+        """Runs a worker has started and not finished: the pool's count, O(1)."""
+        return self._pool.running() if self._pool is not None else 0
 
     def describe(self) -> str:
         timeout = f", timeout {self.settings.timeout:g} s" if self.settings.timeout else ""

@@ -16,6 +16,9 @@ Four of its habits do not fit a sweep, and are changed here (on pebble's ``PoolM
   process trees in parallel), joined, and only then are the channels closed.
 * The pool does not say which workers ended. ``take_ended`` does, so that the driver can kill
   what a dead worker's runs left behind (``dagrun.proctree.kill_orphans``).
+* Counting the tasks a worker has started means asking every future (``Future.running``),
+  which costs the driver O(tasks in flight) per question. ``running`` is a count kept by the
+  task manager as tasks start and end instead.
 
 These hooks reach into pebble's internals (as of pebble 5.2); ``tests/test_process_tree.py``
 exercises each of them, so a pebble release that moves them fails there, not in a sweep.
@@ -66,11 +69,43 @@ class _Workers(pebble_process.WorkerManager):
         super().force_stop_workers()  # type: ignore[no-untyped-call]
 
 
+class _Tasks(pebble_process.TaskManager):
+    """pebble's task manager, counting the tasks a worker has started and not finished.
+
+    Tasks start in pebble's message thread and end there or in its pool-manager thread
+    (timeouts, dead workers). ``_ending`` holds the tasks being finished, so that a start
+    that races with the end of the same task is never counted after its end."""
+
+    def __init__(self, task_done_callback: Any) -> None:
+        super().__init__(task_done_callback)
+        self.started: set[int] = set()
+        self._ending: set[int] = set()
+        self._count_lock = threading.Lock()
+
+    def task_start(self, task_id: int, worker_id: int | None) -> None:
+        super().task_start(task_id, worker_id)
+        with self._count_lock:
+            task = self.tasks.get(task_id)
+            if task is not None and task.started and task_id not in self._ending:
+                self.started.add(task_id)
+
+    def task_done(self, task_id: int, result: Result[Any]) -> None:
+        with self._count_lock:
+            self.started.discard(task_id)
+            self._ending.add(task_id)
+        try:
+            super().task_done(task_id, result)
+        finally:
+            with self._count_lock:
+                self._ending.discard(task_id)
+
+
 class _Manager(pebble_process.PoolManager):
     """pebble's pool manager: a worker's end fails its task, whatever the exit code."""
 
     def __init__(self, context: Any, mp_context: Any) -> None:
         super().__init__(context, mp_context)
+        self.task_manager: _Tasks = _Tasks(context.task_queue.task_done)
         self.worker_manager: _Workers = _Workers(
             context.workers, context.worker_parameters, mp_context)
         self.exit_codes: dict[int, int] = {}  # workers that ended, for late acknowledgements
@@ -113,6 +148,10 @@ class Pool(pebble.ProcessPool):
                          initargs=initargs, context=context)
         self._manager = _Manager(self._context, context)
         self._pool_manager = self._manager
+
+    def running(self) -> int:
+        """How many tasks a worker has started and not finished (O(1): a kept count)."""
+        return len(self._manager.task_manager.started)
 
     def take_ended(self) -> set[int]:
         """pids of the workers that ended since the last call (killed, crashed, exited)."""

@@ -121,6 +121,10 @@ class SlotPool:
             self._slots[index].busy = False
             self._dispatch()
 
+    def running(self) -> int:
+        """How many tasks a slot's process has started and not finished (one per slot)."""
+        return sum(slot.pool.running() for slot in self._slots)
+
     def take_ended(self) -> set[int]:
         """pids of the processes that ended since the last call (killed, crashed, exited)."""
         ended: set[int] = set()
