@@ -39,10 +39,13 @@ def status_lines(out_path: str, listing: int = 50) -> Iterator[str]:
     if origin is not None:
         yield origin
     yield f"{'stage':<6} {'done':>8} {'failed':>8} {'pending':>8}"
+    done_sets = collections.Counter(r.done_stages for r in runs)  # few distinct sets
+    failed_sets = collections.Counter((r.status.failed, r.done_stages) for r in runs
+                                      if r.status.failed)
     for stage in STAGES:
-        done = sum(1 for r in runs if stage in r.done_stages)
-        failed = sum(1 for r in runs
-                     if stage in r.status.failed and stage not in r.done_stages)
+        done = sum(n for stages, n in done_sets.items() if stage in stages)
+        failed = sum(n for (fails, dones), n in failed_sets.items()
+                     if stage in fails and stage not in dones)
         yield f"{stage.value:<6} {done:>8} {failed:>8} {len(runs) - done - failed:>8}"
     states = collections.Counter(_state(r) for r in runs)
     yield "runs: " + ", ".join(f"{states.get(st, 0)} {st.value}" for st in RunState)

@@ -123,11 +123,16 @@ def run_dirs(sweep: SweepDir, exp: Experiment) -> Iterator[tuple[int, RunDir]]:
         yield rep, sweep.run_dir(exp.exp_id, rep, exp.repetitions)
 
 
-def _complete_since(run: RunDir, newer_than: int) -> bool:
+# post's marker and artifact relative to a run folder, spelled once (by layout) for the loop
+_POST_MARKER = RunDir("").marker(Stage.POST)
+_POST_ARTIFACT = RunDir("").artifact(Stage.POST)
+
+
+def _complete_since(path: str, newer_than: int) -> bool:
     """post's marker exists and post.json has not changed since ``newer_than`` (ns)."""
     try:
-        os.stat(run.marker(Stage.POST))
-        return os.stat(run.artifact(Stage.POST)).st_mtime_ns <= newer_than
+        os.stat(path + _POST_MARKER)
+        return os.stat(path + _POST_ARTIFACT).st_mtime_ns <= newer_than
     except OSError:
         return False
 
@@ -141,12 +146,15 @@ def scan(sweep: SweepDir, experiments: Iterable[Experiment], trusted: Set[int] =
     after two ``stat`` calls when post's marker exists and post.json is unchanged since.
     Everything else is read with one ``listdir``.
     """
-    out = []
+    out: list[RunStatus] = []
+    append = out.append  # the loop runs once per run: keep its Python work small
     for exp in experiments:
-        quick = exp.exp_id in trusted
-        for rep, run in run_dirs(sweep, exp):
-            if quick and _complete_since(run, newer_than):
-                out.append(RunStatus(exp.exp_id, rep, run, _ALL, _EMPTY, True))
+        exp_id, reps = exp.exp_id, exp.repetitions
+        quick = exp_id in trusted
+        for rep in range(reps):
+            run = sweep.run_dir(exp_id, rep, reps)
+            if quick and _complete_since(run.path, newer_than):
+                append(RunStatus(exp_id, rep, run, _ALL, _EMPTY, True))
             else:
-                out.append(scan_run(exp.exp_id, rep, run))
+                append(scan_run(exp_id, rep, run))
     return out
