@@ -487,6 +487,7 @@ class Gate:
                 return
             for run in self._unleased.values():
                 try:
+                    os.makedirs(run.path, mode=0o755, exist_ok=True)  # a run still queued
                     lease = claim(run, self.holder)
                 except OSError:  # an unwritable run folder: no worker can claim it either
                     continue
@@ -502,11 +503,11 @@ class Gate:
         """Claim the run of ``task`` (anything with a ``path``) for this driver; ``False``
         (the task is parked) when a live lease of someone else holds it."""
         run = RunDir(task.path)
-        os.makedirs(run.path, mode=0o755, exist_ok=True)
         with self._lock:
-            if not self._leasing:
+            if not self._leasing:  # alone on OUT: nothing on disk (the runner makes the folder)
                 self._unleased[run.path] = run
                 return True
+            os.makedirs(run.path, mode=0o755, exist_ok=True)
             lease = self._claim(run)
             if lease is None:
                 self._parked[run.path] = task

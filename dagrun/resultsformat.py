@@ -77,8 +77,14 @@ def _csv_cell(value: Any) -> str:
 
 
 def _csv_column(values: list[Any]) -> list[str]:
-    if all(type(v) is float or v is None for v in values):
+    """A column's cells; a column of one plain type (the usual case) in one pass."""
+    kinds = {type(v) for v in values} - {type(None)}
+    if kinds <= {float}:
         return ["" if v is None else repr(v) for v in values]
+    if kinds <= {int}:  # not bool: its type is not int, and JSON writes it true/false
+        return ["" if v is None else str(v) for v in values]
+    if kinds <= {str}:
+        return ["" if v is None else v for v in values]
     return [_csv_cell(v) for v in values]
 
 

@@ -12,6 +12,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -244,3 +245,44 @@ def test_script_without_main_guard_runs_on_multiprocessing(tmp_path: Path) -> No
     assert 2 <= trace_lines.count("top level") <= 3  # the driver and each worker process
     lines = (out / "results.jsonl").read_text().splitlines()
     assert [json.loads(line)["scores"]["x"] for line in lines] == [1, 2, 3, 4, 5, 6]
+
+
+def _ready() -> None:
+    """Pool initializer that does nothing."""
+
+
+def _nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def _exit_now(code: int) -> None:
+    os._exit(code)
+
+
+def test_pool_counts_running_tasks_back_to_zero() -> None:
+    """``Pool.running`` is a count kept as tasks start and end (the driver no longer asks
+    every future): never more than the workers, and 0 again after tasks that finished,
+    overstayed their timeout, or whose worker exited (code 0 included)."""
+    from dagrun.backends.process.pool import Pool
+    from dagrun.backends.process.spawning import WORKER_CONTEXT
+
+    pool = Pool(max_workers=2, initializer=_ready, initargs=(), context=WORKER_CONTEXT)
+    try:
+        futures: list[Future[Any]] = [
+            pool.schedule(_nap, args=(60,), timeout=0.5),
+            pool.schedule(_exit_now, args=(0,)), pool.schedule(_exit_now, args=(3,))]
+        futures += [pool.schedule(_nap, args=(0.01,)) for _ in range(20)]
+        seen: list[int] = []
+
+        def all_ended() -> bool:
+            seen.append(pool.running())
+            return all(f.done() for f in futures)
+
+        wait_for(all_ended, timeout=90, what="every task to end")
+        assert max(seen) <= 2
+        wait_for(lambda: pool.running() == 0, what="the running count back to 0")
+        assert sum(f.exception() is None for f in futures) == 20
+    finally:
+        pool.stop()  # type: ignore[no-untyped-call, unused-ignore]
+        pool.join(timeout=30)

@@ -218,6 +218,7 @@ def test_gate_refuses_to_go_on_with_a_run_a_worker_claimed_first(tmp_path: Path)
     task = SimpleNamespace(path=str(tmp_path / "OUT" / "0"))
     with leases.Gate(sweep, lease_timeout=60) as gate:
         assert gate.admit(task)
+        os.makedirs(task.path)  # the driver's runner made the run folder
         worker = leases.Holder.here()
         lease = leases.claim(RunDir(task.path), worker)  # a worker that did not wait
         presence = leases.Presence.announce(sweep, worker)
