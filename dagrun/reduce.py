@@ -192,8 +192,10 @@ def _record(sweep: SweepDir) -> dict[int, str] | None:
             or data.get("mtime_ns") != st.st_mtime_ns:
         return None
     try:
-        return dict(zip((int(i) for i in data["ids"]), (str(k) for k in data["keys"]),
-                        strict=True))
+        ids, keys = data["ids"], data["keys"]
+        if not (all(type(i) is int for i in ids) and all(type(k) is str for k in keys)):
+            return None  # not a record this version wrote
+        return dict(zip(ids, keys, strict=True))
     except (KeyError, TypeError, ValueError):
         return None
 

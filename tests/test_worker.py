@@ -365,3 +365,46 @@ def test_worker_refuses_a_folder_that_is_not_planned(tmp_path: Path) -> None:
     assert result.rc == 2
     assert "not a dagrun sweep" in result.stderr
     assert textwrap.dedent(result.stderr).count("\n") == 1
+
+
+ALWAYS_FAILS = """
+import os
+
+CALLS = {calls!r}
+
+def pre(cfg):
+    return None
+
+def fit(cfg, _):
+    with open(os.path.join(CALLS, "fit-%d" % cfg["experiment_id"]), "a") as f:
+        f.write("x\\n")
+    if cfg["x"] == 0:
+        raise RuntimeError("always fails")
+    return cfg["x"]
+
+def post(cfg, value):
+    return {{"value": value}}
+
+basecfg = {{"out_path": "OUT", "retries": 1, "verbose": False}}
+cfgs = [{{"x": i}} for i in range(2)]
+"""
+
+
+def test_a_failing_run_is_attempted_once_plus_retries_whatever_worker_starts_when(
+        tmp_path: Path) -> None:
+    """A failure recorded since the sweep was planned counts as an attempt, also for a
+    worker that starts after another one recorded it (Slurm array tasks start apart)."""
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    wf = write_workflow(tmp_path, ALWAYS_FAILS.format(calls=str(calls)))
+    assert run_dagrun("plan", wf, cwd=tmp_path).rc == 0
+    first = start_dagrun("worker", tmp_path / "OUT", cwd=tmp_path, log=tmp_path / "w1.log")
+    assert _finish(first) == 1
+    second = start_dagrun("worker", tmp_path / "OUT", cwd=tmp_path, log=tmp_path / "w2.log")
+    assert _finish(second) == 1
+    assert len((calls / "fit-0").read_text().splitlines()) == 2  # 1 + retries, not per worker
+    assert len((calls / "fit-1").read_text().splitlines()) == 1
+    assert run_dagrun("plan", wf, cwd=tmp_path).rc == 0  # planning again starts afresh
+    third = start_dagrun("worker", tmp_path / "OUT", cwd=tmp_path, log=tmp_path / "w3.log")
+    assert _finish(third) == 1
+    assert len((calls / "fit-0").read_text().splitlines()) == 4
