@@ -306,3 +306,26 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
             st = path.stat()
             snap[str(path.relative_to(folder))] = (st.st_size, st.st_mtime_ns, path.read_bytes())
     return snap
+
+
+# --------------------------------------------------------------------------------------------
+# Processes a stage left behind, found by a marker in their command line.
+
+def processes_with(marker: str) -> list[int]:
+    """Pids of live (not zombie) processes whose command line holds ``marker``."""
+    found = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if p.info["status"] != psutil.STATUS_ZOMBIE and \
+                    any(marker in a for a in p.info["cmdline"] or []):
+                found.append(p.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def saw_both(seen: set[str], marker: str) -> bool:
+    """Whether the daemons of runs 0 and 1 (markers ``MARKER-0``, ``MARKER-1``) have each
+    been seen alive (not necessarily at once: run 0's daemon goes when its run ends)."""
+    seen.update(m for m in (f"{marker}-0", f"{marker}-1") if processes_with(m))
+    return len(seen) == 2

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -26,7 +26,15 @@ from dagrun.backends.ray.driver import oom_message, plain
 from dagrun.backends.ray.resources import request_of
 from dagrun.config import validate_basecfg
 from dagrun.errors import BackendUnavailableError, ConfigError
-from tests.helpers import child_env, dagrun_command, read_jsonl, wait_for, write_workflow
+from tests.helpers import (
+    child_env,
+    dagrun_command,
+    processes_with,
+    read_jsonl,
+    saw_both,
+    wait_for,
+    write_workflow,
+)
 from tests.services import require_service
 from tests.services.ray_cluster import BASE_ENV, RayCluster, ray_available
 
@@ -243,23 +251,6 @@ def cluster() -> Iterator[RayCluster]:
         yield c
 
 
-def _processes(marker: str) -> list[int]:
-    found = []
-    for p in psutil.process_iter(["cmdline", "status"]):
-        try:
-            if p.info["status"] != psutil.STATUS_ZOMBIE and \
-                    any(marker in a for a in p.info["cmdline"] or []):
-                found.append(p.pid)
-        except psutil.Error:
-            continue
-    return found
-
-def _saw_both(seen: set[str], find: Callable[[str], list[int]], marker: str) -> bool:
-    """Whether the daemons of runs 0 and 1 have each been seen alive (not necessarily at
-    once: run 0's daemon goes when its run ends)."""
-    seen.update(m for m in (f"{marker}-0", f"{marker}-1") if find(m))
-    return len(seen) == 2
-
 
 
 STAGES = """
@@ -302,14 +293,14 @@ def test_stages_run_in_the_driver_folder_and_leave_no_daemon(cluster: RayCluster
     try:
         proc = start(ray_env(cluster), wf)
         seen: set[str] = set()
-        wait_for(lambda: _saw_both(seen, _processes, marker), 90, "both daemons to start")
+        wait_for(lambda: saw_both(seen, marker), 90, "both daemons to start")
         err = finish(proc)
         assert proc.returncode == 1, err  # run 1 timed out
         rows = read_jsonl(wf.parent / "OUT" / "results.jsonl")
         assert [(r["experiment_id"], r["scores"]["m"]) for r in rows] == [(0, 42)]
-        wait_for(lambda: not _processes(marker), 30, "the daemons of both runs to die")
+        wait_for(lambda: not processes_with(marker), 30, "the daemons of both runs to die")
     finally:
-        for pid in _processes(marker):
+        for pid in processes_with(marker):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -325,5 +316,5 @@ def test_sigterm_stops_a_ray_driver_like_ctrl_c(cluster: RayCluster, tmp_path: P
         assert "terminated" in err and "Traceback" not in err
         assert (wf.parent / "OUT" / "1" / "pre.done").exists()
     finally:
-        for pid in _processes(marker):
+        for pid in processes_with(marker):
             os.kill(pid, signal.SIGKILL)

@@ -15,10 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from dagrun.backends.ssh.command import HostSpec, SshCommand
@@ -32,7 +31,7 @@ from dagrun.backends.ssh.hosts import (
 )
 from dagrun.config import validate_basecfg
 from dagrun.errors import ConfigError
-from tests.helpers import child_env, read_jsonl, wait_for
+from tests.helpers import child_env, processes_with, read_jsonl, saw_both, wait_for
 from tests.services import require_service
 from tests.services.sshd import SshServer, sshd_unavailable_reason
 
@@ -112,23 +111,6 @@ def server() -> Iterator[SshServer]:
         yield srv
 
 
-def _daemons(marker: str) -> list[int]:
-    found = []
-    for p in psutil.process_iter(["cmdline", "status"]):
-        try:
-            if p.info["status"] != psutil.STATUS_ZOMBIE and \
-                    any(marker in a for a in p.info["cmdline"] or []):
-                found.append(p.pid)
-        except psutil.Error:
-            continue
-    return found
-
-def _saw_both(seen: set[str], find: Callable[[str], list[int]], marker: str) -> bool:
-    """Whether the daemons of runs 0 and 1 have each been seen alive (not necessarily at
-    once: run 0's daemon goes when its run ends)."""
-    seen.update(m for m in (f"{marker}-0", f"{marker}-1") if find(m))
-    return len(seen) == 2
-
 
 
 DAEMON_WORKFLOW = """
@@ -163,17 +145,17 @@ def test_double_forked_daemons_die_after_success_and_timeout(server: SshServer,
         stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     try:
         seen: set[str] = set()
-        wait_for(lambda: _saw_both(seen, _daemons, marker), 60, "both daemons to start")
+        wait_for(lambda: saw_both(seen, marker), 60, "both daemons to start")
         _out, err = proc.communicate(timeout=120)
         assert proc.returncode == 1, err  # run 1 timed out
         assert [r["experiment_id"] for r in read_jsonl(tmp_path / "out" / "results.jsonl")] \
             == [0]
-        wait_for(lambda: not _daemons(marker), 20, "the daemons of both runs to die")
+        wait_for(lambda: not processes_with(marker), 20, "the daemons of both runs to die")
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
-        for pid in _daemons(marker):
+        for pid in processes_with(marker):
             os.kill(pid, signal.SIGKILL)
 
 
