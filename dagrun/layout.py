@@ -191,5 +191,11 @@ class SweepDir:
         base = self.experiment_path(exp_id)
         return RunDir(base if repetitions == 1 else f"{base}{os.sep}{rep}")
 
+    def run_paths(self, exp_id: int, repetitions: int) -> list[str]:
+        """The folders of every repetition of an experiment (as ``run_dir``; one call per
+        experiment, for the loops that plan 100,000 runs)."""
+        base = self.experiment_path(exp_id)
+        return [base] if repetitions == 1 else [f"{base}{os.sep}{r}" for r in range(repetitions)]
+
     def exists(self) -> bool:
         return Path(self.state).is_dir()

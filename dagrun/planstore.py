@@ -120,7 +120,10 @@ def read_index(sweep: SweepDir) -> tuple[str, list[Experiment]] | None:
     try:
         ids, reps = data["ids"], data["repetitions"]
         digests = data.get("digests") or [""] * len(ids)
-        return str(data["digest"]), [Experiment(int(i), int(r), {}, str(d))
+        if not (all(type(i) is int for i in ids) and all(type(r) is int for r in reps)
+                and all(type(d) is str for d in digests)):
+            return None  # not an index this version wrote
+        return str(data["digest"]), [Experiment(i, r, {}, d)  # no configs in the index
                                      for i, r, d in zip(ids, reps, digests, strict=True)]
     except (KeyError, TypeError, ValueError):
         return None

@@ -20,6 +20,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from math import isfinite
 from typing import TYPE_CHECKING, Any
 
 from dagrun.errors import DagrunError, UsageError
@@ -153,7 +154,8 @@ def _stats_from_line(scores: dict[str, Any], repetitions: int) -> dict[str, Stat
     else the line's ``mean_M``/``std_M`` (written when every repetition's value is a number),
     or computed from the per-repetition list."""
     if repetitions == 1:
-        return {k: (float(v), 0.0) if is_number(v) else _NO_STAT for k, v in scores.items()}
+        return {k: (float(v), 0.0) if type(v) in _NUMBER_TYPES and isfinite(v) else _NO_STAT
+                for k, v in scores.items()}  # is_number, inline: once per experiment
     stats: dict[str, Stat] = {}
     for name, values in scores.items():
         if type(values) is list and len(values) == repetitions:
@@ -235,9 +237,12 @@ def split_keys(configs: Sequence[dict[str, Any]]) -> tuple[list[str], dict[str, 
     return varied, constant
 
 
+_NUMBER_TYPES = (int, float)
+
+
 def is_number(value: Any) -> bool:
     """A finite int or float (not a bool)."""
-    return type(value) in (int, float) and math.isfinite(value)
+    return type(value) in _NUMBER_TYPES and isfinite(value)
 
 
 def _numeric_metrics(experiments: Sequence[ExperimentResult]) -> list[str]:

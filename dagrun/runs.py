@@ -127,15 +127,6 @@ _POST_MARKER = RunDir("").marker(Stage.POST)
 _POST_ARTIFACT = RunDir("").artifact(Stage.POST)
 
 
-def _complete_since(path: str, newer_than: int) -> bool:
-    """post's marker exists and post.json has not changed since ``newer_than`` (ns)."""
-    try:
-        os.stat(path + _POST_MARKER)
-        return os.stat(path + _POST_ARTIFACT).st_mtime_ns <= newer_than
-    except OSError:
-        return False
-
-
 def scan(sweep: SweepDir, experiments: Iterable[Experiment], trusted: Set[int] = frozenset(),
          newer_than: int = -1) -> list[RunStatus]:
     """The status of every run of ``experiments``, in (id, rep) order.
@@ -147,13 +138,18 @@ def scan(sweep: SweepDir, experiments: Iterable[Experiment], trusted: Set[int] =
     """
     out: list[RunStatus] = []
     append = out.append  # the loop runs once per run: keep its Python work small
+    stat = os.stat
     for exp in experiments:
-        exp_id, reps = exp.exp_id, exp.repetitions
+        exp_id = exp.exp_id
         quick = exp_id in trusted
-        for rep in range(reps):
-            run = sweep.run_dir(exp_id, rep, reps)
-            if quick and _complete_since(run.path, newer_than):
-                append(RunStatus(exp_id, rep, run, _ALL, _EMPTY, True))
-            else:
-                append(scan_run(exp_id, rep, run))
+        for rep, path in enumerate(sweep.run_paths(exp_id, exp.repetitions)):
+            if quick:  # post's marker exists and post.json is unchanged since it was listed
+                try:
+                    stat(path + _POST_MARKER)
+                    if stat(path + _POST_ARTIFACT).st_mtime_ns <= newer_than:
+                        append(RunStatus(exp_id, rep, RunDir(path), _ALL, _EMPTY, True))
+                        continue
+                except OSError:
+                    pass
+            append(scan_run(exp_id, rep, RunDir(path)))
     return out
