@@ -85,9 +85,11 @@ class _LazyLog:
             self._file.flush()
 
     def close(self) -> None:
+        """Close the log; when this call wrote to it, cut it down to ``LOG_CAP``."""
         self._closed = True
         if self._file is not None:
             self._file.close()
+            _cap_quietly(self.path)
 
 
 class _Tee:
@@ -290,6 +292,8 @@ def _fd(path: str, separator: str) -> Iterator[None]:
         if end == start and not had_content:
             with contextlib.suppress(OSError):
                 os.unlink(path)
+        elif end > start:
+            _cap_quietly(path)
 
 
 _HANDLERS = operator.attrgetter("handlers")
@@ -419,10 +423,9 @@ def capture(mode: CaptureMode, path: str, attempt: int,
     """Context manager that sends what the code inside prints to ``path``."""
     separator = _separator(attempt, host)
     if mode is CaptureMode.FD:
-        return _capped(_fd(path, separator), path)
+        return _fd(path, separator)
     tee = _FdTee.get()
-    inner = tee.capture(path, separator) if tee is not None else _tee(path, separator)
-    return _capped(inner, path)
+    return tee.capture(path, separator) if tee is not None else _tee(path, separator)
 
 
 LOG_CAP = 10 * 1024 * 1024  # bytes a stage log keeps: its head and its tail, cut between
@@ -430,16 +433,12 @@ _CUT = b"----- dagrun: "
 _CUT_WORDS = b" bytes cut from the middle of this log (kept: its head and its tail) -----\n"
 
 
-@contextlib.contextmanager
-def _capped(inner: contextlib.AbstractContextManager[None], path: str) -> Iterator[None]:
-    """``inner``, then the log cut down to ``LOG_CAP`` bytes (a run retried many times,
-    or printing without end, must not fill the disk); a failure to cut is ignored."""
-    try:
-        with inner:
-            yield
-    finally:
-        with contextlib.suppress(OSError):
-            cap_log(path, LOG_CAP)  # read now: a test or a workflow may lower it
+def _cap_quietly(path: str) -> None:
+    """The log cut down to ``LOG_CAP`` bytes after a stage call wrote to it (a run retried
+    many times, or printing without end, must not fill the disk); a failure to cut is
+    ignored. A call that wrote nothing leaves the log as it was: nothing to check."""
+    with contextlib.suppress(OSError):
+        cap_log(path, LOG_CAP)  # read now: a test or a workflow may lower it
 
 
 def cap_log(path: str, limit: int = LOG_CAP) -> bool:
