@@ -20,9 +20,12 @@ the state it pickles (``__reduce_ex__``: ``__getstate__``, ``__dict__`` or ``__s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import pickle
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dagrun.fingerprint import fingerprint
@@ -327,3 +330,42 @@ def _bytes(enc: _Encoder, value: bytes) -> None:
 _PLAIN: dict[type, Callable[[_Encoder, Any], None]] = {
     type(None): _none, bool: _bool, int: _int, float: _float, str: _str, bytes: _bytes,
 }
+
+
+# --------------------------------------------------------------------------------------------
+# Digests of a whole list of cfgs, cached between executions.
+
+def cfgs_key(cfgs: Sequence[Any]) -> str | None:
+    """A key of exactly these cfgs: the SHA-256 of their pickle (``None`` when they do not
+    pickle). Equal pickles mean equal values, so equal keys mean equal digests; a different
+    pickle of equal values (another module name) only costs a recomputation."""
+    try:
+        return hashlib.sha256(pickle.dumps(list(cfgs), protocol=5)).hexdigest()
+    except Exception:  # anything that cannot be pickled: no cache
+        return None
+
+
+def cached_digests(path: str, key: str | None, count: int) -> list[str] | None:
+    """The digests stored at ``path`` for ``key`` (``None`` when there are none for it)."""
+    if key is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    digests = data.get("digests") if isinstance(data, dict) else None
+    if data.get("key") != key or not isinstance(digests, list) or len(digests) != count \
+            or not all(type(d) is str for d in digests):
+        return None
+    return digests
+
+
+def store_digests(path: str, key: str | None, digests: Sequence[str]) -> None:
+    """Remember ``digests`` for ``key`` (best effort: the cache is only a shortcut)."""
+    if key is None:
+        return
+    from dagrun import atomic  # lazy: atomic is not needed to digest a value
+
+    with contextlib.suppress(OSError):
+        atomic.write_json(path, {"key": key, "digests": list(digests)}, indent=None)

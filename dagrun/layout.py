@@ -124,6 +124,12 @@ class SweepDir:
         return os.path.join(self.state, "code.json")
 
     @property
+    def digest_cache(self) -> str:
+        """JSON: the cfgs' content digests and a key of the cfgs they were computed from
+        (a no-op re-execute of a large sweep then digests nothing)."""
+        return os.path.join(self.state, "digests.json")
+
+    @property
     def results_index(self) -> str:
         """JSON: which config digest and repetitions each results.jsonl line was reduced
         from, and the size and mtime of the results.jsonl it describes."""

@@ -39,15 +39,18 @@ def status_lines(out_path: str, listing: int = 50) -> Iterator[str]:
     if origin is not None:
         yield origin
     yield f"{'stage':<6} {'done':>8} {'failed':>8} {'pending':>8}"
-    done_sets = collections.Counter(r.done_stages for r in runs)  # few distinct sets
-    failed_sets = collections.Counter((r.status.failed, r.done_stages) for r in runs
-                                      if r.status.failed)
+    # one pass over the runs; the counts below go over the few distinct kinds of run
+    kinds = collections.Counter((r.reason, r.status.done, r.status.failed) for r in runs)
+    shapes = [(PlannedRun(RunStatus(0, 0, RunDir(""), done, failed), reason), n)
+              for (reason, done, failed), n in kinds.items()]
     for stage in STAGES:
-        done = sum(n for stages, n in done_sets.items() if stage in stages)
-        failed = sum(n for (fails, dones), n in failed_sets.items()
-                     if stage in fails and stage not in dones)
+        done = sum(n for r, n in shapes if stage in r.done_stages)
+        failed = sum(n for r, n in shapes
+                     if stage in r.status.failed and stage not in r.done_stages)
         yield f"{stage.value:<6} {done:>8} {failed:>8} {len(runs) - done - failed:>8}"
-    states = collections.Counter(_state(r) for r in runs)
+    states: collections.Counter[RunState] = collections.Counter()
+    for r, n in shapes:
+        states[_state(r)] += n
     yield "runs: " + ", ".join(f"{states.get(st, 0)} {st.value}" for st in RunState)
     yield from _not_done_lines(plan, listing)
     yield from running_lines([(r.status.label, r.status.run) for r in plan.todo()], listing)

@@ -38,7 +38,7 @@ from dagrun.config import (
     validate_basecfg,
     validate_cfgs,
 )
-from dagrun.digest import config_digest
+from dagrun.digest import cached_digests, cfgs_key, config_digest, store_digests
 from dagrun.errors import ConfigError, EnvironmentProblem, FailureKind
 from dagrun.fingerprint import fingerprint
 from dagrun.layout import STAGES, RunDir, Stage, SweepDir
@@ -88,6 +88,7 @@ class Prepared:
     experiments: list[Experiment]
     fingerprints: dict[str, str]
     collected: snapshots.Collected | None = None  # the code to copy into OUT/.dagrun
+    digests_key: str | None = None  # digests computed now, to remember under this key
 
 
 def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None,
@@ -104,8 +105,14 @@ def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None,
     sweep = SweepDir.at(settings.out_path)
     if os.path.exists(sweep.path) and not os.path.isdir(sweep.path):
         raise ConfigError(f"basecfg['out_path'] {sweep.path} exists and is not a folder")
+    cache_key: str | None = None
     if digests is None or len(digests) != len(cfg_list):
-        digests = [config_digest(cfg) for cfg in cfg_list]
+        cache_key = cfgs_key(cfg_list)
+        digests = cached_digests(sweep.digest_cache, cache_key, len(cfg_list))
+        if digests is None:
+            digests = [config_digest(cfg) for cfg in cfg_list]
+        else:
+            cache_key = None  # found: nothing to store
     experiments = [Experiment(i, repetitions_of(cfg, settings.repetitions), json_view(cfg),
                               digests[i]) for i, cfg in enumerate(cfg_list)]
     plain = {k: v for k, v in basecfg.items() if k not in ("pre", "fit", "post")}
@@ -115,7 +122,8 @@ def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None,
     fingerprints = {s.value: (known or {}).get(s.value) or fingerprint(workflow.function(s))
                     for s in STAGES}
     workflow.fingerprints = dict(fingerprints)
-    return Prepared(base, settings, sweep, workflow, experiments, fingerprints, collected)
+    return Prepared(base, settings, sweep, workflow, experiments, fingerprints, collected,
+                    cache_key)
 
 
 def _snapshot(workflow: Workflow, sweep: SweepDir, source: str | None,
@@ -242,6 +250,8 @@ def _write_state(prep: Prepared, blob: bytes | None, *, write_plan_too: bool) ->
         snapshots.put_on_path(snap)
     if blob is not None:
         atomic.write_bytes(sweep.workflow, blob)
+    if prep.digests_key is not None:
+        store_digests(sweep.digest_cache, prep.digests_key, prep.workflow.digests)
 
 
 def _invalidate(plan: Plan, rerun_changed: bool) -> bool:
