@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import pickle
+import sys
 import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from dagrun.fingerprint import fingerprint
+from dagrun.fingerprint import fingerprint, is_user_module
 
 #: cfg keys that are not part of a config's content (dagrun sets or compares them itself).
 EXCLUDED_KEYS = frozenset({"experiment_id", "run_id", "out_path", "repetitions"})
@@ -335,14 +337,34 @@ _PLAIN: dict[type, Callable[[_Encoder, Any], None]] = {
 # --------------------------------------------------------------------------------------------
 # Digests of a whole list of cfgs, cached between executions.
 
+class _NoKey(Exception):
+    """The cfgs hold something whose pickle does not pin its digest (a function)."""
+
+
+class _KeyPickler(pickle.Pickler):
+    """Pickles cfgs for ``cfgs_key``; refuses the user's own functions, which pickle by name
+    while their digest includes their code (an edited function must be a changed config).
+    Library functions (NumPy's array reconstructors, ...) pin their digest by name."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, (types.FunctionType, types.MethodType)):
+            module = sys.modules.get(getattr(obj, "__module__", "") or "")
+            if not getattr(module, "__file__", None) or is_user_module(module):
+                raise _NoKey  # the user's code (a file of theirs, a notebook, a prompt)
+        return NotImplemented
+
+
 def cfgs_key(cfgs: Sequence[Any]) -> str | None:
     """A key of exactly these cfgs: the SHA-256 of their pickle (``None`` when they do not
-    pickle). Equal pickles mean equal values, so equal keys mean equal digests; a different
-    pickle of equal values (another module name) only costs a recomputation."""
+    pickle, or hold a function). Equal pickles mean equal values, so equal keys mean equal
+    digests; a different pickle of equal values (another module name) only costs a
+    recomputation."""
+    buffer = io.BytesIO()
     try:
-        return hashlib.sha256(pickle.dumps(list(cfgs), protocol=5)).hexdigest()
-    except Exception:  # anything that cannot be pickled: no cache
+        _KeyPickler(buffer, protocol=5).dump(list(cfgs))
+    except Exception:  # anything that cannot be pickled, or a function: no cache
         return None
+    return hashlib.sha256(buffer.getbuffer()).hexdigest()
 
 
 def cached_digests(path: str, key: str | None, count: int) -> list[str] | None:

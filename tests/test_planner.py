@@ -277,3 +277,31 @@ def test_digest_tells_values_apart_by_type_and_content() -> None:
         return c + 1
 
     assert digest(scale) != first
+
+
+def test_an_edited_function_in_a_cfg_is_a_changed_config_also_on_the_cached_path(
+        tmp_path: Path) -> None:
+    """Digests are cached between executions under a key of the cfgs' pickle; a function
+    pickles by name, so cfgs holding the user's functions are never taken from the cache."""
+    wf = write_workflow(tmp_path, """
+        def scale(x):
+            return x * 2
+
+        def pre(cfg):
+            return cfg["f"](cfg["x"]) if "f" in cfg else cfg["x"]
+
+        def fit(cfg, v):
+            return v
+
+        def post(cfg, v):
+            return {"v": v}
+
+        basecfg = {"out_path": "out", "verbose": False}
+        cfgs = [{"x": 1, "f": scale}, {"x": 2}]
+        """, name="wf.py")
+    assert run_dagrun("execute", wf, cwd=tmp_path).rc == 0
+    assert run_dagrun("execute", wf, cwd=tmp_path).rc == 0  # unchanged: nothing to say
+    wf.write_text(wf.read_text().replace("x * 2", "x * 3"))
+    result = run_dagrun("execute", wf, cwd=tmp_path)
+    assert result.rc == 2, result.stderr
+    assert "1 experiment(s)" in result.stderr and "experiment 0" in result.stderr
