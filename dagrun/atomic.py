@@ -168,3 +168,11 @@ def _limit(folder: str, name: str, default: int) -> int:
 def makedirs(path: str) -> None:
     """Create a folder (and parents) that only its owner can write to by default."""
     os.makedirs(path, mode=0o755, exist_ok=True)
+
+
+def mtime_ns(path: str, missing: int) -> int:
+    """``path``'s modification time in ns, or ``missing`` when it cannot be read."""
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return missing

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import collections
 import enum
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from dagrun import codecheck, reduce
+from dagrun import atomic, codecheck, reduce
 from dagrun.codecheck import CodeChanges
 from dagrun.errors import ChangedConfigError
 from dagrun.layout import Stage, SweepDir
@@ -142,7 +141,8 @@ def make_plan(sweep: SweepDir, experiments: Sequence[Experiment],
     dropped = sorted(i for i in stored if i not in current)
     suspects = codecheck.suspect_stages(sweep, fingerprints) if fingerprints else []
     trusted = set() if changed or suspects else reduce.trusted_ids(sweep, experiments)
-    statuses = scan(sweep, experiments, trusted, _mtime_ns(sweep.results) if trusted else -1)
+    written = atomic.mtime_ns(sweep.results, -1) if trusted else -1
+    statuses = scan(sweep, experiments, trusted, written)
     code = codecheck.find_changes(sweep, statuses, fingerprints) if fingerprints \
         else CodeChanges({})
     by_id = {e.exp_id: e for e in experiments}
@@ -204,8 +204,3 @@ def _id_ranges(ids: list[int]) -> str:
     return ", ".join(parts)
 
 
-def _mtime_ns(path: str) -> int:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return -1

@@ -8,11 +8,13 @@ with the plan, whatever folder it was found in.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -131,3 +133,14 @@ class Failure:
     def first_line(self) -> str:
         lines = self.message.strip().splitlines()
         return lines[0] if lines else self.kind
+
+
+def failure_signature(folder: str, names: Iterable[str]) -> tuple[Any, ...]:
+    """What the failure records ``names`` in ``folder`` look like now (name, inode, size,
+    mtime): it changes when another process records a failure there again."""
+    out = []
+    for name in sorted(names):
+        with contextlib.suppress(OSError):
+            st = os.stat(os.path.join(folder, name))
+            out.append((name, st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)

@@ -251,8 +251,6 @@ def cluster() -> Iterator[RayCluster]:
         yield c
 
 
-
-
 STAGES = """
 import os, subprocess, time
 

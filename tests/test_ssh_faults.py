@@ -111,8 +111,6 @@ def server() -> Iterator[SshServer]:
         yield srv
 
 
-
-
 DAEMON_WORKFLOW = """
 import subprocess, time
 

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from dagrun import reduce
+from dagrun import atomic, reduce
 from dagrun.config import Settings, validate_basecfg
 from dagrun.errors import FailureKind, SweepBusyError, UsageError
 from dagrun.failures import lost_run, record
@@ -44,7 +44,7 @@ from dagrun.leases import (
 from dagrun.lock import REDUCE_WAIT, driver_lock
 from dagrun.plan import make_plan, scan_run
 from dagrun.planstore import planned_runs, read_plan, require_sweep
-from dagrun.records import Failure
+from dagrun.records import Failure, failure_signature
 from dagrun.signals import stop_signals_interrupt
 from dagrun.stages import RunOutcome, RunTask
 from dagrun.worker.executor import Executor
@@ -132,7 +132,7 @@ class WorkerLoop:
         self._next_fill = 0.0
         self._grace_end = 0.0
         self._idle_since: float | None = None
-        self.planned_ns = _mtime_ns(sweep.workflow)  # when the sweep was last planned
+        self.planned_ns = atomic.mtime_ns(sweep.workflow, 0)  # when the sweep was last planned
 
     def run(self) -> None:
         """The loop; on Ctrl-C/SIGTERM its runs are killed and its leases released."""
@@ -311,19 +311,7 @@ def _done(path: str) -> bool:
 def _errors(run: RunDir) -> tuple[Any, ...]:
     """What the run's failure records look like now (name, inode, size, mtime)."""
     try:
-        names = sorted(_ERROR_NAMES.intersection(os.listdir(run.path)))
+        names = _ERROR_NAMES.intersection(os.listdir(run.path))
     except OSError:
         return ()
-    out = []
-    for name in names:
-        with contextlib.suppress(OSError):
-            st = os.stat(os.path.join(run.path, name))
-            out.append((name, st.st_ino, st.st_size, st.st_mtime_ns))
-    return tuple(out)
-
-
-def _mtime_ns(path: str) -> int:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return 0
+    return failure_signature(run.path, names)

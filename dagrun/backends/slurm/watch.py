@@ -11,7 +11,6 @@ times what the last one took, so a sweep of 100,000 runs on NFS is not read in a
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -19,22 +18,13 @@ from typing import Any
 
 from dagrun.layout import LEASE, STAGES, RunDir, Stage, error_name, marker_name
 from dagrun.leases import read_lease
-from dagrun.records import Failure
+from dagrun.records import Failure, failure_signature
 from dagrun.stages import RunTask
 from dagrun.summary import FailedRun
 
 SCAN_EVERY = 1.0
 _DONE = marker_name(Stage.POST)
 _ERRORS = {error_name(s): s for s in STAGES}
-
-
-def _error_signature(path: str, names: set[str]) -> tuple[Any, ...]:
-    out = []
-    for name in sorted(names):
-        with contextlib.suppress(OSError):
-            st = os.stat(os.path.join(path, name))
-            out.append((name, st.st_ino, st.st_size, st.st_mtime_ns))
-    return tuple(out)
 
 
 def _listing(path: str) -> set[str]:
@@ -65,7 +55,7 @@ class RunWatch:
             watch.pending[task.path] = task
             names = _listing(task.path) & _ERRORS.keys()
             if names:
-                watch._errors_before[task.path] = _error_signature(task.path, names)
+                watch._errors_before[task.path] = failure_signature(task.path, names)
         return watch
 
     def scan(self, force: bool = False) -> bool:
@@ -96,7 +86,7 @@ class RunWatch:
                 self.running[path] = slurm if isinstance(slurm, str) else None
                 return 1
         errors = names & _ERRORS.keys()
-        if errors and _error_signature(path, errors) != self._errors_before.get(path, ()):
+        if errors and failure_signature(path, errors) != self._errors_before.get(path, ()):
             failure = self._last_failure(RunDir(path))
             if failure is not None and failure.attempt > self.retries:
                 del self.pending[path]
