@@ -16,7 +16,7 @@ from dagrun.errors import ChangedConfigError, ConfigError, DagrunError, SweepBus
 
 if TYPE_CHECKING:
     from dagrun.api import read_results, resume, run_experiments
-    from dagrun.results import results_table
+    from dagrun.resultstable import results_table
     from dagrun.summary import Summary
     from dagrun.sweep import Variation, generate_configs
 
@@ -24,7 +24,7 @@ __version__ = "0.1.0"  # the one place the version is written (pyproject.toml re
 
 # public name -> the module that defines it
 _LAZY = {"read_results": "dagrun.api", "resume": "dagrun.api",
-         "run_experiments": "dagrun.api", "results_table": "dagrun.results",
+         "run_experiments": "dagrun.api", "results_table": "dagrun.resultstable",
          "Summary": "dagrun.summary", "Variation": "dagrun.sweep",
          "generate_configs": "dagrun.sweep"}
 

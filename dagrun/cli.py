@@ -259,11 +259,11 @@ def _cmd_clean(args: argparse.Namespace) -> int:
 
 
 def _cmd_results(args: argparse.Namespace) -> int:
-    from dagrun.results import results_table
     from dagrun.resultsformat import format_results
+    from dagrun.resultstable import query
 
-    table = results_table(args.out, sort=args.sort, desc=args.desc, top=args.top,
-                          where=args.where, group_by=args.group_by, columns=args.columns)
+    table = query(args.out, sort=args.sort, desc=args.desc, top=args.top, where=args.where,
+                  group_by=args.group_by, columns=args.columns)
     sys.stdout.write(format_results(table, args.format))
     return EXIT_OK
 

@@ -136,6 +136,13 @@ class SweepDir:
         return os.path.join(self.state, "results-index.json")
 
     @property
+    def results_cache(self) -> str:
+        """marshal: results.jsonl decoded into columns, with the size and checksum of the
+        bytes it was decoded from (``dagrun results`` then decodes only lines appended
+        since)."""
+        return os.path.join(self.state, "results-columns.marshal")
+
+    @property
     def lock(self) -> str:
         return os.path.join(self.state, "lock")
 

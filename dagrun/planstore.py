@@ -13,7 +13,8 @@ import hashlib
 import json
 import os
 import re
-from typing import Any
+from collections.abc import Collection
+from typing import Any, NamedTuple
 
 from dagrun import atomic
 from dagrun.config import canonical
@@ -69,18 +70,25 @@ def read_plan(sweep: SweepDir) -> dict[int, Experiment]:
 
 def write_plan(sweep: SweepDir, experiments: list[Experiment],
                settings: dict[str, Any]) -> None:
-    """Write the plan, then its index (ids, repetitions, config digests and a digest of the
-    whole plan). ``version`` comes first: ``_head_version`` reads it from the first bytes."""
+    """Write the plan, then its index (ids, repetitions, config digests, where each
+    experiment's entry starts in plan.json, and a digest of the whole plan). ``version`` comes
+    first: ``_head_version`` reads it from the first bytes. The text is ASCII (``json.dumps``
+    escapes the rest), so character offsets are byte offsets."""
     ordered = sorted(experiments, key=lambda e: e.exp_id)
-    entries = [{"id": e.exp_id, "repetitions": e.repetitions, "digest": e.digest,
-                "config": e.config} for e in ordered]
-    payload = {"version": PLAN_VERSION, "settings": settings, "experiments": entries}
-    text = json.dumps(payload, allow_nan=True) + "\n"
+    head = json.dumps({"version": PLAN_VERSION, "settings": settings}, allow_nan=True)
+    head = head[:-1] + ', "experiments": ['
+    entries = [json.dumps({"id": e.exp_id, "repetitions": e.repetitions, "digest": e.digest,
+                           "config": e.config}, allow_nan=True) for e in ordered]
+    offsets, pos = [], len(head)
+    for entry in entries:
+        offsets.append(pos)
+        pos += len(entry) + 2  # the ", " between entries
+    text = head + ", ".join(entries) + "]}\n"
     atomic.write_text(sweep.plan, text)
     index = {"version": PLAN_VERSION, "digest": plan_digest(ordered),
              "plan_bytes": len(text.encode()), "ids": [e.exp_id for e in ordered],
              "repetitions": [e.repetitions for e in ordered],
-             "digests": [e.digest for e in ordered]}
+             "digests": [e.digest for e in ordered], "offsets": offsets}
     atomic.write_json(sweep.plan_index, index, indent=None)
 
 
@@ -111,22 +119,89 @@ def _intact_index(sweep: SweepDir) -> dict[str, Any] | None:
     return data
 
 
-def read_index(sweep: SweepDir) -> tuple[str, list[Experiment]] | None:
-    """The plan's digest and its experiments without configs (cheap at 100,000 runs), or
-    ``None`` when the index cannot be trusted."""
+class PlanIndex(NamedTuple):
+    """The plan without its configs: its digest, each experiment's id, repetitions and
+    config digest, and (``None`` in an index of an older dagrun) where each experiment's entry
+    starts in plan.json, so that a few configs can be read without decoding them all."""
+
+    digest: str
+    ids: list[int]
+    repetitions: list[int]
+    digests: list[str]
+    offsets: list[int] | None
+
+    @property
+    def experiments(self) -> list[Experiment]:
+        """The planned experiments, their configs empty."""
+        return [Experiment(i, r, {}, d)
+                for i, r, d in zip(self.ids, self.repetitions, self.digests, strict=True)]
+
+
+def read_index(sweep: SweepDir) -> PlanIndex | None:
+    """The plan index (cheap at 100,000 runs), or ``None`` when it cannot be trusted."""
     data = _intact_index(sweep)
     if data is None:
         return None
     try:
         ids, reps = data["ids"], data["repetitions"]
         digests = data.get("digests") or [""] * len(ids)
-        if not (all(type(i) is int for i in ids) and all(type(r) is int for r in reps)
-                and all(type(d) is str for d in digests)):
+        offsets = data.get("offsets")
+        if not (_all_of(ids, int, len(ids)) and _all_of(reps, int, len(ids))
+                and _all_of(digests, str, len(ids))):
             return None  # not an index this version wrote
-        return str(data["digest"]), [Experiment(i, r, {}, d)  # no configs in the index
-                                     for i, r, d in zip(ids, reps, digests, strict=True)]
+        if not _all_of(offsets, int, len(ids)):
+            offsets = None
+        return PlanIndex(str(data["digest"]), ids, reps, digests, offsets)
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _all_of(values: Any, kind: type, length: int) -> bool:
+    """``values`` is a list of ``length`` items, each exactly of type ``kind``."""
+    return (type(values) is list and len(values) == length
+            and (not values or set(map(type, values)) == {kind}))
+
+
+def read_configs(sweep: SweepDir, index: PlanIndex | None,
+                 ids: Collection[int]) -> dict[int, dict[str, Any]]:
+    """The stored configs of ``ids``: each entry decoded where the index says it starts
+    (a few configs of a 100,000-experiment plan cost no full decode), else the whole plan."""
+    if not ids:
+        return {}
+    if index is not None and index.offsets is not None:
+        found = _configs_at(sweep, index, ids)
+        if found is not None:
+            return found
+    plan = read_plan(sweep)
+    return {i: plan[i].config for i in ids if i in plan}
+
+
+def _configs_at(sweep: SweepDir, index: PlanIndex,
+                ids: Collection[int]) -> dict[int, dict[str, Any]] | None:
+    """The configs of ``ids`` from their entries' offsets; ``None`` when plan.json does not
+    hold what the index says (replaced since the index was read)."""
+    assert index.offsets is not None
+    where = dict(zip(index.ids, index.offsets, strict=True))
+    try:
+        with open(sweep.plan, "rb") as f:
+            text = f.read().decode("ascii")
+    except (OSError, UnicodeDecodeError):
+        return None
+    decoder = json.JSONDecoder()
+    out: dict[int, dict[str, Any]] = {}
+    for exp_id in ids:
+        offset = where.get(exp_id)
+        if offset is None:
+            continue
+        try:
+            entry, _ = decoder.raw_decode(text, offset)
+        except ValueError:
+            return None
+        if not (isinstance(entry, dict) and entry.get("id") == exp_id
+                and isinstance(entry.get("config"), dict)):
+            return None
+        out[exp_id] = entry["config"]
+    return out
 
 
 def stored_digest(sweep: SweepDir) -> str | None:
@@ -139,7 +214,7 @@ def stored_digest(sweep: SweepDir) -> str | None:
 def planned_runs(sweep: SweepDir) -> list[Experiment]:
     """Every planned experiment's id and repetitions (configs only when the index is gone)."""
     index = read_index(sweep)
-    return index[1] if index is not None else list(read_plan(sweep).values())
+    return index.experiments if index is not None else list(read_plan(sweep).values())
 
 
 def require_sweep(path: str) -> SweepDir:

@@ -1,51 +1,59 @@
-"""``dagrun results`` and ``dagrun.results_table``: one row per experiment, read from the disk.
+"""What a sweep found, read from the disk: every planned experiment as one row of columns.
 
-The table is built from what the sweep folder holds right now, so it works while a sweep is
-running: ``OUT/.dagrun/plan.json`` gives every planned experiment and its config,
-``results.jsonl`` the metrics of the experiments that are complete, and for the others each
-run folder's markers and ``post.json`` (only those runs are looked at). Columns:
-``experiment_id``, the config keys that vary across experiments (nested keys dotted), each
-numeric metric ``M`` (``mean_M``/``std_M`` over repetitions unless every experiment has a
-single repetition), ``state`` (done / failed / incomplete) and ``n`` (repetitions done).
+This is the reading half of ``dagrun results``, ``dagrun.results_table`` and ``dagrun
+report`` (the querying half, sort/where/group-by, is ``dagrun.resultstable``; formatting,
+``dagrun.resultsformat``). It reads what the sweep folder holds right now, so it works while
+a sweep is running: the plan's index gives every planned experiment, ``results.jsonl`` the
+metrics and config of the experiments that are complete (decoded into columns once and kept,
+``dagrun.resultscache``), and for the others each run folder's markers and ``post.json``
+plus the experiment's config, decoded from ``plan.json`` at the offset the index records
+(only those runs and configs are read).
 
-Formatting for the terminal, Markdown, LaTeX, CSV and JSON lives in ``dagrun.resultsformat``.
+Everything is kept column by column (``dagrun.columns``: a list per config key and per
+metric), not as an object per experiment: at 100,000 experiments a Python object and a dict
+per row cost more than decoding the file.
 """
 
 from __future__ import annotations
 
 import enum
 import itertools
-import json
-import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from math import isfinite
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dagrun.errors import DagrunError, UsageError
-from dagrun.layout import SweepDir
-from dagrun.planstore import read_index, read_plan, require_sweep
+from dagrun.columns import (
+    FIT_TIME,
+    MISSING,
+    MetricColumns,
+    config_columns,
+    is_number,
+    mean_std,
+    merge,
+    numeric_metrics,
+    same_key,
+    split_keys,
+)
+from dagrun.planstore import PlanIndex, read_configs, read_index, read_plan, require_sweep
 from dagrun.records import read_scores
+from dagrun.resultscache import read_listed
 from dagrun.runs import Experiment, RunState, RunStatus, run_dirs, scan_run
 
 if TYPE_CHECKING:
     import os
 
-    import pandas
+    from dagrun.layout import SweepDir
 
-FIT_TIME = "fit_time"
-_LINE_KEYS = frozenset({"experiment_id", "out_path", "scores"})  # a results line, less config
+__all__ = ["FIT_TIME", "MISSING", "Collected", "ExpState", "collect", "is_number", "same_key",
+           "smaller_is_better"]
+
 STATE, N, EXPERIMENT_ID = "state", "n", "experiment_id"
 
 # Name parts of metrics where a smaller value is better; everything else: larger is better.
 _SMALLER = frozenset({"loss", "err", "error", "errors", "mse", "mae", "rmse", "nll", "time",
                       "seconds", "duration", "latency", "regret", "perplexity", "cost",
                       "distance", "wer", "cer", "fpr", "fnr", "runtime", "memory"})
-
-
-class PandasMissing(DagrunError, ImportError):
-    """``results_table`` needs pandas, which is not installed (the CLI: one line, exit 2)."""
 
 
 class ExpState(str, enum.Enum):
@@ -56,33 +64,27 @@ class ExpState(str, enum.Enum):
     INCOMPLETE = "incomplete"
 
 
-Stat = tuple[float | None, float | None]  # mean and std (ddof=0); None: no numeric value
-_NO_STAT: Stat = (None, None)
-
-
-@dataclass(slots=True)
-class ExperimentResult:
-    """One experiment: its flattened config and each metric's value per repetition done."""
-
-    exp_id: int
-    repetitions: int
-    config: dict[str, Any]  # dotted keys
-    state: ExpState
-    n: int  # repetitions done
-    stats: dict[str, Stat]  # metric -> mean and std over the repetitions done
-    runs: list[RunStatus] = field(default_factory=list)  # scanned runs (not listed ones)
-
-
 @dataclass
 class Collected:
-    """Every planned experiment of a sweep with what the disk says about it."""
+    """Every planned experiment of a sweep, in id order, with what the disk says about it:
+    one list per column, each as long as ``ids``."""
 
     sweep: SweepDir
-    experiments: list[ExperimentResult]
+    ids: list[int]
+    repetitions: list[int]
+    states: list[ExpState]
+    done: list[int]  # repetitions done
+    config: dict[str, list[Any]]  # dotted key -> its value per experiment (MISSING: absent)
+    means: dict[str, list[float | None]]  # numeric metric -> mean over repetitions done
+    stds: dict[str, list[float | None]]  # ... and standard deviation (ddof=0)
+    runs: dict[int, list[RunStatus]]  # the runs scanned (experiments results.jsonl lacks)
     varied: list[str]  # config keys whose value differs between experiments
     constant: dict[str, Any]  # the others, with their one value
     metrics: list[str]  # numeric metrics, fit_time last
     single: bool  # every experiment has one repetition: columns M, not mean_M/std_M
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 def smaller_is_better(metric: str) -> bool:
@@ -96,307 +98,76 @@ def smaller_is_better(metric: str) -> bool:
 # Reading the disk.
 
 def collect(out: str | os.PathLike[str]) -> Collected:
-    """Read a sweep's plan, results.jsonl and (for experiments not listed there) its runs."""
+    """Read a sweep's plan index, results.jsonl (its kept columns when unchanged) and, for
+    experiments not listed there, their runs and stored configs."""
     sweep = require_sweep(str(out))
-    listed = _listed_lines(sweep)
-    experiments = []
-    for exp in _planned(sweep, listed):
-        line = listed.get(exp.exp_id)
-        scores = line.get("scores") if line is not None else None
-        if line is not None and isinstance(scores, dict):
-            config = exp.config or {k: v for k, v in line.items() if k not in _LINE_KEYS}
-            stats = _stats_from_line(scores, exp.repetitions)
-            experiments.append(ExperimentResult(exp.exp_id, exp.repetitions, flatten(config),
-                                                ExpState.DONE, exp.repetitions, stats))
-        else:
-            experiments.append(_from_runs(sweep, exp))
-    varied, constant = split_keys([e.config for e in experiments])
-    return Collected(sweep, experiments, varied, constant, _numeric_metrics(experiments),
-                     all(e.repetitions == 1 for e in experiments))
-
-
-def _planned(sweep: SweepDir, listed: Mapping[int, Any]) -> list[Experiment]:
-    """The planned experiments in id order. When results.jsonl lists every one of them, the
-    plan's index (ids and repetitions) is enough: each line holds its experiment's config,
-    and a 100,000-experiment plan.json is not decoded."""
     index = read_index(sweep)
-    if index is not None and all(e.exp_id in listed for e in index[1]):
-        return sorted(index[1], key=lambda e: e.exp_id)
-    return sorted(read_plan(sweep).values(), key=lambda e: e.exp_id)
+    ids, reps, plan = _planned(sweep, index)
+    listed = read_listed(sweep, index.digest if index is not None else None,
+                         dict(zip(ids, reps, strict=True)))
+    listed_ids = set(listed.ids)
+    where = {exp_id: j for j, exp_id in enumerate(ids)}
+    unlisted = [j for j, exp_id in enumerate(ids) if exp_id not in listed_ids]
+    unlisted_ids = [ids[j] for j in unlisted]
+    stored = read_configs(sweep, index, unlisted_ids) if plan is None else \
+        {i: plan[i].config for i in unlisted_ids}
+    states, done = [ExpState.DONE] * len(ids), list(reps)
+    runs, mean_rows, std_rows = {}, [], []
+    for j in unlisted:
+        exp = Experiment(ids[j], reps[j], {})
+        scanned = [scan_run(exp.exp_id, rep, run) for rep, run in run_dirs(sweep, exp)]
+        runs[exp.exp_id] = scanned
+        states[j], done[j], row_means, row_stds = _from_runs(scanned, exp.repetitions)
+        mean_rows.append(row_means)
+        std_rows.append(row_stds)
+    metrics = MetricColumns(len(unlisted))
+    metrics.add_stats(list(range(len(unlisted))), mean_rows, std_rows)
+    parts = [[where[i] for i in listed.ids], unlisted]
+    config = merge(len(ids), [(parts[0], listed.config), (parts[1], config_columns(
+        [stored.get(i, {}) for i in unlisted_ids]))], MISSING)
+    means = merge(len(ids), [(parts[0], listed.means), (parts[1], metrics.means)], None)
+    stds = merge(len(ids), [(parts[0], listed.stds), (parts[1], metrics.stds)], None)
+    varied, constant = split_keys(config)
+    names = numeric_metrics(means)
+    return Collected(sweep, ids, reps, states, done, config, {m: means[m] for m in names},
+                     {m: stds[m] for m in names}, runs, varied, constant, names,
+                     all(r == 1 for r in reps))
 
 
-def _listed_lines(sweep: SweepDir) -> dict[int, dict[str, Any]]:
-    """results.jsonl by experiment id; a line that does not parse (being appended while we
-    read, or damaged) is left out, and that experiment is read from its runs instead."""
-    try:
-        with open(sweep.results, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        return {}
-    try:  # one decode call for the whole file: a raw newline only ever ends a line
-        rows = json.loads("[" + text.strip().replace("\n", ",") + "]")
-    except ValueError:
-        rows = []
-        for ln in text.split("\n"):
-            try:
-                rows.append(json.loads(ln))
-            except ValueError:
-                continue
-    out = {}
-    for row in rows:
-        if isinstance(row, dict) and isinstance(row.get(EXPERIMENT_ID), int):
-            out[row[EXPERIMENT_ID]] = row
-    return out
+def _planned(sweep: SweepDir, index: PlanIndex | None
+             ) -> tuple[list[int], list[int], dict[int, Experiment] | None]:
+    """The planned experiments' ids (in order) and repetitions, from the plan's index; when
+    the index cannot be trusted, from plan.json, which is then returned too."""
+    if index is None:
+        plan = read_plan(sweep)
+        ids = sorted(plan)
+        return ids, [plan[i].repetitions for i in ids], plan
+    ids, reps = index.ids, index.repetitions
+    if ids != sorted(ids):  # write_plan sorts them; an edited index may not be
+        pairs = sorted(zip(ids, reps, strict=True))
+        ids, reps = [p[0] for p in pairs], [p[1] for p in pairs]
+    return ids, reps, None
 
 
-def _stats_from_line(scores: dict[str, Any], repetitions: int) -> dict[str, Stat]:
-    """Mean and std of each metric of a results line: the metric itself for one repetition;
-    else the line's ``mean_M``/``std_M`` (written when every repetition's value is a number),
-    or computed from the per-repetition list."""
-    if repetitions == 1:
-        return {k: (float(v), 0.0) if type(v) in _NUMBER_TYPES and isfinite(v) else _NO_STAT
-                for k, v in scores.items()}  # is_number, inline: once per experiment
-    stats: dict[str, Stat] = {}
-    for name, values in scores.items():
-        if type(values) is list and len(values) == repetitions:
-            mean, std = scores.get("mean_" + name), scores.get("std_" + name)
-            if type(mean) is not float or type(std) is not float:
-                mean, std = mean_std(values)
-            stats[name] = (mean, std)
-    return stats
-
-
-def _from_runs(sweep: SweepDir, exp: Experiment) -> ExperimentResult:
-    """An experiment results.jsonl does not list yet: its runs' markers and post.json."""
-    runs = [scan_run(exp.exp_id, rep, run) for rep, run in run_dirs(sweep, exp)]
+def _from_runs(runs: Sequence[RunStatus], repetitions: int
+               ) -> tuple[ExpState, int, dict[str, float | None], dict[str, float | None]]:
+    """An experiment results.jsonl does not list yet, from its runs' markers and post.json:
+    its state, repetitions done, and each metric's mean and std over those."""
     per_rep = []
     for status in runs:
         if status.state is RunState.DONE:
             scores = read_scores(status.run)
             if scores is not None:
                 per_rep.append(scores)
-    names: dict[str, None] = {}
-    for scores in per_rep:
-        names.update(dict.fromkeys(scores))
+    names = dict.fromkeys(itertools.chain.from_iterable(per_rep))
     stats = {name: mean_std([s.get(name) for s in per_rep]) for name in names}
     if any(s.state is RunState.FAILED for s in runs):
         state = ExpState.FAILED
-    elif len(per_rep) == exp.repetitions:
+    elif len(per_rep) == repetitions:
         state = ExpState.DONE
     else:
         state = ExpState.INCOMPLETE
-    return ExperimentResult(exp.exp_id, exp.repetitions, flatten(exp.config), state,
-                            len(per_rep), stats, runs)
+    return (state, len(per_rep), {k: v[0] for k, v in stats.items()},
+            {k: v[1] for k, v in stats.items()})
 
 
-# --------------------------------------------------------------------------------------------
-# Configs and metrics.
-
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as dotted keys: ``{"opt": {"lr": 1}}`` -> ``{"opt.lr": 1}``."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if type(value) is dict and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        elif prefix:
-            out[prefix + key] = value
-        else:
-            out[key] = value
-    return out
-
-
-def same_key(value: Any) -> Any:
-    """A hashable stand-in for a JSON value; numbers compare by value (1 == 1.0), and
-    booleans, lists and dicts by their JSON text."""
-    if type(value) in (int, float, str):
-        return value
-    return ("json", json.dumps(value, sort_keys=True, allow_nan=True))
-
-
-_MISSING = object()
-
-
-def split_keys(configs: Sequence[dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
-    """Config keys that vary (different values, or missing somewhere), in first-seen order,
-    and the constant ones with their value. One pass per key over a column of values, with
-    the comparisons done by ``list.count`` (this runs over 100,000 configs)."""
-    keys = dict.fromkeys(itertools.chain.from_iterable(configs))
-    varied: list[str] = []
-    constant: dict[str, Any] = {}
-    for key in keys:
-        column = [c.get(key, _MISSING) for c in configs]
-        first = column[0]
-        same_type = len(set(map(type, column))) == 1
-        if same_type and first is not _MISSING and column.count(first) == len(column):
-            constant[key] = first
-        elif (not same_type and _MISSING not in column
-              and len({same_key(v) for v in column}) == 1):
-            constant[key] = first  # ints and floats mixed: 1 and 1.0 are the same value
-        else:
-            varied.append(key)
-    return varied, constant
-
-
-_NUMBER_TYPES = (int, float)
-
-
-def is_number(value: Any) -> bool:
-    """A finite int or float (not a bool)."""
-    return type(value) in _NUMBER_TYPES and isfinite(value)
-
-
-def _numeric_metrics(experiments: Sequence[ExperimentResult]) -> list[str]:
-    """Metrics with at least one numeric value, in first-seen order, fit_time last."""
-    seen = dict.fromkeys(itertools.chain.from_iterable(e.stats for e in experiments))
-    numeric = {n for n in seen if any(e.stats.get(n, _NO_STAT)[0] is not None
-                                      for e in experiments)}
-    names = [n for n in seen if n in numeric and n != FIT_TIME]
-    return [*names, FIT_TIME] if FIT_TIME in numeric else names
-
-
-def mean_std(values: Iterable[Any]) -> Stat:
-    """Mean and standard deviation (ddof=0, as in results.jsonl) of the numeric values;
-    ``(None, None)`` when there is none."""
-    nums = [float(v) for v in values if is_number(v)]
-    if not nums:
-        return None, None
-    mean = math.fsum(nums) / len(nums)
-    return mean, math.sqrt(math.fsum((x - mean) ** 2 for x in nums) / len(nums))
-
-
-# --------------------------------------------------------------------------------------------
-# The table.
-
-def metric_columns(metrics: Sequence[str], single: bool) -> list[str]:
-    """The csv columns of ``metrics``: ``M``, or ``mean_M`` and ``std_M``."""
-    if single:
-        return list(metrics)
-    return [c for m in metrics for c in (f"mean_{m}", f"std_{m}")]
-
-
-def _columns(collected: Collected) -> dict[str, list[Any]]:
-    """Every column of the full table (constant keys too), one list each."""
-    exps, single = collected.experiments, collected.single
-    cols: dict[str, list[Any]] = {EXPERIMENT_ID: [e.exp_id for e in exps]}
-    for key in [*collected.varied, *collected.constant]:
-        cols[key] = [e.config.get(key) for e in exps]
-    for m in collected.metrics:
-        stats = [e.stats.get(m, _NO_STAT) for e in exps]
-        if single:
-            cols[m] = [st[0] for st in stats]
-        else:
-            cols[f"mean_{m}"] = [st[0] for st in stats]
-            cols[f"std_{m}"] = [st[1] for st in stats]
-    cols[STATE] = [e.state.value for e in exps]
-    cols[N] = [e.n for e in exps]
-    return cols
-
-
-def results_table(out: str | os.PathLike[str], *, sort: str | None = None, desc: bool = False,
-                  top: int | None = None,
-                  where: Mapping[str, Any] | Sequence[str] | None = None,
-                  group_by: str | None = None,
-                  columns: Sequence[str] | None = None) -> pandas.DataFrame:
-    """The results of the sweep in ``out`` as a DataFrame, one row per experiment.
-
-    ``sort``: a column (``mean_acc``) or a bare metric name (``acc``: its mean); rows
-    without a value come last, also with ``desc``. ``where``: ``{"model": "small"}`` or
-    ``["model=small", "lr=0.1"]`` (the value as JSON when it parses). ``group_by``: keep the
-    first row of each value of that key after sorting (the best one by ``sort``). ``top``:
-    the first K rows. ``columns``: show these (config keys, columns, bare metric names)
-    instead of the varied keys, metrics, state and n. Experiments that failed or are not
-    complete are kept, with their ``state``. ``df.attrs`` holds ``metrics`` and ``single``.
-    """
-    try:
-        import pandas as pd
-    except ImportError as exc:
-        raise PandasMissing("dagrun results needs pandas: pip install 'dagrun[pandas]'") from exc
-    collected = collect(out)
-    metrics, single = collected.metrics, collected.single
-    default = [EXPERIMENT_ID, *collected.varied, *metric_columns(metrics, single), STATE, N]
-    known = [*default, *collected.constant]
-    cols = _filter(_columns(collected), parse_where(where), known)
-    full = pd.DataFrame({c: cols[c] for c in known}, columns=known)
-    if sort is not None:
-        full = _sorted(full, resolve_column(sort, known, metrics, single), desc)
-    if group_by is not None:
-        if sort is None:
-            raise UsageError("--group-by needs --sort: it keeps the best row of each group")
-        key = resolve_column(group_by, known, metrics, single)
-        full = full.groupby(full[key].map(same_key), sort=False, dropna=False).head(1)
-    if top is not None:
-        full = full.head(top)
-    shown = _chosen_columns(columns, known, metrics, single) if columns else default
-    table = full[shown].reset_index(drop=True)
-    table.attrs["metrics"] = [m for m in metrics if any(c in shown for c in
-                                                        metric_columns([m], single))]
-    table.attrs["single"] = single
-    return table
-
-
-def resolve_column(name: str, known: Sequence[str], metrics: Sequence[str],
-                   single: bool) -> str:
-    """A column as shown, or a bare metric name meaning its mean."""
-    if name in known:
-        return name
-    if name in metrics and not single:
-        return f"mean_{name}"
-    shown = ", ".join(known[:30]) + (", ..." if len(known) > 30 else "")
-    raise UsageError(f"no column {name!r} in the results; columns: {shown}")
-
-
-def _chosen_columns(columns: Sequence[str], known: Sequence[str], metrics: Sequence[str],
-                    single: bool) -> list[str]:
-    """``--columns``: names as given (a bare metric gives its mean and std), comma lists
-    split, experiment_id first."""
-    names = [n.strip() for c in columns for n in c.split(",") if n.strip()]
-    out = [] if EXPERIMENT_ID in names else [EXPERIMENT_ID]
-    for name in names:
-        picked = metric_columns([name], single) if name in metrics and name not in known \
-            else [resolve_column(name, known, metrics, single)]
-        out.extend(c for c in picked if c not in out)
-    return out
-
-
-def parse_where(where: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
-    """``KEY=VALUE`` strings (the value as JSON when it parses, else the string itself)."""
-    if where is None:
-        return {}
-    if isinstance(where, Mapping):
-        return dict(where)
-    out: dict[str, Any] = {}
-    for item in where:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--where takes KEY=VALUE (e.g. model=small), got {item!r}")
-        try:
-            out[key.strip()] = json.loads(text)
-        except ValueError:
-            out[key.strip()] = text
-    return out
-
-
-def _filter(cols: dict[str, list[Any]], where: Mapping[str, Any],
-            known: Sequence[str]) -> dict[str, list[Any]]:
-    """The rows whose value of each ``where`` key equals the value given."""
-    keep: list[bool] | None = None
-    for key, value in where.items():
-        if key not in cols:
-            raise UsageError(f"--where: no config key or column {key!r}; known: "
-                             f"{', '.join(known[:30])}")
-        wanted = same_key(value)
-        mask = [same_key(v) == wanted for v in cols[key]]
-        keep = mask if keep is None else [a and b for a, b in zip(keep, mask, strict=True)]
-    if keep is None:
-        return cols
-    return {c: list(itertools.compress(values, keep)) for c, values in cols.items()}
-
-
-def _sorted(df: pandas.DataFrame, column: str, desc: bool) -> pandas.DataFrame:
-    """Stable sort, rows without a value last; mixed types are compared as text."""
-    try:
-        return df.sort_values(column, ascending=not desc, na_position="last", kind="stable")
-    except TypeError:
-        return df.sort_values(column, ascending=not desc, na_position="last", kind="stable",
-                              key=lambda s: s.map(lambda v: None if v is None or v != v
-                                                  else str(v)))

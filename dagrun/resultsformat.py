@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import pandas
+    from dagrun.resultstable import Table
 
 FORMATS = ("table", "markdown", "latex", "csv", "json")
 _NUMBER_TYPES = {int, float, type(None)}
@@ -26,41 +26,19 @@ _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "^": r"\textasciicircum{}"}
 
 
-def format_results(df: pandas.DataFrame, fmt: str) -> str:
+def format_results(table: Table, fmt: str) -> str:
     """The table in ``fmt`` (one of ``FORMATS``), ending with a newline."""
-    columns = {c: _column(df[c]) for c in df.columns}
+    columns = table.columns
     if fmt == "csv":
         return _csv(columns)
     if fmt == "json":
         return _json(columns)
-    headers, cells, numeric = _display(columns, df.attrs.get("metrics", []),
-                                       bool(df.attrs.get("single", True)), fmt == "latex")
+    headers, cells, numeric = _display(columns, table.metrics, table.single, fmt == "latex")
     if fmt == "markdown":
         return _markdown(headers, cells, numeric)
     if fmt == "latex":
         return _latex(headers, cells, numeric)
     return _aligned(headers, cells, numeric)
-
-
-def _column(series: pandas.Series) -> list[Any]:
-    """A column as Python values, NaN as ``None`` (a loop per column kind: 100,000 rows)."""
-    values = series.tolist()
-    kind = series.dtype.kind
-    if kind == "f":
-        return [None if v != v else v for v in values]
-    if kind in "iub":
-        return list(values)
-    return [v if type(v) is str else _plain(v) for v in values]
-
-
-def _plain(value: Any) -> Any:
-    """A Python value for a cell: numpy scalars unwrapped, NaN as ``None``."""
-    item = getattr(value, "item", None)
-    if callable(item) and type(value).__module__ == "numpy":
-        value = item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,18 +86,22 @@ def _json(columns: dict[str, list[Any]]) -> str:
 # For people: metrics as mean ± std.
 
 def number(value: Any) -> str:
-    """A cell's text: ints as they are, floats as written when short (``0.1``, ``100.0``)
-    else to 6 significant digits, None empty."""
+    """A cell's text: ints as they are, floats to 6 significant digits (a whole number keeps
+    its ``.0``: ``100.0``), None empty, lists and dicts as JSON."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        short = repr(value)
-        return short if len(short) <= 8 else f"{value:.6g}"
+        return _whole(f"{value:.6g}")
     if isinstance(value, (list, dict)):
         return json.dumps(value)
     return str(value)
+
+
+def _whole(text: str) -> str:
+    """``100`` -> ``100.0``: a float written without a point or exponent (not inf/nan)."""
+    return text if "." in text or "e" in text or "n" in text else text + ".0"
 
 
 def plus_minus(mean: Any, std: Any, sep: str = " ± ") -> str:
@@ -130,6 +112,24 @@ def plus_minus(mean: Any, std: Any, sep: str = " ± ") -> str:
         return number(mean) if std is None else f"{number(mean)}{sep}0"
     decimals = min(12, max(0, 1 - math.floor(math.log10(std))))
     return f"{mean:.{decimals}f}{sep}{std:.{decimals}f}"
+
+
+def _plus_minus_column(means: list[Any], stds: list[Any], sep: str) -> list[str]:
+    """``plus_minus`` of each row, the usual rows (a float mean, a float std >= 0) inline."""
+    out: list[str] = []
+    append, log10, floor, inf = out.append, math.log10, math.floor, math.inf
+    for mean, std in zip(means, stds, strict=True):
+        if type(mean) is float and type(std) is float and 0.0 <= std < inf:
+            if std == 0.0:
+                append(_whole(f"{mean:.6g}") + sep + "0")
+                continue
+            decimals = 1 - floor(log10(std))
+            decimals = 0 if decimals < 0 else 12 if decimals > 12 else decimals
+            # %-formatting takes the precision as an argument: a third faster than an f-string
+            append("%.*f%s%.*f" % (decimals, mean, sep, decimals, std))  # noqa: UP031
+        else:
+            append(plus_minus(mean, std, sep))
+    return out
 
 
 def _display(columns: dict[str, list[Any]], metrics: Sequence[str], single: bool,
@@ -144,8 +144,7 @@ def _display(columns: dict[str, list[Any]], metrics: Sequence[str], single: bool
             continue
         if name in pairs:
             stds = columns[f"std_{pairs[name]}"]
-            sep = r" \pm " if latex else " ± "
-            shown = [plus_minus(m, s, sep) for m, s in zip(values, stds, strict=True)]
+            shown = _plus_minus_column(values, stds, r" \pm " if latex else " ± ")
             if latex:
                 shown = [f"${c}$" if c else "" for c in shown]
             headers.append(pairs[name])
@@ -163,11 +162,14 @@ def _texts(values: list[Any], text: Callable[[Any], str]) -> list[str]:
     if types <= {str} and text is number:
         return values
     if types <= {int}:
-        return [str(v) for v in values]
-    if types <= {float, type(None)}:
-        shown = ["" if v is None else repr(v) for v in values]
-        return [c if len(c) <= 8 else f"{v:.6g}" for c, v in zip(shown, values, strict=True)]
-    return [text(v) for v in values]
+        return list(map(str, values))
+    if types <= {float}:
+        shown = list(map("{:.6g}".format, values))
+    elif types <= {float, type(None)}:
+        shown = ["" if v is None else f"{v:.6g}" for v in values]
+    else:
+        return [text(v) for v in values]
+    return [t if "." in t or "e" in t or "n" in t or not t else t + ".0" for t in shown]
 
 
 def _rows(cells: list[list[str]]) -> list[list[str]]:
@@ -175,11 +177,14 @@ def _rows(cells: list[list[str]]) -> list[list[str]]:
 
 
 def _aligned(headers: list[str], cells: list[list[str]], numeric: list[bool]) -> str:
-    padded = []
-    for header, col, num in zip(headers, cells, numeric, strict=True):
-        width = max(len(header), max(map(len, col), default=0))
-        padded.append([c.rjust(width) if num else c.ljust(width) for c in [header, *col]])
-    return "\n".join("  ".join(row).rstrip() for row in zip(*padded, strict=True)) + "\n"
+    """Columns two spaces apart, numbers right-aligned: one ``%`` format per row."""
+    widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(headers, cells,
+                                                                          strict=True)]
+    row = "  ".join(f"%{w}s" if num else f"%-{w}s" for w, num in zip(widths, numeric,
+                                                                    strict=True))
+    lines = [(row % tuple(headers)).rstrip()]
+    lines.extend((row % values).rstrip() for values in zip(*cells, strict=True))
+    return "\n".join(lines) + "\n"
 
 
 def _markdown_text(text: str) -> str:

@@ -15,6 +15,7 @@ import math
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,34 @@ def test_the_disk_alone_gives_the_same_table(sweep: Path, tmp_path: Path) -> Non
     shutil.copytree(sweep, copy)
     (copy / "results.jsonl").unlink()
     pd.testing.assert_frame_equal(results_table(copy), results_table(sweep))
+
+
+def test_a_second_read_uses_the_kept_columns_and_gives_the_same_table(sweep: Path,
+                                                                     tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep, copy)
+    kept = copy / ".dagrun" / "results-columns.marshal"
+    kept.unlink(missing_ok=True)
+    first = results_table(copy)
+    assert kept.is_file()
+    pd.testing.assert_frame_equal(results_table(copy), first)
+
+
+def test_the_command_needs_no_pandas_and_results_table_says_it_does(sweep: Path) -> None:
+    code = ("import sys; sys.modules['pandas'] = None\n"  # as if pandas were not installed
+            "from dagrun.cli import main\n"
+            "rc = main(['results', sys.argv[1], '--format', 'csv'])\n"
+            "import dagrun\n"
+            "try:\n    dagrun.results_table(sys.argv[1])\n"
+            "except ImportError as exc:\n    print('ERR', exc)\n"
+            "sys.exit(rc)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(sweep)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("experiment_id,")
+    assert [line.split(",")[0] for line in lines[1:6]] == ["0", "1", "2", "3", "4"]
+    assert "ERR results_table needs pandas: pip install 'dagrun[pandas]'" in proc.stdout
 
 
 def test_single_repetition_columns_are_the_metric_names(tmp_path: Path) -> None:

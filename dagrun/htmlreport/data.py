@@ -18,14 +18,7 @@ from dagrun import provenance
 from dagrun.atomic import read_json_or_none, strict_json
 from dagrun.layout import STAGES, RunDir, Stage
 from dagrun.records import Failure, iso
-from dagrun.results import (
-    Collected,
-    ExperimentResult,
-    ExpState,
-    collect,
-    is_number,
-    smaller_is_better,
-)
+from dagrun.results import MISSING, Collected, ExpState, collect, is_number, smaller_is_better
 from dagrun.runs import RunState, RunStatus, scan_run
 
 FAILURES_LISTED = 2000  # failed runs listed in the page (all are counted)
@@ -41,37 +34,44 @@ def key_kinds(collected: Collected) -> list[dict[str, Any]]:
     more) or categorical (one group per value)."""
     out = []
     for key in collected.varied:
-        values = [e.config[key] for e in collected.experiments if key in e.config]
+        values = [v for v in collected.config[key] if v is not MISSING]
         numeric = bool(values) and all(is_number(v) for v in values)
         log = numeric and min(values) > 0 and max(values) / min(values) >= 100
         out.append({"name": key, "numeric": numeric, "log": bool(log)})
     return out
 
 
-def _row(exp: ExperimentResult, collected: Collected) -> list[Any]:
-    """``[id, state, n, repetitions, [varied key values], [[mean, std], ...]]``; a key the
-    experiment's config lacks is ``{"missing": true}``."""
-    keys = [exp.config.get(k, {"missing": True}) for k in collected.varied]
-    stats = []
-    for metric in collected.metrics:
-        mean, std = exp.stats.get(metric, (None, None))
-        stats.append([_round(mean), _round(std)])
-    return [exp.exp_id, exp.state.value, exp.n, exp.repetitions, keys, stats]
+def _rows(collected: Collected) -> list[list[Any]]:
+    """Per experiment ``[id, state, n, repetitions, [varied key values], [[mean, std],
+    ...]]``; a key the experiment's config lacks is ``{"missing": true}``."""
+    missing = {"missing": True}
+    keys = [[missing if v is MISSING else v for v in collected.config[k]]
+            for k in collected.varied]
+    stats = [[[_round(m), _round(s)] for m, s in zip(collected.means[name],
+                                                     collected.stds[name], strict=True)]
+             for name in collected.metrics]
+    return [[exp_id, state.value, n, reps, [col[i] for col in keys],
+             [col[i] for col in stats]]
+            for i, (exp_id, state, n, reps) in enumerate(zip(
+                collected.ids, collected.states, collected.done, collected.repetitions,
+                strict=True))]
 
 
 def _runs(collected: Collected) -> Iterator[RunStatus]:
     """Every run's status: the ones scanned while collecting, and a scan of the others."""
     sweep = collected.sweep
-    for exp in collected.experiments:
-        if exp.runs:
-            yield from exp.runs
+    for exp_id, reps, state in zip(collected.ids, collected.repetitions, collected.states,
+                                   strict=True):
+        scanned = collected.runs.get(exp_id)
+        if scanned is not None:
+            yield from scanned
             continue
-        for rep in range(exp.repetitions):
-            run = sweep.run_dir(exp.exp_id, rep, exp.repetitions)
-            if exp.state is ExpState.DONE:  # listed in results.jsonl: done, not scanned
-                yield RunStatus(exp.exp_id, rep, run, frozenset(STAGES), frozenset())
+        for rep in range(reps):
+            run = sweep.run_dir(exp_id, rep, reps)
+            if state is ExpState.DONE:  # listed in results.jsonl: done, not scanned
+                yield RunStatus(exp_id, rep, run, frozenset(STAGES), frozenset())
             else:
-                yield scan_run(exp.exp_id, rep, run)
+                yield scan_run(exp_id, rep, run)
 
 
 def _marker_seconds(run: RunDir) -> list[float | None]:
@@ -148,18 +148,18 @@ def report_data(out: str | os.PathLike[str]) -> dict[str, Any]:
     collected = collect(out)
     prov = provenance.read(collected.sweep)
     runs = _times_and_failures(collected)
-    exp_states = collections.Counter(e.state.value for e in collected.experiments)
+    exp_states = collections.Counter(s.value for s in collected.states)
     data = {
         "out": collected.sweep.path,
         "generated": iso(time.time()),
         "backend": _backend(collected, prov),
-        "experiments": len(collected.experiments),
+        "experiments": len(collected),
         "experiment_states": dict(exp_states),
         "single": collected.single,
         "keys": key_kinds(collected),
         "constant": collected.constant,
         "metrics": [{"name": m, "smaller": smaller_is_better(m)} for m in collected.metrics],
-        "rows": [_row(e, collected) for e in collected.experiments],
+        "rows": _rows(collected),
         "provenance": prov,
         **runs,
     }

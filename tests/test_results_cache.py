@@ -1,0 +1,197 @@
+"""results.jsonl's kept columns (``dagrun.resultscache``) and the plan's entry offsets.
+
+A kept copy is only ever a shortcut: every test here compares what is read through it with a
+fresh decode of the same bytes, after the ways results.jsonl changes under a reader (lines
+appended by a running sweep, a half-written last line, a rewrite of the same size, a line
+replaced, a damaged or unwritable cache, another plan). The plan tests check that configs
+read at the index's offsets are the stored ones, and that a wrong or missing offset falls
+back to decoding plan.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dagrun.columns import MISSING
+from dagrun.layout import SweepDir
+from dagrun.planstore import read_configs, read_index, read_plan, write_plan
+from dagrun.resultscache import Listed, decode_lines, read_listed
+from dagrun.runs import Experiment
+
+PLAN_KEY = "plan-a"
+
+
+def _line(exp_id: int, reps: int = 1, **config: Any) -> str:
+    """A results line as the reducer writes it (one or three repetitions)."""
+    acc = 0.5 + exp_id / 100
+    if reps == 1:
+        scores: dict[str, Any] = {"acc": acc, "fit_time": 1.0}
+    else:
+        values = [acc - 0.01, acc, acc + 0.01]
+        scores = {"acc": values, "mean_acc": acc, "std_acc": 0.008164965809277268,
+                  "fit_time": [1.0, 1.0, 1.0], "mean_fit_time": 1.0, "std_fit_time": 0.0}
+    cfg = config or {"lr": exp_id / 10, "opt": {"m": exp_id % 2}}
+    return json.dumps({**cfg, "experiment_id": exp_id, "out_path": f"/o/{exp_id}",
+                       "scores": scores}) + "\n"
+
+
+def _sweep(tmp_path: Path, lines: list[str]) -> SweepDir:
+    sweep = SweepDir.at(tmp_path / "out")
+    os.makedirs(sweep.state, exist_ok=True)
+    Path(sweep.results).write_text("".join(lines))
+    return sweep
+
+
+def _fresh(sweep: SweepDir, reps_of: dict[int, int]) -> Listed:
+    """What a reader that keeps nothing gets."""
+    return read_listed(sweep, None, reps_of)
+
+
+def _same(a: Listed, b: Listed) -> None:
+    assert a.ids == b.ids
+    assert a.config == b.config  # MISSING compares by identity: a copy would fail here
+    assert a.means == b.means and a.stds == b.stds
+
+
+REPS = {i: 1 for i in range(10)}
+
+
+def test_kept_columns_are_written_and_give_the_same_rows(tmp_path: Path) -> None:
+    sweep = _sweep(tmp_path, [_line(i) for i in range(6)])
+    first = read_listed(sweep, PLAN_KEY, REPS)
+    assert os.path.isfile(sweep.results_cache)
+    again = read_listed(sweep, PLAN_KEY, REPS)
+    _same(again, first)
+    _same(again, _fresh(sweep, REPS))
+    assert again.ids == [0, 1, 2, 3, 4, 5] and again.config["opt.m"] == [0, 1, 0, 1, 0, 1]
+
+
+def test_missing_keys_survive_the_kept_copy(tmp_path: Path) -> None:
+    sweep = _sweep(tmp_path, [_line(0, lr=0.1), _line(1, wd=0.5), _line(2, lr=0.3)])
+    read_listed(sweep, PLAN_KEY, REPS)
+    kept = read_listed(sweep, PLAN_KEY, REPS)
+    assert kept.config["lr"][1] is MISSING and kept.config["wd"][0] is MISSING
+    _same(kept, _fresh(sweep, REPS))
+
+
+def test_appended_lines_are_read_also_when_half_written_first(tmp_path: Path) -> None:
+    whole = _line(3)  # being appended by a running sweep: the first reader sees half of it
+    sweep = _sweep(tmp_path, [*(_line(i) for i in range(3)), whole[:25]])
+    half = read_listed(sweep, PLAN_KEY, REPS)
+    assert half.ids == [0, 1, 2]
+    with open(sweep.results, "a") as f:
+        f.write(whole[25:] + _line(4))
+    done = read_listed(sweep, PLAN_KEY, REPS)
+    assert done.ids == [0, 1, 2, 3, 4]
+    _same(done, _fresh(sweep, REPS))
+    _same(read_listed(sweep, PLAN_KEY, REPS), done)
+
+
+def test_a_rewrite_of_the_same_size_is_seen(tmp_path: Path) -> None:
+    sweep = _sweep(tmp_path, [_line(i) for i in range(4)])
+    read_listed(sweep, PLAN_KEY, REPS)
+    text = Path(sweep.results).read_text()
+    changed = text.replace('"acc": 0.51', '"acc": 0.91')
+    assert changed != text and len(changed) == len(text)
+    Path(sweep.results).write_text(changed)
+    assert read_listed(sweep, PLAN_KEY, REPS).means["acc"][1] == pytest.approx(0.91)
+
+
+def test_an_appended_line_replacing_an_earlier_one_wins(tmp_path: Path) -> None:
+    sweep = _sweep(tmp_path, [_line(i) for i in range(3)])
+    read_listed(sweep, PLAN_KEY, REPS)
+    with open(sweep.results, "a") as f:
+        f.write(_line(1, lr=9.0))
+    listed = read_listed(sweep, PLAN_KEY, REPS)
+    assert listed.ids == [0, 1, 2] and listed.config["lr"][1] == 9.0
+    _same(listed, _fresh(sweep, REPS))
+
+
+def test_another_plan_reads_the_lines_anew(tmp_path: Path) -> None:
+    """The plan decides how a line reads (its repetitions) and which ids count."""
+    sweep = _sweep(tmp_path, [_line(i) for i in range(4)])
+    read_listed(sweep, PLAN_KEY, REPS)
+    fewer = {0: 1, 2: 1}
+    listed = read_listed(sweep, "plan-b", fewer)
+    assert listed.ids == [0, 2]
+    _same(listed, _fresh(sweep, fewer))
+
+
+def test_several_repetitions_read_their_mean_and_std(tmp_path: Path) -> None:
+    sweep = _sweep(tmp_path, [_line(i, reps=3) for i in range(3)])
+    reps = {i: 3 for i in range(3)}
+    read_listed(sweep, PLAN_KEY, reps)
+    kept = read_listed(sweep, PLAN_KEY, reps)
+    assert kept.means["acc"] == pytest.approx([0.5, 0.51, 0.52])
+    assert kept.stds["fit_time"] == [0.0, 0.0, 0.0]
+    assert "mean_acc" not in kept.means
+    _same(kept, _fresh(sweep, reps))
+
+
+@pytest.mark.parametrize("damage", [b"", b"\x00garbage", b"\xe3\x01\x00\x00\x00"])
+def test_a_damaged_cache_costs_a_decode_not_a_wrong_row(tmp_path: Path, damage: bytes) -> None:
+    sweep = _sweep(tmp_path, [_line(i) for i in range(3)])
+    read_listed(sweep, PLAN_KEY, REPS)
+    Path(sweep.results_cache).write_bytes(damage)
+    _same(read_listed(sweep, PLAN_KEY, REPS), _fresh(sweep, REPS))
+
+
+def test_a_cache_that_cannot_be_written_is_done_without(tmp_path: Path) -> None:
+    sweep = _sweep(tmp_path, [_line(i) for i in range(3)])
+    os.makedirs(sweep.results_cache)  # writing it fails (as in a read-only OUT)
+    _same(read_listed(sweep, PLAN_KEY, REPS), _fresh(sweep, REPS))
+    assert os.path.isdir(sweep.results_cache)
+
+
+def test_decode_skips_lines_without_scores_and_damaged_lines() -> None:
+    data = (_line(0) + '{"experiment_id": 1}\n' + "not json\n" + _line(2)).encode()
+    assert sorted(decode_lines(data)) == [0, 2]
+
+
+# --------------------------------------------------------------------------------------------
+# The plan's offsets.
+
+def _plan(tmp_path: Path) -> SweepDir:
+    sweep = SweepDir.at(tmp_path / "plan")
+    os.makedirs(sweep.state)
+    experiments = [Experiment(i, 1, {"lr": i / 3, "name": f"é{i}", "x": [float("nan"), i],
+                                     "nested": {"id": i, "repetitions": 2}}, f"{i:032x}")
+                   for i in range(50)]
+    write_plan(sweep, experiments, {"backend": "single"})
+    return sweep
+
+
+def _as_json(configs: dict[int, Any]) -> dict[int, str]:
+    return {i: json.dumps(c, allow_nan=True) for i, c in configs.items()}
+
+
+def test_configs_at_offsets_are_the_stored_ones(tmp_path: Path) -> None:
+    sweep = _plan(tmp_path)
+    index = read_index(sweep)
+    assert index is not None and index.offsets is not None
+    wanted = [3, 17, 49, 0]
+    plan = read_plan(sweep)
+    assert _as_json(read_configs(sweep, index, wanted)) == \
+        _as_json({i: plan[i].config for i in wanted})
+
+
+@pytest.mark.parametrize("damage", ["shifted", "missing"])
+def test_wrong_or_missing_offsets_fall_back_to_the_whole_plan(tmp_path: Path,
+                                                              damage: str) -> None:
+    sweep = _plan(tmp_path)
+    data = json.loads(Path(sweep.plan_index).read_text())
+    if damage == "shifted":
+        data["offsets"] = [o + 1 for o in data["offsets"]]
+    else:
+        del data["offsets"]
+    Path(sweep.plan_index).write_text(json.dumps(data))
+    index = read_index(sweep)
+    assert index is not None and (index.offsets is None) == (damage == "missing")
+    plan = read_plan(sweep)
+    assert _as_json(read_configs(sweep, index, [5, 6])) == \
+        _as_json({i: plan[i].config for i in (5, 6)})
