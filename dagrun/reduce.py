@@ -10,6 +10,11 @@ planner may trust a line (and skip reading its runs) only while that record desc
 file on disk and names the plan's digest for that experiment: the lines themselves keep the
 fixed format of the contract. An experiment's runs count only when their post marker was
 written for the experiment's config (``Marker.matches``).
+
+A rewrite copies the current line of each experiment whose runs the planner verified
+against it and which ran nothing since (retrying one run of a 100,000-run sweep reads one
+post.json, not 100,000), and keeps the columns of the file it wrote for ``dagrun results``
+(``dagrun.resultscache``).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import warnings
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from dagrun import atomic
+from dagrun import atomic, resultscache
 from dagrun.layout import Stage, SweepDir
 from dagrun.records import Marker, read_scores
 from dagrun.runs import Experiment, run_dirs
@@ -151,25 +156,73 @@ class Appender:
 
 def rewrite(sweep: SweepDir, experiments: Iterable[Experiment],
             known: dict[int, dict[str, Any]] | None = None,
-            checked: Collection[int] = ()) -> int:
+            checked: Collection[int] = (), reuse: Collection[int] = ()) -> int:
     """Rebuild ``results.jsonl`` from disk, and its record; returns the number of lines.
 
     ``known`` holds lines computed from the disk moments ago (during this execution); they
     are reused instead of reading those runs' metrics again. ``checked``: ids whose runs the
     planner has just verified against their config (their markers are not read again).
+    ``reuse``: ids whose current line stands as it is (every run verified by the planner
+    against that line, none run since): their line is copied, not recomputed from 100,000
+    post.json files when one run of a large sweep was retried.
     """
     known = known or {}
-    lines = []
+    kept = current_lines(sweep, reuse)
+    lines: list[str] = []
+    rows: dict[int, dict[str, Any] | None] = {}  # the lines decoded, where known already
     listed: list[Experiment] = []
     for exp in sorted(experiments, key=lambda e: e.exp_id):
-        line = known.get(exp.exp_id) or experiment_line(sweep, exp,
-                                                        checked=exp.exp_id in checked)
-        if line is not None:
-            lines.append(_dumps(line))
+        text, row = kept.get(exp.exp_id, (None, None))
+        if text is None:
+            line = known.get(exp.exp_id) or experiment_line(sweep, exp,
+                                                            checked=exp.exp_id in checked)
+            text = None if line is None else _dumps(line)
+        if text is not None:
+            lines.append(text)
+            rows[exp.exp_id] = row
             listed.append(exp)
-    atomic.write_text(sweep.results, "".join(lines))
+    data = "".join(lines).encode("utf-8")
+    atomic.write_bytes(sweep.results, data)
     _write_record(sweep, listed)
+    decoded = {i: row if row is not None else json.loads(text)
+               for (i, row), text in zip(rows.items(), lines, strict=True)}
+    resultscache.keep(sweep, data, decoded, {e.exp_id: e.repetitions for e in experiments})
     return len(lines)
+
+
+def current_lines(sweep: SweepDir, ids: Collection[int]
+                  ) -> dict[int, tuple[str, dict[str, Any]]]:
+    """The lines of ``ids`` in results.jsonl as they are (with their newline) and decoded,
+    those that parse, hold scores and name this sweep's folder (a moved sweep's lines are
+    recomputed)."""
+    if not ids:
+        return {}
+    try:
+        with open(sweep.results, encoding="utf-8") as f:
+            texts = [t for t in f.read().split("\n") if t.strip()]
+    except (OSError, UnicodeDecodeError):
+        return {}
+    try:  # one decode call; each line must be one value, else they are decoded one by one
+        rows = json.loads("[" + ",".join(texts) + "]")
+    except ValueError:
+        rows = []
+    if len(rows) != len(texts):
+        rows = [_loads_or_none(t) for t in texts]
+    wanted = set(ids)
+    out = {}
+    for text, row in zip(texts, rows, strict=True):
+        exp_id = row.get("experiment_id") if type(row) is dict else None
+        if (type(exp_id) is int and exp_id in wanted and type(row.get("scores")) is dict
+                and row.get("out_path") == sweep.experiment_path(exp_id)):
+            out[exp_id] = (text + "\n", row)
+    return out
+
+
+def _loads_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _write_record(sweep: SweepDir, listed: list[Experiment]) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 from dagrun import atomic
 from dagrun.columns import MISSING, MetricColumns, config_columns, merge
 from dagrun.layout import SweepDir
+from dagrun.planstore import stored_digest
 
 _FORMAT = 1
 _PYTHON = list(sys.version_info[:2])  # marshal's format may change between versions
@@ -64,6 +65,17 @@ def read_listed(sweep: SweepDir, plan_key: str | None, reps_of: Mapping[int, int
             return _build(decode_lines(data), reps_of)
         listed = _combine(listed, last)
     return listed
+
+
+def keep(sweep: SweepDir, data: bytes, lines: Mapping[int, dict[str, Any]],
+         reps_of: Mapping[int, int]) -> None:
+    """Keep the columns of a results.jsonl just written as ``data``, whose lines the writer
+    has decoded already (``lines``: id -> line): the next reader then decodes nothing.
+    ``reps_of`` covers the stored plan, whose digest keys the copy."""
+    plan_key = stored_digest(sweep)
+    if plan_key is not None:
+        usable = {i: line for i, line in lines.items() if type(line.get("scores")) is dict}
+        _store(sweep, plan_key, data, _build(usable, reps_of))
 
 
 def _kept_and_appended(sweep: SweepDir, plan_key: str | None, data: bytes,

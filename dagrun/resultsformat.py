@@ -15,6 +15,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from dagrun.atomic import strict_json
+
 if TYPE_CHECKING:
     from dagrun.resultstable import Table
 
@@ -75,10 +77,16 @@ def _csv(columns: dict[str, list[Any]]) -> str:
 
 
 def _json(columns: dict[str, list[Any]]) -> str:
-    """One array of objects keyed by the csv columns, one object per line."""
+    """One array of objects keyed by the csv columns, one object per line; strict JSON (a
+    config value of inf, which JSON cannot hold, is null)."""
     names = list(columns)
-    rows = [json.dumps(dict(zip(names, values, strict=True)), allow_nan=False)
-            for values in zip(*columns.values(), strict=True)]
+    rows = []
+    for values in zip(*columns.values(), strict=True):
+        row = dict(zip(names, values, strict=True))
+        try:
+            rows.append(json.dumps(row, allow_nan=False))
+        except ValueError:
+            rows.append(json.dumps(strict_json(row), allow_nan=False))
     return "[" + ",\n ".join(rows) + "]\n"
 
 

@@ -132,7 +132,9 @@ def results_table(out: str | os.PathLike[str], *, sort: str | None = None, desc:
         raise PandasMissing("results_table needs pandas: pip install 'dagrun[pandas]'") from exc
     table = query(out, sort=sort, desc=desc, top=top, where=where, group_by=group_by,
                   columns=columns)
-    df = pd.DataFrame(table.columns, columns=list(table.columns))
+    numbers = set(metric_columns(table.metrics, table.single))  # NaN where no value
+    df = pd.DataFrame({c: pd.Series(v, dtype="float64") if c in numbers else v
+                       for c, v in table.columns.items()}, columns=list(table.columns))
     df.attrs["metrics"] = table.metrics
     df.attrs["single"] = table.single
     return df

@@ -166,7 +166,7 @@ def _check_path_lengths(prep: Prepared) -> None:
     """Refuse an out_path under which the deepest file this sweep writes (a run's
     config.json, the copy of the code) would be too long, before any folder is created."""
     sweep, experiments = prep.sweep, prep.experiments
-    deepest = [sweep.results_index]
+    deepest = [sweep.results_index, sweep.results_cache]
     if experiments:
         reps = max(e.repetitions for e in experiments)
         last = max(e.exp_id for e in experiments)
@@ -284,13 +284,16 @@ def _reduce(plan: Plan, summary: Summary, fresh: dict[int, dict[str, Any]],
             invalidated: bool) -> int:
     """Rewrite results.jsonl, unless nothing ran and its record says it lists exactly the
     complete experiments, each reduced from its current config and repetitions (a no-op
-    re-execute of a large sweep then reads no run's metrics)."""
+    re-execute of a large sweep then reads no run's metrics). Experiments whose every run
+    the planner verified against its line keep that line as it is."""
     if summary.done == 0 and summary.failed == 0 and not invalidated:
         complete = plan.complete()
         if reduce.up_to_date(plan.sweep, complete):
             return len(complete)
     checked = {e.exp_id for e in plan.complete()}
-    return reduce.rewrite(plan.sweep, plan.experiments, fresh, checked)
+    unverified = {r.status.exp_id for r in plan.runs if not r.status.verified}
+    standing = [e.exp_id for e in plan.experiments if e.exp_id not in unverified]
+    return reduce.rewrite(plan.sweep, plan.experiments, fresh, checked, standing)
 
 
 def _final_reduce(plan: Plan, summary: Summary, fresh: dict[int, dict[str, Any]],

@@ -156,6 +156,11 @@ def test_sort_by_bare_metric_rows_without_value_last(sweep: Path) -> None:
     assert results_table(sweep, sort="model", top=2)["model"].tolist() == ["big", "big"]
 
 
+def test_metric_columns_are_floats_also_when_no_row_has_a_value(sweep: Path) -> None:
+    failed = results_table(sweep, where=["state=failed"])
+    assert failed["mean_acc"].dtype == "float64" and math.isnan(failed.loc[0, "mean_acc"])
+
+
 def test_where_group_by_top_and_columns(sweep: Path) -> None:
     assert results_table(sweep, where=["model=small"])["experiment_id"].tolist() == [0, 1]
     assert results_table(sweep, where=["opt.lr=0.1", "state=done"])[
@@ -186,6 +191,19 @@ def test_csv_and_json_parse_back_to_the_table(sweep: Path,
                 assert row[col] == want == obj[col]
             else:
                 assert float(row[col]) == want == obj[col], (i, col)
+
+
+def test_json_stays_strict_with_an_infinite_config_value() -> None:
+    from dagrun.resultsformat import format_results
+    from dagrun.resultstable import Table
+
+    table = Table({"experiment_id": [0, 1], "clip": [math.inf, 1.0], "acc": [0.5, None],
+                   "state": ["done", "failed"], "n": [1, 0]}, ["acc"], True)
+    rows = json.loads(format_results(table, "json"))
+    assert rows == [{"experiment_id": 0, "clip": None, "acc": 0.5, "state": "done", "n": 1},
+                    {"experiment_id": 1, "clip": 1.0, "acc": None, "state": "failed", "n": 0}]
+    assert format_results(table, "csv").splitlines()[1] == "0,inf,0.5,done,1"
+    assert "inf" in format_results(table, "table").splitlines()[1]
 
 
 def _cells(line: str, sep: str) -> list[str]:

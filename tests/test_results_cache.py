@@ -22,6 +22,7 @@ from dagrun.layout import SweepDir
 from dagrun.planstore import read_configs, read_index, read_plan, write_plan
 from dagrun.resultscache import Listed, decode_lines, read_listed
 from dagrun.runs import Experiment
+from tests.helpers import run_dagrun, write_workflow
 
 PLAN_KEY = "plan-a"
 
@@ -151,6 +152,45 @@ def test_a_cache_that_cannot_be_written_is_done_without(tmp_path: Path) -> None:
 def test_decode_skips_lines_without_scores_and_damaged_lines() -> None:
     data = (_line(0) + '{"experiment_id": 1}\n' + "not json\n" + _line(2)).encode()
     assert sorted(decode_lines(data)) == [0, 2]
+
+
+WORKFLOW = """
+def pre(cfg):
+    return cfg["x"]
+
+
+def fit(cfg, x):
+    if cfg["x"] == 2 and not __import__("os").path.exists({flag!r}):
+        open({flag!r}, "w").close()
+        raise ValueError("once")
+    return x * 2
+
+
+def post(cfg, y):
+    return {{"acc": y + 0.5, "note": "text"}}
+
+
+basecfg = {{"out_path": {out!r}, "pre": pre, "fit": fit, "post": post, "verbose": False,
+           "report": False, "repetitions": 2}}
+cfgs = [{{"x": 1, "opt": {{"m": 0.9}}}}, {{"x": 2}}, {{"x": 3, "opt": {{"m": 0.5}}}}]
+"""
+
+
+def test_the_writer_keeps_the_columns_of_what_it_wrote(tmp_path: Path) -> None:
+    """An execute (here without the report, which reads the sweep too) leaves the columns
+    of the results.jsonl it rewrote, also after a retry that copied most lines."""
+    out = tmp_path / "OUT"
+    wf = write_workflow(tmp_path, WORKFLOW.format(out=str(out), flag=str(tmp_path / "flag")))
+    sweep = SweepDir.at(out)
+    reps = {0: 2, 1: 2, 2: 2}
+    for rc, ids in ((1, [0, 2]), (0, [0, 1, 2])):
+        assert run_dagrun("execute", wf, cwd=tmp_path).rc == rc
+        index = read_index(sweep)
+        assert index is not None and os.path.isfile(sweep.results_cache)
+        kept = read_listed(sweep, index.digest, reps)
+        assert kept.ids == ids
+        os.remove(sweep.results_cache)
+        _same(kept, read_listed(sweep, index.digest, reps))
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ each time they run, so every test can say exactly which stages were recomputed.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -92,6 +93,65 @@ def test_failed_fit_resumes_at_fit(sweep: Sweep) -> None:
     assert counts(sweep, 0) == counts(sweep, 2) == [1, 1, 1]
     assert ids(sweep.results()) == [0, 1, 2]
     assert sweep.results()[1]["scores"]["acc"] == 20.5
+
+
+def test_a_retried_run_leaves_the_other_lines_as_they_are(sweep: Sweep) -> None:
+    """After one run is retried, the other experiments' lines are copied, not recomputed
+    from their post.json: the planner verified those runs against their lines (post.json
+    unchanged since, by its mtime). Shown with a post.json damaged behind the planner's back
+    (its mtime put back): its experiment keeps its line, which a recomputation would drop."""
+    sweep.write(CFGS, fail_once=[1])
+    assert sweep.execute().rc == 1
+    before = {row["experiment_id"]: row for row in sweep.results()}
+    post = sweep.out / "2" / "post.json"
+    st = post.stat()
+    post.write_text("{damaged")
+    os.utime(post, ns=(st.st_atime_ns, st.st_mtime_ns))
+    rc, _out, err = sweep.execute()
+    assert rc == 0, err
+    after = {row["experiment_id"]: row for row in sweep.results()}
+    assert sorted(after) == [0, 1, 2] and after[2] == before[2] and after[0] == before[0]
+    assert after[1]["scores"]["acc"] == 20.5
+
+
+MOVABLE = """
+OUT = {out!r}
+
+
+def pre(cfg):
+    return cfg["x"]
+
+
+def fit(cfg, x):
+    return x * 2
+
+
+def post(cfg, y):
+    return {{"acc": y + 0.5}}
+
+
+basecfg = {{"out_path": OUT, "pre": pre, "fit": fit, "post": post, "verbose": False,
+           "report": False}}
+cfgs = [{{"x": 1}}, {{"x": 2}}, {{"x": 3}}]
+"""
+
+
+def test_a_moved_sweep_gets_lines_naming_its_new_folder(awkward_dir: Path) -> None:
+    """A copied sweep keeps its record of results.jsonl (mtimes preserved), so its done runs
+    are verified; their lines still name the old folder, so they are recomputed, not
+    copied, when one run is redone there."""
+    first, second = awkward_dir / "first", awkward_dir / "second"
+    for folder in (first, second):
+        folder.mkdir()
+        write_workflow(folder, MOVABLE.format(out=str(folder / "OUT")))
+    assert run_dagrun("execute", first / "workflow.py", cwd=first).rc == 0
+    shutil.copytree(first / "OUT", second / "OUT")
+    (second / "OUT" / "1" / "post.done").unlink()
+    result = run_dagrun("execute", second / "workflow.py", cwd=second)
+    assert result.rc == 0, result.stderr
+    rows = read_jsonl(second / "OUT" / "results.jsonl")
+    assert [row["experiment_id"] for row in rows] == [0, 1, 2]
+    assert [row["out_path"] for row in rows] == [str(second / "OUT" / str(i)) for i in range(3)]
 
 
 def test_retries_resume_at_the_failed_stage(sweep: Sweep) -> None:
