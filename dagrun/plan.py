@@ -104,6 +104,12 @@ class Plan:
         pending = {r.status.exp_id for r in self.runs if r.reason is not done}
         return [e for e in self.experiments if e.exp_id not in pending]
 
+    def standing(self) -> list[int]:
+        """Experiments whose every run the planner verified against the experiment's line
+        in results.jsonl (nothing of them runs): a rewrite copies those lines as they are."""
+        unverified = {r.status.exp_id for r in self.runs if not r.status.verified}
+        return [e.exp_id for e in self.experiments if e.exp_id not in unverified]
+
     def of(self, reason: Reason) -> list[PlannedRun]:
         return [r for r in self.runs if r.reason is reason]
 

@@ -37,6 +37,12 @@ def iso(t: float) -> str:
     return f"{stamp[:19]}.{int((t % 1) * 1000):03d}{stamp[19:]}"
 
 
+def stage_seconds(started: float, finished: float) -> float:
+    """A stage's duration as its marker records it (to the microsecond); ``fit_time`` is
+    this same number, so a run resumed after fit reports what an uninterrupted one does."""
+    return round(finished - started, 6)
+
+
 @dataclass(frozen=True)
 class Marker:
     """The content of ``<stage>.done``."""
@@ -54,7 +60,7 @@ class Marker:
     @classmethod
     def now(cls, stage: Stage, started: float, finished: float, attempt: int,
             code: str | None, config: str | None = None) -> Marker:
-        return cls(stage.value, iso(started), iso(finished), round(finished - started, 6),
+        return cls(stage.value, iso(started), iso(finished), stage_seconds(started, finished),
                    hostname(), os.getpid(), attempt, code, config)
 
     def matches(self, config_digest: str) -> bool:

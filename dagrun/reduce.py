@@ -23,13 +23,13 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from dagrun import atomic, resultscache
 from dagrun.layout import Stage, SweepDir
 from dagrun.records import Marker, read_scores
-from dagrun.runs import Experiment, run_dirs
+from dagrun.runs import Experiment, run_dirs, scan
 
 
 def _is_numeric(v: Any) -> bool:
@@ -259,6 +259,20 @@ def trusted_ids(sweep: SweepDir, experiments: Iterable[Experiment]) -> set[int]:
     if not record:
         return set()
     return {e.exp_id for e in experiments if record.get(e.exp_id) == e.key}
+
+
+def verified_ids(sweep: SweepDir, experiments: Sequence[Experiment]) -> list[int]:
+    """Experiments whose results line stands as it is: the record says it was reduced from
+    their current config and repetitions, and each run's post.json is unchanged since (two
+    ``stat`` calls per run, ``runs.scan``'s check). Only those experiments' runs are looked
+    at; the planner's ``Plan.standing`` is the same set, taken before the runs ran."""
+    trusted = trusted_ids(sweep, experiments)
+    if not trusted:
+        return []
+    listed = [e for e in experiments if e.exp_id in trusted]
+    statuses = scan(sweep, listed, trusted, atomic.mtime_ns(sweep.results, -1))
+    unverified = {s.exp_id for s in statuses if not s.verified}
+    return [e.exp_id for e in listed if e.exp_id not in unverified]
 
 
 def up_to_date(sweep: SweepDir, complete: Iterable[Experiment]) -> bool:

@@ -291,9 +291,7 @@ def _reduce(plan: Plan, summary: Summary, fresh: dict[int, dict[str, Any]],
         if reduce.up_to_date(plan.sweep, complete):
             return len(complete)
     checked = {e.exp_id for e in plan.complete()}
-    unverified = {r.status.exp_id for r in plan.runs if not r.status.verified}
-    standing = [e.exp_id for e in plan.experiments if e.exp_id not in unverified]
-    return reduce.rewrite(plan.sweep, plan.experiments, fresh, checked, standing)
+    return reduce.rewrite(plan.sweep, plan.experiments, fresh, checked, plan.standing())
 
 
 def _final_reduce(plan: Plan, summary: Summary, fresh: dict[int, dict[str, Any]],

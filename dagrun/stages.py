@@ -41,7 +41,7 @@ from dagrun.capture import CaptureMode, capture, isolated
 from dagrun.config import json_view, repetitions_of
 from dagrun.errors import FailureKind, UnsafePickleError
 from dagrun.layout import CONFIG, RunDir, Stage, error_name, marker_name
-from dagrun.records import Failure, Marker, hostname, read_scores
+from dagrun.records import Failure, Marker, hostname, read_scores, stage_seconds
 from dagrun.safety import check_pickle
 from dagrun.workflow import Workflow
 
@@ -404,7 +404,7 @@ class StageRunner:
             finished = time.time()
             ran.append(stage.value)
             if stage is Stage.FIT:
-                fit_time = finished - started
+                fit_time = stage_seconds(started, finished)
             try:
                 scores = self._persist(stage, task, run, value, fit_time, started, finished,
                                        warnings)

@@ -154,6 +154,19 @@ def test_a_moved_sweep_gets_lines_naming_its_new_folder(awkward_dir: Path) -> No
     assert [row["out_path"] for row in rows] == [str(second / "OUT" / str(i)) for i in range(3)]
 
 
+def test_a_run_resumed_after_fit_reports_the_same_results(awkward_dir: Path) -> None:
+    """fit_time of a run whose post reran comes from fit's marker; an uninterrupted run
+    reports that same number (not a more precise one)."""
+    write_workflow(awkward_dir, MOVABLE.format(out=str(awkward_dir / "OUT")))
+    assert run_dagrun("execute", awkward_dir / "workflow.py", cwd=awkward_dir).rc == 0
+    first = read_jsonl(awkward_dir / "OUT" / "results.jsonl")
+    marker = json.loads((awkward_dir / "OUT" / "1" / "fit.done").read_text())
+    assert first[1]["scores"]["fit_time"] == marker["seconds"]
+    (awkward_dir / "OUT" / "1" / "post.done").unlink()
+    assert run_dagrun("execute", awkward_dir / "workflow.py", cwd=awkward_dir).rc == 0
+    assert read_jsonl(awkward_dir / "OUT" / "results.jsonl") == first
+
+
 def test_retries_resume_at_the_failed_stage(sweep: Sweep) -> None:
     sweep.write(CFGS[:2], fail_once=[0, 1])
     rc, _out, err = sweep.execute("--retries", "1")

@@ -76,6 +76,24 @@ def test_four_workers_execute_each_stage_once(sweep: Sweep) -> None:
     assert not _leases(sweep.out)
 
 
+def test_a_worker_copies_the_lines_of_verified_experiments(sweep: Sweep) -> None:
+    """The worker's final rewrite copies lines whose runs are verified against them instead
+    of recomputing them: shown with a post.json damaged behind its back (mtime put back),
+    whose experiment keeps its line while the redone one gets its line again."""
+    sweep.write([{"x": i} for i in range(3)], verbose=False)
+    _plan(sweep)
+    assert _finish(_worker(sweep)) == 0, _log(sweep)
+    before = sweep.results()
+    post = sweep.out / "0" / "post.json"
+    st = post.stat()
+    post.write_text("{damaged")
+    os.utime(post, ns=(st.st_atime_ns, st.st_mtime_ns))
+    (sweep.out / "2" / "post.done").unlink()
+    assert _finish(_worker(sweep, log="again")) == 0, _log(sweep, "again")
+    assert sweep.results() == before
+    assert sweep.count("post", 2) == 2 and sweep.count("post", 1) == 1
+
+
 def test_killed_worker_is_taken_over_without_redoing_stages(sweep: Sweep) -> None:
     release = sweep.folder / "release"
     sweep.write([{"x": 1}], wait_for=release, verbose=False)

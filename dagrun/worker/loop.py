@@ -94,10 +94,14 @@ def run_worker(out: str, options: WorkerOptions) -> int:
 
 
 def reduce_results(sweep: SweepDir) -> None:
-    """Rewrite results.jsonl under the lock; a driver holding it rewrites it itself."""
+    """Rewrite results.jsonl under the lock; a driver holding it rewrites it itself. Lines
+    of experiments whose runs are all verified against them are copied (workers append no
+    lines, so after the first worker's rewrite most lines are), not recomputed."""
     try:
         with driver_lock(sweep, wait=REDUCE_WAIT, role="reduce"):
-            lines = reduce.rewrite(sweep, read_plan(sweep).values())
+            experiments = list(read_plan(sweep).values())
+            lines = reduce.rewrite(sweep, experiments,
+                                   reuse=reduce.verified_ids(sweep, experiments))
     except SweepBusyError:
         say("a dagrun driver holds OUT: it rewrites results.jsonl when it ends")
         return
