@@ -27,6 +27,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from dagrun import atomic, resultscache
+from dagrun.errors import DagrunWarning
 from dagrun.layout import Stage, SweepDir
 from dagrun.records import Marker, read_scores
 from dagrun.runs import Experiment, run_dirs, scan
@@ -186,7 +187,12 @@ def rewrite(sweep: SweepDir, experiments: Iterable[Experiment],
     _write_record(sweep, listed)
     decoded = {i: row if row is not None else json.loads(text)
                for (i, row), text in zip(rows.items(), lines, strict=True)}
-    resultscache.keep(sweep, data, decoded, {e.exp_id: e.repetitions for e in experiments})
+    try:
+        resultscache.keep(sweep, data, decoded, {e.exp_id: e.repetitions for e in experiments})
+    except Exception as exc:  # a shortcut for readers: it never fails the writer
+        warnings.warn(f"the columns of {sweep.results} were not kept ({type(exc).__name__}: "
+                      f"{exc}); dagrun results decodes the file instead", DagrunWarning,
+                      stacklevel=2)
     return len(lines)
 
 

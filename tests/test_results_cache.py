@@ -235,3 +235,19 @@ def test_wrong_or_missing_offsets_fall_back_to_the_whole_plan(tmp_path: Path,
     plan = read_plan(sweep)
     assert _as_json(read_configs(sweep, index, [5, 6])) == \
         _as_json({i: plan[i].config for i in (5, 6)})
+
+
+def test_a_writer_that_cannot_keep_the_columns_warns_and_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dagrun import reduce, resultscache
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    sweep = _sweep(tmp_path, [])
+    monkeypatch.setattr(resultscache, "keep", broken)
+    with pytest.warns(UserWarning, match=r"were not kept \(RuntimeError: boom\)"):
+        assert reduce.rewrite(sweep, [Experiment(0, 1, {"x": 1})], {0: {
+            "x": 1, "experiment_id": 0, "out_path": sweep.experiment_path(0),
+            "scores": {"acc": 1.0}}}) == 1
+    assert json.loads(Path(sweep.results).read_text())["scores"] == {"acc": 1.0}
