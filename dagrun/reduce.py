@@ -185,6 +185,8 @@ def rewrite(sweep: SweepDir, experiments: Iterable[Experiment],
     data = "".join(lines).encode("utf-8")
     atomic.write_bytes(sweep.results, data)
     _write_record(sweep, listed)
+    # new lines are decoded from their text, not taken as built: their dicts may hold numpy
+    # floats or tuples, and the kept columns must be what a reader decodes
     decoded = {i: row if row is not None else json.loads(text)
                for (i, row), text in zip(rows.items(), lines, strict=True)}
     try:
@@ -205,30 +207,17 @@ def current_lines(sweep: SweepDir, ids: Collection[int]
         return {}
     try:
         with open(sweep.results, encoding="utf-8") as f:
-            texts = [t for t in f.read().split("\n") if t.strip()]
+            lines = resultscache.split_lines(f.read())
     except (OSError, UnicodeDecodeError):
         return {}
-    try:  # one decode call; each line must be one value, else they are decoded one by one
-        rows = json.loads("[" + ",".join(texts) + "]")
-    except ValueError:
-        rows = []
-    if len(rows) != len(texts):
-        rows = [_loads_or_none(t) for t in texts]
     wanted = set(ids)
     out = {}
-    for text, row in zip(texts, rows, strict=True):
-        exp_id = row.get("experiment_id") if type(row) is dict else None
-        if (type(exp_id) is int and exp_id in wanted and type(row.get("scores")) is dict
+    for text, row in lines:
+        exp_id = resultscache.line_id(row)
+        if (exp_id is not None and exp_id in wanted
                 and row.get("out_path") == sweep.experiment_path(exp_id)):
             out[exp_id] = (text + "\n", row)
     return out
-
-
-def _loads_or_none(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
 
 
 def _write_record(sweep: SweepDir, listed: list[Experiment]) -> None:

@@ -24,15 +24,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dagrun.columns import (
-    FIT_TIME,
     MISSING,
     MetricColumns,
     config_columns,
-    is_number,
     mean_std,
     merge,
     numeric_metrics,
-    same_key,
     split_keys,
 )
 from dagrun.planstore import PlanIndex, read_configs, read_index, read_plan, require_sweep
@@ -44,9 +41,6 @@ if TYPE_CHECKING:
     import os
 
     from dagrun.layout import SweepDir
-
-__all__ = ["FIT_TIME", "MISSING", "Collected", "ExpState", "collect", "is_number", "same_key",
-           "smaller_is_better"]
 
 STATE, N, EXPERIMENT_ID = "state", "n", "experiment_id"
 

@@ -103,22 +103,43 @@ def decode_lines(data: bytes) -> dict[int, dict[str, Any]]:
     """Results lines by experiment id (a later line for an id wins); a line that does not
     parse (being appended while we read, or damaged) or holds no scores is left out, and
     that experiment is read from its runs instead."""
-    text = data.decode("utf-8", errors="replace")
-    try:  # one decode call for the whole file: a raw newline only ever ends a line
-        rows = json.loads("[" + text.strip().replace("\n", ",") + "]") if text.strip() else []
-    except ValueError:
-        rows = []
-        for line in text.split("\n"):
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue
     out = {}
-    for row in rows:
-        if (type(row) is dict and type(row.get("experiment_id")) is int
-                and type(row.get("scores")) is dict):
-            out[row["experiment_id"]] = row
+    for _text, value in split_lines(data.decode("utf-8", errors="replace")):
+        exp_id = line_id(value)
+        if exp_id is not None:
+            out[exp_id] = value
     return out
+
+
+def split_lines(text: str) -> list[tuple[str, Any]]:
+    """Each non-blank line of results.jsonl's text with its decoded value (``None`` where it
+    does not parse). One decode call for the whole text (a raw newline only ever ends a
+    line); when that fails or does not give one value per line, each line alone."""
+    texts = [t for t in text.split("\n") if t and not t.isspace()]
+    try:
+        values = json.loads("[" + ",".join(texts) + "]")
+    except ValueError:
+        values = []
+    if len(values) != len(texts):
+        values = [_loads_or_none(t) for t in texts]
+    return list(zip(texts, values, strict=True))
+
+
+def line_id(value: Any) -> int | None:
+    """The experiment id of a decoded results line; ``None`` when it is not one (not an
+    object, no integer id, no scores object)."""
+    if type(value) is dict and type(value.get("scores")) is dict:
+        exp_id = value.get("experiment_id")
+        if type(exp_id) is int:
+            return exp_id
+    return None
+
+
+def _loads_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _build(lines: Mapping[int, dict[str, Any]], reps_of: Mapping[int, int]) -> Listed:

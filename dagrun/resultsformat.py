@@ -177,6 +177,7 @@ def _texts(values: list[Any], text: Callable[[Any], str]) -> list[str]:
         shown = ["" if v is None else f"{v:.6g}" for v in values]
     else:
         return [text(v) for v in values]
+    # _whole, inline: a call per cell costs a tenth of this path at 100,000 rows
     return [t if "." in t or "e" in t or "n" in t or not t else t + ".0" for t in shown]
 
 

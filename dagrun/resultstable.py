@@ -17,8 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dagrun.columns import MISSING, same_key
 from dagrun.errors import DagrunError, UsageError
-from dagrun.results import EXPERIMENT_ID, MISSING, STATE, Collected, N, collect, same_key
+from dagrun.results import EXPERIMENT_ID, STATE, Collected, N, collect
 
 if TYPE_CHECKING:
     import os

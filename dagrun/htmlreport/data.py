@@ -16,9 +16,10 @@ from typing import Any
 
 from dagrun import provenance
 from dagrun.atomic import read_json_or_none, strict_json
+from dagrun.columns import MISSING, is_number
 from dagrun.layout import STAGES, RunDir, Stage
 from dagrun.records import Failure, iso
-from dagrun.results import MISSING, Collected, ExpState, collect, is_number, smaller_is_better
+from dagrun.results import Collected, ExpState, collect, smaller_is_better
 from dagrun.runs import RunState, RunStatus, scan_run
 
 FAILURES_LISTED = 2000  # failed runs listed in the page (all are counted)
