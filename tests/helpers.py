@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -267,6 +268,14 @@ def make_sweep(folder: Path, name: str = "sweep") -> Sweep:
     base = folder / name
     base.mkdir()
     return Sweep(base, base / "OUT dir", base / "counts", base / f"{name} workflow.py")
+
+
+def copy_finished(done: Path, into: Path) -> Path:
+    """A private copy of a finished sweep's folder as ``into/sweep``, mtimes kept (the
+    planner trusts results.jsonl by its size and mtime, so the copy is as finished)."""
+    folder = into / "sweep"
+    shutil.copytree(done, folder, copy_function=shutil.copy2)
+    return folder
 
 
 def _reject_constant(name: str) -> object:

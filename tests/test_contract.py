@@ -49,6 +49,16 @@ class Target:
         result = sweep.execute(*self.flags, env=self.env, timeout=RUN_TIMEOUT)
         return result.rc, result.stderr
 
+    def execute_template(self, folder: Path, template: str) -> list[dict[str, Any]]:
+        """Write ``template`` (formatted with ``out`` and this backend's ``settings``) as a
+        workflow in ``folder``, execute it here, expect success; the results lines."""
+        out = folder / "out"
+        wf = write_workflow(folder, template.format(out=str(out), settings=self.settings))
+        result = run_dagrun("execute", wf, *self.flags, cwd=folder, env=self.env,
+                            timeout=RUN_TIMEOUT)
+        assert result.rc == 0, result.stderr
+        return read_jsonl(out / "results.jsonl")
+
 
 @pytest.fixture(scope="module", params=ALL_BACKENDS)
 def target(request: pytest.FixtureRequest) -> Iterator[Target]:
@@ -266,13 +276,7 @@ cfgs = [{{"model_params": {{"n": 1}}}}]
 
 
 def test_each_stage_gets_its_own_cfg(awkward_dir: Path, target: Target) -> None:
-    out = awkward_dir / "out"
-    wf = write_workflow(awkward_dir, EDITING_WORKFLOW.format(out=str(out),
-                                                             settings=target.settings))
-    result = run_dagrun("execute", wf, *target.flags, cwd=awkward_dir, env=target.env,
-                        timeout=RUN_TIMEOUT)
-    assert result.rc == 0, result.stderr
-    rows = read_jsonl(out / "results.jsonl")
+    rows = target.execute_template(awkward_dir, EDITING_WORKFLOW)
     assert len(rows) == 1
     assert rows[0]["model_params"] == {"n": 1}
     assert rows[0]["scores"]["n"] == [1, 1, 1]  # not [2, 3, 4]: no run saw another's edit
@@ -315,11 +319,5 @@ def test_per_run_seeding_gives_the_same_results_everywhere(awkward_dir: Path,
                                                           target: Target) -> None:
     """With seeds taken from the run's own ids, results.jsonl is the same on every backend,
     whatever process ran which run in which order."""
-    out = awkward_dir / "out"
-    wf = write_workflow(awkward_dir, SEEDED_WORKFLOW.format(out=str(out),
-                                                            settings=target.settings))
-    result = run_dagrun("execute", wf, *target.flags, cwd=awkward_dir, env=target.env,
-                        timeout=RUN_TIMEOUT)
-    assert result.rc == 0, result.stderr
-    rows = read_jsonl(out / "results.jsonl")
+    rows = target.execute_template(awkward_dir, SEEDED_WORKFLOW)
     assert [row["scores"]["value"] for row in rows] == expected_seeded()

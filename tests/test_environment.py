@@ -14,7 +14,6 @@ import contextlib
 import itertools
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.helpers import (
     LOCAL_BACKENDS,
     Result,
     backend_flags,
+    copy_finished,
     read_jsonl,
     run_dagrun,
     snapshot,
@@ -136,9 +136,7 @@ def done_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def sweep(done_sweep: Path, awkward_dir: Path) -> Path:
-    folder = awkward_dir / "sweep"
-    shutil.copytree(done_sweep, folder, copy_function=shutil.copy2)
-    return folder
+    return copy_finished(done_sweep, awkward_dir)
 
 
 def _command(name: str, folder: Path) -> list[str | Path]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from tests.helpers import (
     Result,
     backend_flags,
     child_env,
+    copy_finished,
     dagrun_command,
     read_jsonl,
     run_dagrun,
@@ -155,9 +155,7 @@ def done_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def sweep(done_sweep: Path, awkward_dir: Path) -> Path:
     """A private copy of the finished sweep, in a folder whose name breaks shells."""
-    folder = awkward_dir / "sweep"
-    shutil.copytree(done_sweep, folder, copy_function=shutil.copy2)
-    return folder
+    return copy_finished(done_sweep, awkward_dir)
 
 
 # --------------------------------------------------------------------------------------------

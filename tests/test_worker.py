@@ -63,16 +63,29 @@ def _leases(out: Path) -> list[Path]:
     return [p for p in out.rglob("lease.json") if ".dagrun" not in p.parts]
 
 
+def _start_driver(sweep: Sweep, jobs: int) -> subprocess.Popen[bytes]:
+    """``dagrun execute`` of the sweep on multiprocessing with ``jobs`` workers."""
+    return subprocess.Popen(
+        dagrun_command("execute", sweep.workflow, "--backend", "multiprocessing", "-j",
+                       str(jobs)),
+        cwd=sweep.folder, env=child_env(), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _each_stage_ran_once(sweep: Sweep, experiments: int) -> None:
+    """Every stage of every experiment ran exactly once, and each has its results line."""
+    for i in range(experiments):
+        assert [sweep.count(s, i) for s in ("pre", "fit", "post")] == [1, 1, 1], i
+    assert [r["experiment_id"] for r in sweep.results()] == list(range(experiments))
+
+
 def test_four_workers_execute_each_stage_once(sweep: Sweep) -> None:
     sweep.write([{"x": i} for i in range(200)], verbose=False)
     _plan(sweep)
     workers = [_worker(sweep, "-j", "1", log=f"w{i}") for i in range(4)]
     codes = [_finish(w) for w in workers]
     assert codes == [0, 0, 0, 0], [_log(sweep, f"w{i}") for i in range(4)]
-    for i in range(200):
-        assert [sweep.count(s, i) for s in ("pre", "fit", "post")] == [1, 1, 1], i
-    rows = sweep.results()
-    assert [r["experiment_id"] for r in rows] == list(range(200))
+    _each_stage_ran_once(sweep, 200)
     assert not _leases(sweep.out)
 
 
@@ -174,19 +187,14 @@ def test_execute_beside_a_worker_duplicates_nothing(sweep: Sweep) -> None:
     wait_for(lambda: len(_leases(sweep.out)) == 1 and any(sweep.count("fit", i)
                                                           for i in range(6)),
              WAIT, "the worker to hold a run")
-    driver = subprocess.Popen(
-        dagrun_command("execute", sweep.workflow, "--backend", "multiprocessing", "-j", "2"),
-        cwd=sweep.folder, env=child_env(), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    driver = _start_driver(sweep, 2)
     wait_for(lambda: sum(sweep.count("fit", i) for i in range(6)) >= 3, WAIT,
              "the driver to start runs")
     release.touch()
     _, err = driver.communicate(timeout=WAIT)
     assert driver.returncode == 0, err.decode()
     assert _finish(worker) == 0, _log(sweep)
-    for i in range(6):
-        assert [sweep.count(s, i) for s in ("pre", "fit", "post")] == [1, 1, 1], i
-    assert [r["experiment_id"] for r in sweep.results()] == list(range(6))
+    _each_stage_ran_once(sweep, 6)
 
 
 def test_worker_started_beside_a_running_execute_duplicates_nothing(sweep: Sweep) -> None:
@@ -194,10 +202,7 @@ def test_worker_started_beside_a_running_execute_duplicates_nothing(sweep: Sweep
     runs it already has in flight before the worker's first claim."""
     release = sweep.folder / "release"
     sweep.write([{"x": i} for i in range(30)], wait_for=release, verbose=False)
-    driver = subprocess.Popen(
-        dagrun_command("execute", sweep.workflow, "--backend", "multiprocessing", "-j", "1"),
-        cwd=sweep.folder, env=child_env(), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    driver = _start_driver(sweep, 1)
     wait_for(lambda: sweep.count("fit", 0) == 1, WAIT, "the driver to start a run")
     assert not _leases(sweep.out)  # alone, the driver pays for no lease
     worker = _worker(sweep, "-j", "2")
@@ -207,9 +212,7 @@ def test_worker_started_beside_a_running_execute_duplicates_nothing(sweep: Sweep
     _, err = driver.communicate(timeout=WAIT)
     assert driver.returncode == 0, err.decode()
     assert _finish(worker) == 0, _log(sweep)
-    for i in range(30):
-        assert [sweep.count(s, i) for s in ("pre", "fit", "post")] == [1, 1, 1], i
-    assert [r["experiment_id"] for r in sweep.results()] == list(range(30))
+    _each_stage_ran_once(sweep, 30)
     assert not _leases(sweep.out)
 
 
