@@ -50,8 +50,9 @@ def aggregate(per_rep: list[dict[str, Any]]) -> dict[str, Any]:
         out[name] = values
         if all(_is_numeric(v) for v in values):
             arr = np.asarray(values, dtype=float)
-            out[f"mean_{name}"] = float(np.mean(arr))
-            out[f"std_{name}"] = float(np.std(arr))
+            with np.errstate(invalid="ignore", over="ignore"):  # inf values: written as null
+                out[f"mean_{name}"] = float(np.mean(arr))
+                out[f"std_{name}"] = float(np.std(arr))
     return out
 
 

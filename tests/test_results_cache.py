@@ -11,6 +11,7 @@ back to decoding plan.json.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -251,3 +252,17 @@ def test_a_writer_that_cannot_keep_the_columns_warns_and_goes_on(
             "x": 1, "experiment_id": 0, "out_path": sweep.experiment_path(0),
             "scores": {"acc": 1.0}}}) == 1
     assert json.loads(Path(sweep.results).read_text())["scores"] == {"acc": 1.0}
+
+
+def test_aggregating_infinite_values_warns_nothing() -> None:
+    """A metric that is inf in every repetition has an undefined std; it is written as null
+    (strict JSON), without numpy's RuntimeWarning reaching the user's terminal."""
+    import warnings
+
+    from dagrun.atomic import strict_json
+    from dagrun.reduce import aggregate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = aggregate([{"x": math.inf}, {"x": math.inf}])
+    assert strict_json(scores) == {"x": [None, None], "mean_x": None, "std_x": None}
