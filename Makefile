@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo screenshot test lint bench bench-quick bench-behaviour system-deps clean
+.PHONY: venv demo screenshot test test-fast lint bench bench-quick bench-behaviour system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ system-deps:
 ## test: the linters (ruff, mypy), then the whole suite (the tests start sshd and a Ray head)
 test: lint system-deps
 	$(PY) -m pytest -q
+
+## test-fast: the suite without service tests (Ray, sshd, Slurm, Chromium) and chaos tests,
+## for iteration (under 5 minutes); `make test` runs everything
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not service and not chaos"
 
 ## lint: ruff and mypy (strict) over the package and its tests; part of `make test`
 lint: $(STAMP)

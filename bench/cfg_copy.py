@@ -6,7 +6,7 @@ few cfgs of several MB, the milliseconds per copy of
 
 - ``deepcopy``: ``copy.deepcopy(cfg)``;
 - ``pickle``: ``pickle.loads(pickle.dumps(cfg, HIGHEST_PROTOCOL))``;
-- ``dagrun``: ``dagrun.stages.RunCfg`` (the cfg pickled once per run with NumPy buffers out
+- ``dagrun``: ``dagrun.run.stages.RunCfg`` (the cfg pickled once per run with NumPy buffers out
   of band, then one ``loads`` per stage call), i.e. a run's cost divided by three,
 
 each the best of several repetitions. No assertions: figures only.
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from dagrun.stages import CopyMemory, RunCfg
+from dagrun.run.stages import CopyMemory, RunCfg
 
 STAGE_CALLS = 3
 

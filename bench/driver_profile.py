@@ -49,7 +49,7 @@ SITECUSTOMIZE_SRC = '''
 import os
 
 if os.environ.get("DAGRUN_BENCH_NOOP_RUNNER"):
-    from dagrun import stages
+    from dagrun.run import stages
 
     def _noop_run(self, task):
         return stages.RunOutcome(task, None, ("pre", "fit", "post"), (), {})

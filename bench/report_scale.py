@@ -23,9 +23,9 @@ import sys
 import tempfile
 import time
 
-from dagrun.layout import SweepDir
-from dagrun.planstore import write_plan
-from dagrun.runs import Experiment
+from dagrun.disk.layout import SweepDir
+from dagrun.disk.planstore import write_plan
+from dagrun.disk.runs import Experiment
 
 SECONDS = {"pre": 0.02, "fit": 1.5, "post": 0.01}
 

@@ -13,20 +13,21 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from dagrun.errors import ChangedConfigError, ConfigError, DagrunError, SweepBusyError
+from dagrun.version import __version__ as __version__
 
 if TYPE_CHECKING:
     from dagrun.api import read_results, resume, run_experiments
-    from dagrun.resultstable import results_table
-    from dagrun.summary import Summary
+    from dagrun.backends import register_backend
+    from dagrun.results.table import results_table
+    from dagrun.run.summary import Summary
     from dagrun.sweep import Variation, generate_configs
 
-__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)
 
 # public name -> the module that defines it
 _LAZY = {"read_results": "dagrun.api", "resume": "dagrun.api",
-         "run_experiments": "dagrun.api", "results_table": "dagrun.resultstable",
-         "Summary": "dagrun.summary", "Variation": "dagrun.sweep",
-         "generate_configs": "dagrun.sweep"}
+         "run_experiments": "dagrun.api", "results_table": "dagrun.results.table",
+         "Summary": "dagrun.run.summary", "Variation": "dagrun.sweep",
+         "generate_configs": "dagrun.sweep", "register_backend": "dagrun.backends"}
 
 
 def __getattr__(name: str) -> Any:
@@ -47,6 +48,7 @@ __all__ = [
     "Variation",
     "generate_configs",
     "read_results",
+    "register_backend",
     "results_table",
     "resume",
     "run_experiments",

@@ -6,13 +6,13 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from dagrun.code.snapshot import check_not_importing
+from dagrun.code.workflow import Workflow
+from dagrun.disk.layout import SweepDir
+from dagrun.disk.planstore import require_sweep
 from dagrun.errors import UsageError
-from dagrun.layout import SweepDir
-from dagrun.planstore import require_sweep
+from dagrun.run.summary import Summary
 from dagrun.scheduler import Options, execute
-from dagrun.snapshot import check_not_importing
-from dagrun.summary import Summary
-from dagrun.workflow import Workflow
 
 if TYPE_CHECKING:
     import pandas

@@ -7,12 +7,13 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dagrun import atomic, reduce
+from dagrun.disk import atomic
+from dagrun.disk.layout import Stage, SweepDir
+from dagrun.disk.lock import driver_lock
+from dagrun.disk.plan import Experiment, RunState, RunStatus, scan
+from dagrun.disk.planstore import read_plan, require_sweep
 from dagrun.errors import EnvironmentProblem, UsageError
-from dagrun.layout import Stage, SweepDir
-from dagrun.lock import driver_lock
-from dagrun.plan import Experiment, RunState, RunStatus, scan
-from dagrun.planstore import read_plan, require_sweep
+from dagrun.results import reduce
 
 
 @dataclass(frozen=True)

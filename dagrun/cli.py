@@ -18,9 +18,10 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from dagrun.disk.layout import Stage
 from dagrun.errors import DagrunError, Terminated
-from dagrun.layout import Stage
-from dagrun.signals import exit_code, received
+from dagrun.run.signals import exit_code, received
+from dagrun.version import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -83,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dagrun", description="Run experiment sweeps the way Make runs builds.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"dagrun {__version__}",
+                        help="print dagrun's version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("execute", help="run a workflow file's sweep (only what is not done)",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _results_parsers(sub: Any) -> None:
     """``dagrun results`` and ``dagrun report``."""
-    from dagrun.resultsformat import FORMATS
+    from dagrun.results.formats import FORMATS
 
     p = sub.add_parser("results", help="one row per experiment: varied keys, metrics "
                                         "(mean and std over repetitions), state")
@@ -171,8 +174,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_execute(args: argparse.Namespace) -> int:
+    from dagrun.code.workflow import workflow_from_file
     from dagrun.scheduler import Options, execute
-    from dagrun.workflow import workflow_from_file
 
     basecfg, cfgs = workflow_from_file(args.workflow)
     basecfg = _slurm_workers({**basecfg, **_overrides(args)}, args.num_cpus)
@@ -199,8 +202,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    from dagrun.code.workflow import workflow_from_file
     from dagrun.scheduler import Options, execute
-    from dagrun.workflow import workflow_from_file
 
     basecfg, cfgs = workflow_from_file(args.workflow)
     basecfg = {**basecfg, **_overrides(args)}
@@ -221,7 +224,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from dagrun.report import status_lines
+    from dagrun.status import status_lines
 
     for line in status_lines(args.out):
         print(line)
@@ -229,7 +232,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from dagrun.report import show_lines
+    from dagrun.status import show_lines
 
     for line in show_lines(args.out, args.run, args.lines):
         print(line)
@@ -237,9 +240,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_reduce(args: argparse.Namespace) -> int:
-    from dagrun import reduce
-    from dagrun.lock import driver_lock
-    from dagrun.planstore import read_plan, require_sweep
+    from dagrun.disk.lock import driver_lock
+    from dagrun.disk.planstore import read_plan, require_sweep
+    from dagrun.results import reduce
 
     sweep = require_sweep(args.out)
     with driver_lock(sweep):
@@ -259,8 +262,8 @@ def _cmd_clean(args: argparse.Namespace) -> int:
 
 
 def _cmd_results(args: argparse.Namespace) -> int:
-    from dagrun.resultsformat import format_results
-    from dagrun.resultstable import query
+    from dagrun.results.formats import format_results
+    from dagrun.results.table import query
 
     table = query(args.out, sort=args.sort, desc=args.desc, top=args.top, where=args.where,
                   group_by=args.group_by, columns=args.columns)
@@ -269,7 +272,7 @@ def _cmd_results(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from dagrun.htmlreport import write_report
+    from dagrun.results.html import write_report
 
     print(write_report(args.out, args.output))
     return EXIT_OK

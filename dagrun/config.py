@@ -10,12 +10,10 @@ import difflib
 import json
 import math
 import os
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagrun.backends import ALIASES, backend_names
 from dagrun.errors import ConfigError
 
 RESERVED_CFG_KEYS = ("experiment_id", "run_id", "out_path")
@@ -82,11 +80,7 @@ def _check_hosts(value: Any) -> tuple[str, ...]:
         isinstance(value, Sequence) and all(isinstance(h, str) and h.strip() for h in value),
         "hosts", "a list of 'host' or 'host:slots' strings", value,
     )
-    from dagrun.backends.ssh.command import HostSpec  # lazy: it imports this module
-
-    for h in value:
-        HostSpec.parse(h)  # strict: brackets for IPv6, slots 1..1024, one ':' at most
-    return tuple(h.strip() for h in value)
+    return tuple(h.strip() for h in value)  # each parsed strictly by the backend registry
 
 
 def _check_gpu_ids(value: Any) -> tuple[str, ...]:
@@ -105,17 +99,8 @@ def _validated_settings(values: dict[str, Any]) -> Settings:
     _expect(isinstance(out, (str, os.PathLike)) and str(out).strip() != "", "out_path",
             "a non-empty path", out)
     backend = values.get("backend", "single")
-    names = backend_names()
-    _expect(isinstance(backend, str), "backend", f"one of {', '.join(names)}", backend)
-    backend = ALIASES.get(backend, backend)
-    if backend not in names:
-        aliases = ", ".join(f"{a!r} for {b}" for a, b in ALIASES.items())
-        warnings.warn(
-            f"unknown backend {backend!r}; valid backends are {', '.join(names)} "
-            f"(and {aliases}). Using 'single'.",
-            UserWarning, stacklevel=3,
-        )
-        backend = "single"
+    _expect(isinstance(backend, str), "backend", "a backend name such as 'multiprocessing'",
+            backend)
     checks: list[tuple[str, Callable[[Any], bool], str]] = [
         ("num_cpus", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
         ("num_gpus", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
@@ -166,8 +151,12 @@ KNOWN_KEYS = frozenset(
 )
 
 
-def validate_basecfg(basecfg: Any) -> BaseConfig:
-    """Check every key of ``basecfg``; raise ``ConfigError`` on the first problem."""
+def parse_basecfg(basecfg: Any) -> BaseConfig:
+    """Check every key of ``basecfg``; raise ``ConfigError`` on the first problem.
+
+    The backend's name is kept as written and host strings are only checked to be strings:
+    both are the backend registry's to check (``dagrun.backends.validate_basecfg``, what
+    every caller uses), which keeps this base module below the backends."""
     if not isinstance(basecfg, Mapping):
         raise ConfigError(f"basecfg must be a dict, got {type(basecfg).__name__}")
     values: dict[str, Any] = {}

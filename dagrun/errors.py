@@ -4,7 +4,7 @@
   prints one line and exits 2; the API raises before anything is written.
 * ``SweepBusyError``: another driver holds the sweep; also the user's to resolve (exit 2).
 * A failing *run* is never an exception that leaves the engine: it becomes a ``Failure``
-  record on disk (see ``dagrun.stages``).
+  record on disk (see ``dagrun.run.stages``).
 """
 
 from __future__ import annotations

@@ -17,41 +17,34 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dagrun import (
-    atomic,
-    codecheck,
-    failures,
-    htmlreport,
-    leases,
-    provenance,
-    reduce,
-    unrecorded,
-)
-from dagrun import snapshot as snapshots
-from dagrun.backends import backend_class
+from dagrun.backends import backend_class, validate_basecfg
 from dagrun.backends.base import Backend
+from dagrun.code import snapshot as snapshots
+from dagrun.code.digest import cached_digests, cfgs_key, config_digest, store_digests
+from dagrun.code.fingerprint import fingerprint
+from dagrun.code.snapshot import Snapshot
+from dagrun.code.workflow import Workflow, sys_path_for
 from dagrun.config import (
     BaseConfig,
     Settings,
     json_view,
     repetitions_of,
-    validate_basecfg,
     validate_cfgs,
 )
-from dagrun.digest import cached_digests, cfgs_key, config_digest, store_digests
+from dagrun.disk import atomic, codecheck, formatversion, leases, provenance, trust, unrecorded
+from dagrun.disk.layout import STAGES, RunDir, Stage, SweepDir
+from dagrun.disk.lock import driver_lock
+from dagrun.disk.plan import Experiment, Plan, Reason, make_plan
+from dagrun.disk.planstore import write_plan
+from dagrun.disk.records import Failure
 from dagrun.errors import ConfigError, EnvironmentProblem, FailureKind
-from dagrun.fingerprint import fingerprint
-from dagrun.layout import STAGES, RunDir, Stage, SweepDir
-from dagrun.lock import driver_lock
-from dagrun.plan import Experiment, Plan, Reason, make_plan
-from dagrun.planstore import write_plan
 from dagrun.progress import Progress, say
-from dagrun.records import Failure
-from dagrun.signals import stop_signals_interrupt
-from dagrun.snapshot import Snapshot
-from dagrun.stages import RunOutcome, RunTask
-from dagrun.summary import FailedRun, Summary
-from dagrun.workflow import Workflow, sys_path_for
+from dagrun.results import html as htmlreport
+from dagrun.results import reduce
+from dagrun.run import failures
+from dagrun.run.signals import stop_signals_interrupt
+from dagrun.run.stages import RunOutcome, RunTask
+from dagrun.run.summary import FailedRun, Summary
 
 DRY_RUN_LISTING = 100
 RETRY_DELAY = 0.5  # seconds before a failed run's first retry; doubles per attempt
@@ -198,6 +191,7 @@ def _workflow_blob(prep: Prepared) -> bytes | None:
 
 def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Summary:
     sweep = prep.sweep
+    formatversion.check_readable(sweep)  # never plan over a newer dagrun's sweep
     plan = make_plan(sweep, prep.experiments, prep.fingerprints, options.rerun_changed)
     _write_state(prep, blob, write_plan_too=not plan.stored_same)
     invalidated = _invalidate(plan, options.rerun_changed)
@@ -252,6 +246,7 @@ def _write_state(prep: Prepared, blob: bytes | None, *, write_plan_too: bool) ->
         atomic.write_bytes(sweep.workflow, blob)
     if prep.digests_key is not None:
         store_digests(sweep.digest_cache, prep.digests_key, prep.workflow.digests)
+    formatversion.write(sweep)  # an older OUT is now migrated: its state is this format
 
 
 def _invalidate(plan: Plan, rerun_changed: bool) -> bool:
@@ -288,7 +283,7 @@ def _reduce(plan: Plan, summary: Summary, fresh: dict[int, dict[str, Any]],
     the planner verified against its line keep that line as it is."""
     if summary.done == 0 and summary.failed == 0 and not invalidated:
         complete = plan.complete()
-        if reduce.up_to_date(plan.sweep, complete):
+        if trust.up_to_date(plan.sweep, complete):
             return len(complete)
     checked = {e.exp_id for e in plan.complete()}
     return reduce.rewrite(plan.sweep, plan.experiments, fresh, checked, plan.standing())
@@ -491,6 +486,7 @@ def _dry_run(prep: Prepared, options: Options) -> Summary:
     """Print what would run and why; write nothing. The plan is the one ``execute`` makes,
     so a changed config is refused here exactly as it would be there."""
     sweep = prep.sweep
+    formatversion.check_readable(sweep)  # never plan over a newer dagrun's sweep
     plan = make_plan(sweep, prep.experiments, prep.fingerprints, options.rerun_changed)
     reasons = plan.reasons()
     lines = [f"  run {r.status.label}: {r.text}  ({r.status.run.path})"

@@ -13,6 +13,31 @@ import pytest
 
 from tests.helpers import AWKWARD_NAME, LOCAL_BACKENDS, Sweep, make_sweep
 
+# Test modules that start a service (a Ray head, sshd, a Slurm cluster, Chromium) or crash
+# sweeps on purpose many times over: `make test-fast` leaves them out (-m "not service and
+# not chaos"); `make test` and CI run everything.
+SERVICE_MODULES = frozenset({
+    "test_ray_backend", "test_ray_faults", "test_ray_cluster_fixture", "test_ssh_backend",
+    "test_ssh_faults", "test_ssh_fixture", "test_slurm_backend", "test_report_browser"})
+SERVICE_BACKENDS = ("ray", "ssh", "slurm")  # parameters of the contract suite
+CHAOS_MODULES = frozenset({"test_chaos"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "service: starts a service (Ray, sshd, Slurm, Chromium)")
+    config.addinivalue_line("markers", "chaos: kills sweeps at random points, many times")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(getattr(item, "module", None), "__name__", "").rpartition(".")[2]
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if module in SERVICE_MODULES or any(
+                value in SERVICE_BACKENDS for value in params.values() if isinstance(value, str)):
+            item.add_marker(pytest.mark.service)
+        if module in CHAOS_MODULES:
+            item.add_marker(pytest.mark.chaos)
+
 
 @pytest.fixture(params=LOCAL_BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:

@@ -71,7 +71,7 @@ def test_quiet_sweep_that_succeeds_prints_nothing(tmp_path: Path) -> None:
 def test_a_bug_in_dagrun_exits_3_with_traceback(tmp_path: Path) -> None:
     """An unexpected exception inside the engine is dagrun's fault: exit 3, not 1."""
     wf = write_workflow(tmp_path, FAILING.replace("(1, 3)", "()"))
-    code = ("import sys, dagrun.reduce as r\n"
+    code = ("import sys, dagrun.results.reduce as r\n"
             "def broken(*a, **k):\n    raise ZeroDivisionError('engine bug')\n"
             "r.rewrite = broken\n"
             "from dagrun.cli import main\n"
@@ -87,7 +87,7 @@ def test_environment_oserror_is_one_line_exit_2(tmp_path: Path) -> None:
     """dagrun's own I/O failing (here: its state cannot be written, as on a full disk) is
     the environment's problem: one line naming the file, exit 2, no traceback."""
     wf = write_workflow(tmp_path, FAILING.replace("(1, 3)", "()"))
-    code = ("import errno, os, sys, dagrun.codecheck as c\n"
+    code = ("import errno, os, sys, dagrun.disk.codecheck as c\n"
             "def full(*a, **k):\n"
             "    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), 'out/.dagrun/code.json')\n"
             "c.remember = full\n"
@@ -141,7 +141,7 @@ def test_ssh_hosts_checked_before_anything_is_written(tmp_path: Path) -> None:
 
 
 def test_tilde_expanded_in_path_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dagrun.config import validate_basecfg
+    from dagrun.backends import validate_basecfg
 
     monkeypatch.setenv("HOME", str(tmp_path))
     base = validate_basecfg({"out_path": "o", "pre": print, "fit": print, "post": print,
@@ -151,8 +151,7 @@ def test_tilde_expanded_in_path_settings(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_registered_backend_is_valid_everywhere(recwarn: pytest.WarningsRecorder) -> None:
-    from dagrun.backends import _REGISTRY, register_backend
-    from dagrun.config import validate_basecfg
+    from dagrun.backends import _REGISTRY, register_backend, validate_basecfg
 
     register_backend("mine", "dagrun.backends.single", "SingleBackend")
     try:
@@ -177,7 +176,7 @@ def test_bad_numbers_and_folders_say_what_is_expected(tmp_path: Path) -> None:
 
 def test_malocher_dir_is_accepted_and_not_needed() -> None:
     """The original tool's working folder for malocher: runs live in OUT, so it is ignored."""
-    from dagrun.config import validate_basecfg
+    from dagrun.backends import validate_basecfg
 
     base = validate_basecfg({"out_path": "o", "pre": print, "fit": print, "post": print,
                              "malocher_dir": "/tmp/malocher"})

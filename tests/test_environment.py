@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from dagrun.capture import cap_log
+from dagrun.run.capture import cap_log
 from tests.helpers import (
     LOCAL_BACKENDS,
     Result,
@@ -315,7 +315,7 @@ def test_quiet_prints_one_retry_line_per_run(awkward_dir: Path) -> None:
 
 
 def test_stage_log_of_a_noisy_retried_run_is_capped(awkward_dir: Path) -> None:
-    head = "import dagrun.capture\ndagrun.capture.LOG_CAP = 4000\n"
+    head = "import dagrun.run.capture\ndagrun.run.capture.LOG_CAP = 4000\n"
     wf = _workflow(awkward_dir, [{"x": 0, "fail": True, "noisy": True}], head=head)
     result = run_dagrun("execute", wf, "--retries", "2", "-q", cwd=awkward_dir)
     assert result.rc == 1, result.stderr

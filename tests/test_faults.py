@@ -41,7 +41,7 @@ import os
 
 import numpy as np
 
-import dagrun.atomic as _atomic
+import dagrun.disk.atomic as _atomic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "OUT")

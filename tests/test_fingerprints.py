@@ -44,8 +44,8 @@ cfgs = [{"x": 1}, {"x": 2}]
 PRINT = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from dagrun.workflow import import_workflow_file
-from dagrun.fingerprint import fingerprint
+from dagrun.code.workflow import import_workflow_file
+from dagrun.code.fingerprint import fingerprint
 wf = import_workflow_file(sys.argv[1] + "/wf.py")
 print(fingerprint(wf.pre), fingerprint(wf.fit), fingerprint(wf.post))
 """

@@ -76,7 +76,9 @@ def test_status_polled_in_a_loop_never_refuses_a_driver(tmp_path: Path) -> None:
 
     def poll_status() -> None:
         while not stop.is_set():
-            lines.append(run_dagrun("status", out, cwd=tmp_path).stdout.splitlines()[0])
+            polled = run_dagrun("status", out, cwd=tmp_path)
+            lines.append(polled.stdout.splitlines()[0] if polled.rc == 0 and polled.stdout
+                         else f"rc {polled.rc}: {polled.stdout}{polled.stderr}")
 
     poller = threading.Thread(target=poll_status)
     poller.start()
@@ -88,4 +90,54 @@ def test_status_polled_in_a_loop_never_refuses_a_driver(tmp_path: Path) -> None:
         poller.join(timeout=60)
     assert [r.rc for r in results] == [0] * 15, [r.stderr for r in results if r.rc]
     assert [r.rc for r in reduces] == [0] * 15, [r.stderr for r in reduces if r.rc]
-    assert lines and not any("pid ?" in line for line in lines)
+    assert lines and not [line for line in lines if "pid ?" in line or line.startswith("rc ")]
+
+
+DRIVERS_IN_A_LOOP = """
+import sys
+import time
+from dagrun.disk.layout import SweepDir
+from dagrun.disk.lock import driver_lock
+
+sweep = SweepDir(sys.argv[1])
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    with driver_lock(sweep, wait=10.0):
+        pass
+"""
+
+
+def test_a_reader_never_sees_a_holder_without_its_pid(tmp_path: Path) -> None:
+    """Drivers take and drop the lock in a tight loop while a reader asks who holds it
+    (``dagrun status``) and a third driver is refused (its message names the holder), as
+    fast as they can: every answer names a pid (before the fix, a reader between the record
+    lock and driver.json printed ``pid ? on ?, since ?``)."""
+    from dagrun.disk.layout import SweepDir
+    from dagrun.disk.lock import driver_lock, running_driver
+    from dagrun.errors import SweepBusyError
+
+    out = tmp_path / "out"
+    (out / ".dagrun").mkdir(parents=True)
+    sweep = SweepDir(str(out))
+    loops = [subprocess.Popen([sys.executable, "-c", DRIVERS_IN_A_LOOP, str(out), "4"],
+                              env=child_env(), stdin=subprocess.DEVNULL) for _ in range(2)]
+    seen: list[str] = []
+    try:
+        while any(p.poll() is None for p in loops):
+            found = running_driver(sweep)
+            if found is not None:
+                seen.append(found)
+            try:
+                with driver_lock(sweep):
+                    pass
+            except SweepBusyError as exc:
+                seen.append(str(exc).split("(", 1)[1])
+    finally:
+        for p in loops:
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=30)
+    assert [p.returncode for p in loops] == [0, 0]
+    assert seen, "the reader never saw a driver holding the lock"
+    assert not [s for s in seen if not s.startswith("pid ") or "?" in s], \
+        sorted({s for s in seen if not s.startswith("pid ") or "?" in s})[:5]

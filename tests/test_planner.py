@@ -207,7 +207,7 @@ def test_an_object_or_dataframe_edited_inside_is_a_changed_config(awkward_dir: P
 
 DIGEST_SCRIPT = '''
 import sys
-from dagrun.digest import config_digest
+from dagrun.code.digest import config_digest
 
 class DataSpec:
     def __init__(self, values):
@@ -249,7 +249,7 @@ def test_digest_tells_values_apart_by_type_and_content() -> None:
     import numpy as np
     import pandas as pd
 
-    from dagrun.digest import config_digest, digest
+    from dagrun.code.digest import config_digest, digest
 
     assert len({digest(1), digest(1.0), digest(True), digest("1"), digest(b"1")}) == 5
     assert digest([1, 2]) != digest((1, 2))

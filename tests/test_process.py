@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 import dagrun
-from dagrun.layout import SweepDir
+from dagrun.disk.layout import SweepDir
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -67,7 +67,7 @@ def _workers_left() -> list[str]:
 
 def _error(out: Path, exp_id: int, stage: str) -> dict[str, object]:
     """The failure record of one stage of run (exp_id, 0) of a one-repetition sweep."""
-    with open(SweepDir.at(out).run_dir(exp_id, 0, 1).error(dagrun.layout.Stage(stage))) as f:
+    with open(SweepDir.at(out).run_dir(exp_id, 0, 1).error(dagrun.disk.layout.Stage(stage))) as f:
         record: dict[str, object] = json.load(f)
     return record
 

@@ -25,7 +25,7 @@ import pytest
 from dagrun.backends.ray.driver import import_ray
 from dagrun.backends.ray.task import run_on_ray
 from dagrun.errors import BackendUnavailableError
-from dagrun.stages import RunTask
+from dagrun.run.stages import RunTask
 from tests.helpers import Sweep, child_env, dagrun_command, make_sweep, wait_for, write_workflow
 from tests.services import require_service
 from tests.services.ray_cluster import BASE_ENV, RayCluster, free_port, ray_available

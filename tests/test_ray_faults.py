@@ -21,10 +21,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from dagrun.backends import validate_basecfg
 from dagrun.backends.ray.connect import bounded
 from dagrun.backends.ray.driver import oom_message, plain
 from dagrun.backends.ray.resources import request_of
-from dagrun.config import validate_basecfg
 from dagrun.errors import BackendUnavailableError, ConfigError
 from tests.helpers import (
     child_env,

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from dagrun.cli import main
-from dagrun.htmlreport import embed_json, render
+from dagrun.results.html import embed_json, render
 from tests.helpers import run_dagrun, write_workflow
 from tests.services import require_service
 

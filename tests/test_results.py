@@ -194,8 +194,8 @@ def test_csv_and_json_parse_back_to_the_table(sweep: Path,
 
 
 def test_json_stays_strict_with_an_infinite_config_value() -> None:
-    from dagrun.resultsformat import format_results
-    from dagrun.resultstable import Table
+    from dagrun.results.formats import format_results
+    from dagrun.results.table import Table
 
     table = Table({"experiment_id": [0, 1], "clip": [math.inf, 1.0], "acc": [0.5, None],
                    "state": ["done", "failed"], "n": [1, 0]}, ["acc"], True)

@@ -1,4 +1,4 @@
-"""results.jsonl's kept columns (``dagrun.resultscache``) and the plan's entry offsets.
+"""results.jsonl's kept columns (``dagrun.results.columnscache``) and the plan's entry offsets.
 
 A kept copy is only ever a shortcut: every test here compares what is read through it with a
 fresh decode of the same bytes, after the ways results.jsonl changes under a reader (lines
@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from dagrun.columns import MISSING
-from dagrun.layout import SweepDir
-from dagrun.planstore import read_configs, read_index, read_plan, write_plan
-from dagrun.resultscache import Listed, decode_lines, read_listed
-from dagrun.runs import Experiment
+from dagrun.disk.layout import SweepDir
+from dagrun.disk.planstore import read_configs, read_index, read_plan, write_plan
+from dagrun.disk.runs import Experiment
+from dagrun.results.columns import MISSING
+from dagrun.results.columnscache import Listed, decode_lines, read_listed
 from tests.helpers import run_dagrun, write_workflow
 
 PLAN_KEY = "plan-a"
@@ -240,13 +240,13 @@ def test_wrong_or_missing_offsets_fall_back_to_the_whole_plan(tmp_path: Path,
 
 def test_a_writer_that_cannot_keep_the_columns_warns_and_goes_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dagrun import reduce, resultscache
+    from dagrun.results import columnscache, reduce
 
     def broken(*args: object) -> None:
         raise RuntimeError("boom")
 
     sweep = _sweep(tmp_path, [])
-    monkeypatch.setattr(resultscache, "keep", broken)
+    monkeypatch.setattr(columnscache, "keep", broken)
     with pytest.warns(UserWarning, match=r"were not kept \(RuntimeError: boom\)"):
         assert reduce.rewrite(sweep, [Experiment(0, 1, {"x": 1})], {0: {
             "x": 1, "experiment_id": 0, "out_path": sweep.experiment_path(0),
@@ -259,8 +259,8 @@ def test_aggregating_infinite_values_warns_nothing() -> None:
     (strict JSON), without numpy's RuntimeWarning reaching the user's terminal."""
     import warnings
 
-    from dagrun.atomic import strict_json
-    from dagrun.reduce import aggregate
+    from dagrun.disk.atomic import strict_json
+    from dagrun.results.reduce import aggregate
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")

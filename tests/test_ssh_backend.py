@@ -25,7 +25,7 @@ import pytest
 import dagrun
 from dagrun.backends.ssh.driver import SshBackend
 from dagrun.backends.ssh.protocol import OUTCOME, Request, outcome_from_json
-from dagrun.stages import RunTask
+from dagrun.run.stages import RunTask
 from tests.helpers import markers, read_jsonl
 from tests.services import require_service as require
 from tests.services.netns import NetnsHosts, netns_unavailable_reason

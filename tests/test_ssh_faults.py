@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from dagrun.backends import validate_basecfg
 from dagrun.backends.ssh.command import HostSpec, SshCommand
 from dagrun.backends.ssh.hosts import (
     CONTROL_PREFIX,
@@ -29,7 +30,6 @@ from dagrun.backends.ssh.hosts import (
     make_control_dir,
     requeue_note,
 )
-from dagrun.config import validate_basecfg
 from dagrun.errors import ConfigError
 from tests.helpers import child_env, processes_with, read_jsonl, saw_both, wait_for
 from tests.services import require_service

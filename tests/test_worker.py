@@ -18,8 +18,8 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-from dagrun import leases
-from dagrun.layout import RunDir, SweepDir
+from dagrun.disk import leases
+from dagrun.disk.layout import RunDir, SweepDir
 from tests.helpers import (
     Result,
     Sweep,

@@ -1,7 +1,7 @@
 """The backend interface: a backend only runs runs; the disk and the scheduler decide what.
 
 A backend receives ``RunTask``s through ``submit`` and hands back ``RunOutcome``s from
-``poll``. Everything that touches a run's files happens in ``dagrun.stages.StageRunner``,
+``poll``. Everything that touches a run's files happens in ``dagrun.run.stages.StageRunner``,
 wherever the backend runs it. ``shutdown(kill=True)`` must leave no process of the sweep
 running (Ctrl-C, errors).
 """
@@ -12,11 +12,11 @@ import abc
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from dagrun.code.workflow import Workflow
 from dagrun.config import Settings
-from dagrun.layout import SweepDir
-from dagrun.stages import RunOutcome, RunTask
-from dagrun.summary import Summary
-from dagrun.workflow import Workflow
+from dagrun.disk.layout import SweepDir
+from dagrun.run.stages import RunOutcome, RunTask
+from dagrun.run.summary import Summary
 
 
 class Backend(abc.ABC):

@@ -12,8 +12,8 @@ import collections
 
 from dagrun.backends.base import Backend
 from dagrun.backends.process.driver import ProcessBackend
-from dagrun.capture import CaptureMode
-from dagrun.stages import RunOutcome, RunTask, StageRunner
+from dagrun.run.capture import CaptureMode
+from dagrun.run.stages import RunOutcome, RunTask, StageRunner
 
 
 class _OneChildBackend(ProcessBackend):

@@ -2,7 +2,10 @@
 
 ``loop.py`` claims and executes runs (the command's logic); ``executor.py`` is the pool of
 processes that run them; ``child.py`` is the code those processes run. Claims are leases on
-disk (``dagrun.leases``).
+disk (``dagrun.disk.leases``).
+
+May import: the base modules, the wings ``disk``, ``code``, ``run``, ``results``,
+``dagrun.backends`` (its process pool) and this package.
 """
 
 from dagrun.worker.loop import WorkerOptions, run_worker

@@ -5,7 +5,7 @@ before any of the user's code is imported, and keeps it for life (``dagrun.backe
 slots``). It loads
 the workflow with ``Workflow.load`` from the ``OUT/.dagrun`` this machine sees, which
 imports the copy of the code the sweep was planned with. Like the multiprocessing backend's
-workers it dies with its parent and hosts its runs as ``dagrun.proctree.host_runs`` says.
+workers it dies with its parent and hosts its runs as ``dagrun.run.proctree.host_runs`` says.
 
 Before each stage it checks that the run's lease is still its worker's: a run whose lease was
 taken over (its worker was thought dead) starts no further stage, and raises ``LeaseLost``
@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 
-from dagrun.capture import CaptureMode
+from dagrun.code.workflow import Workflow
+from dagrun.disk.layout import Stage
+from dagrun.disk.records import Failure
 from dagrun.errors import FailureKind
-from dagrun.layout import Stage
-from dagrun.proctree import die_with_parent, host_runs
-from dagrun.records import Failure
-from dagrun.stages import RunOutcome, RunTask, StageRunner
-from dagrun.workflow import Workflow
+from dagrun.run.capture import CaptureMode
+from dagrun.run.proctree import die_with_parent, host_runs
+from dagrun.run.stages import RunOutcome, RunTask, StageRunner
 
 _runner: StageRunner | None = None
 _init_error: str | None = None

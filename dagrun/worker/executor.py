@@ -18,12 +18,12 @@ from typing import Any
 
 import pebble
 
-from dagrun import proctree
 from dagrun.backends.process.driver import lost_run_failure
 from dagrun.backends.process.slots import SlotPool
-from dagrun.layout import RunDir
-from dagrun.leases import Lease
-from dagrun.stages import RunOutcome, RunTask
+from dagrun.disk.layout import RunDir
+from dagrun.disk.leases import Lease
+from dagrun.run import proctree
+from dagrun.run.stages import RunOutcome, RunTask
 from dagrun.worker import child
 
 JOIN_TIMEOUT = 30.0

@@ -1,7 +1,7 @@
 """``dagrun worker OUT``: claim runs of a planned sweep and execute them until none is left.
 
 A worker reads the stored plan (it never rewrites it), loads the workflow the sweep was
-planned with, and loops: it claims runs that are not done and not leased (``dagrun.leases``),
+planned with, and loops: it claims runs that are not done and not leased (``dagrun.disk.leases``),
 executes up to ``-j`` of them at once in its pool (``executor.py``), retries a failed run up
 to ``retries`` times while it holds it, takes over runs whose lease went stale, and waits
 while other workers' leases are live. It ends when every run is done or given up, and then
@@ -25,13 +25,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from dagrun import atomic, reduce
-from dagrun.config import Settings, validate_basecfg
-from dagrun.errors import FailureKind, SweepBusyError, UsageError
-from dagrun.failures import lost_run, record
-from dagrun.gpus import slots
-from dagrun.layout import STAGES, RunDir, Stage, SweepDir, error_name
-from dagrun.leases import (
+from dagrun.backends import validate_basecfg
+from dagrun.code.workflow import Workflow
+from dagrun.config import Settings
+from dagrun.disk import atomic, formatversion, trust
+from dagrun.disk.layout import STAGES, RunDir, Stage, SweepDir, error_name
+from dagrun.disk.leases import (
     MAX_TAKEOVERS,
     WORKER_GRACE,
     Heartbeat,
@@ -41,14 +40,17 @@ from dagrun.leases import (
     claim,
     take_over,
 )
-from dagrun.lock import REDUCE_WAIT, driver_lock
-from dagrun.plan import make_plan, scan_run
-from dagrun.planstore import planned_runs, read_plan, require_sweep
-from dagrun.records import Failure, failure_signature
-from dagrun.signals import stop_signals_interrupt
-from dagrun.stages import RunOutcome, RunTask
+from dagrun.disk.lock import REDUCE_WAIT, driver_lock
+from dagrun.disk.plan import make_plan, scan_run
+from dagrun.disk.planstore import planned_runs, read_plan, require_sweep
+from dagrun.disk.records import Failure, failure_signature
+from dagrun.errors import FailureKind, SweepBusyError, UsageError
+from dagrun.results import reduce
+from dagrun.run.failures import lost_run, record
+from dagrun.run.gpus import slots
+from dagrun.run.signals import stop_signals_interrupt
+from dagrun.run.stages import RunOutcome, RunTask
 from dagrun.worker.executor import Executor
-from dagrun.workflow import Workflow
 
 POLL = 0.1  # seconds a worker waits for an outcome per turn
 RESCAN = 0.5  # seconds between looks at runs others hold, when nothing finished
@@ -81,6 +83,7 @@ def worker_settings(workflow: Workflow, sweep: SweepDir, options: WorkerOptions)
 def run_worker(out: str, options: WorkerOptions) -> int:
     """The ``dagrun worker`` command; returns its exit code (0 all done, 1 some failed)."""
     sweep = require_sweep(out)
+    formatversion.check_joinable(sweep)
     if not os.path.isfile(sweep.workflow):
         raise UsageError(f"{sweep.path} keeps no pickled workflow: plan it with "
                          "`dagrun plan WORKFLOW.py` first")
@@ -101,7 +104,7 @@ def reduce_results(sweep: SweepDir) -> None:
         with driver_lock(sweep, wait=REDUCE_WAIT, role="reduce"):
             experiments = list(read_plan(sweep).values())
             lines = reduce.rewrite(sweep, experiments,
-                                   reuse=reduce.verified_ids(sweep, experiments))
+                                   reuse=trust.verified_ids(sweep, experiments))
     except SweepBusyError:
         say("a dagrun driver holds OUT: it rewrites results.jsonl when it ends")
         return

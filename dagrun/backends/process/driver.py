@@ -7,10 +7,10 @@ threads in the driver: the progress bar, user libraries) and get the workflow on
 the pool initializer. No more workers are started than there are runs to do.
 
 With ``num_gpus`` per run the workers are a ``SlotPool`` (``slots.py``): one process per GPU
-slot (``dagrun.gpus``), each pinned to its slot's ``CUDA_VISIBLE_DEVICES`` for life, so runs
+slot (``dagrun.run.gpus``), each pinned to its slot's ``CUDA_VISIBLE_DEVICES`` for life, so runs
 never share a GPU unless fractions were asked for; ``min(num_cpus, slots)`` runs at once.
 
-Every process a run starts is stopped with it (``dagrun.proctree``): a worker stops its own
+Every process a run starts is stopped with it (``dagrun.run.proctree``): a worker stops its own
 tree when it is sent SIGTERM; after a worker was killed or crashed the driver kills what its
 runs left (its process group and the processes tagged with it); a watchdog outside the tree
 kills every process of the sweep when the driver ends, ``kill -9`` included.
@@ -32,18 +32,18 @@ from typing import TYPE_CHECKING, Any
 import pebble
 from tqdm import tqdm
 
-from dagrun import gpus, proctree
 from dagrun.backends.base import Backend
 from dagrun.backends.process.pool import Pool
 from dagrun.backends.process.slots import SlotPool
 from dagrun.backends.process.spawning import WORKER_CONTEXT
 from dagrun.backends.process.worker import init_worker, pool_args, run_task
 from dagrun.config import Settings
+from dagrun.disk.layout import RunDir
+from dagrun.disk.records import Failure
 from dagrun.errors import FailureKind
-from dagrun.failures import crashed_failure, lost_run, timeout_failure
-from dagrun.layout import RunDir
-from dagrun.records import Failure
-from dagrun.stages import RunOutcome, RunTask
+from dagrun.run import gpus, proctree
+from dagrun.run.failures import crashed_failure, lost_run, timeout_failure
+from dagrun.run.stages import RunOutcome, RunTask
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

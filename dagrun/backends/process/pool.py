@@ -15,7 +15,7 @@ Four of its habits do not fit a sweep, and are changed here (on pebble's ``PoolM
   traceback into the user's terminal. Here every worker is sent SIGTERM first (they stop their
   process trees in parallel), joined, and only then are the channels closed.
 * The pool does not say which workers ended. ``take_ended`` does, so that the driver can kill
-  what a dead worker's runs left behind (``dagrun.proctree.kill_orphans``).
+  what a dead worker's runs left behind (``dagrun.run.proctree.kill_orphans``).
 * Counting the tasks a worker has started means asking every future (``Future.running``),
   which costs the driver O(tasks in flight) per question. ``running`` is a count kept by the
   task manager as tasks start and end instead.

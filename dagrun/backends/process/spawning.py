@@ -10,7 +10,7 @@ that import; other processes of the program are unaffected.
 Its processes also start in their own session (``os.setsid()`` is the first statement the
 new interpreter runs): a terminal's Ctrl-C goes to the foreground process group, so it
 reaches the driver only, even while a worker is still starting up. The driver then stops the
-workers itself (``dagrun.proctree`` says how their process trees are stopped).
+workers itself (``dagrun.run.proctree`` says how their process trees are stopped).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A worker process is started with the pickled workflow as its initializer argument, so the
 workflow crosses the process boundary once, not once per run. It ties its life to the
 driver's (``PR_SET_PDEATHSIG``), so even ``kill -9`` of the driver leaves no worker behind,
-and hosts its runs as ``dagrun.proctree.host_runs`` says: its own session, the sweep's tag
+and hosts its runs as ``dagrun.run.proctree.host_runs`` says: its own session, the sweep's tag
 in the environment of every process a run starts, default SIGINT for user code, and a
 SIGTERM (timeout, shutdown) that stops the run's whole process tree before the worker dies.
 """
@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from dagrun.capture import CaptureMode
+from dagrun.code.workflow import Workflow
+from dagrun.disk.layout import Stage
+from dagrun.disk.records import Failure
 from dagrun.errors import FailureKind
-from dagrun.layout import Stage
-from dagrun.proctree import die_with_parent, host_runs
-from dagrun.records import Failure
-from dagrun.stages import RunOutcome, RunTask, StageRunner
-from dagrun.workflow import Workflow
+from dagrun.run.capture import CaptureMode
+from dagrun.run.proctree import die_with_parent, host_runs
+from dagrun.run.stages import RunOutcome, RunTask, StageRunner
 
 _runner: StageRunner | None = None
 _init_error: str | None = None
@@ -51,5 +51,5 @@ def run_task(task: RunTask) -> RunOutcome:
 
 def pool_args(blob: bytes, fingerprints: dict[str, str], token: str) -> tuple[Any, ...]:
     """Initializer arguments for a pool started by this (driver) process; ``token`` tags
-    the sweep's processes (``dagrun.proctree``)."""
+    the sweep's processes (``dagrun.run.proctree``)."""
     return (blob, fingerprints, os.getpid(), token)

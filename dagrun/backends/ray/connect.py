@@ -22,7 +22,7 @@ Why this is more than ``ray.init(address)`` (measured with ray 2.60):
   a helper thread the driver waits on for at most ``CONNECT_TIMEOUT`` seconds: the main
   thread keeps receiving Ctrl-C and SIGTERM, and Ray installs no SIGTERM handler of its own.
 * A local instance started for the sweep tags its processes (``LOCAL_TAG``) and gets a
-  watchdog (``dagrun.proctree.start_watchdog``): even after ``kill -9`` of the driver, no
+  watchdog (``dagrun.run.proctree.start_watchdog``): even after ``kill -9`` of the driver, no
   Ray agent or worker of it stays behind.
 """
 
@@ -44,8 +44,8 @@ from typing import Any
 
 from dagrun.config import Settings
 from dagrun.errors import BackendUnavailableError
-from dagrun.proctree import start_watchdog, stop_watchdog
 from dagrun.progress import say
+from dagrun.run.proctree import start_watchdog, stop_watchdog
 
 PROBE_TIMEOUT = 3.0
 CONNECT_TIMEOUT = 30.0  # the whole of ray.init (a head that answers does it in seconds)

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
 
-from dagrun import atomic, failures
 from dagrun.backends.base import Backend
 from dagrun.backends.ray import health
 from dagrun.backends.ray.connect import Connection, bounded, connect
@@ -48,12 +47,14 @@ from dagrun.backends.ray.resources import (
     unschedulable_reason,
 )
 from dagrun.config import Settings
+from dagrun.disk import atomic
+from dagrun.disk.layout import RunDir
+from dagrun.disk.records import Failure
 from dagrun.errors import BackendUnavailableError, ClusterLostError, FailureKind
-from dagrun.layout import RunDir
-from dagrun.proctree import stop_watchdog
 from dagrun.progress import say
-from dagrun.records import Failure
-from dagrun.stages import RunOutcome, RunTask
+from dagrun.run import failures
+from dagrun.run.proctree import stop_watchdog
+from dagrun.run.stages import RunOutcome, RunTask
 
 INSTALL_HINT = "the ray backend needs Ray: pip install 'dagrun[ray]'"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")

@@ -34,14 +34,14 @@ import sys
 import uuid
 from typing import Any
 
-from dagrun.capture import CaptureMode
+from dagrun.code.workflow import Workflow
+from dagrun.disk.layout import Stage
+from dagrun.disk.records import Failure
 from dagrun.errors import FailureKind
-from dagrun.failures import not_visible_failure
-from dagrun.layout import Stage
-from dagrun.proctree import kill_tagged
-from dagrun.records import Failure
-from dagrun.stages import RunOutcome, RunTask, StageRunner
-from dagrun.workflow import Workflow
+from dagrun.run.capture import CaptureMode
+from dagrun.run.failures import not_visible_failure
+from dagrun.run.proctree import kill_tagged
+from dagrun.run.stages import RunOutcome, RunTask, StageRunner
 
 _runners: dict[str, StageRunner] = {}  # ObjectRef hex -> runner (one sweep per worker)
 _visible: set[str] = set()  # workflow.pkl paths already seen on this node
@@ -60,7 +60,7 @@ def _worker_tag() -> str:
 
 _WATCHDOG = """
 import os, select, sys
-from dagrun.proctree import kill_tagged
+from dagrun.run.proctree import kill_tagged
 var, prefix, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if os.fork():
     os._exit(0)

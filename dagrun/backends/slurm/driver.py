@@ -6,7 +6,7 @@
     (progress, failures)              (every few seconds)        runs them, releases
     reduce results.jsonl                                         (the last one reduces)
 
-The driver hands no run to anyone: workers claim runs from the disk (``dagrun.leases``), so
+The driver hands no run to anyone: workers claim runs from the disk (``dagrun.disk.leases``), so
 a task that Slurm stops (time limit, preemption, node failure, ``scancel``) gets SIGTERM,
 releases its leases and its runs go to the other tasks. Attached (the default) the driver
 follows the run folders, asks ``squeue`` at most every ``poll_every`` seconds (never per
@@ -26,7 +26,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from dagrun import atomic
 from dagrun.backends.base import Backend
 from dagrun.backends.slurm import commands, options
 from dagrun.backends.slurm.commands import SbatchRefused, Task, TaskState
@@ -34,12 +33,13 @@ from dagrun.backends.slurm.jobs import Arrays
 from dagrun.backends.slurm.options import SlurmOptions
 from dagrun.backends.slurm.watch import RunWatch
 from dagrun.config import Settings, repetitions_of
+from dagrun.disk import atomic
+from dagrun.disk.layout import RunDir
 from dagrun.errors import BackendUnavailableError, ConfigError, FailureKind
-from dagrun.failures import lost_run
-from dagrun.layout import RunDir
 from dagrun.progress import Progress, say
-from dagrun.stages import RunOutcome, RunTask
-from dagrun.summary import FailedRun, Summary
+from dagrun.run.failures import lost_run
+from dagrun.run.stages import RunOutcome, RunTask
+from dagrun.run.summary import FailedRun, Summary
 
 TICK = 0.2
 

@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagrun import atomic
 from dagrun.backends.slurm.commands import Task, squeue
-from dagrun.layout import SweepDir
-from dagrun.records import iso
+from dagrun.disk import atomic
+from dagrun.disk.layout import SweepDir
+from dagrun.disk.records import iso
 
 
 @dataclass

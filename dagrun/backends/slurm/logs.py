@@ -10,8 +10,8 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from dagrun.layout import RunDir, SweepDir
-from dagrun.leases import read_lease
+from dagrun.disk.layout import RunDir, SweepDir
+from dagrun.disk.leases import read_lease
 
 SEARCHED = 200  # worker logs read at most, newest first
 

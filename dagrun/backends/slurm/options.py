@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dagrun.config import Settings
+from dagrun.disk.layout import SweepDir
 from dagrun.errors import ConfigError
-from dagrun.layout import SweepDir
 
 DEFAULT_WORKERS = 100  # array tasks when neither -j nor basecfg workers says
 

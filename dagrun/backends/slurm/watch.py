@@ -16,11 +16,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagrun.layout import LEASE, STAGES, RunDir, Stage, error_name, marker_name
-from dagrun.leases import read_lease
-from dagrun.records import Failure, failure_signature
-from dagrun.stages import RunTask
-from dagrun.summary import FailedRun
+from dagrun.disk.layout import LEASE, STAGES, RunDir, Stage, error_name, marker_name
+from dagrun.disk.leases import read_lease
+from dagrun.disk.records import Failure, failure_signature
+from dagrun.run.stages import RunTask
+from dagrun.run.summary import FailedRun
 
 SCAN_EVERY = 1.0
 _DONE = marker_name(Stage.POST)

@@ -48,14 +48,14 @@ from dagrun.backends.ssh.hosts import (
 from dagrun.backends.ssh.protocol import HEARTBEAT_EVERY, Request, outcome_from_json
 from dagrun.backends.ssh.remote import KILL_GRACE
 from dagrun.backends.ssh.session import Ending, Session, StopReason
+from dagrun.code.safety import trust_group
+from dagrun.code.workflow import Workflow
 from dagrun.config import Settings
+from dagrun.disk.layout import RunDir, Stage, SweepDir
+from dagrun.disk.records import Failure
 from dagrun.errors import BackendUnavailableError, ConfigError, FailureKind
-from dagrun.failures import crashed_failure, timeout_failure
-from dagrun.layout import RunDir, Stage, SweepDir
-from dagrun.records import Failure
-from dagrun.safety import trust_group
-from dagrun.stages import RunOutcome, RunTask
-from dagrun.workflow import Workflow
+from dagrun.run.failures import crashed_failure, timeout_failure
+from dagrun.run.stages import RunOutcome, RunTask
 
 TICK = 0.1
 

@@ -19,8 +19,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dagrun.records import Failure
-from dagrun.stages import RunOutcome, RunTask
+from dagrun.disk.records import Failure
+from dagrun.run.stages import RunOutcome, RunTask
 
 STARTED = "DAGRUN-STARTED"
 OUTCOME = "DAGRUN-OUTCOME"

@@ -35,13 +35,13 @@ import uuid
 from types import FrameType
 
 from dagrun.backends.ssh.protocol import OUTCOME, STARTED, STOPPED, Request, outcome_to_json
+from dagrun.code.safety import TRUST_GROUP_ENV
+from dagrun.disk.layout import RunDir, Stage, SweepDir
+from dagrun.disk.records import Failure, hostname
 from dagrun.errors import FailureKind
-from dagrun.failures import crashed_failure, not_visible_failure
-from dagrun.layout import RunDir, Stage, SweepDir
-from dagrun.proctree import die_with_parent, kill_tagged, reap, signal_tree
-from dagrun.records import Failure, hostname
-from dagrun.safety import TRUST_GROUP_ENV
-from dagrun.stages import RunOutcome
+from dagrun.run.failures import crashed_failure, not_visible_failure
+from dagrun.run.proctree import die_with_parent, kill_tagged, reap, signal_tree
+from dagrun.run.stages import RunOutcome
 
 KILL_GRACE = 3.0
 SELECT_EVERY = 0.25
@@ -80,9 +80,9 @@ def _like_the_driver(request: Request) -> None:
 
 def _run_child(request: Request) -> str:
     """Load the workflow and run the run; returns the outcome as JSON. Never raises."""
-    from dagrun.capture import CaptureMode
-    from dagrun.stages import StageRunner
-    from dagrun.workflow import Workflow
+    from dagrun.code.workflow import Workflow
+    from dagrun.run.capture import CaptureMode
+    from dagrun.run.stages import StageRunner
 
     task = request.task
     path = SweepDir.at(request.out_path).workflow

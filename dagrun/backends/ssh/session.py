@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from dagrun.backends.ssh.hosts import Host, last_line
 from dagrun.backends.ssh.protocol import HEARTBEAT, OUTCOME, STARTED, STOPPED
-from dagrun.stages import RunTask
+from dagrun.run.stages import RunTask
 
 STDERR_KEPT = 8000
 SSH_FAILED = 255  # ssh's own exit status for connection and protocol errors

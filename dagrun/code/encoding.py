@@ -1,0 +1,305 @@
+"""The typed byte encoding behind every content digest (configs, and a stage's bound
+arguments or state), shared by ``dagrun.code.digest`` and ``dagrun.code.fingerprint``.
+
+Values are encoded into a byte stream with a type tag each (so ``1``, ``1.0`` and ``True``
+differ) and the stream is hashed: dicts in the order of their keys, sets in the order of their
+elements' digests, NumPy arrays by dtype, shape and raw bytes (no copy when contiguous),
+pandas objects by pandas' own stable row hashes plus their labels and dtypes, functions by
+qualified name and code fingerprint, and any other object by its class name and the state it
+pickles (``__reduce_ex__``: ``__getstate__``, ``__dict__`` or ``__slots__``).
+
+A function's code fingerprint is passed in (``code``): fingerprints digest the arguments a
+``functools.partial`` binds, so this module sits below both and imports neither.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import types
+from collections.abc import Callable, Mapping
+from typing import Any
+
+_SIZE = 16  # bytes of digest: 32 hex characters
+_BIG = 1 << 16  # buffers at least this large are hashed in place, not joined
+
+
+def value_digest(value: Any, code: Callable[[Callable[..., Any]], str]) -> str:
+    """The content digest of any value (hex), functions fingerprinted by ``code``."""
+    enc = _Encoder(code)
+    enc.add(value)
+    return enc.hexdigest()
+
+
+def plain_digest(value: dict[Any, Any]) -> str | None:
+    """The digest of a tree of plain values (str keys, numbers, strings, lists) without an
+    encoder, or ``None`` when ``value`` holds anything else."""
+    plain = _plain_tree(value, 0)
+    return None if plain is None else hashlib.sha256(plain).hexdigest()[: 2 * _SIZE]
+
+
+def _qualname(obj: Any) -> str:
+    """A class's or function's name without its module (stable across module names)."""
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    return str(name) if name is not None else type(obj).__qualname__
+
+
+class _Encoder:
+    """A typed byte stream of values, hashed as it grows."""
+
+    def __init__(self, code: Callable[[Callable[..., Any]], str]) -> None:
+        self._code = code
+        self._hash = hashlib.sha256()
+        self._parts: list[bytes] = []
+        self._active: set[int] = set()  # containers being encoded (cycle guard)
+
+    def hexdigest(self) -> str:
+        self._flush()
+        return self._hash.hexdigest()[: 2 * _SIZE]
+
+    def _flush(self) -> None:
+        if self._parts:
+            self._hash.update(b"".join(self._parts))
+            self._parts.clear()
+
+    def _raw(self, data: bytes | memoryview) -> None:
+        if len(data) >= _BIG:
+            self._flush()
+            self._hash.update(data)
+        else:
+            self._parts.append(bytes(data))
+
+    def _text(self, tag: bytes, text: str) -> None:
+        data = text.encode("utf-8", "surrogatepass")
+        self._parts.append(b"%s%d:" % (tag, len(data)))
+        self._raw(data)
+
+    def add(self, value: Any) -> None:
+        """Append ``value``'s encoding to the stream."""
+        kind = type(value)
+        plain = _PLAIN.get(kind)
+        if plain is not None:
+            plain(self, value)
+            return
+        if kind is dict or kind is list or kind is tuple:
+            fast = _plain_tree(value, 0)
+            if fast is not None:
+                self._raw(fast)
+                return
+        if id(value) in self._active:
+            self._parts.append(b"@cycle;")
+            return
+        self._active.add(id(value))
+        try:
+            self._add_compound(value, kind)
+        finally:
+            self._active.discard(id(value))
+
+    def _add_compound(self, value: Any, kind: type) -> None:
+        if kind is dict or (isinstance(value, Mapping) and not _is_pandas(kind)):
+            self._mapping(value)
+        elif kind is list or kind is tuple:
+            self._sequence(b"l" if kind is list else b"t", value)
+        elif isinstance(value, (set, frozenset)):
+            self._set(value)
+        elif isinstance(value, type):
+            self._text(b"C", _qualname(value))
+        elif isinstance(value, (types.FunctionType, types.BuiltinFunctionType,
+                                types.MethodType)):
+            self._text(b"F", _qualname(value))
+            self._text(b"", self._code(value))
+        elif _module_root(kind) == "numpy":
+            self._numpy(value)
+        elif _is_pandas(kind):
+            self._pandas(value)
+        else:
+            self._object(value, kind)
+
+    def _mapping(self, value: Mapping[Any, Any]) -> None:
+        self._parts.append(b"d%d:" % len(value))
+        for key, item in sorted(value.items(), key=lambda kv: _key_order(kv[0], self._code)):
+            self.add(key)
+            self.add(item)
+
+    def _sequence(self, tag: bytes, value: Any) -> None:
+        self._parts.append(b"%s%d:" % (tag, len(value)))
+        for item in value:
+            self.add(item)
+
+    def _set(self, value: set[Any] | frozenset[Any]) -> None:
+        self._parts.append(b"%s%d:" % (b"S" if isinstance(value, set) else b"Z", len(value)))
+        for item in sorted(value_digest(v, self._code) for v in value):
+            self._parts.append(item.encode())
+
+    def _numpy(self, value: Any) -> None:
+        import numpy as np
+
+        if isinstance(value, np.ndarray) and value.dtype != object:
+            arr = np.ascontiguousarray(value)
+            self._text(b"a", f"{arr.dtype.str}{arr.shape}")
+            self._raw(arr.reshape(-1).view(np.uint8).data)
+        elif isinstance(value, np.ndarray):
+            self._text(b"A", f"{value.shape}")
+            self.add(value.tolist())
+        elif isinstance(value, np.generic) and value.dtype != object:
+            self._text(b"g", value.dtype.str)
+            self._raw(value.tobytes())
+        else:
+            self._object(value, type(value))
+
+    def _pandas(self, value: Any) -> None:
+        import pandas as pd
+
+        if not isinstance(value, (pd.DataFrame, pd.Series)):
+            self._object(value, type(value))
+            return
+        self._text(b"P", type(value).__qualname__)
+        if isinstance(value, pd.DataFrame):
+            self.add([str(d) for d in value.dtypes])
+            self.add(list(value.columns))
+        else:
+            self.add([str(value.dtype), value.name])
+        self.add(list(value.index))
+        try:
+            rows = pd.util.hash_pandas_object(value, index=True).to_numpy()
+        except TypeError:  # unhashable cells (lists, dicts): their values instead
+            self.add(value.to_numpy().tolist())
+        else:
+            self._numpy(rows)
+
+    def _object(self, value: Any, kind: type) -> None:
+        """Any other object: its class name and the state it would pickle."""
+        self._text(b"O", _qualname(kind))
+        try:
+            reduced = value.__reduce_ex__(4)
+        except Exception:  # objects that refuse pickling (locks, files): their readable form
+            self._text(b"r", _stable_repr(value))
+            return
+        if isinstance(reduced, str):  # a module-level singleton
+            self._text(b"G", reduced)
+            return
+        parts = list(reduced) + [None] * (5 - len(reduced))
+        func, args, state, items, pairs = parts[:5]
+        self._text(b"", _qualname(func))
+        self.add(args)
+        self.add(state)
+        self.add(list(items) if items is not None else None)
+        self.add(dict(pairs) if pairs is not None else None)
+
+
+def _module_root(kind: type) -> str:
+    return kind.__module__.partition(".")[0]
+
+
+def _is_pandas(kind: type) -> bool:
+    return _module_root(kind) == "pandas"
+
+
+def _key_order(key: Any, code: Callable[[Callable[..., Any]], str]) -> tuple[str, Any]:
+    """A total order of dict keys of any type: the type's name, then the key itself (str,
+    int, bytes), its repr (float, bool, None) or its digest (anything else)."""
+    kind = type(key)
+    if kind is str or kind is int or kind is bytes:
+        return kind.__qualname__, key
+    return kind.__qualname__, repr(key) if kind in _PLAIN else value_digest(key, code)
+
+
+_MAX_DEPTH = 64
+
+
+def _plain_tree(value: Any, depth: int) -> bytes | None:
+    """The encoding of plain data (str-keyed dicts, lists, tuples, str, int, float, bool,
+    None) in one pass, exactly as ``_Encoder`` writes it; ``None`` for anything else.
+
+    Most cfgs are plain: this keeps digesting 100,000 of them cheap (scalars are encoded
+    inline, without a call each)."""
+    kind = type(value)
+    if kind is not dict and kind is not list and kind is not tuple:
+        return _plain_scalar(value, kind)
+    if depth > _MAX_DEPTH:  # deep or cyclic: the encoder's guard handles it
+        return None
+    if kind is dict:
+        try:
+            keys = sorted(value)
+        except TypeError:  # keys of several types
+            return None
+        parts = [b"d%d:" % len(value)]
+        for key in keys:
+            if type(key) is not str:
+                return None
+            data = key.encode("utf-8", "surrogatepass")
+            parts.append(b"s%d:%s" % (len(data), data))
+            item = value[key]
+            t = type(item)
+            if t is int:
+                parts.append(b"i%d;" % item)
+            elif t is str:
+                data = item.encode("utf-8", "surrogatepass")
+                parts.append(b"s%d:%s" % (len(data), data))
+            else:
+                encoded = _plain_tree(item, depth + 1)
+                if encoded is None:
+                    return None
+                parts.append(encoded)
+        return b"".join(parts)
+    parts = [b"%s%d:" % (b"l" if kind is list else b"t", len(value))]
+    for element in value:
+        encoded = _plain_tree(element, depth + 1)
+        if encoded is None:
+            return None
+        parts.append(encoded)
+    return b"".join(parts)
+
+
+def _plain_scalar(value: Any, kind: type) -> bytes | None:
+    if kind is str:
+        data = value.encode("utf-8", "surrogatepass")
+        return b"s%d:%s" % (len(data), data)
+    if kind is int:
+        return b"i%d;" % value
+    if kind is float:
+        return b"f%s;" % value.hex().encode()
+    if kind is bool:
+        return b"T" if value else b"F"
+    if value is None:
+        return b"N"
+    return None
+
+
+def _stable_repr(value: Any) -> str:
+    text = repr(value)
+    return type(value).__qualname__ if " at 0x" in text else text
+
+
+def _none(enc: _Encoder, value: None) -> None:
+    enc._parts.append(b"N")
+
+
+def _bool(enc: _Encoder, value: bool) -> None:
+    enc._parts.append(b"T" if value else b"F")
+
+
+def _int(enc: _Encoder, value: int) -> None:
+    enc._parts.append(b"i%d;" % value)
+
+
+def _float(enc: _Encoder, value: float) -> None:
+    enc._parts.append(b"f" + value.hex().encode() + b";")
+
+
+def _str(enc: _Encoder, value: str) -> None:
+    enc._text(b"s", value)
+
+
+def _bytes(enc: _Encoder, value: bytes) -> None:
+    enc._parts.append(b"b%d:" % len(value))
+    enc._raw(value)
+
+
+_PLAIN: dict[type, Callable[[_Encoder, Any], None]] = {
+    type(None): _none, bool: _bool, int: _int, float: _float, str: _str, bytes: _bytes,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Digests of a whole list of cfgs, cached between executions.
+

@@ -1,0 +1,72 @@
+"""The version of OUT's on-disk format: which dagrun can read a sweep, and which may join it.
+
+Every change to what dagrun writes under OUT (file names, JSON fields, the classes inside
+``workflow.pkl``) bumps ``FORMAT``, says what changed in ``HISTORY``, and keeps a sweep
+written by the previous release working: readers (``status``, ``show``, ``results``,
+``report``) read every format from ``OLDEST`` on, and a driver (``execute``, ``resume``,
+``plan``) migrates an older OUT when it writes its state (then writes ``format.json``).
+
+A ``dagrun worker`` joins only an OUT of its own format: workers of two releases on one
+sweep would each follow their own protocol on disk (leases, markers). An OUT from a newer
+dagrun is refused by every command rather than misread.
+"""
+
+from __future__ import annotations
+
+from dagrun.disk import atomic
+from dagrun.disk.layout import SweepDir
+from dagrun.errors import UsageError
+from dagrun.version import __version__
+
+#: the format this dagrun writes
+FORMAT = 2
+#: the oldest format this dagrun reads (and migrates)
+OLDEST = 1
+HISTORY = {
+    1: "dagrun 0.1.0 until the package moved into wings: no format.json; workflow.pkl "
+       "names dagrun's classes by their flat module paths (dagrun.workflow.Workflow)",
+    2: "format.json; workflow.pkl names dagrun's classes by their paths in the wings "
+       "(dagrun.code.workflow.Workflow)",
+}
+
+
+def read(sweep: SweepDir) -> int:
+    """The format of the sweep at ``sweep`` (1 when it predates format.json)."""
+    data = atomic.read_json_or_none(sweep.format)
+    if data is None:
+        return 1
+    version = data.get("format") if isinstance(data, dict) else None
+    if type(version) is not int or version < 1:
+        raise UsageError(f"{sweep.format} is damaged (no format number); write it again "
+                         f"with `dagrun execute WORKFLOW.py` or remove it if OUT was written "
+                         f"by dagrun {__version__} or older")
+    return version
+
+
+def check_readable(sweep: SweepDir) -> int:
+    """The sweep's format; ``UsageError`` when this dagrun cannot read it."""
+    version = read(sweep)
+    if version > FORMAT:
+        raise UsageError(
+            f"{sweep.path} was written by a newer dagrun (on-disk format {version}); this "
+            f"dagrun {__version__} reads formats {OLDEST} to {FORMAT}: upgrade dagrun")
+    if version < OLDEST:
+        raise UsageError(
+            f"{sweep.path} has on-disk format {version}, older than this dagrun reads "
+            f"({OLDEST} to {FORMAT}): run it with the dagrun that wrote it")
+    return version
+
+
+def check_joinable(sweep: SweepDir) -> None:
+    """``UsageError`` unless a worker of this dagrun may join the sweep (same format)."""
+    version = check_readable(sweep)
+    if version != FORMAT:
+        raise UsageError(
+            f"{sweep.path} has on-disk format {version}, this dagrun worker format {FORMAT}: "
+            f"run `dagrun plan WORKFLOW.py --out {sweep.path}` with this dagrun first (it "
+            f"brings OUT to format {FORMAT}), or workers of the dagrun that wrote it")
+
+
+def write(sweep: SweepDir) -> None:
+    """Record that OUT now holds this dagrun's format (after its state was written)."""
+    atomic.write_json(sweep.format, {"format": FORMAT, "dagrun": __version__}, indent=None)

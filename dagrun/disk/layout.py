@@ -1,0 +1,220 @@
+"""Every file name dagrun uses on disk: the one place that knows the layout.
+
+``SweepDir`` is ``OUT/``; ``RunDir`` is one run's folder (``OUT/<id>/`` or ``OUT/<id>/<rep>/``).
+Nothing else in dagrun spells a file name.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+
+class Stage(str, enum.Enum):
+    """The three stages of a run, in order."""
+
+    PRE = "pre"
+    FIT = "fit"
+    POST = "post"
+
+    @property
+    def order(self) -> int:
+        return STAGES.index(self)
+
+    def and_after(self) -> tuple[Stage, ...]:
+        """This stage and the ones that consume its output."""
+        return STAGES[self.order :]
+
+
+STAGES: tuple[Stage, ...] = (Stage.PRE, Stage.FIT, Stage.POST)
+
+RESULTS = "results.jsonl"
+CONFIG = "config.json"
+STATE_DIR = ".dagrun"
+CODE_DIR = "code"  # OUT/.dagrun/code/<digest>/: the copy of the workflow's code
+LEASE = "lease.json"
+
+
+class RunDir(NamedTuple):
+    """One run's folder and the names of everything in it (a tuple: cheap at 100,000 runs)."""
+
+    path: str
+
+    @property
+    def config(self) -> str:
+        return f"{self.path}{os.sep}{CONFIG}"
+
+    def artifact(self, stage: Stage) -> str:
+        """pre.pkl / fit.pkl hold pickled outputs; post.json holds the metrics."""
+        ext = "json" if stage is Stage.POST else "pkl"
+        return f"{self.path}{os.sep}{stage.value}.{ext}"
+
+    def marker(self, stage: Stage) -> str:
+        return f"{self.path}{os.sep}{stage.value}.done"
+
+    def error(self, stage: Stage) -> str:
+        return f"{self.path}{os.sep}{stage.value}.error"
+
+    def log(self, stage: Stage) -> str:
+        return f"{self.path}{os.sep}{stage.value}.log"
+
+    @property
+    def lease(self) -> str:
+        """JSON naming the worker executing the run now (``dagrun.disk.leases``); only while it
+        runs."""
+        return f"{self.path}{os.sep}{LEASE}"
+
+    def lease_temp(self, tag: str) -> str:
+        """A name private to one claim or takeover of the lease (renamed or linked away)."""
+        return f"{self.path}{os.sep}.{LEASE}.{tag}.tmp"
+
+    def stage_files(self, stage: Stage) -> tuple[str, ...]:
+        """Everything a stage leaves, marker first so it is removed before its artifact."""
+        return (self.marker(stage), self.artifact(stage), self.error(stage))
+
+
+def marker_name(stage: Stage) -> str:
+    return f"{stage.value}.done"
+
+
+def error_name(stage: Stage) -> str:
+    return f"{stage.value}.error"
+
+
+@dataclass(frozen=True)
+class SweepDir:
+    """``OUT/``: run folders, results, and dagrun's own state under ``OUT/.dagrun/``."""
+
+    path: str
+
+    @classmethod
+    def at(cls, out_path: str | os.PathLike[str]) -> SweepDir:
+        """The sweep at ``out_path``, made absolute and normalised (no trailing slash)."""
+        return cls(os.path.abspath(os.fspath(out_path)))
+
+    @property
+    def results(self) -> str:
+        return os.path.join(self.path, RESULTS)
+
+    @property
+    def state(self) -> str:
+        return os.path.join(self.path, STATE_DIR)
+
+    @property
+    def plan(self) -> str:
+        """JSON: every experiment ever planned here (id, repetitions, JSON config)."""
+        return os.path.join(self.state, "plan.json")
+
+    @property
+    def format(self) -> str:
+        """JSON: the on-disk format version of this OUT (``dagrun.disk.formatversion``)."""
+        return os.path.join(self.state, "format.json")
+
+    @property
+    def plan_index(self) -> str:
+        """JSON: the plan's ids, repetitions and digest, for fast status and no-op runs."""
+        return os.path.join(self.state, "plan-index.json")
+
+    @property
+    def workflow(self) -> str:
+        """cloudpickle of the stage functions, basecfg and original cfgs (for resume)."""
+        return os.path.join(self.state, "workflow.pkl")
+
+    @property
+    def code(self) -> str:
+        """JSON: the stage-code fingerprints that have written markers here."""
+        return os.path.join(self.state, "code.json")
+
+    @property
+    def digest_cache(self) -> str:
+        """JSON: the cfgs' content digests and a key of the cfgs they were computed from
+        (a no-op re-execute of a large sweep then digests nothing)."""
+        return os.path.join(self.state, "digests.json")
+
+    @property
+    def results_index(self) -> str:
+        """JSON: which config digest and repetitions each results.jsonl line was reduced
+        from, and the size and mtime of the results.jsonl it describes."""
+        return os.path.join(self.state, "results-index.json")
+
+    @property
+    def results_cache(self) -> str:
+        """marshal: results.jsonl decoded into columns, with the size and checksum of the
+        bytes it was decoded from (``dagrun results`` then decodes only lines appended
+        since)."""
+        return os.path.join(self.state, "results-columns.marshal")
+
+    @property
+    def lock(self) -> str:
+        return os.path.join(self.state, "lock")
+
+    @property
+    def unrecorded(self) -> str:
+        """JSON lines: failed runs whose error record could not be written into their
+        folder (read-only, full), kept here so ``status`` counts them
+        (``dagrun.disk.unrecorded``)."""
+        return os.path.join(self.state, "unrecorded.jsonl")
+
+    @property
+    def driver(self) -> str:
+        """JSON naming the driver that holds the lock (host, pid, since)."""
+        return os.path.join(self.state, "driver.json")
+
+    @property
+    def provenance(self) -> str:
+        """JSON: where the last execute came from (git commit, host, versions, command)."""
+        return os.path.join(self.state, "provenance.json")
+
+    @property
+    def report(self) -> str:
+        """The HTML page ``dagrun report`` writes by default."""
+        return os.path.join(self.path, "report.html")
+
+    @property
+    def workers(self) -> str:
+        """Folder of ``dagrun worker`` announcements, one file per live worker
+        (``dagrun.disk.leases.Presence``): a driver that sees one leases its runs."""
+        return os.path.join(self.state, "workers")
+
+    def worker_file(self, worker: str) -> str:
+        """The announcement of worker ``worker`` (its ``Holder.worker`` id)."""
+        return os.path.join(self.workers, f"{worker}.json")
+
+    @property
+    def slurm(self) -> str:
+        """Folder of the slurm backend: worker logs, batch scripts, ``job.json``."""
+        return os.path.join(self.state, "slurm")
+
+    @property
+    def slurm_jobs(self) -> str:
+        """JSON: the Slurm arrays submitted for this sweep (to submit nothing twice)."""
+        return os.path.join(self.slurm, "job.json")
+
+    def slurm_log(self, task: str) -> str:
+        """The log of array task ``task`` (``JOB_TASK``; ``%A_%a`` as sbatch's pattern)."""
+        return os.path.join(self.slurm, f"worker-{task}.log")
+
+    def slurm_script(self, job: str) -> str:
+        """The batch script an array ran (kept to read what a worker was told)."""
+        return os.path.join(self.slurm, f"worker-{job}.sh")
+
+    def experiment_path(self, exp_id: int) -> str:
+        # plain concatenation: called for every run when planning a 100,000-run sweep
+        return f"{self.path}{os.sep}{exp_id}"
+
+    def run_dir(self, exp_id: int, rep: int, repetitions: int) -> RunDir:
+        """``OUT/<id>/`` for a single repetition, ``OUT/<id>/<rep>/`` otherwise."""
+        base = self.experiment_path(exp_id)
+        return RunDir(base if repetitions == 1 else f"{base}{os.sep}{rep}")
+
+    def run_paths(self, exp_id: int, repetitions: int) -> list[str]:
+        """The folders of every repetition of an experiment (as ``run_dir``; one call per
+        experiment, for the loops that plan 100,000 runs)."""
+        base = self.experiment_path(exp_id)
+        return [base] if repetitions == 1 else [f"{base}{os.sep}{r}" for r in range(repetitions)]
+
+    def exists(self) -> bool:
+        return Path(self.state).is_dir()

@@ -1,0 +1,553 @@
+"""Leases: a run being executed is claimed on disk, so any number of workers can share OUT.
+
+A lease is ``RUN/lease.json`` (``RunDir.lease``), naming its holder (host, pid, worker id,
+Slurm job), the number of times the run was taken over, and a heartbeat counter.
+
+* **Claim by link.** The holder writes its lease to a private temporary name, then
+  ``link()``s it to ``lease.json``: the link fails when a lease exists, so of two claimers
+  exactly one wins, and the lease appears complete (never an empty file a reader could
+  misread). ``link`` is atomic on every NFS version (``O_EXCL`` create was not, before NFSv3,
+  and still leaves a moment where the file exists but is empty); a link whose reply was lost
+  on the network (the client retries and gets "exists") is recognised by the temporary
+  file's link count of 2.
+* **Heartbeat through a kept descriptor.** The holder keeps the lease's inode open and
+  rewrites the counter through that descriptor (then ``fsync``, so it reaches an NFS
+  server). A lease taken over by another worker is a new inode at the name, so a slow
+  holder's late heartbeat lands on its own, orphaned inode and never clobbers the new one;
+  it sees that the name no longer points to its inode and stops its run.
+* **Staleness on the observer's clock.** An observer never compares timestamps written by
+  another host. It remembers what it last saw of a lease (inode, size, mtime, content) and
+  when, by its own monotonic clock; a lease unchanged for ``lease_timeout`` seconds of that
+  clock is stale. Reading opens the file, which makes an NFS client revalidate it.
+* **Takeover by rename.** A stale lease is renamed to a private name (of several observers
+  only one rename finds it), checked to be the very lease judged stale (if not, it is put
+  back), and replaced by a new claim counting one more takeover. A run taken over
+  ``MAX_TAKEOVERS`` times keeps killing whatever runs it: it is recorded as ``crashed``.
+* **Release** renames the lease away the same way, so a holder never removes a lease that is
+  no longer its own.
+
+``Heartbeat`` renews a process's leases from a thread of the process that claimed them (the
+worker or driver, never the process running user code: a stage stuck in C keeps its lease).
+``Gate`` is the driver's side: ``execute`` holds a lease on each run it executes and leaves
+runs leased by live workers alone until their lease ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from dagrun.disk.layout import RunDir, SweepDir
+from dagrun.disk.records import hostname, iso
+
+MAX_TAKEOVERS = 3  # a run whose lease was taken over this often is recorded as crashed
+BEATS_PER_TIMEOUT = 5  # heartbeats per lease timeout
+WATCH_EVERY = 0.5  # seconds between a driver's looks for workers (``Gate``)
+# a worker claims nothing for this long after announcing itself: time for a driver that did
+# not lease (no worker was there) to see it and lease the runs it already executes
+WORKER_GRACE = 4 * WATCH_EVERY
+_SLURM_VARS = ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_ID")
+
+
+def slurm_job() -> str | None:
+    """``JOB_TASK`` of a Slurm array task, ``JOB`` of a plain job, ``None`` outside Slurm."""
+    array, task, job = (os.environ.get(v) for v in _SLURM_VARS)
+    if array and task:
+        return f"{array}_{task}"
+    return job or None
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds leases: this process, named once."""
+
+    host: str
+    pid: int
+    worker: str
+    slurm: str | None
+
+    @classmethod
+    def here(cls) -> Holder:
+        return cls(hostname(), os.getpid(), uuid.uuid4().hex[:12], slurm_job())
+
+    def content(self, takeovers: int, beat: int) -> bytes:
+        data = {"host": self.host, "pid": self.pid, "worker": self.worker,
+                "slurm": self.slurm, "takeovers": takeovers, "since": iso(time.time()),
+                "beat": f"{beat:012d}"}
+        return (json.dumps(data) + "\n").encode()
+
+
+class Lease:
+    """A lease this process holds: the open descriptor of its inode."""
+
+    def __init__(self, run: RunDir, fd: int, holder: Holder, takeovers: int) -> None:
+        self.run = run
+        self.fd = fd
+        self.holder = holder
+        self.takeovers = takeovers
+        self.beat = 0
+        st = os.fstat(fd)
+        self.inode = (st.st_dev, st.st_ino)
+
+    def owned(self) -> bool:
+        """Whether ``lease.json`` is still this lease (not taken over, not removed)."""
+        try:
+            st = os.stat(self.run.lease)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self.inode
+
+    def renew(self) -> bool:
+        """One heartbeat; returns whether the lease is still ours (if not, its run must stop)."""
+        if self.fd < 0 or not self.owned():
+            return False
+        self.beat += 1
+        data = self.holder.content(self.takeovers, self.beat)
+        try:
+            os.pwrite(self.fd, data, 0)
+            os.ftruncate(self.fd, len(data))
+            os.fsync(self.fd)
+        except OSError:
+            return self.owned()  # a full disk does not make the lease someone else's
+        return True
+
+    def close(self) -> None:
+        """Forget a lease that is no longer ours: close its descriptor, touch no file."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def release(self) -> None:
+        """Remove the lease if it is still ours; close its descriptor. Idempotent."""
+        if self.fd < 0:
+            return
+        with contextlib.suppress(OSError):
+            _remove_if(self.run, self.inode)
+        os.close(self.fd)
+        self.fd = -1
+
+
+def _tag() -> str:
+    return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _remove_if(run: RunDir, inode: tuple[int, int]) -> bool:
+    """Remove ``lease.json`` if it is ``inode``: renamed to a private name first, so a lease
+    that replaced it meanwhile is put back instead of removed. Returns whether it was."""
+    private = run.lease_temp(_tag())
+    try:
+        os.rename(run.lease, private)
+    except FileNotFoundError:
+        return False
+    try:
+        st = os.stat(private)
+        if (st.st_dev, st.st_ino) == inode:
+            return True
+        with contextlib.suppress(FileExistsError):
+            os.link(private, run.lease)  # not ours: put it back (unless a claim came first)
+        return False
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(private)
+
+
+def claim(run: RunDir, holder: Holder, takeovers: int = 0) -> Lease | None:
+    """Claim ``run`` with a new lease; ``None`` when one exists (someone else holds it)."""
+    private = run.lease_temp(_tag())
+    fd = os.open(private, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, holder.content(takeovers, 0))
+        try:
+            os.link(private, run.lease)
+        except FileExistsError:
+            os.close(fd)
+            return None
+        except OSError as exc:  # a lost reply on NFS: the link may exist all the same
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR) or os.fstat(fd).st_nlink != 2:
+                raise
+        return Lease(run, fd, holder, takeovers)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(private)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A lease as an observer saw it: what it looked like, since when (observer's clock)."""
+
+    signature: tuple[Any, ...]
+    since: float  # time.monotonic() when this signature was first seen
+    info: dict[str, Any]
+
+    @property
+    def takeovers(self) -> int:
+        value = self.info.get("takeovers", 0)
+        return value if isinstance(value, int) else 0
+
+    def describe(self) -> str:
+        """``host H pid P (Slurm job J)``: the holder in a status line."""
+        info = self.info
+        job = f" (Slurm job {info['slurm']})" if info.get("slurm") else ""
+        return f"host {info.get('host', '?')} pid {info.get('pid', '?')}{job}"
+
+
+def read_lease(run: RunDir) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    """``(signature, content)`` of a run's lease, ``None`` when there is none. Opening the
+    file (rather than ``stat`` alone) makes an NFS client fetch its current attributes."""
+    try:
+        with open(run.lease, "rb") as f:
+            st = os.fstat(f.fileno())
+            data = f.read(4096)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        info = json.loads(data)
+    except ValueError:  # caught mid-rewrite: the signature changed, so it is alive
+        info = {}
+    signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, data)
+    return signature, info if isinstance(info, dict) else {}
+
+
+class Observer:
+    """Tells live leases from stale ones by watching them on this process's own clock."""
+
+    def __init__(self, lease_timeout: float) -> None:
+        self.lease_timeout = lease_timeout
+        self._seen: dict[str, Seen] = {}
+
+    def look(self, run: RunDir) -> Seen | None:
+        """The run's lease as last seen (``None``: no lease)."""
+        found = read_lease(run)
+        if found is None:
+            self._seen.pop(run.path, None)
+            return None
+        signature, info = found
+        old = self._seen.get(run.path)
+        if old is not None and old.signature == signature:
+            return old
+        seen = Seen(signature, time.monotonic(), info)
+        self._seen[run.path] = seen
+        return seen
+
+    def stale(self, seen: Seen) -> bool:
+        return time.monotonic() - seen.since >= self.lease_timeout
+
+    def forget(self, run: RunDir) -> None:
+        self._seen.pop(run.path, None)
+
+
+def take_over(run: RunDir, seen: Seen, holder: Holder) -> Lease | None:
+    """Replace the stale lease ``seen`` by a lease of ``holder`` counting one more takeover;
+    ``None`` when another worker was faster (or the lease changed meanwhile)."""
+    private = run.lease_temp(_tag())
+    try:
+        os.rename(run.lease, private)
+    except FileNotFoundError:
+        return None
+    try:
+        current = _signature_of(private)
+        if current != seen.signature[:4]:
+            with contextlib.suppress(FileExistsError):
+                os.link(private, run.lease)  # it came alive, or is another's: put it back
+            return None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(private)
+    return claim(run, holder, seen.takeovers + 1)
+
+
+def _signature_of(path: str) -> tuple[Any, ...] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def heartbeat_age(run: RunDir) -> float | None:
+    """Seconds since the lease file last changed, by its mtime: for display only (the
+    file server's clock against this host's), never to decide staleness."""
+    try:
+        return max(0.0, time.time() - os.stat(run.lease).st_mtime)
+    except OSError:
+        return None
+
+
+class Presence:
+    """A worker's announcement ``OUT/.dagrun/workers/<worker>.json``, made before its first
+    claim and removed after its last release: a driver that sees one leases its runs."""
+
+    def __init__(self, path: str, fd: int, holder: Holder) -> None:
+        self.path = path
+        self.fd = fd
+        self.holder = holder
+        self.beat = 0
+
+    @classmethod
+    def announce(cls, sweep: SweepDir, holder: Holder) -> Presence:
+        """Write the announcement (its name is unique to the worker: created with
+        ``O_EXCL``, only its presence matters to a driver)."""
+        os.makedirs(sweep.workers, mode=0o755, exist_ok=True)
+        path = sweep.worker_file(holder.worker)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        presence = cls(path, fd, holder)
+        presence.renew()
+        return presence
+
+    def renew(self) -> None:
+        """Keep it fresh (for ``status``-like readers; a driver only looks for it)."""
+        if self.fd < 0:
+            return
+        data = self.holder.content(0, self.beat)
+        self.beat += 1
+        with contextlib.suppress(OSError):
+            os.pwrite(self.fd, data, 0)
+            os.ftruncate(self.fd, len(data))
+            os.fsync(self.fd)
+
+    def withdraw(self) -> None:
+        """Remove the announcement. Idempotent."""
+        if self.fd < 0:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        os.close(self.fd)
+        self.fd = -1
+
+
+def workers_present(sweep: SweepDir) -> bool:
+    """Whether a worker has announced itself in ``sweep`` (opening the folder to list it
+    makes an NFS client revalidate it)."""
+    try:
+        with os.scandir(sweep.workers) as entries:
+            return any(True for _ in entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+class Heartbeat:
+    """Renews leases every ``lease_timeout / BEATS_PER_TIMEOUT`` seconds from a thread;
+    leases found taken over are handed out by ``take_lost``."""
+
+    def __init__(self, lease_timeout: float) -> None:
+        self.interval = lease_timeout / BEATS_PER_TIMEOUT
+        self._leases: dict[str, Lease] = {}
+        self._lost: list[Lease] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="dagrun-heartbeat",
+                                        daemon=True)
+        self._presence: Presence | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def announce(self, sweep: SweepDir, holder: Holder) -> None:
+        """Announce ``holder`` as a worker of ``sweep`` (``Presence``) until ``stop``: a
+        worker does so before its first claim and waits ``WORKER_GRACE`` before claiming."""
+        self._presence = Presence.announce(sweep, holder)
+
+    def add(self, lease: Lease) -> None:
+        with self._lock:
+            self._leases[lease.run.path] = lease
+
+    def release(self, run: RunDir) -> None:
+        """Stop renewing the run's lease and remove it (if still ours)."""
+        with self._lock:
+            lease = self._leases.pop(run.path, None)
+            if lease is not None:
+                lease.release()
+
+    def take_lost(self) -> list[Lease]:
+        """Leases found taken over (or removed) since the last call."""
+        with self._lock:
+            lost, self._lost = self._lost, []
+        return lost
+
+    def held(self) -> int:
+        return len(self._leases)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.beat()
+
+    def beat(self) -> None:
+        """Renew every lease once; those no longer ours move to the lost list."""
+        with self._lock:
+            for path, lease in list(self._leases.items()):
+                if not lease.renew():
+                    del self._leases[path]
+                    self._lost.append(lease)
+            if self._presence is not None:
+                self._presence.renew()
+
+    def stop(self) -> None:
+        """Stop the thread and release every lease still held, then the announcement."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        with self._lock:
+            for lease in self._leases.values():
+                lease.release()
+            for lease in self._lost:
+                lease.close()
+            self._leases.clear()
+            self._lost.clear()
+            if self._presence is not None:
+                self._presence.withdraw()
+
+
+class LeaseConflict(RuntimeError):
+    """A run this driver executes without a lease turned out to be leased by someone else:
+    the worker grace period did not cover the driver's look for workers (a dagrun bug, or
+    a driver stalled for longer than ``WORKER_GRACE``)."""
+
+
+class Gate:
+    """The driver's leases: ``execute`` claims each run it executes and parks runs that a
+    live worker holds until that lease ends (released, or stale: then it is taken over).
+
+    Leases cost nothing while no worker shares OUT: the gate leases only once it has seen a
+    worker's announcement (``Presence``), at the start or by a look every ``WATCH_EVERY``
+    seconds from its own thread, and then leases for good, the runs already in flight
+    included. Why that duplicates nothing, in either order:
+
+    * a worker announces itself before its first claim, so a driver starting after it sees
+      the announcement before its first run and leases everything;
+    * a worker announcing itself while the driver runs claims nothing for ``WORKER_GRACE``
+      (several looks of the driver), so by then the driver holds the lease of every run it
+      executes: the worker's claims fail on them. A run in flight that the driver cannot
+      claim would be a run both execute; it is raised as ``LeaseConflict``.
+    """
+
+    RECHECK = 0.5  # seconds between looks at parked runs
+
+    def __init__(self, sweep: SweepDir, lease_timeout: float) -> None:
+        self.sweep = sweep
+        self.holder = Holder.here()
+        self.observer = Observer(lease_timeout)
+        self.heartbeat = Heartbeat(lease_timeout)
+        self._parked: dict[str, Any] = {}  # run path -> the task waiting for it
+        self._next_look = 0.0
+        self._lock = threading.Lock()  # admit/release against the switch to leasing
+        self._leasing = False
+        self._unleased: dict[str, RunDir] = {}  # runs in flight before leasing began
+        self._conflicts: list[str] = []
+        self._closed = False
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="dagrun-workers-watch",
+                                         daemon=True)
+
+    def __enter__(self) -> Gate:
+        if workers_present(self.sweep):
+            self._start_leasing()
+        else:
+            self._watcher.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._watcher.is_alive():
+            self._watcher.join(timeout=10)
+        with self._lock:  # a switch to leasing still under way ends first, or never begins
+            self._closed = True
+        self.heartbeat.stop()
+
+    @property
+    def leasing(self) -> bool:
+        """Whether this driver leases its runs (a worker was seen)."""
+        return self._leasing
+
+    @property
+    def waiting(self) -> int:
+        """Runs held by others that this driver waits for."""
+        return len(self._parked)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(WATCH_EVERY):
+            if workers_present(self.sweep):
+                self._start_leasing()
+                return
+
+    def _start_leasing(self) -> None:
+        """Lease from now on, beginning with the runs in flight (see the class docstring)."""
+        with self._lock:
+            if self._closed:
+                return
+            for run in self._unleased.values():
+                try:
+                    os.makedirs(run.path, mode=0o755, exist_ok=True)  # a run still queued
+                    lease = claim(run, self.holder)
+                except OSError:  # an unwritable run folder: no worker can claim it either
+                    continue
+                if lease is None:
+                    self._conflicts.append(run.path)
+                else:
+                    self.heartbeat.add(lease)
+            self._unleased.clear()
+            self._leasing = True
+            self.heartbeat.start()
+
+    def admit(self, task: Any) -> bool:
+        """Claim the run of ``task`` (anything with a ``path``) for this driver; ``False``
+        (the task is parked) when a live lease of someone else holds it."""
+        run = RunDir(task.path)
+        with self._lock:
+            if not self._leasing:  # alone on OUT: nothing on disk (the runner makes the folder)
+                self._unleased[run.path] = run
+                return True
+            os.makedirs(run.path, mode=0o755, exist_ok=True)
+            lease = self._claim(run)
+            if lease is None:
+                self._parked[run.path] = task
+                return False
+            self.heartbeat.add(lease)
+            return True
+
+    def _claim(self, run: RunDir) -> Lease | None:
+        lease = claim(run, self.holder)
+        if lease is not None:
+            return lease
+        seen = self.observer.look(run)
+        if seen is None:
+            return claim(run, self.holder)
+        if self.observer.stale(seen):
+            return take_over(run, seen, self.holder)
+        return None
+
+    def release(self, task: Any) -> None:
+        with self._lock:
+            if self._unleased.pop(task.path, None) is None:
+                self.heartbeat.release(RunDir(task.path))
+
+    def ready(self, idle: bool) -> list[Any]:
+        """Parked tasks whose lease ended or went stale (to be admitted again). ``idle``:
+        nothing else to wait for, so wait a little here instead of spinning. Raises
+        ``LeaseConflict`` when the switch to leasing found a run both execute."""
+        if self._conflicts:
+            raise LeaseConflict(
+                f"{len(self._conflicts)} run(s) executed here were claimed by a dagrun "
+                f"worker before this driver saw the worker (e.g. {self._conflicts[0]}): "
+                f"the driver stalled for more than {WORKER_GRACE:g} s")
+        if idle:
+            time.sleep(min(0.2, max(0.0, self._next_look - time.monotonic())))
+        if not self._parked or time.monotonic() < self._next_look:
+            return []
+        self._next_look = time.monotonic() + self.RECHECK
+        back = []
+        for path in list(self._parked):
+            seen = self.observer.look(RunDir(path))
+            if seen is None or self.observer.stale(seen):
+                back.append(self._parked.pop(path))
+        return back

@@ -1,0 +1,152 @@
+"""The JSON records a run leaves: stage markers (``<stage>.done``) and failures (``<stage>.error``).
+
+A marker is written only after its artifact is completely in place; it says when, where and by
+which attempt the stage was computed, with which code (the stage's fingerprint) and for which
+config (its content digest, ``dagrun.code.digest``): a run is done only when its markers agree
+with the plan, whatever folder it was found in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import socket
+import time
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from dagrun.disk import atomic
+from dagrun.disk.layout import RunDir, Stage
+from dagrun.errors import FailureKind
+
+
+@lru_cache(maxsize=1)
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def iso(t: float) -> str:
+    """Local time with offset, to the millisecond (one localtime call: markers are written
+    three times per run)."""
+    local = time.localtime(t)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", local)
+    return f"{stamp[:19]}.{int((t % 1) * 1000):03d}{stamp[19:]}"
+
+
+def stage_seconds(started: float, finished: float) -> float:
+    """A stage's duration as its marker records it (to the microsecond); ``fit_time`` is
+    this same number, so a run resumed after fit reports what an uninterrupted one does."""
+    return round(finished - started, 6)
+
+
+@dataclass(frozen=True)
+class Marker:
+    """The content of ``<stage>.done``."""
+
+    stage: str
+    started: str
+    finished: str
+    seconds: float
+    host: str
+    pid: int
+    attempt: int
+    code: str | None = None
+    config: str | None = None  # the content digest of the run's config
+
+    @classmethod
+    def now(cls, stage: Stage, started: float, finished: float, attempt: int,
+            code: str | None, config: str | None = None) -> Marker:
+        return cls(stage.value, iso(started), iso(finished), stage_seconds(started, finished),
+                   hostname(), os.getpid(), attempt, code, config)
+
+    def matches(self, config_digest: str) -> bool:
+        """Whether this marker was written for a config of that digest (markers of older
+        dagrun versions, and plans without digests, carry none and match)."""
+        return not self.config or not config_digest or self.config == config_digest
+
+    def write(self, run: RunDir) -> None:
+        atomic.write_json(run.marker(Stage(self.stage)), dict(vars(self)), indent=None)
+
+    @classmethod
+    def read(cls, run: RunDir, stage: Stage) -> Marker | None:
+        """The marker, or ``None`` when it is missing or unreadable."""
+        data = atomic.read_json_or_none(run.marker(stage))
+        if not isinstance(data, dict):
+            return None
+        try:
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        except TypeError:
+            return None
+
+
+def read_scores(run: RunDir) -> dict[str, Any] | None:
+    """The metrics in ``post.json``, or ``None`` when it is missing or not a JSON object."""
+    scores = atomic.read_json_or_none(run.artifact(Stage.POST))
+    return scores if isinstance(scores, dict) else None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The content of ``<stage>.error``: the last failed attempt of a stage."""
+
+    stage: str
+    kind: str
+    message: str
+    traceback: str
+    attempt: int
+    host: str
+    time: str
+    pid: int = 0
+
+    @classmethod
+    def from_exception(cls, stage: Stage, exc: BaseException, attempt: int,
+                       kind: FailureKind = FailureKind.EXCEPTION) -> Failure:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return cls.make(stage, kind, message, attempt, tb)
+
+    @classmethod
+    def make(cls, stage: Stage, kind: FailureKind, message: str, attempt: int,
+             tb: str = "", host: str | None = None) -> Failure:
+        return cls(stage.value, kind.value, message, tb, attempt, host or hostname(),
+                   iso(time.time()), os.getpid())
+
+    def write(self, run: RunDir) -> None:
+        atomic.write_json(run.error(Stage(self.stage)), dict(vars(self)))
+
+    @classmethod
+    def read(cls, run: RunDir, stage: Stage) -> Failure | None:
+        data = atomic.read_json_or_none(run.error(stage))
+        if not isinstance(data, dict):
+            return None
+        fields: dict[str, Any] = {k: data.get(k, "") for k in cls.__dataclass_fields__}
+        fields["attempt"] = int(data.get("attempt", 0) or 0)
+        fields["pid"] = int(data.get("pid", 0) or 0)
+        return cls(**fields)
+
+    def noted(self, note: str | None) -> Failure:
+        """This failure with ``note`` (why it happened, when dagrun knows) added to its
+        message, on the same line so summaries show it."""
+        if not note:
+            return self
+        return dataclasses.replace(self, message=f"{self.message}; {note}")
+
+    @property
+    def first_line(self) -> str:
+        lines = self.message.strip().splitlines()
+        return lines[0] if lines else self.kind
+
+
+def failure_signature(folder: str, names: Iterable[str]) -> tuple[Any, ...]:
+    """What the failure records ``names`` in ``folder`` look like now (name, inode, size,
+    mtime): it changes when another process records a failure there again."""
+    out = []
+    for name in sorted(names):
+        with contextlib.suppress(OSError):
+            st = os.stat(os.path.join(folder, name))
+            out.append((name, st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)

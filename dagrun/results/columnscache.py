@@ -1,0 +1,211 @@
+"""results.jsonl as columns, kept in ``OUT/.dagrun/results-columns.marshal`` between reads.
+
+Decoding results.jsonl is most of the cost of ``dagrun results`` on a large sweep (50 MB of
+JSON at 100,000 experiments of three repetitions). The first reader keeps what it decoded,
+as columns (``dagrun.results.columns``), together with the size and CRC-32 of the bytes it came from
+and the digest of the plan it was interpreted with. A later reader reads results.jsonl's
+bytes (cheap) and uses the kept columns when those bytes still start with exactly what was
+decoded; lines appended since (a running sweep) are decoded alone. Anything else (a rewrite,
+an edit, another plan, another Python) decodes the file anew. The cache is written atomically
+and only ever read by checksum, so a stale or damaged one costs a decode, never a wrong row.
+It is marshal, not pickle: loading it cannot run code. A reader that cannot write it (a
+read-only OUT) goes without.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import marshal
+import sys
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dagrun.disk import atomic
+from dagrun.results.columns import MISSING, MetricColumns, config_columns, merge
+from dagrun.disk.layout import SweepDir
+from dagrun.disk.planstore import stored_digest
+
+_FORMAT = 1
+_PYTHON = list(sys.version_info[:2])  # marshal's format may change between versions
+_REWRITE_SHARE = 20  # keep a new cache when the appended lines are 1/20 of the kept ones
+
+
+@dataclass
+class Listed:
+    """The planned experiments results.jsonl lists (ids ascending) as columns: config keys
+    (``MISSING`` where a config lacks one) and each metric's mean and std."""
+
+    ids: list[int]
+    config: dict[str, list[Any]]
+    means: dict[str, list[Any]]
+    stds: dict[str, list[Any]]
+
+
+def read_listed(sweep: SweepDir, plan_key: str | None, reps_of: Mapping[int, int]) -> Listed:
+    """The lines of results.jsonl of planned experiments (``reps_of``: id -> repetitions,
+    which decide how a line's scores read); ``plan_key`` (the plan's digest) lets the
+    columns be kept and reused, ``None`` never."""
+    try:
+        with open(sweep.results, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        data = b""
+    end = data.rfind(b"\n") + 1  # what follows the last newline may be half-written
+    listed = _kept_and_appended(sweep, plan_key, data[:end], reps_of)
+    if listed is None:
+        listed = _build(decode_lines(data[:end]), reps_of)
+        if plan_key is not None:
+            _store(sweep, plan_key, data[:end], listed)
+    if data[end:].strip():
+        last = _build(decode_lines(data[end:]), reps_of)
+        if set(last.ids) & set(listed.ids):  # it replaces an earlier line: the rare case
+            return _build(decode_lines(data), reps_of)
+        listed = _combine(listed, last)
+    return listed
+
+
+def keep(sweep: SweepDir, data: bytes, lines: Mapping[int, dict[str, Any]],
+         reps_of: Mapping[int, int]) -> None:
+    """Keep the columns of a results.jsonl just written as ``data``, whose lines the writer
+    has decoded already (``lines``: id -> line): the next reader then decodes nothing.
+    ``reps_of`` covers the stored plan, whose digest keys the copy."""
+    plan_key = stored_digest(sweep)
+    if plan_key is not None:
+        usable = {i: line for i, line in lines.items() if type(line.get("scores")) is dict}
+        _store(sweep, plan_key, data, _build(usable, reps_of))
+
+
+def _kept_and_appended(sweep: SweepDir, plan_key: str | None, data: bytes,
+                       reps_of: Mapping[int, int]) -> Listed | None:
+    """The kept columns plus the lines appended since, when ``data`` (whole lines) starts
+    with exactly the bytes they were decoded from; ``None`` otherwise."""
+    kept = _load(sweep, plan_key) if plan_key is not None else None
+    if kept is None:
+        return None
+    size, crc, listed = kept
+    if size > len(data) or zlib.crc32(memoryview(data)[:size]) != crc:
+        return None
+    if size == len(data):
+        return listed
+    appended = _build(decode_lines(data[size:]), reps_of)
+    if set(appended.ids) & set(listed.ids):  # a line was replaced: decode everything
+        return None
+    listed = _combine(listed, appended)
+    if plan_key is not None and len(appended.ids) * _REWRITE_SHARE >= len(listed.ids):
+        _store(sweep, plan_key, data, listed)
+    return listed
+
+
+def decode_lines(data: bytes) -> dict[int, dict[str, Any]]:
+    """Results lines by experiment id (a later line for an id wins); a line that does not
+    parse (being appended while we read, or damaged) or holds no scores is left out, and
+    that experiment is read from its runs instead."""
+    out = {}
+    for _text, value in split_lines(data.decode("utf-8", errors="replace")):
+        exp_id = line_id(value)
+        if exp_id is not None:
+            out[exp_id] = value
+    return out
+
+
+def split_lines(text: str) -> list[tuple[str, Any]]:
+    """Each non-blank line of results.jsonl's text with its decoded value (``None`` where it
+    does not parse). One decode call for the whole text (a raw newline only ever ends a
+    line); when that fails or does not give one value per line, each line alone."""
+    texts = [t for t in text.split("\n") if t and not t.isspace()]
+    try:
+        values = json.loads("[" + ",".join(texts) + "]")
+    except ValueError:
+        values = []
+    if len(values) != len(texts):
+        values = [_loads_or_none(t) for t in texts]
+    return list(zip(texts, values, strict=True))
+
+
+def line_id(value: Any) -> int | None:
+    """The experiment id of a decoded results line; ``None`` when it is not one (not an
+    object, no integer id, no scores object)."""
+    if type(value) is dict and type(value.get("scores")) is dict:
+        exp_id = value.get("experiment_id")
+        if type(exp_id) is int:
+            return exp_id
+    return None
+
+
+def _loads_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _build(lines: Mapping[int, dict[str, Any]], reps_of: Mapping[int, int]) -> Listed:
+    """Columns of the lines of planned experiments: one repetition's scores are the values
+    themselves, several repetitions' lines hold lists and their mean and std."""
+    ids = sorted(i for i in lines if i in reps_of)
+    rows = [lines[i] for i in ids]
+    metrics = MetricColumns(len(ids))
+    single = [k for k, i in enumerate(ids) if reps_of[i] == 1]
+    several = [k for k, i in enumerate(ids) if reps_of[i] != 1]
+    metrics.add_values(single, [rows[k]["scores"] for k in single])
+    metrics.add_aggregates(several, [rows[k]["scores"] for k in several],
+                           [reps_of[ids[k]] for k in several])
+    return Listed(ids, config_columns(rows), metrics.means, metrics.stds)
+
+
+def _combine(first: Listed, second: Listed) -> Listed:
+    """Two sets of lines for different experiments as one, ids ascending."""
+    if not second.ids:
+        return first
+    ids = sorted(first.ids + second.ids)
+    where = {exp_id: k for k, exp_id in enumerate(ids)}
+    parts = [[where[i] for i in first.ids], [where[i] for i in second.ids]]
+    return Listed(ids,
+                  merge(len(ids), [(parts[0], first.config), (parts[1], second.config)],
+                        MISSING),
+                  merge(len(ids), [(parts[0], first.means), (parts[1], second.means)], None),
+                  merge(len(ids), [(parts[0], first.stds), (parts[1], second.stds)], None))
+
+
+# --------------------------------------------------------------------------------------------
+# The file. marshal holds JSON's values; MISSING is written as None plus its positions.
+
+def _store(sweep: SweepDir, plan_key: str, data: bytes, listed: Listed) -> None:
+    config = {}
+    for name, column in listed.config.items():
+        absent = [k for k, v in enumerate(column) if v is MISSING]
+        config[name] = ([None if v is MISSING else v for v in column] if absent else column,
+                        absent)
+    payload = {"format": _FORMAT, "python": _PYTHON, "plan": plan_key, "size": len(data),
+               "crc": zlib.crc32(data), "ids": listed.ids, "config": config,
+               "means": listed.means, "stds": listed.stds}
+    with contextlib.suppress(OSError, ValueError):  # read-only OUT, full disk: decode again
+        atomic.write_bytes(sweep.results_cache, marshal.dumps(payload))
+
+
+def _load(sweep: SweepDir, plan_key: str) -> tuple[int, int, Listed] | None:
+    """The kept columns, the size and CRC of the bytes they came from; ``None`` when there
+    are none for this plan and Python, or they are damaged."""
+    try:
+        with open(sweep.results_cache, "rb") as f:
+            payload = marshal.loads(f.read())
+        if not (type(payload) is dict and payload.get("format") == _FORMAT
+                and payload.get("python") == _PYTHON and payload.get("plan") == plan_key):
+            return None
+        ids, size, crc = payload["ids"], payload["size"], payload["crc"]
+        config = {}
+        for name, (column, absent) in payload["config"].items():
+            for k in absent:
+                column[k] = MISSING
+            config[name] = column
+        listed = Listed(ids, config, payload["means"], payload["stds"])
+        columns = [*config.values(), *listed.means.values(), *listed.stds.values()]
+        if not (type(ids) is list and type(size) is int and type(crc) is int
+                and all(type(c) is list and len(c) == len(ids) for c in columns)):
+            return None
+        return size, crc, listed
+    except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return None

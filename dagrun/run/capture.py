@@ -1,0 +1,482 @@
+"""What a stage call does to its process: its output goes to ``RUN/<stage>.log``, and the
+process-wide state it changes is put back before the next call.
+
+Output, two ways, chosen by where the stage runs:
+
+* ``tee`` (in the driver's own process, the ``single`` backend): file descriptors 1 and 2
+  point at two pipes that one thread of the process (``_FdTee``, set up once per process)
+  copies to the terminal *and* to the log, so ``print``, ``os.write(1, ...)``, C extensions
+  and subprocesses all reach both, and ``breakpoint()`` still works at the terminal. Before
+  the stage's marker is written, the thread is drained up to the end of the stage. Where
+  ``sys.stdout``/``sys.stderr`` are not file descriptors 1 and 2 (a notebook kernel, a test
+  runner's capture), the Python streams are teed instead (``_Tee``).
+* ``fd`` (in a worker process): file descriptors 1 and 2 point at the log, so output of C
+  extensions and subprocesses, and a segfault's traceback (``faulthandler``), land there too.
+
+A log that stays empty is removed; a log appended to by a later attempt gets a separator line.
+
+State (``isolated``): the working folder, ``os.environ``, ``sys.path``, ``sys.stdout`` and
+``sys.stderr``, and the ``logging`` configuration (the root logger's handlers and level, the
+handlers, level and switches of the loggers that existed before, ``logging.disable``) are
+recorded before each stage call and put back after it when they changed, so one run cannot
+change how the next one runs, and a run resumed at ``fit`` sees what an uninterrupted one
+sees. Recording is a few copies of small lists and dicts; restoring happens only for what
+changed. Not isolated: the global random state, warning filters, and the state of imported
+modules (a process runs many runs; seed per run from ``cfg["run_id"]``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import faulthandler
+import fcntl
+import logging
+import operator
+import os
+import selectors
+import sys
+import termios
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any, TextIO
+
+from dagrun.disk import atomic
+
+
+class CaptureMode(str, enum.Enum):
+    """Where stages run: ``TEE`` in the driver's own process, ``FD`` in a worker."""
+
+    TEE = "tee"
+    FD = "fd"
+
+
+DRAIN_TIMEOUT = 30.0  # seconds to wait for the tee thread to copy what a stage wrote
+
+
+def _separator(attempt: int, host: str) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M:%S")
+    return f"----- dagrun: attempt {attempt} on {host} at {when} -----\n"
+
+
+class _LazyLog:
+    """Opens the log file on the first write, so silent stages leave no file; writes after
+    ``close`` are dropped (a stream a stage kept must not raise later)."""
+
+    def __init__(self, path: str, separator: str) -> None:
+        self.path = path
+        self.separator = separator
+        self._file: IO[bytes] | None = None
+        self._closed = False
+
+    def write(self, data: bytes) -> None:
+        if self._closed or not data:
+            return
+        if self._file is None:
+            self._file = open(self.path, "ab")  # noqa: SIM115
+            if self._file.tell() > 0:
+                self._file.write(self.separator.encode())
+        self._file.write(data)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        """Close the log; when this call wrote to it, cut it down to ``LOG_CAP``."""
+        self._closed = True
+        if self._file is not None:
+            self._file.close()
+            _cap_quietly(self.path)
+
+
+class _Tee:
+    """A text stream that writes to the terminal stream and (lazily opened) to the log."""
+
+    def __init__(self, stream: TextIO, log: _LazyLog) -> None:
+        self._stream = stream
+        self._log = log
+
+    def write(self, text: str) -> int:
+        self._log.write(text.encode("utf-8", errors="replace"))
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+        self._log.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _tee(path: str, separator: str) -> Iterator[None]:
+    log = _LazyLog(path, separator)
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
+        log.close()
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a stream the user replaced or closed
+            stream.flush()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _partial(buf: bytes, token: bytes) -> int:
+    """How many bytes at the end of ``buf`` may be the start of ``token``."""
+    start = buf.find(token[:1], max(0, len(buf) - len(token) + 1))
+    while start >= 0:
+        if token.startswith(buf[start:]):
+            return len(buf) - start
+        start = buf.find(token[:1], start + 1)
+    return 0
+
+
+class _FdTee:
+    """File descriptors 1 and 2 of this process, copied to the terminal and a stage's log.
+
+    Set up once per process: two pipes, duplicates of the terminal's descriptors, and a
+    daemon thread that copies each pipe to its terminal descriptor and, during a stage, to
+    the stage's log. A stage call costs six ``dup2`` calls and a drain: when the pipes are
+    empty and the thread idle (a silent stage) nothing more; otherwise dagrun writes a token
+    no output contains into each pipe and waits until the thread has copied everything
+    before it.
+    """
+
+    _instance: _FdTee | None = None
+    _setup_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._pipes = (os.pipe(), os.pipe())
+        for read, write in self._pipes:
+            os.set_inheritable(read, False)
+            os.set_inheritable(write, False)
+        self._terminal = (os.dup(1), os.dup(2))
+        self._token = b"\0dagrun-drained-" + os.urandom(8).hex().encode() + b"\0"
+        self._pending = [b"", b""]
+        self._log: _LazyLog | None = None
+        self._cond = threading.Condition()
+        self._seen = [0, 0]  # drain tokens the thread has passed, per pipe
+        self._sent = 0
+        self._busy = False  # the thread holds data it read and has not copied yet
+        threading.Thread(target=self._pump, name="dagrun-output", daemon=True).start()
+
+    @classmethod
+    def get(cls) -> _FdTee | None:
+        """The process's tee, or ``None`` when ``sys.stdout``/``sys.stderr`` do not write
+        to file descriptors 1 and 2 (the Python streams are teed then)."""
+        try:
+            if sys.stdout.fileno() != 1 or sys.stderr.fileno() != 2:
+                return None
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation included
+            return None
+        with cls._setup_lock:
+            if cls._instance is None:
+                cls._instance = cls()
+        return cls._instance
+
+    @contextlib.contextmanager
+    def capture(self, path: str, separator: str) -> Iterator[None]:
+        _flush_std()
+        log = _LazyLog(path, separator)
+        with self._cond:
+            self._log = log
+        os.dup2(1, self._terminal[0])  # where 1 and 2 point now is where output goes
+        os.dup2(2, self._terminal[1])
+        os.dup2(self._pipes[0][1], 1)
+        os.dup2(self._pipes[1][1], 2)
+        try:
+            yield
+        finally:
+            _flush_std()
+            os.dup2(self._terminal[0], 1)
+            os.dup2(self._terminal[1], 2)
+            self._drain()
+            with self._cond:
+                self._log = None
+            log.close()
+
+    def _drain(self) -> None:
+        """Wait until the thread has copied everything written to the pipes so far."""
+        if self._idle():
+            return
+        with self._cond:
+            self._sent += 1
+            want = self._sent
+        for _read, write in self._pipes:
+            _write_all(write, self._token)
+        with self._cond:
+            self._cond.wait_for(lambda: min(self._seen) >= want, DRAIN_TIMEOUT)
+
+    def _idle(self) -> bool:
+        """Whether nothing written is left to copy, seen without waking the thread: both
+        pipes empty (asked first: the thread sets ``_busy`` before it reads) and the
+        thread holding nothing."""
+        for read, _write in self._pipes:
+            if int.from_bytes(fcntl.ioctl(read, termios.FIONREAD, bytes(4)), sys.byteorder):
+                return False
+        return not self._busy and not any(self._pending)
+
+    def _pump(self) -> None:
+        selector = selectors.DefaultSelector()
+        for index, (read, _write) in enumerate(self._pipes):
+            selector.register(read, selectors.EVENT_READ, index)
+        while True:
+            ready = selector.select()
+            self._busy = True
+            for key, _events in ready:
+                self._forward(key.data, os.read(key.fd, 1 << 16))
+            self._busy = False
+
+    def _forward(self, index: int, data: bytes) -> None:
+        """Copy ``data`` of pipe ``index`` out, counting (and dropping) drain tokens."""
+        buf, token = self._pending[index] + data, self._token
+        at = buf.find(token)
+        while at >= 0:
+            self._emit(index, buf[:at])
+            buf = buf[at + len(token):]
+            with self._cond:
+                self._seen[index] += 1
+                self._cond.notify_all()
+            at = buf.find(token)
+        keep = _partial(buf, token)
+        self._emit(index, buf[:len(buf) - keep])
+        self._pending[index] = buf[len(buf) - keep:]
+
+    def _emit(self, index: int, data: bytes) -> None:
+        if not data:
+            return
+        with self._cond:
+            if self._log is not None:
+                with contextlib.suppress(OSError):  # a full disk: the terminal still shows it
+                    self._log.write(data)
+        with contextlib.suppress(OSError):  # a closed terminal or pipe
+            _write_all(self._terminal[index], data)
+
+
+@contextlib.contextmanager
+def _fd(path: str, separator: str) -> Iterator[None]:
+    had_content = os.path.exists(path) and os.path.getsize(path) > 0
+    _flush_std()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    if had_content:
+        os.write(fd, separator.encode())
+    start = os.lseek(fd, 0, os.SEEK_END)
+    saved = (os.dup(1), os.dup(2))
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    faulthandler.enable(file=sys.stderr, all_threads=True)
+    try:
+        yield
+    finally:
+        _flush_std()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for d in saved:
+            os.close(d)
+        end = os.lseek(fd, 0, os.SEEK_END)
+        os.close(fd)
+        if end == start and not had_content:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        elif end > start:
+            _cap_quietly(path)
+
+
+_HANDLERS = operator.attrgetter("handlers")
+_SETTINGS = operator.attrgetter("level", "propagate", "disabled")
+
+
+def _getcwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # the working folder was removed
+        return None
+
+
+def _environ() -> dict[Any, Any]:
+    """A copy of the environment, cheap enough to take per stage call: the undecoded
+    mapping behind ``os.environ`` where there is one (CPython), else its decoded copy."""
+    data = getattr(os.environ, "_data", None)
+    return dict(data) if isinstance(data, dict) else os.environ.copy()
+
+
+def _loggers() -> list[logging.Logger]:
+    """The root logger and every logger created so far (placeholders left out)."""
+    existing = list(logging.Logger.manager.loggerDict.values())
+    loggers: list[logging.Logger] = [logging.getLogger()]
+    loggers += filter(logging.Logger.__instancecheck__, existing)  # type: ignore[arg-type]
+    return loggers
+
+
+@dataclass
+class ProcessState:
+    """The process-wide state a stage call may change and ``restore`` puts back.
+
+    Taken before every stage call, so it is built with C-level copies only (a few µs;
+    tens of µs with 300 loggers); ``restore`` compares the same way and works per item only
+    for what changed.
+    """
+
+    cwd: str | None
+    environ: dict[Any, Any]
+    path_object: list[str]  # ``sys.path`` itself, in case a stage rebinds it
+    path: list[str]
+    streams: tuple[Any, Any]  # ``sys.stdout`` and ``sys.stderr``
+    loggers: list[logging.Logger]
+    handlers: list[tuple[logging.Handler, ...]]  # per logger
+    settings: list[tuple[int, bool, bool]]  # per logger: level, propagate, disabled
+    disable: int  # ``logging.disable``'s level
+
+    @classmethod
+    def now(cls) -> ProcessState:
+        loggers = _loggers()
+        return cls(_getcwd(), _environ(), sys.path, list(sys.path), (sys.stdout, sys.stderr),
+                   loggers, list(map(tuple, map(_HANDLERS, loggers))),
+                   list(map(_SETTINGS, loggers)), logging.Logger.manager.disable)
+
+    def restore(self) -> None:
+        """Put back what changed since ``now`` (only that: most calls change nothing)."""
+        if self.cwd is not None and _getcwd() != self.cwd:
+            with contextlib.suppress(OSError):  # the folder is gone: nothing to go back to
+                os.chdir(self.cwd)
+        if _environ() != self.environ:
+            _restore_environ(self.environ)
+        if sys.path is not self.path_object:
+            sys.path = self.path_object
+        if sys.path != self.path:
+            sys.path[:] = self.path
+        if sys.stdout is not self.streams[0] or sys.stderr is not self.streams[1]:
+            sys.stdout, sys.stderr = self.streams
+        loggers = self.loggers
+        if (list(map(tuple, map(_HANDLERS, loggers))) != self.handlers
+                or list(map(_SETTINGS, loggers)) != self.settings):
+            self._restore_loggers()
+        if logging.Logger.manager.disable != self.disable:
+            logging.disable(self.disable)
+
+    def _restore_loggers(self) -> None:
+        dropped: list[logging.Handler] = []
+        for logger, handlers, (level, propagate, disabled) in zip(
+                self.loggers, self.handlers, self.settings, strict=True):
+            if tuple(logger.handlers) != handlers:
+                dropped += [h for h in logger.handlers if h not in handlers]
+                logger.handlers[:] = handlers
+            if logger.level != level:
+                logger.setLevel(level)
+            logger.propagate, logger.disabled = propagate, disabled
+        if dropped:
+            _close_unused(dropped)
+
+
+def _restore_environ(saved: dict[Any, Any]) -> None:
+    """Make the environment ``saved`` (as ``_environ`` took it) again, through
+    ``os.environ`` so that processes a later stage starts see it too."""
+    environ: Any = os.environ
+    if isinstance(getattr(environ, "_data", None), dict):  # undecoded: decode it
+        saved = {environ.decodekey(k): environ.decodevalue(v) for k, v in saved.items()}
+    current = os.environ.copy()
+    for key in current.keys() - saved.keys():
+        del os.environ[key]
+    for key, value in saved.items():
+        if current.get(key) != value:
+            os.environ[key] = value
+
+
+def _close_unused(handlers: list[logging.Handler]) -> None:
+    """Close handlers a stage added (a ``FileHandler`` holds a file open) unless a logger
+    created meanwhile still uses them."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    used = {id(h) for lg in loggers if isinstance(lg, logging.Logger) for h in lg.handlers}
+    for handler in handlers:
+        if id(handler) not in used:
+            with contextlib.suppress(Exception):  # the user's handler: its close may fail
+                handler.close()
+
+
+@contextlib.contextmanager
+def isolated() -> Iterator[None]:
+    """Put back the working folder, environment, ``sys.path`` and logging configuration
+    that the code inside changed (see the module's docstring)."""
+    state = ProcessState.now()
+    try:
+        yield
+    finally:
+        state.restore()
+
+
+def capture(mode: CaptureMode, path: str, attempt: int,
+            host: str) -> contextlib.AbstractContextManager[None]:
+    """Context manager that sends what the code inside prints to ``path``."""
+    separator = _separator(attempt, host)
+    if mode is CaptureMode.FD:
+        return _fd(path, separator)
+    tee = _FdTee.get()
+    return tee.capture(path, separator) if tee is not None else _tee(path, separator)
+
+
+LOG_CAP = 10 * 1024 * 1024  # bytes a stage log keeps: its head and its tail, cut between
+_CUT = b"----- dagrun: "
+_CUT_WORDS = b" bytes cut from the middle of this log (kept: its head and its tail) -----\n"
+
+
+def _cap_quietly(path: str) -> None:
+    """The log cut down to ``LOG_CAP`` bytes after a stage call wrote to it (a run retried
+    many times, or printing without end, must not fill the disk); a failure to cut is
+    ignored. A call that wrote nothing leaves the log as it was: nothing to check."""
+    with contextlib.suppress(OSError):
+        cap_log(path, LOG_CAP)  # read now: a test or a workflow may lower it
+
+
+def cap_log(path: str, limit: int = LOG_CAP) -> bool:
+    """Cut ``path`` to about ``limit`` bytes when it is larger: keep its first and last
+    ``limit // 2`` bytes (at line breaks) around one line saying how many bytes were cut,
+    earlier cuts included (their line is found again and replaced). Written aside and
+    renamed. Returns whether it cut."""
+    size = os.stat(path).st_size
+    if size <= limit:
+        return False
+    half = limit // 2
+    with open(path, "rb") as f:
+        chunk = f.read(half + 2 * len(_CUT_WORDS))
+        f.seek(size - half)
+        tail = f.read()
+    tail = tail[tail.find(b"\n") + 1:]
+    at = chunk.find(_CUT)
+    line_end = chunk.find(b"\n", at) + 1 if at >= 0 else 0
+    if at >= 0 and line_end and chunk[:line_end].endswith(_CUT_WORDS):  # cut before
+        number = chunk[at + len(_CUT):].split(b" ", 1)[0]
+        head, earlier = chunk[:at], int(number) if number.isdigit() else 0
+        cut = earlier + size - len(tail) - line_end
+    else:
+        head = chunk[:half]
+        head = head[:head.rfind(b"\n") + 1]
+        cut = size - len(tail) - len(head)
+    atomic.write_bytes(path, head + _CUT + str(cut).encode() + _CUT_WORDS + tail)
+    return True
+
+
+def tail(path: str, lines: int = 20, max_bytes: int = 16384) -> str:
+    """The last ``lines`` lines of a log (empty when there is none)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])

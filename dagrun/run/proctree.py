@@ -1,0 +1,306 @@
+"""Processes of a run: tie a process's life to its parent's, find and kill a whole tree.
+
+A stage may start its own processes (a data-loader pool, ``subprocess.Popen``, a grandchild
+that calls ``setsid`` to leave the process group, a double-forked daemon). Stopping a run
+means stopping all of them, however the run ends: a timeout, a crash of the process that ran
+it, Ctrl-C in the driver, or ``kill -9`` of the driver. Three nets, each for what the one
+before misses:
+
+1. **The run host kills its own tree.** A process that runs runs (a pool worker, single's
+   child) calls ``host_runs``: it leads its own session (a terminal's Ctrl-C reaches only the
+   driver; ``spawning`` even starts workers that way), becomes a *child subreaper*
+   (``PR_SET_CHILD_SUBREAPER``: a grandchild whose parent exits, ``setsid`` or not, is
+   re-parented to the host instead of to init, so it stays in the host's ``/proc`` tree), and
+   on SIGTERM (a pool's timeout or shutdown) signals its whole tree, then dies *by* SIGTERM
+   (reported as "killed by SIGTERM"). User code gets default signal handling: SIGINT raises
+   ``KeyboardInterrupt`` there and is default in the processes it starts.
+2. **Every process of a run carries a tag**: ``DAGRUN_SWEEP_TOKEN=<token>/<host pid>/`` in its
+   environment, inherited by everything it starts. When a host died without cleaning up
+   (SIGKILL after ignoring SIGTERM, a segfault, ``os._exit``), the driver kills the host's
+   process group and every process tagged with that host (``kill_orphans``).
+3. **A watchdog outside the tree.** After ``kill -9`` of the driver nobody inside is left to
+   clean up (hosts die with the driver through ``PR_SET_PDEATHSIG``). ``start_watchdog``
+   starts ``python -I -S dagrun/proctree.py VAR PREFIX PID`` in its own session: a tiny process
+   that blocks on a pipe from the driver (and checks its parent every 0.5 s); when the driver
+   ends, however it ends, or closes the pipe at the end of a sweep, it kills every process
+   tagged ``VAR=PREFIX...`` (SIGTERM, then SIGKILL) and exits. It imports only the standard
+   library, so starting it costs the driver one fork+exec.
+
+The happy path costs nothing per run: ``/proc`` is scanned only when a run is killed, crashed
+or the sweep ends. What escapes all three: a process that clears its environment *and* leaves
+the host's session while the host is SIGKILLed (the subreaper then re-parents it to init).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+TOKEN_ENV = "DAGRUN_SWEEP_TOKEN"  # the tag every process of a sweep's runs inherits
+KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL (below pebble's 3 s for a worker)
+CHECK_EVERY = 0.5  # seconds between a watchdog's looks at the driver
+
+
+def _prctl(option: int, value: int) -> None:
+    """``prctl(option, value)`` on Linux; nothing elsewhere or when libc refuses."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(option, value, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux); exit at once if
+    the parent is already gone (the race between fork and this call)."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(name))
+    return kids
+
+
+def tree(root: int) -> set[int]:
+    """``root`` and its descendants, also those that left its process group (Linux /proc)."""
+    if not os.path.isdir("/proc"):
+        return {root}
+    kids, found, todo = children_map(), set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(kids.get(pid, ()))
+    return found
+
+
+def signal_tree(pgid: int, sig: int, known: set[int]) -> set[int]:
+    """Signal the group and every descendant (plus pids seen before, orphaned since)."""
+    known |= tree(pgid)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+    for pid in known:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+    return known
+
+
+def reap(pid: int, timeout: float) -> int | None:
+    """Wait (bounded) for the child; its wait status, or None while it still runs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return 0
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+
+
+def pids_tagged(var: str, prefix: str) -> set[int]:
+    """pids of this user's processes whose environment has ``var`` starting with ``prefix``
+    (Linux ``/proc/PID/environ``), this process excluded.
+
+    An environment variable set on a run's process is inherited by everything it starts,
+    also by a double-forked daemon (``setsid -f``) whose parent is long gone, which the tree
+    walk of ``tree`` cannot reach. Other users' processes cannot be read and are skipped."""
+    if not os.path.isdir("/proc"):
+        return set()
+    wanted = f"{var}={prefix}".encode()
+    found = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                entries = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(entry.startswith(wanted) for entry in entries):
+            found.add(int(name))
+    return found
+
+
+def kill_tagged(var: str, prefix: str, grace: float = 2.0) -> int:
+    """SIGTERM every process tagged ``var=prefix...`` (see ``pids_tagged``), SIGKILL those
+    still there after ``grace`` seconds; returns how many were found."""
+    found = pids_tagged(var, prefix)
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    left = found
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = {pid for pid in left if _running(pid)}
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return len(found)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# A host of runs (net 1) and its tag (net 2).
+
+def new_token() -> str:
+    """A fresh token naming one sweep's processes (random: two sweeps never share one)."""
+    return os.urandom(8).hex()
+
+
+def run_tag(token: str, host: int) -> str:
+    """The tag value of the runs of host ``host``; the token alone prefixes the sweep's."""
+    return f"{token}/{host}/"
+
+
+def host_runs(token: str) -> None:
+    """Make this process a host of runs: its own session, a subreaper, tagged children,
+    default SIGINT for user code, and a SIGTERM that takes its whole tree along."""
+    with contextlib.suppress(OSError):  # EPERM: already a session leader
+        os.setsid()
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    os.environ[TOKEN_ENV] = run_tag(token, os.getpid())
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _die_with_tree)
+
+
+def _die_with_tree(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM handler of a host: stop every process of its runs, then die by ``signum``
+    (so the pool reports "killed by SIGTERM", not an exit code)."""
+    signal.signal(signum, signal.SIG_IGN)  # the group-wide signal below reaches us too
+    stop_own_tree(KILL_GRACE)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    os._exit(128 + signum)  # not reached: the default action ends the process
+
+
+def stop_own_tree(grace: float) -> None:
+    """SIGTERM this process's group, descendants and tagged processes; SIGKILL what is left
+    after ``grace`` seconds. This process itself is spared (it must ignore ``SIGTERM``)."""
+    me = os.getpid()
+    tag = os.environ.get(TOKEN_ENV)
+
+    def others() -> set[int]:
+        found = tree(me) | (pids_tagged(TOKEN_ENV, tag) if tag else set())
+        return found - {me}
+
+    found = others()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(me, signal.SIGTERM)
+    _signal_all(found, signal.SIGTERM)
+    _wait_gone(found, grace)
+    _signal_all(found | others(), signal.SIGKILL)
+
+
+def kill_orphans(token: str, hosts: set[int], grace: float = KILL_GRACE) -> None:
+    """Kill what dead hosts left behind: their process groups and every process tagged with
+    them (a host killed with SIGKILL, or crashed, could not do it itself)."""
+    for host in hosts:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(host, signal.SIGTERM)
+        kill_tagged(TOKEN_ENV, run_tag(token, host), grace)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(host, signal.SIGKILL)
+
+
+def _signal_all(pids: set[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def _wait_gone(pids: set[int], grace: float) -> None:
+    deadline = time.monotonic() + grace
+    left = set(pids)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.02)
+        left = {pid for pid in left if _running(pid)}
+
+
+# --------------------------------------------------------------------------------------------
+# The watchdog (net 3).
+
+def start_watchdog(var: str, prefix: str) -> subprocess.Popen[bytes] | None:
+    """Start a watchdog of this process: when it ends, or ``stop_watchdog`` is called, every
+    process tagged ``var=prefix...`` is killed. None when it cannot be started."""
+    env = {k: v for k, v in os.environ.items() if k != var}  # never kill itself
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-I", "-S", os.path.abspath(__file__), var, prefix,
+             str(os.getpid())],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env, start_new_session=True)  # Ctrl-C and a hang-up reach the driver only
+    except OSError:
+        return None
+
+
+def stop_watchdog(watchdog: subprocess.Popen[bytes] | None) -> None:
+    """The watched work is over: the watchdog kills what is left and exits; wait for that
+    (bounded), so that a finished sweep leaves no process behind, the watchdog included."""
+    if watchdog is not None and watchdog.stdin is not None:
+        with contextlib.suppress(OSError):
+            watchdog.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            watchdog.wait(KILL_GRACE + 2.0)
+
+
+def wait_for_end(pid: int) -> None:
+    """Return once stdin reaches its end or our parent ``pid`` is gone (once it is, we are
+    re-parented, so no reuse of its pid can fool this)."""
+    while os.getppid() == pid:
+        if select.select([0], [], [], CHECK_EVERY)[0]:
+            try:
+                if not os.read(0, 4096):
+                    return
+            except OSError:
+                return
+
+
+def main(argv: list[str]) -> int:
+    """``python dagrun/proctree.py VAR PREFIX PID``: the watchdog's entry point."""
+    if len(argv) != 3 or not argv[2].isdigit():
+        print("usage: python -m dagrun.run.proctree VAR PREFIX PID (started by dagrun)",
+              file=sys.stderr)
+        return 2
+    var, prefix, pid = argv
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    wait_for_end(int(pid))
+    kill_tagged(var, prefix, KILL_GRACE)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

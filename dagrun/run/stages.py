@@ -1,0 +1,459 @@
+"""The stage runner: executes one run from its first stage that is not done.
+
+This is the only code that calls the user's functions, and it is shared by every backend.
+It loads the output of the last done stage from disk, runs the remaining stages, writes each
+artifact and then its marker (atomically), and turns anything that goes wrong into a
+``Failure`` record instead of an exception: the sweep goes on.
+
+Data travels between stages through return values only: ``pre(cfg)`` returns what
+``fit(cfg, pre_out)`` receives, and ``fit`` returns what ``post(cfg, fit_out)`` receives.
+Every stage call gets its own deep copy of its run's cfg (``RunCfg``), so whatever a stage
+does to the dict it receives (pop a key, edit a nested dict) reaches neither a later stage
+of the same run nor another run executed by the same process; that is what makes a run
+resumed at ``fit`` (its ``pre`` ran in another process, or days ago) behave exactly like one
+that never stopped. The cfg is pickled once per run (protocol 5, NumPy buffers left out of
+band) and unpickled for each stage call, arrays copied with one ``memcpy`` each: for large
+graphs of Python objects this is several times faster than ``copy.deepcopy``
+(``bench/cfg_copy.py``). A value that does not pickle (a lambda, a class that cannot be
+imported here) is copied with ``copy.deepcopy``; one that cannot be copied at all (a lock,
+an open file) is passed as is, with one warning per key and process. Likewise, the working
+folder, environment, ``sys.path`` and logging configuration a stage call changes are put
+back after it (``dagrun.run.capture.isolated``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import decimal
+import numbers
+import os
+import pickle
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+
+from dagrun.code.safety import check_pickle
+from dagrun.code.workflow import Workflow
+from dagrun.config import json_view, repetitions_of
+from dagrun.disk import atomic
+from dagrun.disk.layout import CONFIG, RunDir, Stage, error_name, marker_name
+from dagrun.disk.records import Failure, Marker, hostname, read_scores, stage_seconds
+from dagrun.errors import FailureKind, UnsafePickleError
+from dagrun.run.capture import CaptureMode, capture, isolated
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """One run to execute: which experiment and repetition, where, which attempt."""
+
+    exp_id: int
+    rep: int
+    path: str
+    attempt: int = 1
+
+    @property
+    def label(self) -> str:
+        return f"{self.exp_id}/{self.rep}"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What happened to a run; ``failure`` is ``None`` when every stage is done."""
+
+    task: RunTask
+    failure: Failure | None = None
+    ran: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    scores: dict[str, Any] | None = None  # what post.json now holds, when post ran just now
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+class _StageFailed(Exception):
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+class _InputRefused(Exception):
+    """The input of ``stage`` is a pickle that may not be loaded (see ``dagrun.code.safety``)."""
+
+    def __init__(self, stage: Stage, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+@dataclass
+class _Resume:
+    """Where a run picks up: the first stage to run and the value it takes as input."""
+
+    start: Stage | None  # None: the run is complete
+    value: Any = None
+    fit_time: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    names: frozenset[str] = frozenset()  # what the run folder held before the attempt
+
+
+def _load_pickle(path: str) -> Any:
+    check_pickle(path)
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def find_resume_point(run: RunDir) -> _Resume:
+    """Decide from the disk where the run continues, loading the input it needs.
+
+    A marker whose artifact cannot be read (missing, truncated, corrupt) is dropped with a
+    warning and its stage recomputed. A refused pickle (unsafe permissions) is not dropped:
+    ``_InputRefused`` propagates and the run is recorded as failed in the stage that needed
+    it (so ``dagrun status`` lists it as failed, not as incomplete).
+    """
+    try:
+        names = set(os.listdir(run.path))
+    except FileNotFoundError:
+        names = set()
+    res = _Resume(Stage.PRE, names=frozenset(names))
+    if marker_name(Stage.POST) in names:
+        if read_scores(run) is not None:
+            return _Resume(None)
+        res.warnings.append(f"{run.artifact(Stage.POST)} cannot be read; recomputing post")
+        atomic.remove(run.marker(Stage.POST))
+    for stage, nxt in ((Stage.FIT, Stage.POST), (Stage.PRE, Stage.FIT)):
+        if marker_name(stage) not in names:
+            continue
+        marker = Marker.read(run, stage)
+        try:
+            if marker is None:
+                raise ValueError(f"{run.marker(stage)} is unreadable")
+            value = _load_pickle(run.artifact(stage))
+        except UnsafePickleError as exc:
+            raise _InputRefused(nxt, str(exc)) from exc
+        except Exception as exc:  # any unpickling error means: not usable
+            res.warnings.append(
+                f"{run.artifact(stage)} cannot be loaded ({type(exc).__name__}: {exc}); "
+                f"recomputing {stage.value}"
+            )
+            atomic.remove(run.marker(stage))
+            continue
+        fit_time = marker.seconds if stage is Stage.FIT else None
+        return _Resume(nxt, value, fit_time, res.warnings, res.names)
+    return res
+
+
+def _save_output(run: RunDir, stage: Stage, value: Any, warnings: list[str]) -> bool:
+    """Pickle a pre/fit output; returns False (with a warning) when it cannot be pickled."""
+    try:
+        data = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # cloudpickle raises many types for unpicklable objects
+        warnings.append(
+            f"{stage.value} output of {run.path} cannot be pickled ({type(exc).__name__}: "
+            f"{exc}); {stage.value} is not checkpointed and reruns on resume"
+        )
+        return False
+    atomic.write_bytes(run.artifact(stage), data)
+    return True
+
+
+def _metrics(value: Any, fit_time: float | None, attempt: int, repetitions: int,
+             warnings: list[str]) -> dict[str, Any]:
+    """post's dict as ``post.json`` holds it, or ``_StageFailed`` (kind ``bad_output``)."""
+    if not isinstance(value, dict):
+        raise _StageFailed(Failure.make(
+            Stage.POST, FailureKind.BAD_OUTPUT,
+            f"post must return a dict of metrics, got {type(value).__name__} "
+            "(return {} when there are none)", attempt,
+        ))
+    bad = [k for k in value if not isinstance(k, str)]
+    if bad:
+        raise _StageFailed(Failure.make(
+            Stage.POST, FailureKind.BAD_OUTPUT,
+            f"post returned a dict with non-string keys {bad[:3]!r}; metric names must be str",
+            attempt,
+        ))
+    if repetitions > 1:
+        _check_statistic_names(value, attempt)
+    if "fit_time" in value:
+        warnings.append("post returned 'fit_time', which dagrun sets itself; it was replaced")
+    scores = {k: _metric_value(v) for k, v in value.items()}
+    scores["fit_time"] = fit_time
+    return scores
+
+
+def _check_statistic_names(value: dict[str, Any], attempt: int) -> None:
+    """With repetitions > 1, results.jsonl adds ``mean_M`` and ``std_M`` for each metric
+    ``M``: a post that returns both ``M`` and one of those would have its own value lost."""
+    names = {*value, "fit_time"}
+    for key in value:
+        for prefix in ("mean_", "std_"):
+            if key.startswith(prefix) and key[len(prefix):] in names:
+                metric = key[len(prefix):]
+                raise _StageFailed(Failure.make(
+                    Stage.POST, FailureKind.BAD_OUTPUT,
+                    f"post returned both {metric!r} and {key!r}: with repetitions > 1, "
+                    f"results.jsonl computes {key!r} from the values of {metric!r} itself; "
+                    f"rename {key!r}", attempt,
+                ))
+
+
+def _metric_value(value: Any) -> Any:
+    """A metric as JSON: ``Decimal`` and ``Fraction`` become floats (so they get a mean
+    and a std), everything else its JSON view."""
+    if isinstance(value, decimal.Decimal) or (
+            isinstance(value, numbers.Rational) and not isinstance(value, numbers.Integral)):
+        return float(value)
+    return json_view(value)
+
+
+_Blob = tuple[bytes, list[pickle.PickleBuffer]]
+
+
+def _dumps(value: Any) -> _Blob:
+    """Pickle ``value``, leaving large buffers (NumPy arrays) out of band, uncopied."""
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    return data, buffers
+
+
+def _loads(blob: _Blob) -> Any:
+    """A new object from ``blob``; each out-of-band buffer is copied (writable, unshared)."""
+    data, buffers = blob
+    return pickle.loads(data, buffers=[bytearray(b.raw()) for b in buffers])
+
+
+@dataclass
+class CopyMemory:
+    """What a process learnt about copying cfg keys; kept across the runs it executes.
+
+    ``unpicklable``: keys whose value did not pickle once, copied with ``copy.deepcopy``
+    from then on without trying pickle again. ``warned``: keys whose value cannot be copied
+    at all and that were already reported (one warning per key and process, not per run).
+    """
+
+    unpicklable: set[str] = field(default_factory=set)
+    warned: set[str] = field(default_factory=set)
+
+    def uncopyable(self, key: str, exc: Exception, warnings: list[str]) -> None:
+        """Report (once) that ``key`` is shared between stages instead of copied."""
+        if key in self.warned:
+            return
+        self.warned.add(key)
+        warnings.append(
+            f"cfg key {key!r} cannot be copied ({type(exc).__name__}: {exc}); every stage "
+            "receives the same object, so in-place changes to it are not isolated")
+
+
+class RunCfg:
+    """Hands out independent deep copies of one run's cfg, one per stage call.
+
+    The way each key is copied is settled once per run, on the first copy: the whole cfg
+    as one pickle when it pickles (shared references between keys survive); otherwise the
+    keys that pickle as one pickle, the others with one ``copy.deepcopy``, and keys that
+    neither can copy are passed as is (``CopyMemory.uncopyable`` warns). The original is
+    never handed out, so later runs of the same experiment start from it unchanged.
+    """
+
+    def __init__(self, cfg: dict[str, Any], memory: CopyMemory, warnings: list[str]) -> None:
+        self._cfg = cfg
+        self._blob: _Blob | None = None
+        self._deep: list[str] = []
+        self._shared: list[str] = []
+        self._first: dict[str, Any] | None = self._plan(memory, warnings)
+
+    def fresh(self) -> dict[str, Any]:
+        """A copy of the cfg that no other stage call receives."""
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return self._assemble(_loads(self._blob) if self._blob is not None else {})
+
+    def _plan(self, memory: CopyMemory, warnings: list[str]) -> dict[str, Any]:
+        """Settle how each key is copied; returns the first copy, made on the way."""
+        cfg = self._cfg
+        if not memory.unpicklable.intersection(cfg):
+            whole = self._pickle_part(cfg)
+            if whole is not None:
+                return whole
+        part = {k: v for k, v in cfg.items() if _pickles(k, v, memory)}
+        picked = (self._pickle_part(part) if part else None) or {}
+        rest = self._deepcopy_rest([k for k in cfg if k not in picked], memory, warnings)
+        return {k: picked[k] if k in picked else rest[k] for k in cfg}
+
+    def _deepcopy_rest(self, keys: list[str], memory: CopyMemory,
+                       warnings: list[str]) -> dict[str, Any]:
+        """First copies of ``keys`` by ``copy.deepcopy``; those it cannot copy are shared."""
+        rest: dict[str, Any] = {}
+        memo: dict[int, Any] = {}  # one memo: references shared between these keys survive
+        for key in keys:
+            try:
+                rest[key] = copy.deepcopy(self._cfg[key], memo)
+                self._deep.append(key)
+            except Exception as exc:  # deepcopy raises many types for what it cannot copy
+                memory.uncopyable(key, exc, warnings)
+                rest[key] = self._cfg[key]
+                self._shared.append(key)
+        return rest
+
+    def _pickle_part(self, part: dict[str, Any]) -> dict[str, Any] | None:
+        """Pickle ``part`` as one blob (kept for later copies); its first copy or None."""
+        try:
+            blob = _dumps(part)
+            first: dict[str, Any] = _loads(blob)
+        except Exception:  # pickle raises many types for objects it cannot handle
+            return None
+        self._blob = blob
+        return first
+
+    def _assemble(self, picked: dict[str, Any]) -> dict[str, Any]:
+        """The full cfg, in its original key order, from the pickled part and the rest."""
+        if not self._deep and not self._shared:
+            return picked
+        memo: dict[int, Any] = {}
+        rest = {k: copy.deepcopy(self._cfg[k], memo) for k in self._deep}
+        rest.update({k: self._cfg[k] for k in self._shared})
+        return {k: picked[k] if k in picked else rest[k] for k in self._cfg}
+
+
+def _pickles(key: str, value: Any, memory: CopyMemory) -> bool:
+    """Whether ``value`` pickles; a key that does not is remembered in ``memory``."""
+    if key in memory.unpicklable:
+        return False
+    try:
+        _dumps(value)
+    except Exception:  # pickle raises many types for objects it cannot handle
+        memory.unpicklable.add(key)
+        return False
+    return True
+
+
+class StageRunner:
+    """Runs runs of one workflow; one instance per process, reused across runs.
+
+    ``mode`` says where it runs: ``CaptureMode.TEE`` in the driver's own process (the
+    ``single`` backend), where a ``KeyboardInterrupt`` cannot be told from Ctrl-C and stops
+    the sweep; ``CaptureMode.FD`` in a worker, where Ctrl-C never arrives (runs have their
+    own sessions), so a ``KeyboardInterrupt`` raised by a stage is that run's failure.
+    """
+
+    def __init__(self, workflow: Workflow, mode: CaptureMode,
+                 fingerprints: dict[str, str] | None = None) -> None:
+        self.workflow = workflow
+        self.mode = mode
+        self.fingerprints = fingerprints or {}
+        self.copy_memory = CopyMemory()  # per process: runs share what it learnt
+        # called before each stage (a worker checks it still holds the run's lease); an
+        # exception it raises leaves ``run``, the stages done so far kept
+        self.on_stage_start: Callable[[RunTask, Stage], None] | None = None
+
+    def run(self, task: RunTask) -> RunOutcome:
+        """Execute ``task`` from its first stage not done; never raises for user errors."""
+        run = RunDir(task.path)
+        warnings: list[str] = []
+        ran: list[str] = []
+        scores: dict[str, Any] | None = None
+        try:
+            atomic.makedirs(run.path)
+            resume = find_resume_point(run)
+            warnings.extend(resume.warnings)
+            if resume.start is not None:
+                if CONFIG not in resume.names:
+                    self._write_config(task, run)
+                scores = self._run_from(task, run, resume.start, resume, warnings, ran)
+        except _StageFailed as failed:
+            return self._failed(task, run, failed.failure, ran, warnings)
+        except _InputRefused as exc:
+            failure = Failure.make(exc.stage, FailureKind.ENGINE, str(exc), task.attempt)
+            return self._failed(task, run, failure, ran, warnings)
+        except UnsafePickleError as exc:
+            failure = Failure.make(Stage.PRE, FailureKind.ENGINE, str(exc), task.attempt)
+            return self._failed(task, run, failure, ran, warnings)
+        except OSError as exc:
+            failure = Failure.from_exception(Stage.PRE, exc, task.attempt, FailureKind.ENGINE)
+            return self._failed(task, run, failure, ran, warnings)
+        return RunOutcome(task, None, tuple(ran), tuple(warnings), scores)
+
+    def _failed(self, task: RunTask, run: RunDir, failure: Failure, ran: list[str],
+                warnings: list[str]) -> RunOutcome:
+        with contextlib.suppress(OSError):  # e.g. disk full: the driver still reports it
+            failure.write(run)
+        return RunOutcome(task, failure, tuple(ran), tuple(warnings))
+
+    def _write_config(self, task: RunTask, run: RunDir) -> None:
+        """Write ``config.json``: the JSON view of the cfg the stages receive."""
+        cfg = self.workflow.run_cfg(task.exp_id, task.rep, run.path)
+        atomic.write_json(run.config, json_view(cfg))
+
+    def _run_from(self, task: RunTask, run: RunDir, start: Stage, resume: _Resume,
+                  warnings: list[str], ran: list[str]) -> dict[str, Any] | None:
+        """Run ``start`` and the stages after it; returns the scores post wrote."""
+        cfgs = RunCfg(self.workflow.run_cfg(task.exp_id, task.rep, run.path),
+                      self.copy_memory, warnings)
+        value, fit_time = resume.value, resume.fit_time
+        scores = None
+        for stage in start.and_after():
+            if self.on_stage_start is not None:
+                self.on_stage_start(task, stage)
+            cfg = cfgs.fresh()  # before the clock starts: copying is not fit time
+            started = time.time()
+            value = self._call(stage, task, run, cfg, value)
+            finished = time.time()
+            ran.append(stage.value)
+            if stage is Stage.FIT:
+                fit_time = stage_seconds(started, finished)
+            try:
+                scores = self._persist(stage, task, run, value, fit_time, started, finished,
+                                       warnings)
+                if error_name(stage) in resume.names:  # a failure record of an earlier attempt
+                    atomic.remove(run.error(stage))
+            except OSError as exc:
+                raise _StageFailed(Failure.from_exception(
+                    stage, exc, task.attempt, FailureKind.ENGINE)) from exc
+        return scores
+
+    def _call(self, stage: Stage, task: RunTask, run: RunDir, cfg: dict[str, Any],
+              value: Any) -> Any:
+        """Call the user's function of ``stage`` with ``cfg`` (this call's own copy), its
+        output captured and the process state it changes put back (``dagrun.run.capture``)."""
+        fn = self.workflow.function(stage)
+        args = (cfg,) if stage is Stage.PRE else (cfg, value)
+        try:
+            with isolated(), capture(self.mode, run.log(stage), task.attempt, hostname()):
+                return fn(*args)
+        except KeyboardInterrupt as exc:
+            if self.mode is CaptureMode.TEE:  # the driver's own process: it may be Ctrl-C
+                raise
+            raise self._stage_failed(stage, exc, task.attempt) from exc
+        except BaseException as exc:  # the worker boundary: whatever user code raises
+            raise self._stage_failed(stage, exc, task.attempt) from exc
+
+    def _stage_failed(self, stage: Stage, exc: BaseException, attempt: int) -> _StageFailed:
+        """The failure of a stage that raised, explained when the snapshot knows why (a
+        name bound only under ``if __name__ == "__main__":``)."""
+        failure = Failure.from_exception(stage, exc, attempt)
+        snapshot = getattr(self.workflow, "snapshot", None)  # None: pickled by older dagrun
+        return _StageFailed(failure.noted(snapshot.explain(exc) if snapshot else None))
+
+    def _repetitions(self, exp_id: int) -> int:
+        """The experiment's repetitions, as the scheduler planned them."""
+        workflow = self.workflow
+        return repetitions_of(workflow.cfgs[exp_id], workflow.basecfg.get("repetitions", 1))
+
+    def _persist(self, stage: Stage, task: RunTask, run: RunDir, value: Any,
+                 fit_time: float | None, started: float, finished: float,
+                 warnings: list[str]) -> dict[str, Any] | None:
+        """Write the stage's artifact, then its marker; returns post's scores."""
+        scores = None
+        if stage is Stage.POST:
+            scores = _metrics(value, fit_time, task.attempt, self._repetitions(task.exp_id),
+                              warnings)
+            atomic.write_json(run.artifact(stage), scores, indent=None)
+        elif not _save_output(run, stage, value, warnings):
+            return None
+        Marker.now(stage, started, finished, task.attempt, self.fingerprints.get(stage.value),
+                   self.workflow.config_digest(task.exp_id)).write(run)
+        return scores
