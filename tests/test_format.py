@@ -107,12 +107,16 @@ def test_a_worker_joins_only_its_own_format(old: Path) -> None:
     assert _ys(out) == {0: [10.0, 11.0], 1: [20.0, 21.0], 2: [30.0, 31.0], 3: [40.0, 41.0]}
 
 
-@pytest.mark.parametrize("command", ["status", "results", "resume", "worker"])
+@pytest.mark.parametrize("command", ["status", "show", "results", "report", "reduce", "clean",
+                                     "resume", "worker", "execute", "plan"])
 def test_a_newer_format_is_refused_in_one_line(old: Path, command: str) -> None:
     out = old / "done"
     (out / ".dagrun" / "format.json").write_text('{"format": 99, "dagrun": "9.0"}')
     before = _stage_files(out)
-    result = run_dagrun(command, out, cwd=old)
+    special: dict[str, list[str | Path]] = {
+        "show": [out, "0/0"], "execute": [old / "wf.py"], "plan": [old / "wf.py"]}
+    args = special.get(command, [out])
+    result = run_dagrun(command, *args, cwd=old, env={"DAGRUN_FIXTURE_OUT": str(out)})
     assert result.rc == 2, result.stderr
     assert result.error_lines == [
         f"dagrun: error: {out} was written by a newer dagrun (on-disk format 99); this dagrun "
