@@ -28,7 +28,7 @@ from dagrun.errors import BackendUnavailableError
 from dagrun.run.stages import RunTask
 from tests.helpers import Sweep, child_env, dagrun_command, make_sweep, wait_for, write_workflow
 from tests.services import require_service
-from tests.services.ray_cluster import BASE_ENV, RayCluster, free_port, ray_available
+from tests.services.ray_cluster import BASE_ENV, RayCluster, free_port, other_cluster, ray_available
 
 require_service(ray_available(), module_level=True)
 
@@ -100,9 +100,7 @@ def test_unreachable_explicit_address_is_a_one_line_error(tmp_path: Path) -> Non
 
 
 def test_auto_without_cluster_starts_and_stops_a_local_instance(tmp_path: Path) -> None:
-    if any(p.info["name"] == "gcs_server" and p.info["status"] != psutil.STATUS_ZOMBIE
-           for p in psutil.process_iter(["name", "status"])):
-        require_service("another Ray cluster runs on this machine: 'auto' would join it")
+    require_service(other_cluster())
     root = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths
     home = tmp_path / "home"
     home.mkdir()

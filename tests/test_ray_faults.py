@@ -36,7 +36,7 @@ from tests.helpers import (
     write_workflow,
 )
 from tests.services import require_service
-from tests.services.ray_cluster import BASE_ENV, RayCluster, ray_available
+from tests.services.ray_cluster import BASE_ENV, RayCluster, other_cluster, ray_available
 
 require_service(ray_available(), module_level=True)
 
@@ -213,9 +213,7 @@ def _tagged_with(root: str) -> list[psutil.Process]:
 
 
 def test_kill_9_of_a_driver_leaves_no_local_ray_behind(tmp_path: Path) -> None:
-    if any(p.info["name"] == "gcs_server" and p.info["status"] != psutil.STATUS_ZOMBIE
-           for p in psutil.process_iter(["name", "status"])):
-        require_service("another Ray cluster runs on this machine: 'auto' would join it")
+    require_service(other_cluster())
     root = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths
     out = tmp_path / "OUT"
     wf = tmp_path / "wf.py"

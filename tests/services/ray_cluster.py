@@ -71,6 +71,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def other_cluster() -> str | None:
+    """Why ``address="auto"`` could join another Ray cluster here (a live gcs_server: Ray
+    finds one by scanning processes), described so that a leftover can be traced to whoever
+    started it; ``None`` when there is none."""
+    found = []
+    for p in psutil.process_iter(["name", "status", "create_time"]):
+        if p.info["name"] != "gcs_server" or p.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            origin = p.environ().get("RAY_TMPDIR", "?")
+            test = p.environ().get("PYTEST_CURRENT_TEST", "no test")
+        except psutil.Error:
+            origin, test = "?", "?"
+        started = time.strftime("%H:%M:%S", time.localtime(p.info["create_time"]))
+        found.append(f"pid {p.pid} since {started}, RAY_TMPDIR={origin}, started by {test}")
+    if not found:
+        return None
+    return f"another Ray cluster runs on this machine ({'; '.join(found)}): 'auto' would join it"
+
+
 def _alive(pid: int) -> bool:
     """True if ``pid`` runs and is not a zombie waiting to be reaped."""
     try:
