@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dagrun.disk import atomic
+from dagrun.disk import atomic, leases
 from dagrun.disk.layout import Stage, SweepDir
 from dagrun.disk.lock import driver_lock
 from dagrun.disk.plan import Experiment, RunState, RunStatus, scan
@@ -55,9 +55,13 @@ def clean(out_path: str, stage: Stage = Stage.PRE, ids: set[int] | None = None,
         if ids is not None and not ids & set(plan):
             raise UsageError(f"none of the ids {sorted(ids)[:10]} are in {sweep.path}")
         experiments = [e for e in plan.values() if ids is None or e.exp_id in ids]
+        targets = [s for s in scan(sweep, experiments)
+                   if not failed_only or s.state is RunState.FAILED]
+        _refuse_held(targets)
         removal = _Removal()
         try:
-            runs, stages = _set_aside(removal, scan(sweep, experiments), stage, failed_only)
+            runs, stages = _set_aside(removal, targets, stage)
+            _refuse_held(targets)  # a run claimed meanwhile: put everything back
             lines = _rewrite(sweep, plan.values(), removal)
         except BaseException:
             removal.undo()
@@ -101,13 +105,32 @@ class _Removal:
         self.moved.clear()
 
 
-def _set_aside(removal: _Removal, statuses: Iterable[RunStatus], stage: Stage,
-               failed_only: bool) -> tuple[int, int]:
+def _refuse_held(statuses: Iterable[RunStatus], listing: int = 3) -> None:
+    """``UsageError`` when a worker or driver holds a lease on one of the runs to clean: it
+    would go on writing the stages being removed (a run counted done without its fit).
+
+    Any lease counts, live or left by a holder killed with -9 (telling them apart takes a
+    lease timeout of watching): the message says how to end either."""
+    held = []
+    for status in statuses:
+        found = leases.read_lease(status.run)
+        if found is not None:
+            age = leases.heartbeat_age(status.run)
+            beat = f"heartbeat {age:.0f} s ago" if age is not None else "heartbeat unknown"
+            held.append(f"run {status.label} by {leases.describe(found[1])}, {beat}")
+    if held:
+        more = f" and {len(held) - listing} more" if len(held) > listing else ""
+        raise UsageError(
+            f"cannot clean runs that are being executed: {'; '.join(held[:listing])}{more}; "
+            "wait for them or stop their workers (a lease left by a killed worker is taken "
+            "over by the next worker or execute once stale), then clean again")
+
+
+def _set_aside(removal: _Removal, statuses: Iterable[RunStatus], stage: Stage
+               ) -> tuple[int, int]:
     """Set aside the files of ``stage`` and later stages of each run; (runs, stages) hit."""
     runs = stages = 0
     for status in statuses:
-        if failed_only and status.state is not RunState.FAILED:
-            continue
         touched = False
         for s in stage.and_after():
             for path in status.run.stage_files(s):

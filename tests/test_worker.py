@@ -429,3 +429,30 @@ def test_a_failing_run_is_attempted_once_plus_retries_whatever_worker_starts_whe
     third = start_dagrun("worker", tmp_path / "OUT", cwd=tmp_path, log=tmp_path / "w3.log")
     assert _finish(third) == 1
     assert len((calls / "fit-0").read_text().splitlines()) == 4
+
+
+def test_clean_refuses_a_run_a_worker_executes(sweep: Sweep) -> None:
+    """Before: ``clean --stage pre --ids 0`` beside a worker in run 0's fit said "invalidated
+    1 stage(s)", and the worker then wrote fit.done and post.done: a run counted done with
+    no pre. Now clean refuses in one line naming the holder, and works once the run ends."""
+    release = sweep.folder / "release"
+    sweep.write([{"x": 1}, {"x": 2}], wait_for=release, verbose=False)
+    _plan(sweep)
+    worker = _worker(sweep, "-j", "1")
+    try:
+        wait_for(lambda: sweep.count("fit", 0) == 1, WAIT, "the worker to be in run 0's fit")
+        refused = run_dagrun("clean", sweep.out, "--stage", "pre", "--ids", "0",
+                             cwd=sweep.folder)
+        assert refused.rc == 2, refused.stdout + refused.stderr
+        assert len(refused.error_lines) == 1, refused.stderr
+        assert "cannot clean runs that are being executed: run 0/0 by host" in refused.stderr
+        assert f"pid {worker.pid}" in refused.stderr
+        assert (sweep.out / "0" / "pre.done").exists()
+    finally:
+        release.touch()
+    assert _finish(worker) == 0, _log(sweep)
+    assert [(sweep.count("pre", i), sweep.count("fit", i)) for i in (0, 1)] == [(1, 1)] * 2
+    done = {p.name for p in (sweep.out / "0").glob("*.done")}
+    assert done == {"pre.done", "fit.done", "post.done"}
+    cleaned = run_dagrun("clean", sweep.out, "--stage", "pre", "--ids", "0", cwd=sweep.folder)
+    assert cleaned.rc == 0 and "invalidated 3 stage(s) in 1 run(s)" in cleaned.stdout

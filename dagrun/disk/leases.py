@@ -197,9 +197,13 @@ class Seen:
 
     def describe(self) -> str:
         """``host H pid P (Slurm job J)``: the holder in a status line."""
-        info = self.info
-        job = f" (Slurm job {info['slurm']})" if info.get("slurm") else ""
-        return f"host {info.get('host', '?')} pid {info.get('pid', '?')}{job}"
+        return describe(self.info)
+
+
+def describe(info: dict[str, Any]) -> str:
+    """``host H pid P (Slurm job J)``: a lease's holder, from the lease's content."""
+    job = f" (Slurm job {info['slurm']})" if info.get("slurm") else ""
+    return f"host {info.get('host', '?')} pid {info.get('pid', '?')}{job}"
 
 
 def read_lease(run: RunDir) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
