@@ -456,3 +456,30 @@ def test_clean_refuses_a_run_a_worker_executes(sweep: Sweep) -> None:
     assert done == {"pre.done", "fit.done", "post.done"}
     cleaned = run_dagrun("clean", sweep.out, "--stage", "pre", "--ids", "0", cwd=sweep.folder)
     assert cleaned.rc == 0 and "invalidated 3 stage(s) in 1 run(s)" in cleaned.stdout
+
+
+def test_deleting_the_announcements_duplicates_no_run(sweep: Sweep) -> None:
+    """Before: with ``OUT/.dagrun/workers/`` deleted while a worker runs run 0 (as the docs
+    advised after a kill -9), an ``execute`` ignored the worker's live lease.json and ran run
+    0 again. Now the driver leases as soon as it meets a lease, and the worker announces
+    itself again (and waits its grace period before claiming)."""
+    release = sweep.folder / "release"
+    sweep.write([{"x": 1}, {"x": 2}, {"x": 3}], wait_for=release, verbose=False)
+    _plan(sweep)
+    worker = _worker(sweep, "-j", "1")
+    driver = None
+    try:
+        wait_for(lambda: sweep.count("fit", 0) == 1, WAIT, "the worker to be in run 0's fit")
+        workers = SweepDir(str(sweep.out)).workers
+        for name in os.listdir(workers):
+            os.unlink(os.path.join(workers, name))
+        driver = _start_driver(sweep, 1)
+        wait_for(lambda: sweep.count("fit", 1) == 1, WAIT, "the driver to be in run 1's fit")
+        assert sweep.count("pre", 0) == 1  # the driver left run 0 to the worker
+    finally:
+        release.touch()
+        if driver is not None:
+            _, err = driver.communicate(timeout=WAIT)
+            assert driver.returncode == 0, err.decode(errors="replace")
+    assert _finish(worker) == 0, _log(sweep)
+    _each_stage_ran_once(sweep, 3)

@@ -320,6 +320,17 @@ class Presence:
             os.ftruncate(self.fd, len(data))
             os.fsync(self.fd)
 
+    def standing(self) -> bool:
+        """Whether the announcement is still on disk (someone may delete
+        ``OUT/.dagrun/workers/``, as after a ``kill -9`` the docs say one may)."""
+        if self.fd < 0:
+            return False
+        try:
+            on_disk, ours = os.stat(self.path), os.fstat(self.fd)
+        except OSError:
+            return False
+        return (on_disk.st_dev, on_disk.st_ino) == (ours.st_dev, ours.st_ino)
+
     def withdraw(self) -> None:
         """Remove the announcement. Idempotent."""
         if self.fd < 0:
@@ -353,6 +364,8 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._loop, name="dagrun-heartbeat",
                                         daemon=True)
         self._presence: Presence | None = None
+        self._announced: tuple[SweepDir, Holder] | None = None
+        self.announced_at = 0.0  # time.monotonic() of the last (re)announcement
 
     def start(self) -> None:
         self._thread.start()
@@ -361,6 +374,24 @@ class Heartbeat:
         """Announce ``holder`` as a worker of ``sweep`` (``Presence``) until ``stop``: a
         worker does so before its first claim and waits ``WORKER_GRACE`` before claiming."""
         self._presence = Presence.announce(sweep, holder)
+        self._announced = (sweep, holder)
+        self.announced_at = time.monotonic()
+
+    def ensure_announced(self) -> None:
+        """Announce again when the announcement was deleted; the worker then waits
+        ``WORKER_GRACE`` from ``announced_at`` before its next claim, as at its start, so a
+        driver that never saw it leases its runs before the worker can claim one of them."""
+        with self._lock:
+            self._ensure_announced()
+
+    def _ensure_announced(self) -> None:
+        if self._presence is None or self._announced is None or self._presence.standing():
+            return
+        self._presence.withdraw()  # closes the descriptor of the deleted file
+        try:
+            self.announce(*self._announced)
+        except OSError:  # OUT/.dagrun unwritable now: the next beat tries again
+            self._presence = Presence("", -1, self._announced[1])
 
     def add(self, lease: Lease) -> None:
         with self._lock:
@@ -394,6 +425,7 @@ class Heartbeat:
                     del self._leases[path]
                     self._lost.append(lease)
             if self._presence is not None:
+                self._ensure_announced()
                 self._presence.renew()
 
     def stop(self) -> None:
@@ -480,6 +512,8 @@ class Gate:
 
     def _watch(self) -> None:
         while not self._stop.wait(WATCH_EVERY):
+            if self._leasing:
+                return
             if workers_present(self.sweep):
                 self._start_leasing()
                 return
@@ -487,7 +521,7 @@ class Gate:
     def _start_leasing(self) -> None:
         """Lease from now on, beginning with the runs in flight (see the class docstring)."""
         with self._lock:
-            if self._closed:
+            if self._closed or self._leasing:
                 return
             for run in self._unleased.values():
                 try:
@@ -507,6 +541,9 @@ class Gate:
         """Claim the run of ``task`` (anything with a ``path``) for this driver; ``False``
         (the task is parked) when a live lease of someone else holds it."""
         run = RunDir(task.path)
+        if not self._leasing and os.path.lexists(run.lease):
+            # a worker shares OUT without an announcement (deleted): lease from now on
+            self._start_leasing()
         with self._lock:
             if not self._leasing:  # alone on OUT: nothing on disk (the runner makes the folder)
                 self._unleased[run.path] = run

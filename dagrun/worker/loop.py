@@ -194,8 +194,14 @@ class WorkerLoop:
         return now - self._idle_since >= self.idle_exit
 
     def _fill(self) -> None:
-        """Claim runs for the free slots, in plan order."""
-        self._next_fill = time.monotonic() + RESCAN
+        """Claim runs for the free slots, in plan order (not within ``WORKER_GRACE`` of
+        announcing this worker, again after its announcement was deleted)."""
+        now = time.monotonic()
+        self.heartbeat.ensure_announced()
+        if now < self.heartbeat.announced_at + WORKER_GRACE:
+            self._next_fill = self._grace_end = self.heartbeat.announced_at + WORKER_GRACE
+            return
+        self._next_fill = now + RESCAN
         for path, item in list(self.pending.items()):
             if not self.executor.free():
                 return
