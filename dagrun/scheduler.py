@@ -151,7 +151,10 @@ def execute(basecfg: Mapping[str, Any], cfgs: Sequence[Any],
         atomic.makedirs(prep.sweep.path)
     except OSError as exc:
         raise ConfigError(f"cannot create out_path {prep.sweep.path}: {exc.strerror}") from exc
-    with stop_signals_interrupt(), driver_lock(prep.sweep):
+    # "execute": this driver rewrites results.jsonl when it ends (a worker leaving meanwhile
+    # does not wait for the lock to do it); plan and --detach leave that to the workers
+    role = "plan" if options.plan_only or options.detach else "execute"
+    with stop_signals_interrupt(), driver_lock(prep.sweep, role=role):
         return _execute_locked(prep, options, blob)
 
 

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -483,3 +484,55 @@ def test_deleting_the_announcements_duplicates_no_run(sweep: Sweep) -> None:
             assert driver.returncode == 0, err.decode(errors="replace")
     assert _finish(worker) == 0, _log(sweep)
     _each_stage_ran_once(sweep, 3)
+
+
+def test_a_short_lease_timeout_does_not_make_a_live_lease_stale(tmp_path: Path) -> None:
+    """A lease says the timeout its holder renews it for; an observer with a shorter one of
+    its own waits for the holder's."""
+    sweep = SweepDir(str(tmp_path))
+    run = RunDir(str(tmp_path / "0"))
+    os.makedirs(run.path)
+    holder = leases.Holder.here(timeout=60.0)
+    lease = leases.claim(run, holder)
+    assert lease is not None
+    try:
+        impatient = leases.Observer(lease_timeout=0.05)
+        seen = impatient.look(run)
+        assert seen is not None and seen.timeout == 60.0
+        wait_for(lambda: time.monotonic() - seen.since > 0.2, 5, "time to pass")
+        assert not impatient.stale(seen)
+        quick = leases.Holder.here(timeout=0.1)
+        other = RunDir(str(tmp_path / "1"))
+        os.makedirs(other.path)
+        short = leases.claim(other, quick)
+        assert short is not None
+        seen_short = impatient.look(other)
+        assert seen_short is not None
+        wait_for(lambda: impatient.stale(seen_short), 5, "a 0.1 s lease to go stale")
+        short.release()
+    finally:
+        lease.release()
+    assert sweep.path == str(tmp_path)
+
+
+def test_a_worker_with_a_shorter_timeout_leaves_the_drivers_runs_alone(sweep: Sweep) -> None:
+    """Before: a worker started with ``--lease-timeout 1`` beside an ``execute`` (60 s,
+    renewing every 12 s) took the driver's live runs over after 1 s: fit ran twice."""
+    release = sweep.folder / "release"
+    sweep.write([{"x": 1}, {"x": 2}], wait_for=release, verbose=False)
+    _plan(sweep)
+    driver = _start_driver(sweep, 1)
+    try:
+        wait_for(lambda: sweep.count("fit", 0) == 1, WAIT, "the driver to be in run 0's fit")
+        worker = _worker(sweep, "--lease-timeout", "1", "--idle-exit", "4")
+        assert _finish(worker) in (0, 1), _log(sweep)
+        assert "took over" not in _log(sweep), _log(sweep)
+        assert "leaving: 2 run(s) still held by other workers" in _log(sweep)
+        # the execute rewrites results.jsonl when it ends: the worker did not wait for it
+        assert "a dagrun execute holds OUT" in _log(sweep)
+        assert sweep.count("fit", 0) == 1
+    finally:
+        release.touch()
+        _, err = driver.communicate(timeout=WAIT)
+    assert driver.returncode == 0, err.decode(errors="replace")
+    _each_stage_ran_once(sweep, 2)

@@ -66,20 +66,24 @@ def slurm_job() -> str | None:
 
 @dataclass(frozen=True)
 class Holder:
-    """Who holds leases: this process, named once."""
+    """Who holds leases: this process, named once, with the lease timeout it renews its
+    leases for (a lease says it, so that observers with a shorter timeout of their own wait
+    as long as its holder promised, not as long as they would)."""
 
     host: str
     pid: int
     worker: str
     slurm: str | None
+    timeout: float = 60.0
 
     @classmethod
-    def here(cls) -> Holder:
-        return cls(hostname(), os.getpid(), uuid.uuid4().hex[:12], slurm_job())
+    def here(cls, timeout: float = 60.0) -> Holder:
+        return cls(hostname(), os.getpid(), uuid.uuid4().hex[:12], slurm_job(), timeout)
 
     def content(self, takeovers: int, beat: int) -> bytes:
         data = {"host": self.host, "pid": self.pid, "worker": self.worker,
                 "slurm": self.slurm, "takeovers": takeovers, "since": iso(time.time()),
+                "timeout": self.timeout, "every": self.timeout / BEATS_PER_TIMEOUT,
                 "beat": f"{beat:012d}"}
         return (json.dumps(data) + "\n").encode()
 
@@ -195,6 +199,13 @@ class Seen:
         value = self.info.get("takeovers", 0)
         return value if isinstance(value, int) else 0
 
+    @property
+    def timeout(self) -> float:
+        """The lease timeout its holder renews it for (0 when the lease does not say)."""
+        value = self.info.get("timeout", 0)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        return float(value) if ok and value < float("inf") else 0.0
+
     def describe(self) -> str:
         """``host H pid P (Slurm job J)``: the holder in a status line."""
         return describe(self.info)
@@ -245,7 +256,10 @@ class Observer:
         return seen
 
     def stale(self, seen: Seen) -> bool:
-        return time.monotonic() - seen.since >= self.lease_timeout
+        """Unchanged for this observer's lease timeout, and for the one its holder renews it
+        for (whichever is longer): a holder renewing every 12 s for a 60 s timeout is not
+        stale after 2 s to a worker started with ``--lease-timeout 2``."""
+        return time.monotonic() - seen.since >= max(self.lease_timeout, seen.timeout)
 
     def forget(self, run: RunDir) -> None:
         self._seen.pop(run.path, None)
@@ -471,7 +485,7 @@ class Gate:
 
     def __init__(self, sweep: SweepDir, lease_timeout: float) -> None:
         self.sweep = sweep
-        self.holder = Holder.here()
+        self.holder = Holder.here(lease_timeout)
         self.observer = Observer(lease_timeout)
         self.heartbeat = Heartbeat(lease_timeout)
         self._parked: dict[str, Any] = {}  # run path -> the task waiting for it

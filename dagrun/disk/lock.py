@@ -130,6 +130,16 @@ def driver_lock(sweep: SweepDir, wait: float = 0.0, role: str = "driver") -> Ite
         os.close(dir_fd)
 
 
+def holder_role(sweep: SweepDir) -> str | None:
+    """The role the lock's holder recorded (``execute``, ``plan``, ``reduce``, ``driver``),
+    ``None`` when nobody holds it or it did not say."""
+    if lock_holder_pid(sweep) is None:
+        return None
+    info = atomic.read_json_or_none(sweep.driver)
+    role = info.get("role") if isinstance(info, dict) else None
+    return role if isinstance(role, str) else None
+
+
 def _reducer_wait(sweep: SweepDir) -> float:
     """``REDUCE_WAIT`` while a worker holds the lock to reduce, else 0 (refused at once)."""
     info = atomic.read_json_or_none(sweep.driver)

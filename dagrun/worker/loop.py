@@ -40,7 +40,7 @@ from dagrun.disk.leases import (
     claim,
     take_over,
 )
-from dagrun.disk.lock import REDUCE_WAIT, driver_lock
+from dagrun.disk.lock import REDUCE_WAIT, driver_lock, holder_role
 from dagrun.disk.plan import make_plan, scan_run
 from dagrun.disk.planstore import planned_runs, read_plan, require_sweep
 from dagrun.disk.records import Failure, failure_signature
@@ -100,6 +100,9 @@ def reduce_results(sweep: SweepDir) -> None:
     """Rewrite results.jsonl under the lock; a driver holding it rewrites it itself. Lines
     of experiments whose runs are all verified against them are copied (workers append no
     lines, so after the first worker's rewrite most lines are), not recomputed."""
+    if holder_role(sweep) == "execute":  # it rewrites results.jsonl when it ends
+        say("a dagrun execute holds OUT: it rewrites results.jsonl when it ends")
+        return
     try:
         with driver_lock(sweep, wait=REDUCE_WAIT, role="reduce"):
             experiments = list(read_plan(sweep).values())
@@ -127,7 +130,7 @@ class WorkerLoop:
         self.sweep = sweep
         self.settings = settings
         self.idle_exit = idle_exit
-        self.holder = Holder.here()
+        self.holder = Holder.here(settings.lease_timeout)
         self.observer = Observer(settings.lease_timeout)
         self.heartbeat = Heartbeat(settings.lease_timeout)
         self.executor = Executor(sweep.workflow, cudas, settings.timeout)
@@ -266,7 +269,7 @@ class WorkerLoop:
             self._give_up(task.path)
             return None
         say(f"took over run {task.label} from {seen.describe()}: its lease did not move "
-            f"for {self.settings.lease_timeout:g} s")
+            f"for {max(self.settings.lease_timeout, seen.timeout):g} s")
         return lease
 
     def _finished(self, outcome: RunOutcome) -> None:
