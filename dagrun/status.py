@@ -86,7 +86,8 @@ _NOT_DONE = {
 
 def running_lines(runs: list[tuple[str, RunDir]], listing: int) -> Iterator[str]:
     """Runs held by a lease now (a worker or driver runs them): holder and heartbeat age
-    (the lease file's age by this host's clock: for reading, not for deciding)."""
+    (the lease file's age by this host's clock: for reading, not for deciding); a lease
+    not renewed for longer than its holder's timeout is shown as stale."""
     held = []
     for label, run in runs:
         found = leases.read_lease(run)
@@ -98,7 +99,11 @@ def running_lines(runs: list[tuple[str, RunDir]], listing: int) -> Iterator[str]
     for label, run, seen in held[:listing]:
         age = leases.heartbeat_age(run)
         beat = f"heartbeat {age:.0f} s ago" if age is not None else "heartbeat unknown"
-        yield f"  {label:<10} {seen.describe()}, {beat}"
+        # the file's age by this host's clock against the holder's own timeout: for reading
+        # only (a worker or driver decides staleness by watching the lease, never by this)
+        stale = age is not None and seen.timeout > 0 and age > seen.timeout
+        state = "stale (holder gone?), " if stale else ""
+        yield f"  {label:<10} {state}{seen.describe()}, {beat}"
     if len(held) > listing:
         yield f"  ... and {len(held) - listing} more"
 

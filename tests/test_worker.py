@@ -536,3 +536,26 @@ def test_a_worker_with_a_shorter_timeout_leaves_the_drivers_runs_alone(sweep: Sw
         _, err = driver.communicate(timeout=WAIT)
     assert driver.returncode == 0, err.decode(errors="replace")
     _each_stage_ran_once(sweep, 2)
+
+
+def test_status_marks_the_run_of_a_killed_worker_stale(sweep: Sweep) -> None:
+    """Before: status listed a kill -9'd worker's run as running, as any other."""
+    release = sweep.folder / "release"
+    sweep.write([{"x": 1}], wait_for=release, verbose=False)
+    _plan(sweep)
+    worker = _worker(sweep, "--lease-timeout", "1")
+    try:
+        wait_for(lambda: sweep.count("fit", 0) == 1, WAIT, "the worker to be in run 0's fit")
+        running = run_dagrun("status", sweep.out, cwd=sweep.folder).stdout
+        assert "running runs (1):" in running and "stale" not in running, running
+        kill_tree(worker)
+
+        def stale() -> bool:
+            out = run_dagrun("status", sweep.out, cwd=sweep.folder).stdout
+            return "0/0        stale (holder gone?), host" in out and f"pid {worker.pid}" in out
+
+        wait_for(stale, WAIT, "status to show the lease as stale")
+    finally:
+        release.touch()
+        if worker.poll() is None:
+            kill_tree(worker)
