@@ -51,6 +51,7 @@ RETRY_DELAY = 0.5  # seconds before a failed run's first retry; doubles per atte
 RETRY_DELAY_MAX = 10.0
 POLL_IDLE = 0.2  # seconds the loop sleeps at most when only delayed retries are left
 STATE_CHECK_EVERY = 2.0  # seconds between checks that OUT/.dagrun still exists
+PREFETCH = 8  # at most this many runs queued in the backend beyond its capacity (+ 2)
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,13 @@ def execute(basecfg: Mapping[str, Any], cfgs: Sequence[Any],
     role = "plan" if options.plan_only or options.detach else "execute"
     with stop_signals_interrupt(), driver_lock(prep.sweep, role=role):
         return _execute_locked(prep, options, blob)
+
+
+def submit_window(capacity: int) -> int:
+    """Runs handed to the backend at once: its capacity plus a small prefetch that keeps its
+    processes busy between two looks of the driver. The driver leases each of them once a
+    worker shares OUT, so a deep queue would hold runs that idle workers could take."""
+    return capacity + min(capacity, PREFETCH) + 2
 
 
 def _check_path_lengths(prep: Prepared) -> None:
@@ -378,7 +386,7 @@ class _Execution:
                     self.progress.write(
                         f"dagrun: {len(todo)} of {total} runs to execute on "
                         f"{backend.describe()}; out: {self.prep.sweep.path}")
-                outstanding, window = 0, backend.capacity * 2 + 16
+                outstanding, window = 0, submit_window(backend.capacity)
                 while todo or outstanding or gate.waiting or self.delayed:
                     while todo and outstanding < window:
                         task = todo.popleft()

@@ -7,6 +7,7 @@ says: no stage of any run executed twice, nothing lost.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -559,3 +560,37 @@ def test_status_marks_the_run_of_a_killed_worker_stale(sweep: Sweep) -> None:
         release.touch()
         if worker.poll() is None:
             kill_tree(worker)
+
+
+def _held_by(out: Path, pid: int) -> int:
+    count = 0
+    for path in _leases(out):
+        with contextlib.suppress(OSError, ValueError):
+            count += json.loads(path.read_text()).get("pid") == pid
+    return count
+
+
+def test_execute_leases_only_what_it_is_about_to_run(sweep: Sweep) -> None:
+    """Before: ``execute -j 2`` handed 20 runs to its backend (2 x capacity + 16) and leased
+    all of them once a worker appeared: the worker found nothing to claim, and status listed
+    20 runs as running. Now the driver holds at most its capacity plus a small prefetch."""
+    from dagrun.scheduler import submit_window
+
+    release = sweep.folder / "release"
+    sweep.write([{"x": i} for i in range(30)], wait_for=release, verbose=False)
+    _plan(sweep)
+    driver = _start_driver(sweep, 2)
+    worker = None
+    try:
+        wait_for(lambda: sweep.count("fit", 0) + sweep.count("fit", 1) == 2, WAIT,
+                 "the driver to be in two fits")
+        worker = _worker(sweep, "-j", "1")
+        wait_for(lambda: _held_by(sweep.out, worker.pid) == 1, WAIT,
+                 "the worker to claim a run")
+        assert _held_by(sweep.out, driver.pid) <= submit_window(2) < 10
+    finally:
+        release.touch()
+        _, err = driver.communicate(timeout=WAIT)
+    assert driver.returncode == 0, err.decode(errors="replace")
+    assert _finish(worker) == 0, _log(sweep)
+    _each_stage_ran_once(sweep, 30)
