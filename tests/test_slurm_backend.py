@@ -295,3 +295,48 @@ def test_no_slurm_on_path_is_one_line_and_writes_nothing(sweep: Sweep) -> None:
     assert result.rc == 2, result.stderr
     assert len(result.error_lines) == 1 and "sbatch" in result.error_lines[0]
     assert not sweep.out.exists()
+
+
+STALLING_SQUEUE = """#!/bin/sh
+# squeue while slurmctld stalls: fails as long as the flag file exists
+if [ -e {flag} ]; then
+    echo "squeue: error: slurm_load_jobs error: Socket timed out on send/recv operation" >&2
+    exit 1
+fi
+exec {real} "$@"
+"""
+
+
+def test_a_stalled_slurmctld_does_not_end_the_driver(sweep: Sweep, cluster: SlurmCluster,
+                                                     tmp_path: Path) -> None:
+    """Before: the first failing squeue (a slurmctld stall) ended the attached driver with
+    exit 2 and "0 done now" although the array kept running. Now it asks again, following
+    the runs on disk meanwhile, and finishes the sweep."""
+    import os
+    import shutil
+
+    real = shutil.which("squeue")
+    assert real is not None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    flag = tmp_path / "stalled"
+    flag.touch()
+    fake = bin_dir / "squeue"
+    fake.write_text(STALLING_SQUEUE.format(flag=str(flag), real=real))
+    fake.chmod(0o755)
+    sweep.write([{"x": 1}, {"x": 2}], sleep=0.5, verbose=False)
+    env = {**_env(cluster), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(dagrun_command("execute", sweep.workflow, "--backend", "slurm"),
+                            cwd=sweep.folder, env=child_env(env), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (sweep.out / "1" / "post.done").exists(), RUN_TIMEOUT,
+                 "the array to finish both runs while squeue fails")
+        flag.unlink()
+        _, err = proc.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "squeue failed" in err and "asking again" in err
+    assert [r["scores"]["acc"] for r in sweep.results()] == [10.5, 20.5]

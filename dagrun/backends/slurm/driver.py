@@ -42,6 +42,8 @@ from dagrun.run.stages import RunOutcome, RunTask
 from dagrun.run.summary import FailedRun, Summary
 
 TICK = 0.2
+SQUEUE_PATIENCE = 300.0  # seconds of failing squeue calls before an attached driver leaves
+SQUEUE_BACKOFF_MAX = 30.0  # the longest pause between two squeue calls while they fail
 
 
 class SlurmBackend(Backend):
@@ -152,6 +154,8 @@ class _Follow:
         self.last_state: dict[str, TaskState] = {}  # run path -> how its worker ended
         self.progress = Progress(summary.planned, summary.skipped, self.settings.verbose)
         self.reported = 0
+        self._failing_since: float | None = None  # when squeue began to fail (monotonic)
+        self._backoff = backend.poll_every
 
     def run(self, jobs: list[str]) -> None:
         try:
@@ -196,7 +200,11 @@ class _Follow:
             if not self.watch.pending:
                 return tasks
             if time.monotonic() >= next_poll:
-                tasks = commands.squeue(jobs)
+                listed = self._squeue(jobs)
+                if listed is None:  # slurmctld did not answer: ask again later
+                    next_poll = time.monotonic() + self._backoff
+                    continue
+                tasks = listed
                 next_poll = time.monotonic() + self.backend.poll_every
                 if not any(t.state.active for t in tasks):
                     self.watch.scan(force=True)
@@ -204,6 +212,32 @@ class _Follow:
                     return tasks
             self.progress.set_running(self.watch.held)
             time.sleep(TICK)
+
+    def _squeue(self, jobs: list[str]) -> list[Task] | None:
+        """``squeue`` of ``jobs``; ``None`` while it fails (a slurmctld that stalls or
+        restarts), retried with a growing delay for up to ``SQUEUE_PATIENCE`` seconds (the
+        runs' progress is followed on disk meanwhile); then one line saying the array
+        keeps running and how to follow it."""
+        try:
+            found = commands.squeue(jobs)
+        except BackendUnavailableError as exc:
+            now = time.monotonic()
+            if self._failing_since is None:
+                self._failing_since, self._backoff = now, self.backend.poll_every
+                self.progress.write(f"dagrun: {exc}; asking again (runs are followed on disk)")
+            elif now - self._failing_since >= SQUEUE_PATIENCE:
+                raise BackendUnavailableError(
+                    f"{exc} for {SQUEUE_PATIENCE:g} s; array {', '.join(jobs)} keeps running "
+                    f"without this driver: follow it with `dagrun status "
+                    f"{self.backend.sweep.path}` (its workers rewrite results.jsonl when the "
+                    f"last one ends)") from exc
+            else:
+                self._backoff = min(self._backoff * 2, SQUEUE_BACKOFF_MAX)
+            return None
+        if self._failing_since is not None:
+            self.progress.write("dagrun: squeue answers again")
+            self._failing_since = None
+        return found
 
     def _report(self) -> None:
         """Advance the progress bar by what finished since the last report."""
