@@ -340,3 +340,18 @@ def test_a_stalled_slurmctld_does_not_end_the_driver(sweep: Sweep, cluster: Slur
     assert proc.returncode == 0, err
     assert "squeue failed" in err and "asking again" in err
     assert [r["scores"]["acc"] for r in sweep.results()] == [10.5, 20.5]
+
+
+def test_a_failing_setup_line_is_one_clear_line(sweep: Sweep, cluster: SlurmCluster) -> None:
+    """Before: exit 1, "0 failed" and nothing to say why. Now: exit 2 and one line naming the
+    setup line, its exit status and what it printed last."""
+    setup = ["echo preparing", "sh -c 'echo no such module: cuda/99 >&2; exit 3'",
+             "echo never"]
+    sweep.write([{"x": 1}], verbose=False, settings={"slurm": {"setup": setup}})
+    result = _slurm(sweep, cluster)
+    assert result.rc == 2, result.stderr
+    assert len(result.error_lines) == 1, result.stderr
+    line = result.error_lines[0]
+    assert f"slurm setup line 2 ({setup[1]!r}) failed on the node (exit 3): no such module: " \
+           "cuda/99; fix basecfg['slurm']['setup']" in line, line
+    assert not markers(sweep.out)

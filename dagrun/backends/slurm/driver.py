@@ -21,6 +21,8 @@ the workers reduce results.jsonl at the end. ``job.json`` keeps the arrays' ids,
 from __future__ import annotations
 
 import collections
+import glob
+import os
 import shlex
 import time
 from collections.abc import Mapping, Sequence
@@ -174,6 +176,7 @@ class _Follow:
             ended = self._wait(jobs)
             if not self.watch.pending:
                 return
+            self._check_setup(jobs)
             states = collections.Counter(t.state.value for t in ended if t.state.stopped)
             stopped = self._stopped(ended)
             self._note(jobs, ended)
@@ -212,6 +215,21 @@ class _Follow:
                     return tasks
             self.progress.set_running(self.watch.held)
             time.sleep(TICK)
+
+    def _check_setup(self, jobs: list[str]) -> None:
+        """``ConfigError`` naming the basecfg setup line that failed in a worker (its
+        workers never started: resubmitting would fail the same way)."""
+        folder = self.backend.sweep.slurm
+        for job in jobs:
+            for log in sorted(glob.glob(os.path.join(glob.escape(folder), f"worker-{job}_*.log"))):
+                try:
+                    with open(log, encoding="utf-8", errors="replace") as f:
+                        found = options.setup_failure(f.read(), self.backend.opts)
+                except OSError:
+                    continue
+                if found is not None:
+                    raise ConfigError(f"{found}; fix basecfg['slurm']['setup'] (worker log: "
+                                      f"{log})")
 
     def _squeue(self, jobs: list[str]) -> list[Task] | None:
         """``squeue`` of ``jobs``; ``None`` while it fails (a slurmctld that stalls or

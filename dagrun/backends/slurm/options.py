@@ -108,13 +108,38 @@ def python_of(settings: Settings) -> str:
     return settings.python or sys.executable
 
 
+SETUP_FAILED = "dagrun: slurm setup line"  # how a worker's log says a setup line failed
+
+
+def setup_failure(log: str, options: SlurmOptions) -> str | None:
+    """The failed setup line a worker's log reports, with what it printed last, as one line;
+    ``None`` when the log reports none."""
+    lines = log.splitlines()
+    for i, text in enumerate(lines):
+        if not text.startswith(SETUP_FAILED):
+            continue
+        words = text[len(SETUP_FAILED):].split()
+        number = int(words[0]) if words and words[0].isdigit() else 0
+        what = options.setup[number - 1] if 0 < number <= len(options.setup) else "?"
+        said = next((t.strip() for t in reversed(lines[:i]) if t.strip()), "")
+        status = text.rpartition("(")[2].rstrip(")")
+        printed = f": {said}" if said else " (it printed nothing)"
+        return f"slurm setup line {number} ({what!r}) failed on the node ({status}){printed}"
+    return None
+
+
 def batch_script(sweep: SweepDir, settings: Settings, options: SlurmOptions) -> str:
     """The script each array task runs."""
     q = shlex.quote
     lines = ["#!/bin/bash",
              f"# dagrun: one worker of the sweep in {sweep.path!r}",
              "set -e"]
-    lines += list(options.setup)
+    if options.setup:  # a failing line says which it was (the driver reports it)
+        lines.append("trap 'status=$?; echo \"" + SETUP_FAILED
+                     + " $DAGRUN_SETUP_LINE failed (exit $status)\" >&2; exit 97' ERR")
+        for number, line in enumerate(options.setup, 1):
+            lines += [f"DAGRUN_SETUP_LINE={number}", line]
+        lines.append("trap - ERR")
     worker = [python_of(settings), "-m", "dagrun", "worker", sweep.path, "-j", "1"]
     lines.append("exec " + " ".join(q(a) for a in worker))
     return "\n".join(lines) + "\n"
