@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import pytest
+
 from tests.helpers import Result, run_dagrun, write_workflow
 
 GPU_WORKFLOW = '''
@@ -141,3 +143,21 @@ def test_num_gpus_without_known_gpus_is_a_config_error(awkward_dir: Path) -> Non
         "dagrun: error: basecfg['num_gpus'] = 1 per run, but no GPUs are known here: set "
         "basecfg['gpu_ids'] (e.g. [0, 1]) or CUDA_VISIBLE_DEVICES"], result.stderr
     assert not (awkward_dir / "OUT").exists()
+
+
+def test_the_gpus_slurm_gave_a_job_win_over_basecfg(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: basecfg gpu_ids [0, 1] put a Slurm task given GPU 3 on GPUs 0 and 1 (other
+    jobs' GPUs). Inside a Slurm job with CUDA_VISIBLE_DEVICES, Slurm's devices count."""
+    from dagrun.backends import validate_basecfg
+    from dagrun.run.gpus import slots, visible_gpus
+
+    base = validate_basecfg({"out_path": "o", "pre": print, "fit": print, "post": print,
+                             "gpu_ids": [0, 1], "num_gpus": 1}).settings
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    assert visible_gpus(base) == ("0", "1")  # outside Slurm, basecfg names the GPUs
+    monkeypatch.setenv("SLURM_JOB_ID", "123")
+    assert visible_gpus(base) == ("3",)
+    assert slots(base, 2) == ["3"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert visible_gpus(base) == ("0", "1")  # a job given no GPUs: basecfg again

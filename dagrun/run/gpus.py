@@ -1,11 +1,12 @@
 """GPU slots: which GPUs each pool process of a machine may use, for its whole life.
 
-With ``num_gpus`` per run, the GPUs a machine was given (basecfg ``gpu_ids``, else
-``CUDA_VISIBLE_DEVICES`` as Slurm or the user set it) are cut into slots of ``num_gpus``
-GPUs each (a fraction such as 0.5 puts ``1 / num_gpus`` slots on each GPU, spread over the
-GPUs first). Each pool process is given one slot's ``CUDA_VISIBLE_DEVICES`` before it loads
-the workflow, and keeps it: CUDA reads the variable once per process, so a process can
-never move to other GPUs, and two runs share a GPU only when fractions were asked for.
+With ``num_gpus`` per run, the GPUs a machine was given (those Slurm gave the job, else
+basecfg ``gpu_ids``, else ``CUDA_VISIBLE_DEVICES`` as the user set it) are cut into slots of
+``num_gpus`` GPUs each (a fraction such as 0.5 puts ``1 / num_gpus`` slots on each GPU,
+spread over the GPUs first). Each pool process is given one slot's ``CUDA_VISIBLE_DEVICES``
+before it loads the workflow, and keeps it: CUDA reads the variable once per process, so a
+process can never move to other GPUs, and two runs share a GPU only when fractions were
+asked for.
 """
 
 from __future__ import annotations
@@ -18,10 +19,18 @@ from dagrun.errors import ConfigError
 
 
 def visible_gpus(settings: Settings) -> tuple[str, ...]:
-    """The GPUs this machine may use: ``gpu_ids``, else ``CUDA_VISIBLE_DEVICES``."""
+    """The GPUs this machine may use: inside a Slurm job that was given GPUs, the ones Slurm
+    gave it (``CUDA_VISIBLE_DEVICES``: other jobs use the node's other GPUs, whatever basecfg
+    says); else basecfg ``gpu_ids``; else ``CUDA_VISIBLE_DEVICES``."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None and os.environ.get("SLURM_JOB_ID"):
+        return _devices(env)
     if settings.gpu_ids is not None:
         return settings.gpu_ids
-    env = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return _devices(env or "")
+
+
+def _devices(env: str) -> tuple[str, ...]:
     return tuple(g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1")
 
 
