@@ -35,9 +35,9 @@ from dagrun.disk import atomic, codecheck, formatversion, leases, provenance, tr
 from dagrun.disk.layout import STAGES, RunDir, Stage, SweepDir
 from dagrun.disk.lock import driver_lock
 from dagrun.disk.plan import Experiment, Plan, Reason, make_plan
-from dagrun.disk.planstore import write_plan
+from dagrun.disk.planstore import plan_digest, write_plan
 from dagrun.disk.records import Failure
-from dagrun.errors import ConfigError, EnvironmentProblem, FailureKind
+from dagrun.errors import ConfigError, EnvironmentProblem, FailureKind, UsageError
 from dagrun.progress import Progress, say
 from dagrun.results import html as htmlreport
 from dagrun.results import reduce
@@ -204,6 +204,7 @@ def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Sum
     sweep = prep.sweep
     formatversion.check_readable(sweep)  # never plan over a newer dagrun's sweep
     plan = make_plan(sweep, prep.experiments, prep.fingerprints, options.rerun_changed)
+    _refuse_replan_beside_workers(plan, prep.fingerprints)
     _write_state(prep, blob, write_plan_too=not plan.stored_same)
     invalidated = _invalidate(plan, options.rerun_changed)
     codecheck.remember(sweep, prep.fingerprints, plan.code, options.rerun_changed, True)
@@ -240,6 +241,30 @@ def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Sum
     return summary
 
 
+def _planned_code(experiments: list[Experiment], fingerprints: Mapping[str, str]
+                  ) -> dict[str, Any]:
+    """What ``planned-code.json`` keeps: the code and the plan workers load."""
+    return {"fingerprints": dict(fingerprints), "plan": plan_digest(experiments)}
+
+
+def _refuse_replan_beside_workers(plan: Plan, fingerprints: Mapping[str, str]) -> None:
+    """``UsageError`` when this execution changes the plan or the stage code while
+    ``dagrun worker``s are attached to the sweep: they run the workflow they loaded, so their
+    runs would be computed with the old code or configs and counted done (and
+    ``--rerun-changed`` would delete folders they write in)."""
+    previous = atomic.read_json_or_none(plan.sweep.planned_code)
+    if previous is None or previous == _planned_code(plan.experiments, fingerprints):
+        return
+    workers = leases.announced_workers(plan.sweep)
+    if workers:
+        more = f" and {len(workers) - 3} more" if len(workers) > 3 else ""
+        raise UsageError(
+            f"the plan or the stage code changed while dagrun workers run this sweep with "
+            f"the old one: {'; '.join(workers[:3])}{more}; stop them first (Ctrl-C, kill "
+            f"PID, scancel JOB), delete the announcement of one that is gone, then run this "
+            f"again")
+
+
 def _write_state(prep: Prepared, blob: bytes | None, *, write_plan_too: bool) -> None:
     """Write the plan (when it changed), the copy of the code and the pickled workflow into
     OUT/.dagrun; the copy goes on this process's import path too (for processes that stages
@@ -257,6 +282,7 @@ def _write_state(prep: Prepared, blob: bytes | None, *, write_plan_too: bool) ->
         atomic.write_bytes(sweep.workflow, blob)
     if prep.digests_key is not None:
         store_digests(sweep.digest_cache, prep.digests_key, prep.workflow.digests)
+    atomic.write_json(sweep.planned_code, _planned_code(prep.experiments, prep.fingerprints))
     formatversion.write(sweep)  # an older OUT is now migrated: its state is this format
 
 

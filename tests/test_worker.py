@@ -594,3 +594,35 @@ def test_execute_leases_only_what_it_is_about_to_run(sweep: Sweep) -> None:
     assert driver.returncode == 0, err.decode(errors="replace")
     assert _finish(worker) == 0, _log(sweep)
     _each_stage_ran_once(sweep, 30)
+
+
+def test_replanning_new_code_beside_a_worker_is_refused(sweep: Sweep) -> None:
+    """Before: ``dagrun plan`` again after editing post, while a worker ran: the worker
+    computed every run with the old post, and ``--dry-run`` then said all was done. Now the
+    re-plan is refused (exit 2, naming the worker) until the workers are gone; the same plan
+    again is accepted."""
+    release = sweep.folder / "release"
+    sweep.write([{"x": 1}, {"x": 2}], wait_for=release, verbose=False)
+    _plan(sweep)
+    worker = _worker(sweep, "-j", "1")
+    try:
+        wait_for(lambda: sweep.count("fit", 0) == 1, WAIT, "the worker to be in run 0's fit")
+        assert run_dagrun("plan", sweep.workflow, cwd=sweep.folder).rc == 0  # unchanged
+        source = sweep.workflow.read_text()
+        sweep.workflow.write_text(source.replace('"acc": model["w"] + 0.5',
+                                                 '"acc": model["w"] + 0.25'))
+        refused = run_dagrun("plan", sweep.workflow, cwd=sweep.folder)
+        assert refused.rc == 2, refused.stderr
+        assert len(refused.error_lines) == 1, refused.stderr
+        assert "the plan or the stage code changed while dagrun workers run" in refused.stderr
+        assert f"pid {worker.pid}" in refused.stderr
+        again = run_dagrun("execute", sweep.workflow, "--rerun-changed", cwd=sweep.folder)
+        assert again.rc == 2 and "stop them first" in again.stderr, again.stderr
+    finally:
+        release.touch()
+    assert _finish(worker) == 0, _log(sweep)
+    assert [r["scores"]["acc"] for r in sweep.results()] == [10.5, 20.5]
+    replanned = run_dagrun("plan", sweep.workflow, cwd=sweep.folder)  # the workers are gone
+    assert replanned.rc == 0, replanned.stderr
+    dry = run_dagrun("execute", sweep.workflow, "--dry-run", cwd=sweep.folder)
+    assert "code of post changed" in dry.stdout, dry.stdout

@@ -114,6 +114,12 @@ class SweepDir:
         return os.path.join(self.state, "format.json")
 
     @property
+    def planned_code(self) -> str:
+        """JSON: the stage-code fingerprints and plan digest the sweep was last planned with
+        (what its workers run): a re-plan that changes either waits for them to leave."""
+        return os.path.join(self.state, "planned-code.json")
+
+    @property
     def plan_index(self) -> str:
         """JSON: the plan's ids, repetitions and digest, for fast status and no-op runs."""
         return os.path.join(self.state, "plan-index.json")

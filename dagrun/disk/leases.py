@@ -355,6 +355,24 @@ class Presence:
         self.fd = -1
 
 
+def announced_workers(sweep: SweepDir) -> list[str]:
+    """``host H pid P (Slurm job J)`` of every worker announced in ``sweep`` (live, or
+    left behind by one killed with -9), with its announcement's path."""
+    found = []
+    try:
+        entries = sorted(os.scandir(sweep.workers), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for entry in entries:
+        try:
+            with open(entry.path, "rb") as f:
+                info = json.loads(f.read(4096))
+        except (OSError, ValueError):
+            info = {}
+        found.append(f"{describe(info if isinstance(info, dict) else {})} ({entry.path})")
+    return found
+
+
 def workers_present(sweep: SweepDir) -> bool:
     """Whether a worker has announced itself in ``sweep`` (opening the folder to list it
     makes an NFS client revalidate it)."""
