@@ -26,7 +26,8 @@ HISTORY = {
     1: "dagrun 0.1.0 until the package moved into wings: no format.json; workflow.pkl "
        "names dagrun's classes by their flat module paths (dagrun.workflow.Workflow)",
     2: "format.json; workflow.pkl names dagrun's classes by their paths in the wings "
-       "(dagrun.code.workflow.Workflow)",
+       "(dagrun.code.workflow.Workflow); planned-code.json (the code and plan workers "
+       "load); lease.json says its holder's timeout and heartbeat interval",
 }
 
 
