@@ -1,7 +1,8 @@
 """Leases: a run being executed is claimed on disk, so any number of workers can share OUT.
 
 A lease is ``RUN/lease.json`` (``RunDir.lease``), naming its holder (host, pid, worker id,
-Slurm job), the number of times the run was taken over, and a heartbeat counter.
+Slurm job), the number of times the run was taken over, the lease timeout its holder renews
+it for (``timeout``, and ``every``: the heartbeat interval), and a heartbeat counter.
 
 * **Claim by link.** The holder writes its lease to a private temporary name, then
   ``link()``s it to ``lease.json``: the link fails when a lease exists, so of two claimers
@@ -18,7 +19,7 @@ Slurm job), the number of times the run was taken over, and a heartbeat counter.
 * **Staleness on the observer's clock.** An observer never compares timestamps written by
   another host. It remembers what it last saw of a lease (inode, size, mtime, content) and
   when, by its own monotonic clock; a lease unchanged for ``lease_timeout`` seconds of that
-  clock is stale. Reading opens the file, which makes an NFS client revalidate it.
+  clock, and for the holder's own timeout if that is longer, is stale. Reading opens the file, which makes an NFS client revalidate it.
 * **Takeover by rename.** A stale lease is renamed to a private name (of several observers
   only one rename finds it), checked to be the very lease judged stale (if not, it is put
   back), and replaced by a new claim counting one more takeover. A run taken over
