@@ -52,6 +52,7 @@ RETRY_DELAY_MAX = 10.0
 POLL_IDLE = 0.2  # seconds the loop sleeps at most when only delayed retries are left
 STATE_CHECK_EVERY = 2.0  # seconds between checks that OUT/.dagrun still exists
 PREFETCH = 8  # at most this many runs queued in the backend beyond its capacity (+ 2)
+QUICK_RUN = 1.0  # seconds per run and slot under which the backend's queue may be deeper
 
 
 @dataclass(frozen=True)
@@ -159,11 +160,20 @@ def execute(basecfg: Mapping[str, Any], cfgs: Sequence[Any],
         return _execute_locked(prep, options, blob)
 
 
-def submit_window(capacity: int) -> int:
+def submit_window(capacity: int, quick: bool = False) -> int:
     """Runs handed to the backend at once: its capacity plus a small prefetch that keeps its
     processes busy between two looks of the driver. The driver leases each of them once a
-    worker shares OUT, so a deep queue would hold runs that idle workers could take."""
+    worker shares OUT, so a deep queue would hold runs that idle workers could take for as
+    long as runs last; only while runs are ``quick`` (``QUICK_RUN``: they leave the queue
+    within a second) is it deeper, which keeps a pool busy with runs of milliseconds."""
+    if quick:
+        return capacity * 2 + 16
     return capacity + min(capacity, PREFETCH) + 2
+
+
+def quick_runs(capacity: int, finished: int, seconds: float) -> bool:
+    """Whether runs take under ``QUICK_RUN`` s per slot, judged once each slot finished one."""
+    return finished >= capacity and seconds * capacity < QUICK_RUN * finished
 
 
 def _check_path_lengths(prep: Prepared) -> None:
@@ -412,8 +422,10 @@ class _Execution:
                     self.progress.write(
                         f"dagrun: {len(todo)} of {total} runs to execute on "
                         f"{backend.describe()}; out: {self.prep.sweep.path}")
-                outstanding, window = 0, submit_window(backend.capacity)
+                outstanding, finished, began = 0, 0, time.monotonic()
                 while todo or outstanding or gate.waiting or self.delayed:
+                    quick = quick_runs(backend.capacity, finished, time.monotonic() - began)
+                    window = submit_window(backend.capacity, quick)
                     while todo and outstanding < window:
                         task = todo.popleft()
                         if self._admit(gate, task, backend):
@@ -424,6 +436,7 @@ class _Execution:
                     for outcome in backend.poll(0.2):
                         gate.release(outcome.task)
                         outstanding -= 1
+                        finished += 1
                         self._record(outcome, backend.running())
                         if outcome.ok:
                             exp_id = outcome.task.exp_id

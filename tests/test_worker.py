@@ -626,3 +626,13 @@ def test_replanning_new_code_beside_a_worker_is_refused(sweep: Sweep) -> None:
     assert replanned.rc == 0, replanned.stderr
     dry = run_dagrun("execute", sweep.workflow, "--dry-run", cwd=sweep.folder)
     assert "code of post changed" in dry.stdout, dry.stdout
+
+
+def test_the_backend_queue_is_deep_only_while_runs_are_quick() -> None:
+    from dagrun.scheduler import quick_runs, submit_window
+
+    assert submit_window(2) == 6 and submit_window(64) == 74
+    assert submit_window(2, quick=True) == 20  # runs of milliseconds keep a pool busy
+    assert not quick_runs(2, finished=1, seconds=0.01)  # not every slot finished one yet
+    assert quick_runs(2, finished=10, seconds=1.0)  # 0.2 s per run and slot
+    assert not quick_runs(2, finished=4, seconds=10.0)  # 5 s per run and slot

@@ -19,7 +19,8 @@ it for (``timeout``, and ``every``: the heartbeat interval), and a heartbeat cou
 * **Staleness on the observer's clock.** An observer never compares timestamps written by
   another host. It remembers what it last saw of a lease (inode, size, mtime, content) and
   when, by its own monotonic clock; a lease unchanged for ``lease_timeout`` seconds of that
-  clock, and for the holder's own timeout if that is longer, is stale. Reading opens the file, which makes an NFS client revalidate it.
+  clock, and for the holder's own timeout if that is longer, is stale. Reading opens the
+  file, which makes an NFS client revalidate it.
 * **Takeover by rename.** A stale lease is renamed to a private name (of several observers
   only one rename finds it), checked to be the very lease judged stale (if not, it is put
   back), and replaced by a new claim counting one more takeover. A run taken over
