@@ -1,7 +1,8 @@
 """The built wheel, not the checkout: what an editable install hides (package data, module
 paths in strings, modules missing from the package list) shows up here.
 
-The wheel is built from this checkout, installed into a fresh virtual environment (its
+The wheel is built from a copy of the files git tracks (an ignored or forgotten file fails
+here, not on a user's machine), installed into a fresh virtual environment (its
 dependencies are taken from the test environment's site-packages through a ``.pth`` path
 entry, so nothing is downloaded), and runs a small sweep on two processes and
 ``dagrun report`` from a folder outside the checkout.
@@ -10,6 +11,7 @@ entry, so nothing is downloaded), and runs a small sweep on two processes and
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -45,14 +47,22 @@ def _run(*args: str | os.PathLike[str], cwd: Path | None = None,
 
 
 def test_the_wheel_installs_and_runs_a_sweep_and_a_report(tmp_path: Path) -> None:
+    source = tmp_path / "source"  # a copy of what git tracks: the build writes nothing here
+    tracked = _run("git", "ls-files", "-z", cwd=ROOT).stdout.split("\0")
+    for name in filter(None, tracked):
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     dist = tmp_path / "dist"
     _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", dist, ROOT, cwd=tmp_path)
+         "--wheel-dir", dist, source, cwd=tmp_path)
     (wheel,) = dist.glob("dagrun-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     packaged = {n for n in names if n.startswith("dagrun/")}
     in_tree = {str(p.relative_to(ROOT)) for p in (ROOT / "dagrun").rglob("*")
                if p.is_file() and "__pycache__" not in p.parts}
+    untracked = in_tree - {n for n in tracked if n.startswith("dagrun/")}
+    assert not untracked, f"files of the package git does not track (ignored?): {untracked}"
     assert in_tree <= packaged, f"missing from the wheel: {sorted(in_tree - packaged)}"
 
     venv = tmp_path / "venv"
