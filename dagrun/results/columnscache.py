@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from dagrun.disk import atomic
-from dagrun.results.columns import MISSING, MetricColumns, config_columns, merge
 from dagrun.disk.layout import SweepDir
 from dagrun.disk.planstore import stored_digest
+from dagrun.results.columns import MISSING, MetricColumns, config_columns, merge
 
 _FORMAT = 1
 _PYTHON = list(sys.version_info[:2])  # marshal's format may change between versions

@@ -23,6 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dagrun.disk.planstore import PlanIndex, read_configs, read_index, read_plan, require_sweep
+from dagrun.disk.records import read_scores
+from dagrun.disk.runs import Experiment, RunState, RunStatus, run_dirs, scan_run
 from dagrun.results.columns import (
     MISSING,
     MetricColumns,
@@ -32,10 +35,7 @@ from dagrun.results.columns import (
     numeric_metrics,
     split_keys,
 )
-from dagrun.disk.planstore import PlanIndex, read_configs, read_index, read_plan, require_sweep
-from dagrun.disk.records import read_scores
 from dagrun.results.columnscache import read_listed
-from dagrun.disk.runs import Experiment, RunState, RunStatus, run_dirs, scan_run
 
 if TYPE_CHECKING:
     import os

@@ -23,16 +23,15 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from typing import Any
 
-from dagrun.disk import atomic
-from dagrun.results import columnscache
-from dagrun.errors import DagrunWarning
+from dagrun.disk import atomic, trust
 from dagrun.disk.layout import Stage, SweepDir
 from dagrun.disk.records import Marker, read_scores
-from dagrun.disk import trust
-from dagrun.disk.runs import Experiment, run_dirs, scan
+from dagrun.disk.runs import Experiment, run_dirs
+from dagrun.errors import DagrunWarning
+from dagrun.results import columnscache
 
 
 def _is_numeric(v: Any) -> bool:

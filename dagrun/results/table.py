@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dagrun.results.columns import MISSING, same_key
 from dagrun.errors import DagrunError, UsageError
+from dagrun.results.columns import MISSING, same_key
 from dagrun.results.read import EXPERIMENT_ID, STATE, Collected, N, collect
 
 if TYPE_CHECKING:

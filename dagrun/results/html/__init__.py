@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from dagrun.disk import atomic
-from dagrun.errors import DagrunError
 from dagrun.disk.layout import SweepDir
+from dagrun.errors import DagrunError
 
 HERE = Path(__file__).parent
 INSTALL_HINT = "dagrun report needs the report extra: pip install 'dagrun[report]'"

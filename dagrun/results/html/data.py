@@ -16,11 +16,11 @@ from typing import Any
 
 from dagrun.disk import provenance
 from dagrun.disk.atomic import read_json_or_none, strict_json
-from dagrun.results.columns import MISSING, is_number
 from dagrun.disk.layout import STAGES, RunDir, Stage
 from dagrun.disk.records import Failure, iso
-from dagrun.results.read import Collected, ExpState, collect, smaller_is_better
 from dagrun.disk.runs import RunState, RunStatus, scan_run
+from dagrun.results.columns import MISSING, is_number
+from dagrun.results.read import Collected, ExpState, collect, smaller_is_better
 
 FAILURES_LISTED = 2000  # failed runs listed in the page (all are counted)
 SLOWEST_LISTED = 20
