@@ -152,7 +152,7 @@ def _worker_parsers(sub: Any) -> None:
                    help="seconds without a heartbeat before a run's lease is stale (60)")
     p.add_argument("--idle-exit", type=_non_negative(float), metavar="S",
                    help="leave after S seconds with nothing to claim while other workers "
-                        "still hold runs (default: wait for them)")
+                        "still hold runs, exit code 1 (default: wait for them)")
 
 
 def _positive_number(text: str) -> float:

@@ -526,7 +526,7 @@ def test_a_worker_with_a_shorter_timeout_leaves_the_drivers_runs_alone(sweep: Sw
     try:
         wait_for(lambda: sweep.count("fit", 0) == 1, WAIT, "the driver to be in run 0's fit")
         worker = _worker(sweep, "--lease-timeout", "1", "--idle-exit", "4")
-        assert _finish(worker) in (0, 1), _log(sweep)
+        assert _finish(worker) == 1, _log(sweep)  # it left runs undone (held by the driver)
         assert "took over" not in _log(sweep), _log(sweep)
         assert "leaving: 2 run(s) still held by other workers" in _log(sweep)
         # the execute rewrites results.jsonl when it ends: the worker did not wait for it

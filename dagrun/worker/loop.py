@@ -81,7 +81,8 @@ def worker_settings(workflow: Workflow, sweep: SweepDir, options: WorkerOptions)
 
 
 def run_worker(out: str, options: WorkerOptions) -> int:
-    """The ``dagrun worker`` command; returns its exit code (0 all done, 1 some failed)."""
+    """The ``dagrun worker`` command; returns its exit code (0 all done, 1 some failed or
+    left undone by ``--idle-exit``)."""
     sweep = require_sweep(out)
     formatversion.check_joinable(sweep)
     if not os.path.isfile(sweep.workflow):
@@ -93,7 +94,9 @@ def run_worker(out: str, options: WorkerOptions) -> int:
     with stop_signals_interrupt():
         loop.run()
     reduce_results(sweep)
-    return 1 if loop.failed else 0
+    # 0 only when every run this worker saw is done: one that left with runs still held by
+    # others (--idle-exit) cannot say they will finish
+    return 1 if loop.failed or loop.left_undone else 0
 
 
 def reduce_results(sweep: SweepDir) -> None:
@@ -141,6 +144,7 @@ class WorkerLoop:
         self.ran = 0
         self._next_fill = 0.0
         self._grace_end = 0.0
+        self.left_undone = 0  # runs still held by others when --idle-exit made it leave
         self._idle_since: float | None = None
         self.planned_ns = atomic.mtime_ns(sweep.workflow, 0)  # when the sweep was last planned
 
@@ -185,6 +189,7 @@ class WorkerLoop:
             if not self.pending:
                 return
             if self._idle_too_long():
+                self.left_undone = len(self.pending)
                 say(f"leaving: {len(self.pending)} run(s) still held by other workers")
                 return
 
