@@ -115,8 +115,7 @@ def _refuse_held(statuses: Iterable[RunStatus], listing: int = 3) -> None:
     for status in statuses:
         found = leases.read_lease(status.run)
         if found is not None:
-            age = leases.heartbeat_age(status.run)
-            beat = f"heartbeat {age:.0f} s ago" if age is not None else "heartbeat unknown"
+            beat = leases.heartbeat_text(leases.heartbeat_age(status.run))
             held.append(f"run {status.label} by {leases.describe(found[1])}, {beat}")
     if held:
         more = f" and {len(held) - listing} more" if len(held) > listing else ""

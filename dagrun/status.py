@@ -98,7 +98,7 @@ def running_lines(runs: list[tuple[str, RunDir]], listing: int) -> Iterator[str]
     yield f"running runs ({len(held)}):"
     for label, run, seen in held[:listing]:
         age = leases.heartbeat_age(run)
-        beat = f"heartbeat {age:.0f} s ago" if age is not None else "heartbeat unknown"
+        beat = leases.heartbeat_text(age)
         # the file's age by this host's clock against the holder's own timeout: for reading
         # only (a worker or driver decides staleness by watching the lease, never by this)
         stale = age is not None and seen.timeout > 0 and age > seen.timeout

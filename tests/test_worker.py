@@ -74,6 +74,23 @@ def _start_driver(sweep: Sweep, jobs: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def _worker_in_fit(sweep: Sweep, experiments: int,
+                   *flags: str) -> tuple[Path, subprocess.Popen[bytes]]:
+    """A planned sweep of ``experiments`` configs ``{"x": 1}``, ``{"x": 2}``, ... whose fits
+    wait for the returned release file, and a worker (``flags``) in run 0's fit."""
+    release = sweep.folder / "release"
+    sweep.write([{"x": i + 1} for i in range(experiments)], wait_for=release, verbose=False)
+    _plan(sweep)
+    worker = _worker(sweep, *flags)
+    try:
+        wait_for(lambda: sweep.count("fit", 0) == 1, WAIT, "the worker to be in run 0's fit")
+    except BaseException:
+        release.touch()
+        kill_tree(worker)
+        raise
+    return release, worker
+
+
 def _each_stage_ran_once(sweep: Sweep, experiments: int) -> None:
     """Every stage of every experiment ran exactly once, and each has its results line."""
     for i in range(experiments):
@@ -437,12 +454,8 @@ def test_clean_refuses_a_run_a_worker_executes(sweep: Sweep) -> None:
     """Before: ``clean --stage pre --ids 0`` beside a worker in run 0's fit said "invalidated
     1 stage(s)", and the worker then wrote fit.done and post.done: a run counted done with
     no pre. Now clean refuses in one line naming the holder, and works once the run ends."""
-    release = sweep.folder / "release"
-    sweep.write([{"x": 1}, {"x": 2}], wait_for=release, verbose=False)
-    _plan(sweep)
-    worker = _worker(sweep, "-j", "1")
+    release, worker = _worker_in_fit(sweep, 2, "-j", "1")
     try:
-        wait_for(lambda: sweep.count("fit", 0) == 1, WAIT, "the worker to be in run 0's fit")
         refused = run_dagrun("clean", sweep.out, "--stage", "pre", "--ids", "0",
                              cwd=sweep.folder)
         assert refused.rc == 2, refused.stdout + refused.stderr
@@ -465,13 +478,9 @@ def test_deleting_the_announcements_duplicates_no_run(sweep: Sweep) -> None:
     advised after a kill -9), an ``execute`` ignored the worker's live lease.json and ran run
     0 again. Now the driver leases as soon as it meets a lease, and the worker announces
     itself again (and waits its grace period before claiming)."""
-    release = sweep.folder / "release"
-    sweep.write([{"x": 1}, {"x": 2}, {"x": 3}], wait_for=release, verbose=False)
-    _plan(sweep)
-    worker = _worker(sweep, "-j", "1")
+    release, worker = _worker_in_fit(sweep, 3, "-j", "1")
     driver = None
     try:
-        wait_for(lambda: sweep.count("fit", 0) == 1, WAIT, "the worker to be in run 0's fit")
         workers = SweepDir(str(sweep.out)).workers
         for name in os.listdir(workers):
             os.unlink(os.path.join(workers, name))
@@ -541,12 +550,8 @@ def test_a_worker_with_a_shorter_timeout_leaves_the_drivers_runs_alone(sweep: Sw
 
 def test_status_marks_the_run_of_a_killed_worker_stale(sweep: Sweep) -> None:
     """Before: status listed a kill -9'd worker's run as running, as any other."""
-    release = sweep.folder / "release"
-    sweep.write([{"x": 1}], wait_for=release, verbose=False)
-    _plan(sweep)
-    worker = _worker(sweep, "--lease-timeout", "1")
+    release, worker = _worker_in_fit(sweep, 1, "--lease-timeout", "1")
     try:
-        wait_for(lambda: sweep.count("fit", 0) == 1, WAIT, "the worker to be in run 0's fit")
         running = run_dagrun("status", sweep.out, cwd=sweep.folder).stdout
         assert "running runs (1):" in running and "stale" not in running, running
         kill_tree(worker)
@@ -601,12 +606,8 @@ def test_replanning_new_code_beside_a_worker_is_refused(sweep: Sweep) -> None:
     computed every run with the old post, and ``--dry-run`` then said all was done. Now the
     re-plan is refused (exit 2, naming the worker) until the workers are gone; the same plan
     again is accepted."""
-    release = sweep.folder / "release"
-    sweep.write([{"x": 1}, {"x": 2}], wait_for=release, verbose=False)
-    _plan(sweep)
-    worker = _worker(sweep, "-j", "1")
+    release, worker = _worker_in_fit(sweep, 2, "-j", "1")
     try:
-        wait_for(lambda: sweep.count("fit", 0) == 1, WAIT, "the worker to be in run 0's fit")
         assert run_dagrun("plan", sweep.workflow, cwd=sweep.folder).rc == 0  # unchanged
         source = sweep.workflow.read_text()
         sweep.workflow.write_text(source.replace('"acc": model["w"] + 0.5',

@@ -304,6 +304,11 @@ def heartbeat_age(run: RunDir) -> float | None:
         return None
 
 
+def heartbeat_text(age: float | None) -> str:
+    """``heartbeat N s ago`` (``heartbeat_age``) as status and clean print it."""
+    return f"heartbeat {age:.0f} s ago" if age is not None else "heartbeat unknown"
+
+
 class Presence:
     """A worker's announcement ``OUT/.dagrun/workers/<worker>.json``, made before its first
     claim and removed after its last release: a driver that sees one leases its runs."""

@@ -133,8 +133,11 @@ def driver_lock(sweep: SweepDir, wait: float = 0.0, role: str = "driver") -> Ite
 def holder_role(sweep: SweepDir) -> str | None:
     """The role the lock's holder recorded (``execute``, ``plan``, ``reduce``, ``driver``),
     ``None`` when nobody holds it or it did not say."""
-    if lock_holder_pid(sweep) is None:
-        return None
+    return None if lock_holder_pid(sweep) is None else _recorded_role(sweep)
+
+
+def _recorded_role(sweep: SweepDir) -> str | None:
+    """The ``role`` in driver.json, ``None`` when it is missing or says none."""
     info = atomic.read_json_or_none(sweep.driver)
     role = info.get("role") if isinstance(info, dict) else None
     return role if isinstance(role, str) else None
@@ -142,8 +145,7 @@ def holder_role(sweep: SweepDir) -> str | None:
 
 def _reducer_wait(sweep: SweepDir) -> float:
     """``REDUCE_WAIT`` while a worker holds the lock to reduce, else 0 (refused at once)."""
-    info = atomic.read_json_or_none(sweep.driver)
-    return REDUCE_WAIT if isinstance(info, dict) and info.get("role") == "reduce" else 0.0
+    return REDUCE_WAIT if _recorded_role(sweep) == "reduce" else 0.0
 
 
 def lock_holder_pid(sweep: SweepDir) -> int | None:
