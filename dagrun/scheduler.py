@@ -427,15 +427,19 @@ class _Execution:
                     quick = quick_runs(backend.capacity, finished, time.monotonic() - began)
                     window = submit_window(backend.capacity, quick)
                     while todo and outstanding < window:
-                        task = todo.popleft()
-                        if self._admit(gate, task, backend):
-                            backend.submit(task)
+                        admitted = self._admit(gate, todo.popleft(), backend)
+                        if admitted is not None:
+                            backend.submit(admitted)
                             outstanding += 1
                     todo.extend(gate.ready(idle=not outstanding))
                     todo.extend(self._due_retries(idle=not (todo or outstanding)))
                     for outcome in backend.poll(0.2):
-                        gate.release(outcome.task)
                         outstanding -= 1
+                        if outcome.superseded:  # another holder claimed it: wait for it
+                            self._taken_over(outcome.task)
+                            gate.park(outcome.task)
+                            continue
+                        gate.release(outcome.task)
                         finished += 1
                         self._record(outcome, backend.running())
                         if outcome.ok:
@@ -466,16 +470,25 @@ class _Execution:
                                 "this driver runs; it is written again when the sweep ends "
                                 "(no other driver can start meanwhile)")
 
-    def _admit(self, gate: leases.Gate, task: RunTask, backend: Backend) -> bool:
+    def _admit(self, gate: leases.Gate, task: RunTask, backend: Backend) -> RunTask | None:
         """``gate.admit``; a run folder that cannot be written (read-only, full) fails the
         run (kind ``engine``) instead of the sweep."""
         try:
-            return gate.admit(task)
+            admitted: RunTask | None = gate.admit(task)
         except OSError as exc:
             stage = failures.running_stage(task)
             failure = Failure.from_exception(stage, exc, task.attempt, FailureKind.ENGINE)
             self._record(RunOutcome(task, failure), backend.running())
-            return False
+            return None
+        return admitted
+
+    def _taken_over(self, task: RunTask) -> None:
+        """Say that a run this driver executed was claimed by another holder (a worker
+        that took its lease over while this driver was stopped past the lease timeout):
+        nothing more of it is written from here; the driver waits for it and counts it."""
+        self.progress.write(f"dagrun: run {task.label} was claimed by another holder while "
+                            "this driver had it (stopped past the lease timeout?); waiting "
+                            "for it to finish there")
 
     def _record(self, outcome: RunOutcome, running: int) -> None:
         """Count an outcome; a failed run with attempts left is retried later."""

@@ -41,7 +41,7 @@ import os
 
 import numpy as np
 
-import dagrun.disk.atomic as _atomic
+from dagrun.disk.fence import Attempt as _Attempt
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "OUT")
@@ -63,13 +63,13 @@ def pre(cfg):
 def fit(cfg, p):
     _count("fit", cfg)
     if cfg.get("enospc"):  # the disk fills up while dagrun writes fit.pkl (once)
-        real = _atomic.write_bytes
+        real = _Attempt.write_bytes  # every write of a run goes through its attempt
 
-        def full(path, data):
-            _atomic.write_bytes = real
+        def full(self, path, data):
+            _Attempt.write_bytes = real
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
 
-        _atomic.write_bytes = full
+        _Attempt.write_bytes = full
     return {"w": p * 10}
 
 

@@ -87,7 +87,8 @@ def test_resume_continues_an_old_interrupted_sweep(old: Path) -> None:
     assert markers(out) == {(s, e, r) for s in ("pre", "fit", "post")
                             for e in range(4) for r in range(2)}
     assert _ys(out) == {0: [10.0, 11.0], 1: [20.0, 21.0], 2: [30.0, 31.0], 3: [40.0, 41.0]}
-    assert json.loads((out / ".dagrun" / "format.json").read_text())["format"] == 2
+    written = json.loads((out / ".dagrun" / "format.json").read_text())
+    assert written["format"] == formatversion.FORMAT
 
 
 def test_a_worker_joins_only_its_own_format(old: Path) -> None:
@@ -95,7 +96,7 @@ def test_a_worker_joins_only_its_own_format(old: Path) -> None:
     refused = run_dagrun("worker", out, cwd=old)
     assert refused.rc == 2
     assert len(refused.error_lines) == 1, refused.stderr
-    assert "format 1" in refused.stderr and "format 2" in refused.stderr
+    assert "format 1" in refused.stderr and f"format {formatversion.FORMAT}" in refused.stderr
     assert markers(out) == {(s, e, r) for s in ("pre", "fit", "post")
                             for e in range(2) for r in range(2)} | {("pre", 2, 0)}
     planned = run_dagrun("plan", old / "wf.py", "-q", cwd=old,

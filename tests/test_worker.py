@@ -8,6 +8,7 @@ says: no stage of any run executed twice, nothing lost.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -15,13 +16,14 @@ import subprocess
 import textwrap
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import psutil
 import pytest
 
 from dagrun.disk import leases
-from dagrun.disk.layout import RunDir, SweepDir
+from dagrun.disk.fence import Attempt, Superseded
+from dagrun.disk.layout import RunDir, Stage, SweepDir
+from dagrun.run.stages import RunTask
 from tests.helpers import (
     Result,
     Sweep,
@@ -237,35 +239,49 @@ def test_worker_started_beside_a_running_execute_duplicates_nothing(sweep: Sweep
 
 def test_gate_leases_runs_in_flight_once_a_worker_appears(tmp_path: Path) -> None:
     sweep = SweepDir.at(tmp_path / "OUT")
-    first, second = (SimpleNamespace(path=str(tmp_path / "OUT" / n)) for n in ("0", "1"))
+    first, second = (RunTask(i, 0, str(tmp_path / "OUT" / str(i))) for i in (0, 1))
     with leases.Gate(sweep, lease_timeout=60) as gate:
-        assert gate.admit(first) and gate.admit(second)
+        admitted = [gate.admit(first), gate.admit(second)]
+        assert all(t is not None and t.folder for t in admitted)
         assert not _leases(tmp_path / "OUT") and not gate.leasing
         worker = leases.Holder.here()
         presence = leases.Presence.announce(sweep, worker)
         wait_for(lambda: gate.leasing, WAIT, "the driver to see the worker")
         assert len(_leases(tmp_path / "OUT")) == 2  # both in flight, leased by the driver
         assert leases.claim(RunDir(first.path), worker) is None
+        # the driver goes on writing through the attempt folder it made before leasing
+        assert all(Attempt(RunDir(t.path), t.folder).standing() for t in admitted if t)
         gate.release(first)
         assert len(_leases(tmp_path / "OUT")) == 1
     assert not _leases(tmp_path / "OUT")
     presence.withdraw()
 
 
-def test_gate_refuses_to_go_on_with_a_run_a_worker_claimed_first(tmp_path: Path) -> None:
-    """Cannot happen while the worker grace period holds; if it does, the sweep stops."""
+def test_gate_hands_a_run_a_worker_claimed_first_to_the_worker(tmp_path: Path) -> None:
+    """A driver stalled past the grace period (Ctrl-Z): the worker's claim fences the
+    driver's attempt, whose writes are refused from then on; the driver goes on (no exit 3)
+    and waits for the worker's lease to end."""
     sweep = SweepDir.at(tmp_path / "OUT")
-    task = SimpleNamespace(path=str(tmp_path / "OUT" / "0"))
+    task = RunTask(0, 0, str(tmp_path / "OUT" / "0"))
     with leases.Gate(sweep, lease_timeout=60) as gate:
-        assert gate.admit(task)
-        os.makedirs(task.path)  # the driver's runner made the run folder
+        mine = gate.admit(task)
+        assert mine is not None and mine.folder
         worker = leases.Holder.here()
         lease = leases.claim(RunDir(task.path), worker)  # a worker that did not wait
+        assert lease is not None
         presence = leases.Presence.announce(sweep, worker)
         wait_for(lambda: gate.leasing, WAIT, "the driver to see the worker")
-        with pytest.raises(leases.LeaseConflict, match="claimed by a dagrun worker"):
-            gate.ready(idle=False)
-    assert lease is not None and lease.owned()  # the worker's lease is left alone
+        assert gate.taken == [task.path]
+        via = Attempt(RunDir(task.path), mine.folder)
+        with pytest.raises(Superseded):
+            via.write_json(RunDir(task.path).marker(Stage.FIT), {"late": True})
+        assert not os.path.exists(RunDir(task.path).marker(Stage.FIT))
+        assert gate.ready(idle=False) == []
+        gate.park(mine)
+        assert gate.waiting == 1
+        lease.release()
+        wait_for(lambda: gate.ready(idle=True) == [dataclasses.replace(mine, folder=None)],
+                 WAIT, "the parked run back once the worker released it")
     presence.withdraw()
 
 

@@ -19,7 +19,7 @@ from dagrun.errors import UsageError
 from dagrun.version import __version__
 
 #: the format this dagrun writes
-FORMAT = 2
+FORMAT = 3
 #: the oldest format this dagrun reads (and migrates)
 OLDEST = 1
 HISTORY = {
@@ -28,6 +28,9 @@ HISTORY = {
     2: "format.json; workflow.pkl names dagrun's classes by their paths in the wings "
        "(dagrun.code.workflow.Workflow); planned-code.json (the code and plan workers "
        "load); lease.json says its holder's timeout and heartbeat interval",
+    3: "fenced leases: lease.json carries a token; every holder writes a run through its "
+       "attempt folder RUN/.attempt-<token>-<holder> (a format-2 worker would write "
+       "around the fence)",
 }
 
 

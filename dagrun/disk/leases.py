@@ -37,18 +37,23 @@ runs leased by live workers alone until their lease ends.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from dagrun.disk import fence, keeper
 from dagrun.disk.layout import RunDir, SweepDir
 from dagrun.disk.records import hostname, iso
 
+LEASE_FORMAT = 2  # lease.json's layout: 2 adds the token and the fenced attempt folders
 MAX_TAKEOVERS = 3  # a run whose lease was taken over this often is recorded as crashed
 BEATS_PER_TIMEOUT = 5  # heartbeats per lease timeout
 WATCH_EVERY = 0.5  # seconds between a driver's looks for workers (``Gate``)
@@ -82,8 +87,9 @@ class Holder:
     def here(cls, timeout: float = 60.0) -> Holder:
         return cls(hostname(), os.getpid(), uuid.uuid4().hex[:12], slurm_job(), timeout)
 
-    def content(self, takeovers: int, beat: int) -> bytes:
-        data = {"host": self.host, "pid": self.pid, "worker": self.worker,
+    def content(self, takeovers: int, beat: int, token: int = 0) -> bytes:
+        data = {"format": LEASE_FORMAT, "token": token,
+                "host": self.host, "pid": self.pid, "worker": self.worker,
                 "slurm": self.slurm, "takeovers": takeovers, "since": iso(time.time()),
                 "timeout": self.timeout, "every": self.timeout / BEATS_PER_TIMEOUT,
                 "beat": f"{beat:012d}"}
@@ -91,13 +97,17 @@ class Holder:
 
 
 class Lease:
-    """A lease this process holds: the open descriptor of its inode."""
+    """A lease this process holds: the open descriptor of its inode, its token and the
+    name of its attempt folder (``dagrun.disk.fence``), through which its run is written."""
 
-    def __init__(self, run: RunDir, fd: int, holder: Holder, takeovers: int) -> None:
+    def __init__(self, run: RunDir, fd: int, holder: Holder, takeovers: int, token: int,
+                 folder: str) -> None:
         self.run = run
         self.fd = fd
         self.holder = holder
         self.takeovers = takeovers
+        self.token = token
+        self.folder = folder
         self.beat = 0
         st = os.fstat(fd)
         self.inode = (st.st_dev, st.st_ino)
@@ -115,7 +125,7 @@ class Lease:
         if self.fd < 0 or not self.owned():
             return False
         self.beat += 1
-        data = self.holder.content(self.takeovers, self.beat)
+        data = self.holder.content(self.takeovers, self.beat, self.token)
         try:
             os.pwrite(self.fd, data, 0)
             os.ftruncate(self.fd, len(data))
@@ -131,9 +141,12 @@ class Lease:
             self.fd = -1
 
     def release(self) -> None:
-        """Remove the lease if it is still ours; close its descriptor. Idempotent."""
+        """Remove the lease if it is still ours (its attempt folder emptied, and kept as
+        the record of the run's last token); close its descriptor. Idempotent."""
         if self.fd < 0:
             return
+        if self.owned():
+            fence.empty(f"{self.run.path}{os.sep}{self.folder}")
         with contextlib.suppress(OSError):
             _remove_if(self.run, self.inode)
         os.close(self.fd)
@@ -164,12 +177,20 @@ def _remove_if(run: RunDir, inode: tuple[int, int]) -> bool:
             os.unlink(private)
 
 
-def claim(run: RunDir, holder: Holder, takeovers: int = 0) -> Lease | None:
-    """Claim ``run`` with a new lease; ``None`` when one exists (someone else holds it)."""
+def claim(run: RunDir, holder: Holder, takeovers: int = 0, taken: int = 0,
+          keep: str | None = None) -> Lease | None:
+    """Claim ``run`` with a new lease; ``None`` when one exists (someone else holds it).
+
+    The winner fences every other attempt folder of the run (``dagrun.disk.fence``) before
+    returning, so nothing a former holder writes from now on can land: the run's state may
+    be read after this. ``taken``: the token of the lease taken over; ``keep``: an attempt
+    folder of this holder's to write through (a driver that starts leasing a run it already
+    executes), instead of a new one."""
+    token = fence.next_token(run, taken)
     private = run.lease_temp(_tag())
     fd = os.open(private, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        os.write(fd, holder.content(takeovers, 0))
+        os.write(fd, holder.content(takeovers, 0, token))
         try:
             os.link(private, run.lease)
         except FileExistsError:
@@ -178,7 +199,11 @@ def claim(run: RunDir, holder: Holder, takeovers: int = 0) -> Lease | None:
         except OSError as exc:  # a lost reply on NFS: the link may exist all the same
             if exc.errno in (errno.ENOENT, errno.ENOTDIR) or os.fstat(fd).st_nlink != 2:
                 raise
-        return Lease(run, fd, holder, takeovers)
+        folder = keep or fence.folder_name(token, holder.worker)
+        if keep is None:
+            fence.create(run, folder)
+        fence.fence_others(run, folder)
+        return Lease(run, fd, holder, takeovers, token, folder)
     except BaseException:
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -200,6 +225,11 @@ class Seen:
     def takeovers(self) -> int:
         value = self.info.get("takeovers", 0)
         return value if isinstance(value, int) else 0
+
+    @property
+    def token(self) -> int:
+        value = self.info.get("token", 0)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
     @property
     def timeout(self) -> float:
@@ -284,7 +314,7 @@ def take_over(run: RunDir, seen: Seen, holder: Holder) -> Lease | None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(private)
-    return claim(run, holder, seen.takeovers + 1)
+    return claim(run, holder, seen.takeovers + 1, seen.token)
 
 
 def _signature_of(path: str) -> tuple[Any, ...] | None:
@@ -390,12 +420,51 @@ def workers_present(sweep: SweepDir) -> bool:
         return False
 
 
+class _Keeper:
+    """The holder's side of ``dagrun.disk.keeper``: starts the process, sends it commands."""
+
+    def __init__(self, interval: float) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", keeper.__file__, str(os.getpid()), repr(interval)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def send(self, line: str) -> bool:
+        """Send one command; ``False`` when the keeper is gone (the thread renews then)."""
+        stdin = self._proc.stdin
+        if stdin is None or self._proc.poll() is not None:
+            return False
+        try:
+            stdin.write(line.encode() + b"\n")
+            stdin.flush()
+        except OSError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
 class Heartbeat:
-    """Renews leases every ``lease_timeout / BEATS_PER_TIMEOUT`` seconds from a thread;
-    leases found taken over are handed out by ``take_lost``."""
+    """Keeps this holder's leases alive and notices the ones taken over.
+
+    The renewals (every ``lease_timeout / BEATS_PER_TIMEOUT`` seconds) come from a keeper
+    process (``dagrun.disk.keeper``) that renews while this process runs and stops while it
+    is stopped or dead, so a stage holding the GIL cannot starve a lease and a frozen holder
+    cannot keep one. A thread of this process looks, as often, whether each lease is still
+    this holder's (leases taken over are handed out by ``take_lost``) and renews the
+    worker's announcement; it renews the leases itself only where no keeper can run.
+    """
 
     def __init__(self, lease_timeout: float) -> None:
         self.interval = lease_timeout / BEATS_PER_TIMEOUT
+        self._keeper: _Keeper | None = None
         self._leases: dict[str, Lease] = {}
         self._lost: list[Lease] = []
         self._lock = threading.Lock()
@@ -407,6 +476,11 @@ class Heartbeat:
         self.announced_at = 0.0  # time.monotonic() of the last (re)announcement
 
     def start(self) -> None:
+        if keeper.available():
+            try:
+                self._keeper = _Keeper(self.interval)
+            except OSError:
+                self._keeper = None
         self._thread.start()
 
     def announce(self, sweep: SweepDir, holder: Holder) -> None:
@@ -435,13 +509,30 @@ class Heartbeat:
     def add(self, lease: Lease) -> None:
         with self._lock:
             self._leases[lease.run.path] = lease
+            if self._keeper is not None:
+                dev, ino = lease.inode
+                if not self._keeper.send(f"+ {dev} {ino} {lease.run.lease}"):
+                    self._keeper = None
+
+    def _unkeep(self, run: RunDir) -> None:
+        if self._keeper is not None and not self._keeper.send(f"- {run.lease}"):
+            self._keeper = None
 
     def release(self, run: RunDir) -> None:
         """Stop renewing the run's lease and remove it (if still ours)."""
         with self._lock:
             lease = self._leases.pop(run.path, None)
             if lease is not None:
+                self._unkeep(run)
                 lease.release()
+
+    def forget(self, run: RunDir) -> None:
+        """Stop renewing the run's lease, which is another holder's now; touch no file."""
+        with self._lock:
+            lease = self._leases.pop(run.path, None)
+            if lease is not None:
+                self._unkeep(run)
+                lease.close()
 
     def take_lost(self) -> list[Lease]:
         """Leases found taken over (or removed) since the last call."""
@@ -457,11 +548,13 @@ class Heartbeat:
             self.beat()
 
     def beat(self) -> None:
-        """Renew every lease once; those no longer ours move to the lost list."""
+        """Look at every lease once (renew it too when no keeper does); those no longer
+        ours move to the lost list."""
         with self._lock:
             for path, lease in list(self._leases.items()):
-                if not lease.renew():
+                if not (lease.owned() if self._keeper is not None else lease.renew()):
                     del self._leases[path]
+                    self._unkeep(lease.run)
                     self._lost.append(lease)
             if self._presence is not None:
                 self._ensure_announced()
@@ -473,6 +566,9 @@ class Heartbeat:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         with self._lock:
+            if self._keeper is not None:
+                self._keeper.stop()
+                self._keeper = None
             for lease in self._leases.values():
                 lease.release()
             for lease in self._lost:
@@ -481,12 +577,6 @@ class Heartbeat:
             self._lost.clear()
             if self._presence is not None:
                 self._presence.withdraw()
-
-
-class LeaseConflict(RuntimeError):
-    """A run this driver executes without a lease turned out to be leased by someone else:
-    the worker grace period did not cover the driver's look for workers (a dagrun bug, or
-    a driver stalled for longer than ``WORKER_GRACE``)."""
 
 
 class Gate:
@@ -502,8 +592,14 @@ class Gate:
       the announcement before its first run and leases everything;
     * a worker announcing itself while the driver runs claims nothing for ``WORKER_GRACE``
       (several looks of the driver), so by then the driver holds the lease of every run it
-      executes: the worker's claims fail on them. A run in flight that the driver cannot
-      claim would be a run both execute; it is raised as ``LeaseConflict``.
+      executes: the worker's claims fail on them.
+
+    And when the driver stalls longer than that (Ctrl-Z, a stopped job), fencing holds:
+    every run the driver executes writes through an attempt folder the driver made before
+    it looked for a lease (``dagrun.disk.fence``), so a worker's claim fences it, the
+    driver's run commits nothing more and comes back ``superseded``; the driver then waits
+    for that worker (``park``) and counts the run when it is done, as for a run it lost by a
+    takeover. It never stops for a lost run.
     """
 
     RECHECK = 0.5  # seconds between looks at parked runs
@@ -517,8 +613,8 @@ class Gate:
         self._next_look = 0.0
         self._lock = threading.Lock()  # admit/release against the switch to leasing
         self._leasing = False
-        self._unleased: dict[str, RunDir] = {}  # runs in flight before leasing began
-        self._conflicts: list[str] = []
+        self._unleased: dict[str, str] = {}  # run path -> attempt folder, before leasing
+        self.taken: list[str] = []  # runs claimed by others while this driver executed them
         self._closed = False
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="dagrun-workers-watch",
@@ -537,6 +633,9 @@ class Gate:
             self._watcher.join(timeout=10)
         with self._lock:  # a switch to leasing still under way ends first, or never begins
             self._closed = True
+            for path, name in self._unleased.items():
+                fence.destroy(f"{path}{os.sep}{name}")
+            self._unleased.clear()
         self.heartbeat.stop()
 
     @property
@@ -562,38 +661,48 @@ class Gate:
         with self._lock:
             if self._closed or self._leasing:
                 return
-            for run in self._unleased.values():
+            self.heartbeat.start()
+            for path, name in self._unleased.items():
+                run = RunDir(path)
                 try:
-                    os.makedirs(run.path, mode=0o755, exist_ok=True)  # a run still queued
-                    lease = claim(run, self.holder)
+                    lease = claim(run, self.holder, keep=name)
                 except OSError:  # an unwritable run folder: no worker can claim it either
                     continue
-                if lease is None:
-                    self._conflicts.append(run.path)
+                if lease is None:  # a worker claimed it: its claim fenced our attempt
+                    self.taken.append(path)
                 else:
                     self.heartbeat.add(lease)
             self._unleased.clear()
             self._leasing = True
-            self.heartbeat.start()
 
-    def admit(self, task: Any) -> bool:
-        """Claim the run of ``task`` (anything with a ``path``) for this driver; ``False``
-        (the task is parked) when a live lease of someone else holds it."""
+    def admit(self, task: Any) -> Any | None:
+        """Claim the run of ``task`` (a ``RunTask``) for this driver: the task to execute,
+        writing through this driver's attempt folder; ``None`` (the task is parked) when a
+        live lease of someone else holds it."""
         run = RunDir(task.path)
         if not self._leasing and os.path.lexists(run.lease):
             # a worker shares OUT without an announcement (deleted): lease from now on
             self._start_leasing()
         with self._lock:
-            if not self._leasing:  # alone on OUT: nothing on disk (the runner makes the folder)
-                self._unleased[run.path] = run
-                return True
+            if not self._leasing:  # alone on OUT: an attempt folder, no lease
+                name = fence.folder_name(0, self.holder.worker)
+                os.makedirs(run.path, mode=0o755, exist_ok=True)
+                with contextlib.suppress(FileExistsError):
+                    fence.create(run, name)
+                if not os.path.lexists(run.lease):  # else: claimed before our folder was
+                    self._unleased[run.path] = name  # there, maybe without fencing it
+                    return dataclasses.replace(task, folder=name)
+                fence.destroy(f"{run.path}{os.sep}{name}")
+        if not self._leasing:
+            self._start_leasing()
+        with self._lock:
             os.makedirs(run.path, mode=0o755, exist_ok=True)
             lease = self._claim(run)
             if lease is None:
                 self._parked[run.path] = task
-                return False
+                return None
             self.heartbeat.add(lease)
-            return True
+            return dataclasses.replace(task, folder=lease.folder)
 
     def _claim(self, run: RunDir) -> Lease | None:
         lease = claim(run, self.holder)
@@ -607,19 +716,27 @@ class Gate:
         return None
 
     def release(self, task: Any) -> None:
+        """The run of ``task`` ended here: remove its lease (or, unleased, its attempt
+        folder)."""
         with self._lock:
-            if self._unleased.pop(task.path, None) is None:
+            name = self._unleased.pop(task.path, None)
+            if name is not None:
+                fence.destroy(f"{task.path}{os.sep}{name}")
+            else:
                 self.heartbeat.release(RunDir(task.path))
+
+    def park(self, task: Any) -> None:
+        """The run of ``task`` came back ``superseded``: another holder claimed it. Wait for
+        that holder's lease to end (then the run is admitted again: done, it is counted)."""
+        with self._lock:
+            self._unleased.pop(task.path, None)
+            self.heartbeat.forget(RunDir(task.path))
+            self._parked[task.path] = dataclasses.replace(task, folder=None)
+            self._next_look = min(self._next_look, time.monotonic() + self.RECHECK)
 
     def ready(self, idle: bool) -> list[Any]:
         """Parked tasks whose lease ended or went stale (to be admitted again). ``idle``:
-        nothing else to wait for, so wait a little here instead of spinning. Raises
-        ``LeaseConflict`` when the switch to leasing found a run both execute."""
-        if self._conflicts:
-            raise LeaseConflict(
-                f"{len(self._conflicts)} run(s) executed here were claimed by a dagrun "
-                f"worker before this driver saw the worker (e.g. {self._conflicts[0]}): "
-                f"the driver stalled for more than {WORKER_GRACE:g} s")
+        nothing else to wait for, so wait a little here instead of spinning."""
         if idle:
             time.sleep(min(0.2, max(0.0, self._next_look - time.monotonic())))
         if not self._parked or time.monotonic() < self._next_look:

@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 from dagrun.disk import atomic
+from dagrun.disk.fence import Attempt
 from dagrun.disk.layout import RunDir, Stage
 from dagrun.errors import FailureKind
 
@@ -68,8 +69,10 @@ class Marker:
         dagrun versions, and plans without digests, carry none and match)."""
         return not self.config or not config_digest or self.config == config_digest
 
-    def write(self, run: RunDir) -> None:
-        atomic.write_json(run.marker(Stage(self.stage)), dict(vars(self)), indent=None)
+    def write(self, run: RunDir, via: Attempt | None = None) -> None:
+        """Write the marker; ``via``: the holder's attempt (``dagrun.disk.fence``)."""
+        (via or Attempt(run, None)).write_json(run.marker(Stage(self.stage)),
+                                               dict(vars(self)), indent=None)
 
     @classmethod
     def read(cls, run: RunDir, stage: Stage) -> Marker | None:
@@ -115,8 +118,9 @@ class Failure:
         return cls(stage.value, kind.value, message, tb, attempt, host or hostname(),
                    iso(time.time()), os.getpid())
 
-    def write(self, run: RunDir) -> None:
-        atomic.write_json(run.error(Stage(self.stage)), dict(vars(self)))
+    def write(self, run: RunDir, via: Attempt | None = None) -> None:
+        """Write the record; ``via``: the holder's attempt (``dagrun.disk.fence``)."""
+        (via or Attempt(run, None)).write_json(run.error(Stage(self.stage)), dict(vars(self)))
 
     @classmethod
     def read(cls, run: RunDir, stage: Stage) -> Failure | None:

@@ -14,12 +14,13 @@ import contextlib
 import signal
 
 from dagrun.disk import atomic
+from dagrun.disk.fence import Attempt, Superseded
 from dagrun.disk.layout import RunDir, Stage, SweepDir
 from dagrun.disk.records import Failure, hostname
 from dagrun.disk.runs import scan_run
 from dagrun.errors import FailureKind
 from dagrun.run.capture import tail
-from dagrun.run.stages import RunTask
+from dagrun.run.stages import RunOutcome, RunTask
 
 # Frames of dagrun's own machinery in a traceback dump (faulthandler, pools): not the user's.
 _ENGINE_FRAMES = ("/pebble/", "/multiprocessing/", "/dagrun/", 'File "<string>"')
@@ -90,9 +91,26 @@ def not_visible_failure(task: RunTask, out_path: str, where: str, needs: str) ->
 
 def record(failure: Failure, task: RunTask) -> Failure:
     """Write ``failure`` into the run's folder (best effort: a full disk must not hide the
-    failure from the driver, which reports it anyway); returns it."""
+    failure from the driver, which reports it anyway); returns it. Fenced like every write
+    of a holder (``dagrun.disk.fence``): a holder whose run was claimed by another meanwhile
+    writes nothing (``commit`` says so to whoever must know)."""
     run = RunDir(task.path)
-    with contextlib.suppress(OSError):
-        atomic.makedirs(run.path)
-        failure.write(run)
+    with contextlib.suppress(OSError, Superseded):
+        if task.folder is None:
+            atomic.makedirs(run.path)
+        failure.write(run, Attempt(run, task.folder))
     return failure
+
+
+def commit(failure: Failure, task: RunTask) -> RunOutcome:
+    """Record ``failure`` for a run its process could not report on; the outcome to
+    count: failed, or ``superseded`` (nothing written) when another holder claimed the run
+    meanwhile (this holder's lease was taken over: the timeout or crash is not the run's)."""
+    run = RunDir(task.path)
+    try:
+        failure.write(run, Attempt(run, task.folder))
+    except Superseded:
+        return RunOutcome(task, None, superseded=True)
+    except OSError:  # a full disk: the driver reports the failure all the same
+        pass
+    return RunOutcome(task, failure)

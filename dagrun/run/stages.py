@@ -23,14 +23,13 @@ back after it (``dagrun.run.capture.isolated``).
 
 from __future__ import annotations
 
-import contextlib
 import copy
+import dataclasses
 import decimal
 import numbers
 import os
 import pickle
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +39,7 @@ from dagrun.code.safety import check_pickle
 from dagrun.code.workflow import Workflow
 from dagrun.config import json_view, repetitions_of
 from dagrun.disk import atomic
+from dagrun.disk.fence import Attempt, Superseded
 from dagrun.disk.layout import CONFIG, RunDir, Stage, error_name, marker_name
 from dagrun.disk.records import Failure, Marker, hostname, read_scores, stage_seconds
 from dagrun.errors import FailureKind, UnsafePickleError
@@ -54,6 +54,13 @@ class RunTask:
     rep: int
     path: str
     attempt: int = 1
+    # the holder's attempt folder in the run (``dagrun.disk.fence``), made by whoever
+    # claimed the run; every write goes through it. ``None``: unfenced (tests, tools)
+    folder: str | None = None
+
+    def retry(self) -> RunTask:
+        """The next attempt of this run, by the same holder (same attempt folder)."""
+        return dataclasses.replace(self, attempt=self.attempt + 1)
 
     @property
     def label(self) -> str:
@@ -69,10 +76,13 @@ class RunOutcome:
     ran: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     scores: dict[str, Any] | None = None  # what post.json now holds, when post ran just now
+    # another holder claimed the run meanwhile (its lease was taken over): nothing of this
+    # attempt was committed after that, nothing is recorded, the run is the other's now
+    superseded: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.failure is None
+        return self.failure is None and not self.superseded
 
 
 class _StageFailed(Exception):
@@ -106,7 +116,7 @@ def _load_pickle(path: str) -> Any:
         return pickle.load(f)
 
 
-def find_resume_point(run: RunDir) -> _Resume:
+def find_resume_point(run: RunDir, via: Attempt | None = None) -> _Resume:
     """Decide from the disk where the run continues, loading the input it needs.
 
     A marker whose artifact cannot be read (missing, truncated, corrupt) is dropped with a
@@ -123,7 +133,7 @@ def find_resume_point(run: RunDir) -> _Resume:
         if read_scores(run) is not None:
             return _Resume(None)
         res.warnings.append(f"{run.artifact(Stage.POST)} cannot be read; recomputing post")
-        atomic.remove(run.marker(Stage.POST))
+        (via or Attempt(run, None)).remove(run.marker(Stage.POST))
     for stage, nxt in ((Stage.FIT, Stage.POST), (Stage.PRE, Stage.FIT)):
         if marker_name(stage) not in names:
             continue
@@ -139,14 +149,15 @@ def find_resume_point(run: RunDir) -> _Resume:
                 f"{run.artifact(stage)} cannot be loaded ({type(exc).__name__}: {exc}); "
                 f"recomputing {stage.value}"
             )
-            atomic.remove(run.marker(stage))
+            (via or Attempt(run, None)).remove(run.marker(stage))
             continue
         fit_time = marker.seconds if stage is Stage.FIT else None
         return _Resume(nxt, value, fit_time, res.warnings, res.names)
     return res
 
 
-def _save_output(run: RunDir, stage: Stage, value: Any, warnings: list[str]) -> bool:
+def _save_output(run: RunDir, via: Attempt, stage: Stage, value: Any,
+                 warnings: list[str]) -> bool:
     """Pickle a pre/fit output; returns False (with a warning) when it cannot be pickled."""
     try:
         data = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
@@ -156,7 +167,7 @@ def _save_output(run: RunDir, stage: Stage, value: Any, warnings: list[str]) -> 
             f"{exc}); {stage.value} is not checkpointed and reruns on resume"
         )
         return False
-    atomic.write_bytes(run.artifact(stage), data)
+    via.write_bytes(run.artifact(stage), data)
     return True
 
 
@@ -346,58 +357,65 @@ class StageRunner:
         self.mode = mode
         self.fingerprints = fingerprints or {}
         self.copy_memory = CopyMemory()  # per process: runs share what it learnt
-        # called before each stage (a worker checks it still holds the run's lease); an
-        # exception it raises leaves ``run``, the stages done so far kept
-        self.on_stage_start: Callable[[RunTask, Stage], None] | None = None
 
     def run(self, task: RunTask) -> RunOutcome:
         """Execute ``task`` from its first stage not done; never raises for user errors."""
         run = RunDir(task.path)
+        via = Attempt(run, task.folder)
         warnings: list[str] = []
         ran: list[str] = []
         scores: dict[str, Any] | None = None
         try:
-            atomic.makedirs(run.path)
-            resume = find_resume_point(run)
+            if task.folder is None:
+                atomic.makedirs(run.path)
+            else:
+                via.check()  # claimed by another before this attempt began
+            resume = find_resume_point(run, via)
             warnings.extend(resume.warnings)
             if resume.start is not None:
                 if CONFIG not in resume.names:
-                    self._write_config(task, run)
-                scores = self._run_from(task, run, resume.start, resume, warnings, ran)
+                    self._write_config(task, run, via)
+                scores = self._run_from(task, run, via, resume.start, resume, warnings, ran)
+        except Superseded:
+            return RunOutcome(task, None, tuple(ran), tuple(warnings), superseded=True)
         except _StageFailed as failed:
-            return self._failed(task, run, failed.failure, ran, warnings)
+            return self._failed(task, run, via, failed.failure, ran, warnings)
         except _InputRefused as exc:
             failure = Failure.make(exc.stage, FailureKind.ENGINE, str(exc), task.attempt)
-            return self._failed(task, run, failure, ran, warnings)
+            return self._failed(task, run, via, failure, ran, warnings)
         except UnsafePickleError as exc:
             failure = Failure.make(Stage.PRE, FailureKind.ENGINE, str(exc), task.attempt)
-            return self._failed(task, run, failure, ran, warnings)
+            return self._failed(task, run, via, failure, ran, warnings)
         except OSError as exc:
             failure = Failure.from_exception(Stage.PRE, exc, task.attempt, FailureKind.ENGINE)
-            return self._failed(task, run, failure, ran, warnings)
+            return self._failed(task, run, via, failure, ran, warnings)
         return RunOutcome(task, None, tuple(ran), tuple(warnings), scores)
 
-    def _failed(self, task: RunTask, run: RunDir, failure: Failure, ran: list[str],
-                warnings: list[str]) -> RunOutcome:
-        with contextlib.suppress(OSError):  # e.g. disk full: the driver still reports it
-            failure.write(run)
+    def _failed(self, task: RunTask, run: RunDir, via: Attempt, failure: Failure,
+                ran: list[str], warnings: list[str]) -> RunOutcome:
+        try:
+            failure.write(run, via)
+        except Superseded:  # another holder has the run: its failure is not ours to record
+            return RunOutcome(task, None, tuple(ran), tuple(warnings), superseded=True)
+        except OSError:  # e.g. disk full: the driver still reports it
+            pass
         return RunOutcome(task, failure, tuple(ran), tuple(warnings))
 
-    def _write_config(self, task: RunTask, run: RunDir) -> None:
+    def _write_config(self, task: RunTask, run: RunDir, via: Attempt) -> None:
         """Write ``config.json``: the JSON view of the cfg the stages receive."""
         cfg = self.workflow.run_cfg(task.exp_id, task.rep, run.path)
-        atomic.write_json(run.config, json_view(cfg))
+        via.write_json(run.config, json_view(cfg))
 
-    def _run_from(self, task: RunTask, run: RunDir, start: Stage, resume: _Resume,
-                  warnings: list[str], ran: list[str]) -> dict[str, Any] | None:
+    def _run_from(self, task: RunTask, run: RunDir, via: Attempt, start: Stage,
+                  resume: _Resume, warnings: list[str],
+                  ran: list[str]) -> dict[str, Any] | None:
         """Run ``start`` and the stages after it; returns the scores post wrote."""
         cfgs = RunCfg(self.workflow.run_cfg(task.exp_id, task.rep, run.path),
                       self.copy_memory, warnings)
         value, fit_time = resume.value, resume.fit_time
         scores = None
         for stage in start.and_after():
-            if self.on_stage_start is not None:
-                self.on_stage_start(task, stage)
+            via.check()  # a holder that lost the run starts no further stage
             cfg = cfgs.fresh()  # before the clock starts: copying is not fit time
             started = time.time()
             value = self._call(stage, task, run, cfg, value)
@@ -406,10 +424,10 @@ class StageRunner:
             if stage is Stage.FIT:
                 fit_time = stage_seconds(started, finished)
             try:
-                scores = self._persist(stage, task, run, value, fit_time, started, finished,
-                                       warnings)
+                scores = self._persist(stage, task, run, via, value, fit_time, started,
+                                       finished, warnings)
                 if error_name(stage) in resume.names:  # a failure record of an earlier attempt
-                    atomic.remove(run.error(stage))
+                    via.remove(run.error(stage))
             except OSError as exc:
                 raise _StageFailed(Failure.from_exception(
                     stage, exc, task.attempt, FailureKind.ENGINE)) from exc
@@ -443,7 +461,7 @@ class StageRunner:
         workflow = self.workflow
         return repetitions_of(workflow.cfgs[exp_id], workflow.basecfg.get("repetitions", 1))
 
-    def _persist(self, stage: Stage, task: RunTask, run: RunDir, value: Any,
+    def _persist(self, stage: Stage, task: RunTask, run: RunDir, via: Attempt, value: Any,
                  fit_time: float | None, started: float, finished: float,
                  warnings: list[str]) -> dict[str, Any] | None:
         """Write the stage's artifact, then its marker; returns post's scores."""
@@ -451,9 +469,9 @@ class StageRunner:
         if stage is Stage.POST:
             scores = _metrics(value, fit_time, task.attempt, self._repetitions(task.exp_id),
                               warnings)
-            atomic.write_json(run.artifact(stage), scores, indent=None)
-        elif not _save_output(run, stage, value, warnings):
+            via.write_json(run.artifact(stage), scores, indent=None)
+        elif not _save_output(run, via, stage, value, warnings):
             return None
         Marker.now(stage, started, finished, task.attempt, self.fingerprints.get(stage.value),
-                   self.workflow.config_digest(task.exp_id)).write(run)
+                   self.workflow.config_digest(task.exp_id)).write(run, via)
         return scores

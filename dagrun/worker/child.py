@@ -7,14 +7,12 @@ the workflow with ``Workflow.load`` from the ``OUT/.dagrun`` this machine sees, 
 imports the copy of the code the sweep was planned with. Like the multiprocessing backend's
 workers it dies with its parent and hosts its runs as ``dagrun.run.proctree.host_runs`` says.
 
-Before each stage it checks that the run's lease is still its worker's: a run whose lease was
-taken over (its worker was thought dead) starts no further stage, and raises ``LeaseLost``
-instead of recording anything.
+Every write of a run goes through the attempt folder its worker made when it claimed the
+run (``dagrun.disk.fence``): a run whose lease was taken over (its worker was thought dead)
+starts no further stage and commits nothing; its outcome says ``superseded``.
 """
 
 from __future__ import annotations
-
-import os
 
 from dagrun.code.workflow import Workflow
 from dagrun.disk.layout import Stage
@@ -26,10 +24,6 @@ from dagrun.run.stages import RunOutcome, RunTask, StageRunner
 
 _runner: StageRunner | None = None
 _init_error: str | None = None
-
-
-class LeaseLost(Exception):
-    """The run's lease is no longer this worker's: another worker runs it now."""
 
 
 def init(workflow_path: str, parent_pid: int, token: str) -> None:
@@ -46,24 +40,11 @@ def init(workflow_path: str, parent_pid: int, token: str) -> None:
     _runner = StageRunner(workflow, CaptureMode.FD, workflow.fingerprints)
 
 
-def _owned(lease_path: str, inode: tuple[int, int]) -> bool:
-    try:
-        st = os.stat(lease_path)
-    except OSError:
-        return False
-    return (st.st_dev, st.st_ino) == inode
-
-
-def run_claimed(task: RunTask, lease_path: str, inode: tuple[int, int]) -> RunOutcome:
+def run_claimed(task: RunTask) -> RunOutcome:
     """Execute one claimed run (the pool's task function)."""
     if _runner is None:
         message = _init_error or "worker was not initialised"
         return RunOutcome(task, Failure.make(Stage.PRE, FailureKind.ENGINE, message,
                                              task.attempt))
 
-    def check(task: RunTask, stage: Stage) -> None:
-        if not _owned(lease_path, inode):
-            raise LeaseLost(f"the lease of {task.path} was taken over before {stage.value}")
-
-    _runner.on_stage_start = check
     return _runner.run(task)

@@ -20,9 +20,7 @@ import pebble
 
 from dagrun.backends.process.driver import lost_run_failure
 from dagrun.backends.process.slots import SlotPool
-from dagrun.disk.layout import RunDir
-from dagrun.disk.leases import Lease
-from dagrun.run import proctree
+from dagrun.run import failures, proctree
 from dagrun.run.stages import RunOutcome, RunTask
 from dagrun.worker import child
 
@@ -60,12 +58,12 @@ class Executor:
     def busy(self) -> int:
         return len(self._running)
 
-    def submit(self, task: RunTask, lease: Lease) -> None:
-        """Run ``task`` (whose run ``lease`` holds) in a free slot."""
+    def submit(self, task: RunTask) -> None:
+        """Run ``task`` (a run this worker claimed, its attempt folder in
+        ``task.folder``) in a free slot."""
         if self._pool is None:
             raise RuntimeError("the worker's pool is not running")
-        future = self._pool.schedule(child.run_claimed,
-                                     args=(task, lease.run.lease, lease.inode),
+        future = self._pool.schedule(child.run_claimed, args=(task,),
                                      timeout=self.timeout or None)
         self._running[future] = _Running(task)
 
@@ -95,8 +93,6 @@ class Executor:
         try:
             outcome: RunOutcome = future.result()
             return outcome
-        except child.LeaseLost:
-            return None
         except (cf.TimeoutError, pebble.ProcessExpired, cf.CancelledError, OSError,
                 RuntimeError) as exc:
             self._kill_orphans()
@@ -108,9 +104,8 @@ class Executor:
                 # SIGTERM a moment to arrive: it stops the worker and releases the run
                 # (``Terminated`` raised out of this sleep), instead of blaming the run.
                 time.sleep(OWN_SIGTERM_GRACE)
-            failure = lost_run_failure(task, exc, self.timeout)
-            failure.write(RunDir(task.path))
-            return RunOutcome(task, failure)
+            outcome = failures.commit(lost_run_failure(task, exc, self.timeout), task)
+            return None if outcome.superseded else outcome
 
     def _kill_orphans(self) -> None:
         ended = self._pool.take_ended() if self._pool is not None else set()

@@ -19,6 +19,7 @@ never the clocks of two hosts; a record that changed while this worker watched c
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -227,7 +228,7 @@ class WorkerLoop:
             if lease is not None:
                 self.mine[path] = lease
                 self.heartbeat.add(lease)
-                self.executor.submit(task, lease)
+                self.executor.submit(dataclasses.replace(task, folder=lease.folder))
 
     def _attempt(self, item: _Run, run: RunDir, failed: bool) -> RunTask | None:
         """The task to execute next for ``run``; ``None`` when its attempts are spent."""
@@ -269,7 +270,8 @@ class WorkerLoop:
             record(lost_run(task, FailureKind.CRASHED,
                             f"the workers running {{stage}} stopped {lease.takeovers} times "
                             "without finishing it (each lease went stale: killed, e.g. out "
-                            "of memory, or lost)"), task)
+                            "of memory, or lost)"),
+                   dataclasses.replace(task, folder=lease.folder))
             lease.release()
             self._give_up(task.path)
             return None
@@ -284,13 +286,16 @@ class WorkerLoop:
         failure = outcome.failure
         if task.path not in self.mine:
             return  # its lease was taken over meanwhile: another worker owns the run
+        if outcome.superseded:  # claimed by another holder before it could commit
+            self._lost(self.mine[task.path])
+            return
         if failure is not None and task.attempt <= self.settings.retries:
             say(f"run {task.label} failed in {failure.stage} ({failure.first_line}); "
                 f"retrying ({task.attempt}/{self.settings.retries})")
-            retry = RunTask(task.exp_id, task.rep, task.path, task.attempt + 1)
-            self.executor.submit(retry, self.mine[task.path])
+            self.executor.submit(task.retry())
             return
-        self.ran += 1
+        if outcome.ran or failure is not None:  # not a run another worker had finished
+            self.ran += 1
         self._release(task.path)
         if failure is None:
             self.pending.pop(task.path, None)
@@ -307,9 +312,11 @@ class WorkerLoop:
         self.failed.add(path)
 
     def _lost(self, lease: Lease) -> None:
-        """Our lease of a run was taken over: stop the run, record nothing."""
+        """Our lease of a run was taken over: stop the run, record nothing (its attempt
+        folder was fenced by the new holder: nothing the run writes now lands)."""
         path = lease.run.path
         self.executor.abandon(path)
+        self.heartbeat.forget(lease.run)
         self.mine.pop(path, None)
         lease.close()
         self.observer.forget(lease.run)

@@ -38,10 +38,9 @@ from dagrun.backends.process.slots import SlotPool
 from dagrun.backends.process.spawning import WORKER_CONTEXT
 from dagrun.backends.process.worker import init_worker, pool_args, run_task
 from dagrun.config import Settings
-from dagrun.disk.layout import RunDir
 from dagrun.disk.records import Failure
 from dagrun.errors import FailureKind
-from dagrun.run import gpus, proctree
+from dagrun.run import failures, gpus, proctree
 from dagrun.run.failures import crashed_failure, lost_run, timeout_failure
 from dagrun.run.stages import RunOutcome, RunTask
 
@@ -162,9 +161,7 @@ class ProcessBackend(Backend):
         except (cf.TimeoutError, pebble.ProcessExpired, cf.CancelledError, OSError,
                 RuntimeError) as exc:
             self._kill_orphans()
-            failure = lost_run_failure(task, exc, self.settings.timeout)
-            failure.write(RunDir(task.path))
-            return RunOutcome(task, failure)
+            return failures.commit(lost_run_failure(task, exc, self.settings.timeout), task)
 
     def _kill_orphans(self) -> None:
         """Kill what the runs of workers that ended (killed, crashed) left running."""

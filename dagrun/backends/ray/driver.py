@@ -47,8 +47,6 @@ from dagrun.backends.ray.resources import (
     unschedulable_reason,
 )
 from dagrun.config import Settings
-from dagrun.disk import atomic
-from dagrun.disk.layout import RunDir
 from dagrun.disk.records import Failure
 from dagrun.errors import BackendUnavailableError, ClusterLostError, FailureKind
 from dagrun.progress import say
@@ -272,10 +270,7 @@ class RayBackend(Backend):
             kind, message = self._lost(info, exc)
             return RunOutcome(info.task, record(info.task, kind, message))
         if outcome.failure is not None and not recorded:  # the driver sees OUT: record it
-            run = RunDir(info.task.path)
-            with contextlib.suppress(OSError):
-                atomic.makedirs(run.path)
-                outcome.failure.write(run)
+            failures.record(outcome.failure, info.task)
         result: RunOutcome = outcome
         return result
 

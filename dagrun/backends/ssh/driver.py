@@ -51,9 +51,10 @@ from dagrun.backends.ssh.session import Ending, Session, StopReason
 from dagrun.code.safety import trust_group
 from dagrun.code.workflow import Workflow
 from dagrun.config import Settings
-from dagrun.disk.layout import RunDir, Stage, SweepDir
+from dagrun.disk.layout import Stage, SweepDir
 from dagrun.disk.records import Failure
 from dagrun.errors import BackendUnavailableError, ConfigError, FailureKind
+from dagrun.run import failures
 from dagrun.run.failures import crashed_failure, timeout_failure
 from dagrun.run.stages import RunOutcome, RunTask
 
@@ -351,14 +352,13 @@ class SshBackend(Backend):
             return
         if not recorded and outcome.failure is not None:
             # the host cannot see OUT: record it here, and send no more runs there
-            outcome.failure.write(RunDir(s.task.path))
+            failures.record(outcome.failure, s.task)
             self._host_event(s.host, s.host.mark_down(outcome.failure.first_line))
         self._outcomes.put(outcome)
 
     def _deliver_failure(self, s: Session, failure: Failure) -> None:
         failure = dataclasses.replace(failure, host=s.host.name)
-        failure.write(RunDir(s.task.path))
-        self._outcomes.put(RunOutcome(s.task, failure))
+        self._outcomes.put(failures.commit(failure, s.task))
 
     def _watchdog_stopped(self, s: Session) -> None:
         """The host stopped the run because our heartbeat stopped: dagrun's doing, not the

@@ -58,7 +58,8 @@ def outcome_to_json(outcome: RunOutcome, recorded: bool = True) -> str:
     failure = asdict(outcome.failure) if outcome.failure is not None else None
     return json.dumps({"task": asdict(outcome.task), "failure": failure,
                        "ran": list(outcome.ran), "warnings": list(outcome.warnings),
-                       "recorded": recorded}, separators=(",", ":"))
+                       "recorded": recorded, "superseded": outcome.superseded},
+                      separators=(",", ":"))
 
 
 def outcome_from_json(text: str) -> tuple[RunOutcome, bool]:
@@ -67,5 +68,6 @@ def outcome_from_json(text: str) -> tuple[RunOutcome, bool]:
     failure = Failure(**data["failure"]) if data.get("failure") else None
     outcome = RunOutcome(RunTask(**data["task"]), failure,
                          tuple(str(s) for s in data.get("ran", ())),
-                         tuple(str(w) for w in data.get("warnings", ())))
+                         tuple(str(w) for w in data.get("warnings", ())),
+                         superseded=bool(data.get("superseded")))
     return outcome, bool(data.get("recorded", True))

@@ -36,9 +36,10 @@ from types import FrameType
 
 from dagrun.backends.ssh.protocol import OUTCOME, STARTED, STOPPED, Request, outcome_to_json
 from dagrun.code.safety import TRUST_GROUP_ENV
-from dagrun.disk.layout import RunDir, Stage, SweepDir
+from dagrun.disk.layout import Stage, SweepDir
 from dagrun.disk.records import Failure, hostname
 from dagrun.errors import FailureKind
+from dagrun.run import failures
 from dagrun.run.failures import crashed_failure, not_visible_failure
 from dagrun.run.proctree import die_with_parent, kill_tagged, reap, signal_tree
 from dagrun.run.stages import RunOutcome
@@ -93,9 +94,7 @@ def _run_child(request: Request) -> str:
         failure = Failure.make(Stage.PRE, FailureKind.ENGINE,
                                f"host {hostname()} could not load {path}: "
                                f"{type(exc).__name__}: {exc}", task.attempt)
-        with contextlib.suppress(OSError):
-            failure.write(RunDir(task.path))
-        return outcome_to_json(RunOutcome(task, failure))
+        return outcome_to_json(failures.commit(failure, task))
     outcome = StageRunner(workflow, CaptureMode.FD, request.fingerprints).run(task)
     return outcome_to_json(outcome)
 
@@ -160,9 +159,7 @@ def _read_available(fd: int, chunks: list[bytes]) -> bool:
 def _crash_outcome(request: Request, status: int) -> str:
     """The outcome of a child that died before it could report (recorded in the run folder)."""
     failure = crashed_failure(request.task, os.waitstatus_to_exitcode(status))
-    with contextlib.suppress(OSError):
-        failure.write(RunDir(request.task.path))
-    return outcome_to_json(RunOutcome(request.task, failure))
+    return outcome_to_json(failures.commit(failure, request.task))
 
 
 def supervise(request: Request, pid: int, reader: int, tag: str) -> int:

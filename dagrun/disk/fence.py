@@ -1,0 +1,208 @@
+"""Fenced commits: what a holder that lost its run writes late is refused.
+
+Every holder of a run (a worker, or the ``execute`` driver) writes through an *attempt
+folder* inside the run, ``RUN/.attempt-<token>-<holder>``, created by the holder when it
+claims the run, before anything of the run is read. A stage's output, its marker, a failure
+or timeout record are written to a temporary file *in that folder* and then renamed out of
+it onto their final name (``RUN/fit.pkl``, ``RUN/fit.done``, ...); a file is removed by
+renaming it into the folder. Nothing is ever written straight into the run folder.
+
+Whoever claims a run next (a claim, a takeover, or a driver that starts leasing) *fences*
+every other attempt folder of the run before it reads the run's state: it renames the folder
+to a private name (a fresh lookup of the old name fails at once), empties it and removes it.
+From then on the old holder's renames fail: by name (``ENOENT``: the folder is not there),
+or, through an NFS client that still caches the folder's handle, because the folder no
+longer exists on the server (``ESTALE``). A write the old holder made *before* the fence was
+made while it still held the run, and the new holder, which reads the run only after
+fencing, sees it (an output without its marker is recomputed; one with its marker resumes
+the run). So the window a holder can freeze in, between computing an output and committing
+it, is harmless: the commit is one rename, and it either happened before the fence or fails.
+
+Each holder's attempt folder carries the lease's *token*, which increases at every claim:
+the token of the attempt folder a run keeps after its last holder released it (emptied),
+of the lease taken over, plus one. Attempt folders of a driver that leased nothing (no
+worker shared OUT) carry token 0 and are removed when the run ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import time
+import uuid
+from typing import Any
+
+from dagrun.disk import atomic
+from dagrun.disk.layout import RunDir
+
+PREFIX = ".attempt-"
+_FENCED = ".fenced-"
+_EMPTY_TRIES = 50  # an old holder still writing into a fenced folder: empty it again
+_GONE = (errno.ENOENT, errno.ESTALE, errno.ENOTDIR)
+
+
+class Superseded(Exception):
+    """This holder's attempt folder is gone: another holder claimed the run (the lease was
+    taken over), so nothing this holder computed may be committed."""
+
+
+def folder_name(token: int, holder: str) -> str:
+    return f"{PREFIX}{token}-{holder}"
+
+
+def token_of(name: str) -> int:
+    """The token in an attempt folder's name (``-1`` when it is not one)."""
+    if not name.startswith(PREFIX):
+        return -1
+    head = name[len(PREFIX):].partition("-")[0]
+    return int(head) if head.isdigit() else -1
+
+
+def next_token(run: RunDir, taken: int = 0) -> int:
+    """One more than every token the run shows (its attempt folders, ``taken``: the token
+    of a lease being taken over)."""
+    try:
+        names = os.listdir(run.path)
+    except FileNotFoundError:
+        names = []
+    return max([taken, *(token_of(n) for n in names)]) + 1
+
+
+def create(run: RunDir, name: str) -> str:
+    """Create the attempt folder ``name`` of a holder that just claimed ``run``."""
+    path = f"{run.path}{os.sep}{name}"
+    os.mkdir(path, 0o755)
+    return path
+
+
+def fence_others(run: RunDir, keep: str | None) -> int:
+    """Fence every attempt folder of ``run`` but ``keep``; returns how many were. Called
+    by a new holder right after its claim, before it reads the run's state."""
+    try:
+        names = os.listdir(run.path)
+    except FileNotFoundError:
+        return 0
+    fenced = 0
+    for name in names:
+        if name == keep or not (name.startswith(PREFIX) or name.startswith(_FENCED)):
+            continue
+        path = f"{run.path}{os.sep}{name}"
+        if name.startswith(PREFIX):
+            aside = f"{run.path}{os.sep}{_FENCED}{uuid.uuid4().hex[:12]}"
+            try:
+                os.rename(path, aside)
+            except FileNotFoundError:
+                continue  # another claimer fenced it
+            path = aside
+            fenced += 1
+        destroy(path)
+    return fenced
+
+
+def destroy(path: str) -> bool:
+    """Empty and remove a folder that a late writer may still be writing into; returns
+    whether it is gone (it is tried again by the next claim otherwise)."""
+    for attempt in range(_EMPTY_TRIES):
+        try:
+            names = os.listdir(path)
+        except FileNotFoundError:
+            return True
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{path}{os.sep}{name}")
+        try:
+            os.rmdir(path)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EBUSY):
+                raise
+        time.sleep(0.001 * (attempt + 1))
+    return False
+
+
+def empty(path: str) -> None:
+    """Remove what a crashed stage process left in an attempt folder (temporary files);
+    the folder stays, as the record of the run's last token."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(path):
+            with contextlib.suppress(OSError):
+                os.unlink(f"{path}{os.sep}{name}")
+
+
+class Attempt:
+    """Writes of one holder's attempt at a run, each committed by a rename out of its
+    attempt folder (``folder`` ``None``: straight into the run, unfenced: for code that
+    holds no claim, such as ``clean`` and tests)."""
+
+    __slots__ = ("folder", "run")
+
+    def __init__(self, run: RunDir, name: str | None) -> None:
+        self.run = run
+        self.folder = None if name is None else f"{run.path}{os.sep}{name}"
+
+    def standing(self) -> bool:
+        """Whether this attempt may still commit (its folder was not fenced)."""
+        return self.folder is None or os.path.isdir(self.folder)
+
+    def check(self) -> None:
+        """``Superseded`` unless ``standing``: called before each stage."""
+        if not self.standing():
+            raise Superseded(f"{self.run.path} was claimed by another holder")
+
+    def _temp(self, path: str) -> str:
+        assert self.folder is not None
+        return f"{self.folder}{os.sep}{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp"
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write ``data`` to ``path`` (a file of this run): fenced and atomic."""
+        if self.folder is None:
+            atomic.write_bytes(path, data)
+            return
+        tmp = self._temp(path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            self._raise(exc)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            self._raise(exc, path)
+
+    def write_json(self, path: str, obj: Any, *, indent: int | None = 2) -> None:
+        text = json.dumps(obj) if indent is None else json.dumps(obj, indent=indent)
+        self.write_bytes(path, (text + "\n").encode("utf-8"))
+
+    def remove(self, path: str) -> bool:
+        """Remove ``path`` (fenced: renamed into the attempt folder, then unlinked);
+        returns whether it existed."""
+        if self.folder is None:
+            return atomic.remove(path)
+        aside = self._temp(path)
+        try:
+            os.rename(path, aside)
+        except OSError as exc:
+            if exc.errno in _GONE and self.standing():
+                return False  # the file was not there
+            self._raise(exc, path)
+        with contextlib.suppress(OSError):
+            os.unlink(aside)
+        return True
+
+    def _raise(self, exc: OSError, path: str | None = None) -> Any:
+        if exc.errno in _GONE and not self.standing():
+            raise Superseded(f"{self.run.path} was claimed by another holder") from exc
+        if exc.filename is None and path is not None:
+            raise OSError(exc.errno, exc.strerror, path) from exc
+        raise exc
