@@ -19,9 +19,10 @@ the run). So the window a holder can freeze in, between computing an output and 
 it, is harmless: the commit is one rename, and it either happened before the fence or fails.
 
 Each holder's attempt folder carries the lease's *token*, which increases at every claim:
-the token of the attempt folder a run keeps after its last holder released it (emptied),
-of the lease taken over, plus one. Attempt folders of a driver that leased nothing (no
-worker shared OUT) carry token 0 and are removed when the run ends.
+one more than the token of the lease taken over, of any attempt folder left in the run,
+and of every marker in it (a marker records the token it was committed under). A holder
+removes its attempt folder when it releases the run; a driver that leases nothing (no
+worker shares OUT) writes through an attempt folder of token 0.
 """
 
 from __future__ import annotations
@@ -61,13 +62,21 @@ def token_of(name: str) -> int:
 
 
 def next_token(run: RunDir, taken: int = 0) -> int:
-    """One more than every token the run shows (its attempt folders, ``taken``: the token
-    of a lease being taken over)."""
+    """One more than every token the run shows: its attempt folders, the markers its
+    holders committed (each says under which token), and ``taken``, the token of a lease
+    being taken over."""
     try:
         names = os.listdir(run.path)
     except FileNotFoundError:
         names = []
-    return max([taken, *(token_of(n) for n in names)]) + 1
+    tokens = [taken, *(token_of(n) for n in names)]
+    for name in names:
+        if name.endswith(".done"):
+            data = atomic.read_json_or_none(f"{run.path}{os.sep}{name}")
+            value = data.get("token") if isinstance(data, dict) else None
+            if type(value) is int:
+                tokens.append(value)
+    return max(tokens) + 1
 
 
 def create(run: RunDir, name: str) -> str:
@@ -124,15 +133,6 @@ def destroy(path: str) -> bool:
     return False
 
 
-def empty(path: str) -> None:
-    """Remove what a crashed stage process left in an attempt folder (temporary files);
-    the folder stays, as the record of the run's last token."""
-    with contextlib.suppress(OSError):
-        for name in os.listdir(path):
-            with contextlib.suppress(OSError):
-                os.unlink(f"{path}{os.sep}{name}")
-
-
 class Attempt:
     """Writes of one holder's attempt at a run, each committed by a rename out of its
     attempt folder (``folder`` ``None``: straight into the run, unfenced: for code that
@@ -143,6 +143,11 @@ class Attempt:
     def __init__(self, run: RunDir, name: str | None) -> None:
         self.run = run
         self.folder = None if name is None else f"{run.path}{os.sep}{name}"
+
+    @property
+    def token(self) -> int | None:
+        """The lease token this attempt writes under (``None``: unfenced)."""
+        return None if self.folder is None else token_of(os.path.basename(self.folder))
 
     def standing(self) -> bool:
         """Whether this attempt may still commit (its folder was not fenced)."""

@@ -141,12 +141,13 @@ class Lease:
             self.fd = -1
 
     def release(self) -> None:
-        """Remove the lease if it is still ours (its attempt folder emptied, and kept as
-        the record of the run's last token); close its descriptor. Idempotent."""
+        """Remove the lease if it is still ours, its attempt folder first; close its
+        descriptor. Idempotent."""
         if self.fd < 0:
             return
         if self.owned():
-            fence.empty(f"{self.run.path}{os.sep}{self.folder}")
+            with contextlib.suppress(OSError):
+                fence.destroy(f"{self.run.path}{os.sep}{self.folder}")
         with contextlib.suppress(OSError):
             _remove_if(self.run, self.inode)
         os.close(self.fd)

@@ -57,12 +57,13 @@ class Marker:
     attempt: int
     code: str | None = None
     config: str | None = None  # the content digest of the run's config
+    token: int | None = None  # the lease token it was committed under (dagrun.disk.fence)
 
     @classmethod
     def now(cls, stage: Stage, started: float, finished: float, attempt: int,
-            code: str | None, config: str | None = None) -> Marker:
+            code: str | None, config: str | None = None, token: int | None = None) -> Marker:
         return cls(stage.value, iso(started), iso(finished), stage_seconds(started, finished),
-                   hostname(), os.getpid(), attempt, code, config)
+                   hostname(), os.getpid(), attempt, code, config, token)
 
     def matches(self, config_digest: str) -> bool:
         """Whether this marker was written for a config of that digest (markers of older

@@ -473,5 +473,5 @@ class StageRunner:
         elif not _save_output(run, via, stage, value, warnings):
             return None
         Marker.now(stage, started, finished, task.attempt, self.fingerprints.get(stage.value),
-                   self.workflow.config_digest(task.exp_id)).write(run, via)
+                   self.workflow.config_digest(task.exp_id), via.token).write(run, via)
         return scores

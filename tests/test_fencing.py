@@ -1,0 +1,376 @@
+"""Fencing: a holder that lost its run (its lease was taken over) never changes what anyone
+reads, however long it was frozen and wherever it was when it froze.
+
+The fence itself (``dagrun.disk.fence``) is tested directly; then each way a cluster user
+freezes a holder: a worker's whole process tree stopped (``scontrol suspend``), the driver
+stopped past the lease timeout beside a worker, Ctrl-Z of ``execute`` while a worker
+starts, a stage holding the GIL in ``--backend single``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from dagrun.disk import fence, leases
+from dagrun.disk.fence import Attempt, Superseded
+from dagrun.disk.layout import RunDir, Stage
+from tests.helpers import (
+    child_env,
+    dagrun_command,
+    kill_tree,
+    read_jsonl,
+    run_dagrun,
+    start_dagrun,
+    wait_for,
+    write_workflow,
+)
+
+WAIT = 120.0
+
+# fit returns a random number (a rerun gives another one) that post reports: a run's files
+# are consistent when post.json's "r" is the value in fit.pkl. fit waits for a release file
+# when asked, and may hold the GIL for HOG seconds (no other thread of its process runs).
+RANDOM_WORKFLOW = '''
+import os
+import random
+import sys
+import time
+
+OUT = {out!r}
+COUNTS = {counts!r}
+RELEASE = {release!r}
+SLEEP = {sleep!r}
+HOG = {hog!r}
+
+
+def _count(stage, cfg):
+    os.makedirs(COUNTS, exist_ok=True)
+    with open(os.path.join(COUNTS, "%s-%d" % (stage, cfg["experiment_id"])), "a") as f:
+        f.write("%d\\n" % os.getpid())
+
+
+def pre(cfg):
+    _count("pre", cfg)
+    return cfg["x"]
+
+
+def fit(cfg, x):
+    _count("fit", cfg)
+    while RELEASE and not os.path.exists(RELEASE):
+        time.sleep(0.02)
+    if HOG:
+        sys.setswitchinterval(1000)  # no other thread of this process gets the GIL
+        end = time.perf_counter() + HOG
+        while time.perf_counter() < end:
+            pass
+        sys.setswitchinterval(0.005)
+    time.sleep(SLEEP)
+    return {{"x": x, "r": random.random()}}
+
+
+def post(cfg, model):
+    _count("post", cfg)
+    return {{"y": model["x"] * 2, "r": model["r"]}}
+
+
+basecfg = {{"out_path": OUT, "verbose": False, **{settings!r}}}
+cfgs = [{{"x": i}} for i in range({n})]
+'''
+
+
+class Random:
+    """A sweep of ``RANDOM_WORKFLOW`` in ``folder``."""
+
+    def __init__(self, folder: Path, n: int, *, release: bool = False, sleep: float = 0.0,
+                 hog: float = 0.0, **settings: object) -> None:
+        self.folder = folder
+        self.out = folder / "OUT"
+        self.counts = folder / "counts"
+        self.release = folder / "release" if release else None
+        self.n = n
+        self.workflow = write_workflow(folder, RANDOM_WORKFLOW.format(
+            out=str(self.out), counts=str(self.counts),
+            release=str(self.release) if self.release else "", sleep=sleep, hog=hog,
+            settings=settings, n=n))
+
+    def count(self, stage: str, exp_id: int) -> int:
+        path = self.counts / f"{stage}-{exp_id}"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
+    def let_go(self) -> None:
+        if self.release is not None:
+            self.release.touch()
+
+    def worker(self, *flags: str, log: str = "worker") -> subprocess.Popen[bytes]:
+        return start_dagrun("worker", self.out, *flags, cwd=self.folder,
+                            log=self.folder / f"{log}.log")
+
+    def driver(self, *flags: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(dagrun_command("execute", self.workflow, *flags),
+                                cwd=self.folder, env=child_env(), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+
+    def log(self, name: str = "worker") -> str:
+        return (self.folder / f"{name}.log").read_text(errors="replace")
+
+
+def consistent(out: Path, n: int) -> None:
+    """Every run is done, post reported the fit output on disk, nothing failed, no lease."""
+    for i in range(n):
+        run = out / str(i)
+        with open(run / "fit.pkl", "rb") as f:
+            model = pickle.load(f)
+        scores = json.loads((run / "post.json").read_text())
+        assert scores["r"] == model["r"], f"run {i}: post.json does not match fit.pkl"
+        assert (run / "fit.done").exists() and (run / "post.done").exists(), i
+    assert not list(out.rglob("*.error")), [str(p) for p in out.rglob("*.error")]
+    assert not [p for p in out.rglob("lease.json") if ".dagrun" not in p.parts]
+    lines = read_jsonl(out / "results.jsonl")
+    assert [line["experiment_id"] for line in lines] == list(range(n))
+    for line in lines:
+        run = out / str(line["experiment_id"])
+        r = line["scores"]["r"]  # a list once one repetition writes lists too
+        assert (r if isinstance(r, list) else [r]) == \
+            [json.loads((run / "post.json").read_text())["r"]]
+
+
+def freeze(proc: psutil.Process, tree: bool = True) -> list[psutil.Process]:
+    """SIGSTOP ``proc`` (and, with ``tree``, every process below it, as ``scontrol
+    suspend`` stops a whole job); returns what was stopped, for ``thaw``."""
+    stopped = [proc, *(proc.children(recursive=True) if tree else [])]
+    for p in stopped:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.send_signal(signal.SIGSTOP)
+    return stopped
+
+
+def thaw(stopped: list[psutil.Process]) -> None:
+    for p in stopped:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.send_signal(signal.SIGCONT)
+
+
+def _finish(proc: subprocess.Popen[bytes], timeout: float = WAIT) -> int:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc)
+        pytest.fail(f"pid {proc.pid} did not finish in {timeout} s")
+
+
+def _lease_holders(out: Path) -> dict[int, dict[str, object]]:
+    found = {}
+    for path in out.glob("*/lease.json"):
+        try:
+            found[int(path.parent.name)] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+# -- the fence itself -------------------------------------------------------------------
+
+
+def _claimed(tmp_path: Path) -> tuple[RunDir, leases.Lease]:
+    run = RunDir(str(tmp_path / "run"))
+    os.makedirs(run.path)
+    lease = leases.claim(run, leases.Holder.here(60))
+    assert lease is not None
+    return run, lease
+
+
+def test_a_commit_after_the_next_claim_is_refused(tmp_path: Path) -> None:
+    run, old = _claimed(tmp_path)
+    mine = Attempt(run, old.folder)
+    mine.write_bytes(run.artifact(Stage.PRE), b"early")  # while it holds the run: lands
+    seen = leases.Observer(0).look(run)
+    assert seen is not None
+    new = leases.take_over(run, seen, leases.Holder.here(60))
+    assert new is not None and new.token == old.token + 1
+    for late in (lambda: mine.write_bytes(run.artifact(Stage.FIT), b"late"),
+                 lambda: mine.write_json(run.marker(Stage.PRE), {}),
+                 lambda: mine.remove(run.artifact(Stage.PRE)),
+                 mine.check):
+        with pytest.raises(Superseded):
+            late()
+    assert Path(run.artifact(Stage.PRE)).read_bytes() == b"early"
+    assert not os.path.exists(run.artifact(Stage.FIT))
+    assert sorted(n for n in os.listdir(run.path) if n.startswith(".")) == [new.folder]
+    Attempt(run, new.folder).write_bytes(run.artifact(Stage.FIT), b"new")
+    assert Path(run.artifact(Stage.FIT)).read_bytes() == b"new"
+
+
+def test_a_temporary_file_written_before_the_fence_cannot_be_renamed_after(
+        tmp_path: Path) -> None:
+    """The window between "output computed" and "output committed": the temporary file is
+    complete in the old attempt folder, the fence comes, the rename fails."""
+    run, old = _claimed(tmp_path)
+    tmp = os.path.join(run.path, old.folder, "fit.pkl.x.tmp")
+    Path(tmp).write_bytes(b"computed")
+    seen = leases.Observer(0).look(run)
+    assert seen is not None and leases.take_over(run, seen, leases.Holder.here(60))
+    with pytest.raises(FileNotFoundError):
+        os.rename(tmp, run.artifact(Stage.FIT))
+    assert not os.path.exists(run.artifact(Stage.FIT))
+
+
+def test_tokens_increase_at_every_claim(tmp_path: Path) -> None:
+    run, first = _claimed(tmp_path)
+    Attempt(run, first.folder).write_json(run.marker(Stage.PRE), {"token": first.token})
+    first.release()
+    assert not [n for n in os.listdir(run.path) if n.startswith(".")]  # nothing left
+    second = leases.claim(run, leases.Holder.here(60))
+    assert second is not None and second.token == first.token + 1
+    info = json.loads(Path(run.lease).read_text())
+    assert info["token"] == second.token and info["format"] == leases.LEASE_FORMAT
+    seen = leases.Observer(0).look(run)
+    assert seen is not None
+    third = leases.take_over(run, seen, leases.Holder.here(60))
+    assert third is not None and third.token == second.token + 1
+    assert fence.next_token(run) == third.token + 1
+
+
+# -- frozen holders, end to end ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("timeout", [None, 2.0])
+def test_a_frozen_worker_writes_nothing_after_its_run_was_taken_over(
+        tmp_path: Path, timeout: float | None) -> None:
+    """Item 1 of the fencing issue: worker A's tree is stopped in fit past the lease
+    timeout (with a run timeout that expires during the freeze, too), B takes the run over
+    and finishes it, A resumes: A's late fit.pkl/fit.done/timeout record never land."""
+    settings = {"timeout": timeout} if timeout else {}
+    sweep = Random(tmp_path, 1, release=True, **settings)
+    assert run_dagrun("plan", sweep.workflow, cwd=tmp_path).rc == 0
+    a = sweep.worker("--lease-timeout", "1", log="a")
+    wait_for(lambda: sweep.count("fit", 0) == 1, WAIT, "A in fit")
+    stopped = freeze(psutil.Process(a.pid))
+    sweep.let_go()  # A's fit would finish at once if it ran
+    b = sweep.worker("--lease-timeout", "1", log="b")
+    assert _finish(b) == 0, sweep.log("b")
+    done = {p.name: p.read_bytes() for p in (tmp_path / "OUT" / "0").iterdir() if p.is_file()}
+    time.sleep(max(timeout or 0, 1.0) + 0.5)  # the run timeout expires while frozen
+    thaw(stopped)
+    assert _finish(a) == 0, sweep.log("a")  # every run it saw is done: nothing failed
+    after = {p.name: p.read_bytes() for p in (tmp_path / "OUT" / "0").iterdir()
+             if p.is_file()}
+    assert {k: after[k] for k in done if not k.endswith(".log")} == \
+        {k: v for k, v in done.items() if not k.endswith(".log")}
+    assert "fit.error" not in after
+    consistent(tmp_path / "OUT", 1)
+
+
+def test_a_driver_stopped_past_its_lease_waits_for_the_worker_that_took_its_run(
+        tmp_path: Path) -> None:
+    """Item 2: ``execute`` (leasing beside a worker) is stopped in fit past the lease
+    timeout; the worker takes the run over; after SIGCONT the driver commits nothing of
+    it, runs no stage of it again, waits for the worker and counts the run: exit 0."""
+    sweep = Random(tmp_path, 2, release=True, lease_timeout=1)
+    assert run_dagrun("plan", sweep.workflow, cwd=tmp_path).rc == 0
+    holder = sweep.worker("--lease-timeout", "1", "-j", "1", log="first")  # driver leases
+    wait_for(lambda: sweep.count("fit", 0) + sweep.count("fit", 1) == 1, WAIT, "a fit")
+    driver = sweep.driver("--backend", "multiprocessing", "-j", "1")
+    wait_for(lambda: sweep.count("fit", 0) + sweep.count("fit", 1) == 2, WAIT,
+             "the driver in the other fit")
+    driver_run = next(i for i, info in _lease_holders(tmp_path / "OUT").items()
+                      if info["pid"] == driver.pid)
+    stopped = freeze(psutil.Process(driver.pid), tree=False)  # the driver alone
+    sweep.let_go()
+    taker = sweep.worker("--lease-timeout", "1", log="taker")
+    wait_for(lambda: sweep.count("post", driver_run) == 1, WAIT, "the taker to finish it")
+    thaw(stopped)
+    _out, err = driver.communicate(timeout=WAIT)
+    assert driver.returncode == 0, err.decode()
+    assert "Traceback" not in err.decode()
+    assert _finish(holder) == 0 and _finish(taker) == 0
+    assert sweep.count("post", driver_run) == 1
+    consistent(tmp_path / "OUT", 2)
+
+
+@pytest.mark.parametrize("backend", ["single", "multiprocessing"])
+def test_ctrl_z_of_execute_while_a_worker_starts_gives_no_exit_3(
+        tmp_path: Path, backend: str) -> None:
+    """Item 3: the driver (alone, so leasing nothing) is stopped in a fit; a worker starts,
+    claims the driver's run (the driver cannot see it); on SIGCONT the driver's commit is
+    refused, it waits for the worker and counts the run; no traceback, exit 0."""
+    sweep = Random(tmp_path, 1, release=True, lease_timeout=60)
+    driver = sweep.driver("--backend", backend, "-j", "1")
+    wait_for(lambda: sweep.count("fit", 0) == 1, WAIT, "the driver in fit")
+    stopped = freeze(psutil.Process(driver.pid), tree=False)  # Ctrl-Z stops the driver
+    worker = sweep.worker(log="worker")
+    wait_for(lambda: sweep.count("fit", 0) == 2, WAIT, "the worker in fit")
+    sweep.let_go()
+    assert _finish(worker) == 0, sweep.log()
+    before = (tmp_path / "OUT" / "0" / "fit.pkl").read_bytes()
+    thaw(stopped)
+    _out, err = driver.communicate(timeout=WAIT)
+    assert driver.returncode == 0, err.decode()
+    assert "Traceback" not in err.decode() and "claimed by another holder" in err.decode()
+    assert (tmp_path / "OUT" / "0" / "fit.pkl").read_bytes() == before
+    assert sweep.count("post", 0) == 1
+    consistent(tmp_path / "OUT", 1)
+
+
+def test_a_stage_holding_the_gil_keeps_the_drivers_lease(tmp_path: Path) -> None:
+    """``--backend single`` runs stages in the driver's own process: a fit that holds the
+    GIL for 4 lease timeouts starves every thread of the driver, yet its lease stays live
+    (the keeper process renews it), so the worker beside it takes nothing over."""
+    sweep = Random(tmp_path, 1, hog=4.0, lease_timeout=1)
+    assert run_dagrun("plan", sweep.workflow, cwd=tmp_path).rc == 0
+    announced = leases.Presence.announce(leases.SweepDir.at(tmp_path / "OUT"),
+                                         leases.Holder.here())  # the driver leases
+    try:
+        driver = sweep.driver("--backend", "single")
+        wait_for(lambda: sweep.count("fit", 0) == 1, WAIT, "the driver in fit")
+        worker = sweep.worker("--lease-timeout", "1", log="worker")
+        _out, err = driver.communicate(timeout=WAIT)
+        assert driver.returncode == 0, err.decode()
+        assert _finish(worker) == 0, sweep.log()
+        assert "took over" not in sweep.log()
+        assert sweep.count("fit", 0) == 1
+        consistent(tmp_path / "OUT", 1)
+    finally:
+        announced.withdraw()
+
+
+def test_the_keeper_stops_renewing_while_its_holder_is_stopped(tmp_path: Path) -> None:
+    """A holder stopped by SIGSTOP must lose its lease like a dead one: its keeper sees the
+    stopped state and renews nothing until SIGCONT."""
+    script = tmp_path / "hold.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from dagrun.disk import leases\n"
+        "from dagrun.disk.layout import RunDir\n"
+        "run = RunDir(sys.argv[1]); os.makedirs(run.path)\n"
+        "hb = leases.Heartbeat(0.5); hb.start()\n"
+        "hb.add(leases.claim(run, leases.Holder.here(0.5)))\n"
+        "print('held', flush=True); time.sleep(60)\n")
+    run = RunDir(str(tmp_path / "run"))
+    proc = subprocess.Popen([sys.executable, str(script), run.path], env=child_env(),
+                            stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"held\n"
+        first = Path(run.lease).read_bytes()
+        wait_for(lambda: Path(run.lease).read_bytes() != first, WAIT, "a renewal")
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(0.5)
+        frozen = Path(run.lease).read_bytes()
+        time.sleep(1.5)  # 15 heartbeat intervals
+        assert Path(run.lease).read_bytes() == frozen
+        proc.send_signal(signal.SIGCONT)
+        wait_for(lambda: Path(run.lease).read_bytes() != frozen, WAIT, "renewals again")
+    finally:
+        proc.kill()
+        proc.wait()
