@@ -152,7 +152,9 @@ def _worker_parsers(sub: Any) -> None:
                    help="seconds without a heartbeat before a run's lease is stale (60)")
     p.add_argument("--idle-exit", type=_non_negative(float), metavar="S",
                    help="leave after S seconds with nothing to claim while other workers "
-                        "still hold runs, exit code 1 (default: wait for them)")
+                        "still hold runs, unless this is the last live worker (it stays to "
+                        "take over leases that go stale); exit 0 only when every run is "
+                        "done, else 1 (default: wait for them)")
 
 
 def _positive_number(text: str) -> float:

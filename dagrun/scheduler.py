@@ -257,6 +257,28 @@ def _planned_code(experiments: list[Experiment], fingerprints: Mapping[str, str]
     return {"fingerprints": dict(fingerprints), "plan": plan_digest(experiments)}
 
 
+def _holders_of(plan: Plan) -> list[str]:
+    """Holders of live leases on runs of the plan not done (found from the leases, also
+    when announcements were deleted). A lease whose heartbeat is older than twice its
+    holder's timeout (by its mtime: a holder dead, or frozen) is fenced instead: taken over
+    and released, so that its holder, should it wake, commits nothing under the old plan."""
+    found = []
+    holder = leases.Holder.here(0.0)
+    for planned in plan.todo():
+        run = planned.status.run
+        seen = leases.Observer(0.0).look(run)
+        if seen is None:
+            continue
+        age = leases.heartbeat_age(run)
+        if age is not None and age < 2 * max(seen.timeout, 1.0):
+            found.append(f"{seen.describe()} ({leases.heartbeat_text(age)}, run {run.path})")
+            continue
+        lease = leases.take_over(run, seen, holder)
+        if lease is not None:
+            lease.release()
+    return found
+
+
 def _refuse_replan_beside_workers(plan: Plan, fingerprints: Mapping[str, str]) -> None:
     """``UsageError`` when this execution changes the plan or the stage code while
     ``dagrun worker``s are attached to the sweep: they run the workflow they loaded, so their
@@ -265,7 +287,7 @@ def _refuse_replan_beside_workers(plan: Plan, fingerprints: Mapping[str, str]) -
     previous = atomic.read_json_or_none(plan.sweep.planned_code)
     if previous is None or previous == _planned_code(plan.experiments, fingerprints):
         return
-    workers = leases.announced_workers(plan.sweep)
+    workers = leases.announced_workers(plan.sweep) + _holders_of(plan)
     if workers:
         more = f" and {len(workers) - 3} more" if len(workers) > 3 else ""
         raise UsageError(

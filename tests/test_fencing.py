@@ -16,6 +16,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -374,3 +375,97 @@ def test_the_keeper_stops_renewing_while_its_holder_is_stopped(tmp_path: Path) -
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_replanning_finds_live_holders_from_their_leases(tmp_path: Path) -> None:
+    """Item 4/6: announcements deleted, a live lease still holds a run: re-planning with
+    edited code is refused naming the holder; a lease whose heartbeat is long past its
+    timeout is fenced instead (its holder, should it wake, commits nothing)."""
+    sweep = Random(tmp_path, 2)
+    assert run_dagrun("plan", sweep.workflow, cwd=tmp_path).rc == 0
+    live_run, stale_run = (RunDir(str(tmp_path / "OUT" / str(i))) for i in (0, 1))
+    for run in (live_run, stale_run):
+        os.makedirs(run.path, exist_ok=True)
+    live = leases.claim(live_run, leases.Holder.here(60))
+    stale = leases.claim(stale_run, leases.Holder.here(1))
+    assert live is not None and stale is not None
+    os.utime(stale_run.lease, (time.time() - 600, time.time() - 600))
+    sweep.workflow.write_text(sweep.workflow.read_text().replace('"y": model["x"] * 2',
+                                                                 '"y": model["x"] * 3'))
+    refused = run_dagrun("plan", sweep.workflow, cwd=tmp_path)
+    assert refused.rc == 2 and len(refused.error_lines) == 1, refused.stderr
+    assert f"pid {os.getpid()}" in refused.stderr and live_run.path in refused.stderr
+    assert stale_run.path not in refused.stderr
+    assert not os.path.exists(stale_run.lease)
+    with pytest.raises(Superseded):  # the stale holder was fenced
+        Attempt(stale_run, stale.folder).check()
+    assert Attempt(live_run, live.folder).standing()
+    live.release()
+    assert run_dagrun("plan", sweep.workflow, cwd=tmp_path).rc == 0
+
+
+def test_a_worker_frozen_across_a_replan_computes_nothing_with_the_old_code(
+        tmp_path: Path) -> None:
+    """Item 4: worker W (old code) is stopped in fit; the announcements are deleted (as
+    the docs allow after a kill -9) and the sweep is planned again with edited post: the
+    plan fences W's stale lease. When W wakes, its fit commits nothing and it claims no more
+    (the plan changed), exit 1; a new worker computes every run with the new code."""
+    sweep = Random(tmp_path, 3, release=True)
+    assert run_dagrun("plan", sweep.workflow, cwd=tmp_path).rc == 0
+    w = sweep.worker("--lease-timeout", "1", "-j", "1", log="old")
+    wait_for(lambda: sweep.count("fit", 0) == 1, WAIT, "W in run 0's fit")
+    stopped = freeze(psutil.Process(w.pid))
+    time.sleep(2.5)
+    for path in (tmp_path / "OUT" / ".dagrun" / "workers").iterdir():
+        path.unlink()
+    sweep.workflow.write_text(sweep.workflow.read_text().replace('"y": model["x"] * 2',
+                                                                 '"y": model["x"] * 3'))
+    replanned = run_dagrun("plan", sweep.workflow, cwd=tmp_path)
+    assert replanned.rc == 0, replanned.stderr
+    sweep.let_go()
+    thaw(stopped)
+    assert _finish(w) == 1, sweep.log("old")
+    assert "planned again" in sweep.log("old")
+    new = sweep.worker(log="new")
+    assert _finish(new) == 0, sweep.log("new")
+    ys = [json.loads((tmp_path / "OUT" / str(i) / "post.json").read_text())["y"]
+          for i in range(3)]
+    assert ys == [0, 3, 6]
+    consistent(tmp_path / "OUT", 3)
+    dry = run_dagrun("execute", sweep.workflow, "--dry-run", cwd=tmp_path)
+    assert dry.rc == 0 and "changed" not in dry.stdout, dry.stdout
+
+
+def test_idle_exit_leaves_only_while_a_live_worker_stays(tmp_path: Path) -> None:
+    """``--idle-exit 0``: a worker with nothing to claim leaves (exit 1: runs are not all
+    done) when a live worker stays; the last live worker stays and takes over the lease of
+    a dead holder (nothing stranded), exit 0."""
+    sweep = Random(tmp_path, 1)
+    assert run_dagrun("plan", sweep.workflow, cwd=tmp_path).rc == 0
+    run = RunDir(str(tmp_path / "OUT" / "0"))
+    os.makedirs(run.path)
+    dead = leases.claim(run, leases.Holder.here(2))  # a holder that never renews
+    assert dead is not None
+    # a live worker with the least id (its announcement renewed): the one that stays
+    other = leases.Holder("elsewhere", 1, "000000000000", None, 60.0)
+    presence = leases.Presence.announce(leases.SweepDir.at(tmp_path / "OUT"), other)
+    renewing = threading.Event()
+
+    def renew() -> None:
+        while not renewing.wait(0.2):
+            presence.renew()
+
+    thread = threading.Thread(target=renew, daemon=True)
+    thread.start()
+    try:
+        leaving = sweep.worker("--idle-exit", "0", "--lease-timeout", "60", log="leaving")
+        assert _finish(leaving) == 1, sweep.log("leaving")
+    finally:
+        renewing.set()
+        thread.join()
+        presence.withdraw()
+    assert "leaving: 1 run(s) still held" in sweep.log("leaving")
+    last = sweep.worker("--idle-exit", "0", "--lease-timeout", "2", log="last")
+    assert _finish(last) == 0, sweep.log("last")
+    assert "took over run 0/0" in sweep.log("last")
+    consistent(tmp_path / "OUT", 1)

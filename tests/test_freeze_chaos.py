@@ -79,6 +79,7 @@ def fit(cfg, data):
 
 
 def post(cfg, model):
+    _sleep(cfg)
     if KIND == "random":
         return {{"r": model["r"]}}
     return {{"value": model["v"], "parity": model["v"] % 2}}
@@ -95,7 +96,7 @@ def _env(seconds: float) -> dict[str, str]:
 
 def _start(*args: str | os.PathLike[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as f:
-        return subprocess.Popen(dagrun_command(*args), cwd=cwd, env=_env(2.0),
+        return subprocess.Popen(dagrun_command(*args), cwd=cwd, env=_env(3.0),
                                 stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
@@ -170,7 +171,7 @@ def _chaos(folder: Path, workflow: Path, out: Path) -> list[str]:
             time.sleep(FREEZE)
             _signal(frozen, signal.SIGCONT)
             frozen = []
-            did.append(f"stop {name}")
+            did.append(f"stop {name} at {_done(out)} done")
         assert driver.wait(timeout=240) == 0, (folder / "driver.log").read_text()
         for w in workers:
             code = w.wait(timeout=120)
@@ -186,8 +187,20 @@ def _chaos(folder: Path, workflow: Path, out: Path) -> list[str]:
 
 
 def _scores(out: Path) -> list[dict[str, Any]]:
-    return [{"id": r["experiment_id"], "scores": r["scores"]}
+    return [{"id": r["experiment_id"],
+             "scores": {k: v for k, v in r["scores"].items() if "fit_time" not in k}}
             for r in read_jsonl(out / "results.jsonl")]
+
+
+def _tokens_in_stage_order(out: Path) -> None:
+    """Each marker records the lease token it was committed under; a later stage is never
+    committed under an older token than an earlier one (a superseded holder's late commit
+    would be)."""
+    for i in range(RUNS):
+        tokens = [json.loads((out / str(i) / f"{s}.done").read_text()).get("token")
+                  for s in ("pre", "fit", "post")]
+        assert all(isinstance(t, int) for t in tokens), (i, tokens)
+        assert tokens == sorted(tokens), (i, tokens)
 
 
 def _consistent(out: Path) -> None:
@@ -206,9 +219,12 @@ def test_freeze_and_kill_rounds_keep_every_run_consistent(tmp_path: Path, kind: 
     workflow = write_workflow(tmp_path, WORKFLOW.format(out=str(out), kind=kind, lease=LEASE,
                                                         runs=RUNS))
     did = _chaos(tmp_path, workflow, out)
-    assert sum(d.startswith("stop") for d in did) >= 5, did
+    stops = [d for d in did if d.startswith("stop")]
+    assert len(stops) >= 5, did
+    assert sum(not d.endswith(f" {RUNS} done") for d in stops) >= 5, did  # mid-sweep
     assert not list(out.rglob("*.error")), did
     assert len(read_jsonl(out / "results.jsonl")) == RUNS
+    _tokens_in_stage_order(out)
     if kind == "deterministic":
         reference = tmp_path / "single"
         reference.mkdir()

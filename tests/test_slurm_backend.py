@@ -8,6 +8,7 @@ where Slurm cannot start the tests skip, or fail under DAGRUN_REQUIRE_SERVICES=1
 from __future__ import annotations
 
 import json
+import pickle
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from tests.helpers import (
     dagrun_command,
     make_sweep,
     markers,
+    read_jsonl,
     run_dagrun,
     wait_for,
     write_workflow,
@@ -355,3 +357,71 @@ def test_a_failing_setup_line_is_one_clear_line(sweep: Sweep, cluster: SlurmClus
     assert f"slurm setup line 2 ({setup[1]!r}) failed on the node (exit 3): no such module: " \
            "cuda/99; fix basecfg['slurm']['setup']" in line, line
     assert not markers(sweep.out)
+
+
+SUSPENDED_WORKFLOW = '''
+import os
+import random
+import time
+
+OUT = {out!r}
+RELEASE = {release!r}
+
+
+def pre(cfg):
+    return cfg["x"]
+
+
+def fit(cfg, x):  # waits for RELEASE, or RELEASE-<x> for this run alone
+    while not (os.path.exists(RELEASE) or os.path.exists("%s-%d" % (RELEASE, x))):
+        time.sleep(0.05)
+    return {{"x": x, "r": random.random()}}
+
+
+def post(cfg, model):
+    return {{"r": model["r"]}}
+
+
+basecfg = {{"out_path": OUT, "verbose": False, "lease_timeout": 2}}
+cfgs = [{{"x": i}} for i in range(3)]
+'''
+
+
+def test_a_suspended_array_task_loses_its_run_and_commits_nothing(
+        tmp_path: Path, cluster: SlurmCluster) -> None:
+    """``scontrol suspend`` of the array task holding a run, past the lease timeout: the
+    other task (the last live worker, so it stays) takes the run over and finishes the
+    sweep; ``scontrol resume``: the suspended worker's fit commits nothing (fenced)."""
+    out, release = tmp_path / "OUT", tmp_path / "release"
+    workflow = write_workflow(tmp_path, SUSPENDED_WORKFLOW.format(out=str(out),
+                                                                  release=str(release)))
+    env = child_env(_env(cluster))
+    submitted = run_dagrun("execute", workflow, "--backend", "slurm", "-j", "2", "--detach",
+                           cwd=tmp_path, env=_env(cluster), timeout=60)
+    assert submitted.rc == 0, submitted.stderr
+    wait_for(lambda: len(_leases(out)) == 2, 90, "both array tasks holding a run")
+    victim_run, lease = sorted(_leases(out).items())[0]
+    subprocess.run(["scontrol", "suspend", lease["slurm"]], env=env, check=True, timeout=30)
+    try:
+        for other in {"0", "1", "2"} - {victim_run}:  # the other task finishes the others
+            Path(f"{release}-{other}").touch()
+        wait_for(lambda: _leases(out).get(victim_run, lease)["slurm"] != lease["slurm"], 90,
+                 "the other task taking the run over")
+        release.touch()  # the suspended worker's fit would commit now, if it ran
+        wait_for(lambda: (out / "results.jsonl").exists() and len(read_jsonl(
+            out / "results.jsonl")) == 3, 120, "the other task finishing the sweep")
+        finished = {p.name: p.read_bytes() for p in (out / victim_run).iterdir()
+                    if p.is_file() and not p.name.endswith(".log")}
+    finally:
+        subprocess.run(["scontrol", "resume", lease["slurm"]], env=env, check=True,
+                       timeout=30)
+    wait_for(lambda: cluster.jobs() == [], 90, "the array ending")
+    after = {p.name: p.read_bytes() for p in (out / victim_run).iterdir()
+             if p.is_file() and not p.name.endswith(".log")}
+    assert after == finished
+    for i in range(3):
+        with open(out / str(i) / "fit.pkl", "rb") as f:
+            model = pickle.load(f)
+        assert json.loads((out / str(i) / "post.json").read_text())["r"] == model["r"]
+    assert not list(out.rglob("*.error"))
+    assert not [p for p in out.rglob("lease.json") if ".dagrun" not in p.parts]

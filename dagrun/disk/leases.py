@@ -411,6 +411,51 @@ def announced_workers(sweep: SweepDir) -> list[str]:
     return found
 
 
+class WorkerWatch:
+    """Which announced workers are alive, judged like leases: an announcement this watch
+    saw renewed (changed since it first looked), and not unchanged since for its worker's
+    timeout (and this observer's) by this process's clock. One not seen renewed yet does
+    not count: a dead or frozen worker must never be taken for a live one. Used by
+    ``--idle-exit``: a worker leaves only when a live worker stays behind to take over
+    leases that may still go stale."""
+
+    def __init__(self, sweep: SweepDir, lease_timeout: float) -> None:
+        self.sweep = sweep
+        self.lease_timeout = lease_timeout
+        self._seen: dict[str, Seen] = {}
+        self._renewed: set[str] = set()  # announcements seen to change
+
+    def live(self) -> list[str]:
+        """Worker ids of the announcements seen alive (renewed, and recently)."""
+        try:
+            names = sorted(e.name for e in os.scandir(self.sweep.workers))
+        except (FileNotFoundError, NotADirectoryError):
+            names = []
+        found, now = [], time.monotonic()
+        for name in names:
+            path = os.path.join(self.sweep.workers, name)
+            try:
+                with open(path, "rb") as f:
+                    st, data = os.fstat(f.fileno()), f.read(4096)
+            except OSError:
+                continue
+            signature = (st.st_ino, st.st_size, st.st_mtime_ns, data)
+            old = self._seen.get(path)
+            if old is None or old.signature != signature:
+                if old is not None:
+                    self._renewed.add(path)
+                try:
+                    info = json.loads(data)
+                except ValueError:
+                    info = {}
+                old = Seen(signature, now, info if isinstance(info, dict) else {})
+                self._seen[path] = old
+            if path in self._renewed and now - old.since < max(self.lease_timeout,
+                                                                old.timeout):
+                found.append(name.removesuffix(".json"))
+        return found
+
+
 def workers_present(sweep: SweepDir) -> bool:
     """Whether a worker has announced itself in ``sweep`` (opening the folder to list it
     makes an NFS client revalidate it)."""

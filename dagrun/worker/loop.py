@@ -38,6 +38,7 @@ from dagrun.disk.leases import (
     Holder,
     Lease,
     Observer,
+    WorkerWatch,
     claim,
     take_over,
 )
@@ -89,9 +90,11 @@ def run_worker(out: str, options: WorkerOptions) -> int:
     if not os.path.isfile(sweep.workflow):
         raise UsageError(f"{sweep.path} keeps no pickled workflow: plan it with "
                          "`dagrun plan WORKFLOW.py` first")
+    plan = PlanWatch(sweep)  # before loading: a plan written meanwhile is seen as new
     workflow = Workflow.load(sweep.workflow)
     settings = worker_settings(workflow, sweep, options)
-    loop = WorkerLoop(sweep, settings, slots(settings, settings.num_cpus), options.idle_exit)
+    loop = WorkerLoop(sweep, settings, slots(settings, settings.num_cpus), options.idle_exit,
+                      plan)
     with stop_signals_interrupt():
         loop.run()
     reduce_results(sweep)
@@ -118,6 +121,42 @@ def reduce_results(sweep: SweepDir) -> None:
     say(f"{sweep.results}: {lines} experiments")
 
 
+class PlanWatch:
+    """Tells when the sweep is planned again: ``planned-code.json`` (what the sweep was
+    planned with) differs from what it held when this worker started. Its ``stat`` is
+    compared on every look, its content only when that changed (an ``execute`` of the same
+    plan writes it again, equal)."""
+
+    def __init__(self, sweep: SweepDir) -> None:
+        self.path = sweep.planned_code
+        self.signature = self._signature()
+        self.content = self._content()
+
+    def _signature(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _content(self) -> bytes | None:
+        try:
+            with open(self.path, "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def changed(self) -> bool:
+        signature = self._signature()
+        if signature == self.signature or signature is None:
+            return False  # unchanged, or OUT/.dagrun deleted (it is written again the same)
+        content = self._content()
+        if content == self.content:
+            self.signature = signature
+            return False
+        return True
+
+
 @dataclass
 class _Run:
     """A run this worker may still have to execute."""
@@ -130,7 +169,7 @@ class WorkerLoop:
     """Claims, executes and releases runs until none is left for this worker."""
 
     def __init__(self, sweep: SweepDir, settings: Settings, cudas: list[str | None],
-                 idle_exit: float | None) -> None:
+                 idle_exit: float | None, plan: PlanWatch | None = None) -> None:
         self.sweep = sweep
         self.settings = settings
         self.idle_exit = idle_exit
@@ -148,6 +187,9 @@ class WorkerLoop:
         self.left_undone = 0  # runs still held by others when --idle-exit made it leave
         self._idle_since: float | None = None
         self.planned_ns = atomic.mtime_ns(sweep.workflow, 0)  # when the sweep was last planned
+        self.watch = WorkerWatch(sweep, settings.lease_timeout)
+        self.plan = plan or PlanWatch(sweep)
+        self.replanned = False  # the sweep was planned again: this worker stopped claiming
 
     def run(self) -> None:
         """The loop; on Ctrl-C/SIGTERM its runs are killed and its leases released."""
@@ -189,10 +231,21 @@ class WorkerLoop:
                 continue
             if not self.pending:
                 return
-            if self._idle_too_long():
+            if self.replanned:
+                self.left_undone = len(self.pending)
+                return
+            if self._idle_too_long() and self._others_stay():
                 self.left_undone = len(self.pending)
                 say(f"leaving: {len(self.pending)} run(s) still held by other workers")
                 return
+
+    def _others_stay(self) -> bool:
+        """Whether this worker may leave runs held by others: a live worker stays behind
+        to take over any lease that still goes stale. Of the live workers, the one with the
+        least id stays (every idle worker computes the same one), so at least one is left
+        and a run held by a dead or frozen holder is never stranded."""
+        others = [w for w in self.watch.live() if w != self.holder.worker]
+        return bool(others) and min(others) < self.holder.worker
 
     def _idle_too_long(self) -> bool:
         if self.idle_exit is None or time.monotonic() < self._grace_end:
@@ -211,6 +264,9 @@ class WorkerLoop:
             self._next_fill = self._grace_end = self.heartbeat.announced_at + WORKER_GRACE
             return
         self._next_fill = now + RESCAN
+        if self.plan.changed():
+            self._replanned()
+            return
         for path, item in list(self.pending.items()):
             if not self.executor.free():
                 return
@@ -225,10 +281,23 @@ class WorkerLoop:
                 self._give_up(path)
                 continue
             lease = self._lease(task)
+            if lease is not None and self.plan.changed():  # planned again before our claim
+                lease.release()
+                self._replanned()
+                return
             if lease is not None:
                 self.mine[path] = lease
                 self.heartbeat.add(lease)
                 self.executor.submit(dataclasses.replace(task, folder=lease.folder))
+
+    def _replanned(self) -> None:
+        """The sweep was planned again (other configs or code): this worker runs the old
+        plan, so it claims nothing more (runs it holds finish: a re-plan is refused while
+        they live)."""
+        if not self.replanned:
+            self.replanned = True
+            say("the sweep was planned again since this worker started: it claims nothing "
+                "more; start a new dagrun worker to run the new plan")
 
     def _attempt(self, item: _Run, run: RunDir, failed: bool) -> RunTask | None:
         """The task to execute next for ``run``; ``None`` when its attempts are spent."""

@@ -140,7 +140,10 @@ def batch_script(sweep: SweepDir, settings: Settings, options: SlurmOptions) -> 
         for number, line in enumerate(options.setup, 1):
             lines += [f"DAGRUN_SETUP_LINE={number}", line]
         lines.append("trap - ERR")
-    worker = [python_of(settings), "-m", "dagrun", "worker", sweep.path, "-j", "1"]
+    # a task leaves as soon as nothing is left for it to claim (its allocation is freed);
+    # the last live worker stays while runs are held, to take over leases that go stale
+    worker = [python_of(settings), "-m", "dagrun", "worker", sweep.path, "-j", "1",
+              "--idle-exit", "0"]
     lines.append("exec " + " ".join(q(a) for a in worker))
     return "\n".join(lines) + "\n"
 
