@@ -258,17 +258,13 @@ def _planned_code(experiments: list[Experiment], fingerprints: Mapping[str, str]
 
 
 def _holders_of(plan: Plan) -> list[str]:
-    """Holders of live leases on runs of the plan not done (found from the leases, also
-    when announcements were deleted). A lease whose heartbeat is older than twice its
+    """Holders of live leases in the sweep (found from its lease index, also when the
+    announcements were deleted). A lease whose heartbeat is older than twice its
     holder's timeout (by its mtime: a holder dead, or frozen) is fenced instead: taken over
     and released, so that its holder, should it wake, commits nothing under the old plan."""
     found = []
     holder = leases.Holder.here(0.0)
-    for planned in plan.todo():
-        run = planned.status.run
-        seen = leases.Observer(0.0).look(run)
-        if seen is None:
-            continue
+    for run, seen in leases.LeaseIndex(plan.sweep).held():
         age = leases.heartbeat_age(run)
         if age is not None and age < 2 * max(seen.timeout, 1.0):
             found.append(f"{seen.describe()} ({leases.heartbeat_text(age)}, run {run.path})")

@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 
-from dagrun.disk import atomic, leases, provenance, unrecorded
+from dagrun.disk import atomic, formatversion, leases, provenance, unrecorded
 from dagrun.disk.layout import STAGES, RunDir, Stage, SweepDir
 from dagrun.disk.lock import running_driver
 from dagrun.disk.plan import Plan, PlannedRun, Reason, RunState, RunStatus, make_plan, run_dirs
@@ -53,7 +53,11 @@ def status_lines(out_path: str, listing: int = 50) -> Iterator[str]:
         states[_state(r)] += n
     yield "runs: " + ", ".join(f"{states.get(st, 0)} {st.value}" for st in RunState)
     yield from _not_done_lines(plan, listing)
-    yield from running_lines([(r.status.label, r.status.run) for r in plan.todo()], listing)
+    todo = [(r.status.label, r.status.run) for r in plan.todo()]
+    if formatversion.read(plan.sweep) >= 3:  # the lease index lists the held runs
+        held = {run.path for run, _seen in leases.LeaseIndex(plan.sweep).held()}
+        todo = [(label, run) for label, run in todo if run.path in held]
+    yield from running_lines(todo, listing)
     failed_runs = [r.status for r in runs if r.reason is Reason.FAILED]
     if failed_runs:
         yield "failed runs:"

@@ -386,8 +386,9 @@ def test_replanning_finds_live_holders_from_their_leases(tmp_path: Path) -> None
     live_run, stale_run = (RunDir(str(tmp_path / "OUT" / str(i))) for i in (0, 1))
     for run in (live_run, stale_run):
         os.makedirs(run.path, exist_ok=True)
-    live = leases.claim(live_run, leases.Holder.here(60))
-    stale = leases.claim(stale_run, leases.Holder.here(1))
+    index = leases.LeaseIndex(leases.SweepDir.at(tmp_path / "OUT"))  # as workers claim
+    live = leases.claim(live_run, leases.Holder.here(60), index=index)
+    stale = leases.claim(stale_run, leases.Holder.here(1), index=index)
     assert live is not None and stale is not None
     os.utime(stale_run.lease, (time.time() - 600, time.time() - 600))
     sweep.workflow.write_text(sweep.workflow.read_text().replace('"y": model["x"] * 2',
@@ -469,3 +470,25 @@ def test_idle_exit_leaves_only_while_a_live_worker_stays(tmp_path: Path) -> None
     assert _finish(last) == 0, sweep.log("last")
     assert "took over run 0/0" in sweep.log("last")
     consistent(tmp_path / "OUT", 1)
+
+
+def test_the_lease_index_lists_the_held_runs_and_forgets_ended_claims(tmp_path: Path) -> None:
+    sweep = leases.SweepDir.at(tmp_path / "OUT")
+    index = leases.LeaseIndex(sweep)
+    runs = [RunDir(str(tmp_path / "OUT" / "3" / str(r))) for r in range(3)]
+    for run in runs:
+        os.makedirs(run.path)
+    held = [leases.claim(run, leases.Holder.here(60), index=index) for run in runs]
+    assert all(held)
+    assert sorted(r.path for r, _ in index.held()) == sorted(r.path for r in runs)
+    held[0].release()  # type: ignore[union-attr]
+    os.unlink(runs[1].lease)  # a holder killed with -9, its lease removed by hand
+    assert [r.path for r, seen in index.held()] == [runs[2].path]
+    assert len(os.listdir(sweep.lease_index)) == 1  # the ended claims' entries are gone
+    seen = leases.Observer(0).look(runs[2])
+    assert seen is not None
+    taken = leases.take_over(runs[2], seen, leases.Holder.here(60), index)
+    assert taken is not None
+    (found,) = index.held()
+    assert found[1].info["worker"] == taken.holder.worker
+    assert len(os.listdir(sweep.lease_index)) == 1

@@ -185,6 +185,12 @@ class SweepDir:
         (``dagrun.disk.leases.Presence``): a driver that sees one leases its runs."""
         return os.path.join(self.state, "workers")
 
+    @property
+    def lease_index(self) -> str:
+        """Folder with one empty file per lease held in the sweep (``dagrun.disk.leases.
+        LeaseIndex``): live holders are found without reading every run."""
+        return os.path.join(self.state, "leases")
+
     def worker_file(self, worker: str) -> str:
         """The announcement of worker ``worker`` (its ``Holder.worker`` id)."""
         return os.path.join(self.workers, f"{worker}.json")

@@ -37,6 +37,7 @@ from dagrun.disk.leases import (
     Heartbeat,
     Holder,
     Lease,
+    LeaseIndex,
     Observer,
     WorkerWatch,
     claim,
@@ -188,6 +189,7 @@ class WorkerLoop:
         self._idle_since: float | None = None
         self.planned_ns = atomic.mtime_ns(sweep.workflow, 0)  # when the sweep was last planned
         self.watch = WorkerWatch(sweep, settings.lease_timeout)
+        self.index = LeaseIndex(sweep)
         self.plan = plan or PlanWatch(sweep)
         self.replanned = False  # the sweep was planned again: this worker stopped claiming
 
@@ -240,12 +242,15 @@ class WorkerLoop:
                 return
 
     def _others_stay(self) -> bool:
-        """Whether this worker may leave runs held by others: a live worker stays behind
-        to take over any lease that still goes stale. Of the live workers, the one with the
-        least id stays (every idle worker computes the same one), so at least one is left
-        and a run held by a dead or frozen holder is never stranded."""
-        others = [w for w in self.watch.live() if w != self.holder.worker]
-        return bool(others) and min(others) < self.holder.worker
+        """Whether this worker may leave runs held by others: a live holder stays behind
+        to take over any lease that still goes stale. An ``execute`` that leases stays
+        until its runs are done; of the live workers, the one with the least id stays
+        (every idle worker computes the same one), so at least one is left and a run held
+        by a dead or frozen holder is never stranded."""
+        live = [(w, role) for w, role in self.watch.live() if w != self.holder.worker]
+        if any(role == "driver" for _w, role in live):
+            return True
+        return any(w < self.holder.worker for w, _role in live)
 
     def _idle_too_long(self) -> bool:
         if self.idle_exit is None or time.monotonic() < self._grace_end:
@@ -323,16 +328,16 @@ class WorkerLoop:
         worker holds it (or it was taken over too often and is now recorded as crashed)."""
         run = RunDir(task.path)
         os.makedirs(run.path, mode=0o755, exist_ok=True)
-        lease = claim(run, self.holder)
+        lease = claim(run, self.holder, index=self.index)
         if lease is not None:
             self.observer.forget(run)
             return lease
         seen = self.observer.look(run)
         if seen is None:
-            return claim(run, self.holder)
+            return claim(run, self.holder, index=self.index)
         if not self.observer.stale(seen):
             return None
-        lease = take_over(run, seen, self.holder)
+        lease = take_over(run, seen, self.holder, self.index)
         if lease is None:
             return None
         if lease.takeovers >= MAX_TAKEOVERS:
