@@ -265,6 +265,8 @@ def test_a_frozen_worker_writes_nothing_after_its_run_was_taken_over(
     time.sleep(max(timeout or 0, 1.0) + 0.5)  # the run timeout expires while frozen
     thaw(stopped)
     assert _finish(a) == 0, sweep.log("a")  # every run it saw is done: nothing failed
+    # item 9: the runs the workers say they ran add up to the runs (A's was B's in the end)
+    assert "ran 0 run(s)" in sweep.log("a") and "ran 1 run(s)" in sweep.log("b")
     after = {p.name: p.read_bytes() for p in (tmp_path / "OUT" / "0").iterdir()
              if p.is_file()}
     assert {k: after[k] for k in done if not k.endswith(".log")} == \

@@ -7,13 +7,14 @@ whole life, also the process that replaces one killed by a timeout.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 
-from tests.helpers import Result, run_dagrun, write_workflow
+from tests.helpers import Result, child_env, dagrun_command, run_dagrun, write_workflow
 
 GPU_WORKFLOW = '''
 import os
@@ -161,3 +162,24 @@ def test_the_gpus_slurm_gave_a_job_win_over_basecfg(monkeypatch: pytest.MonkeyPa
     assert slots(base, 2) == ["3"]
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert visible_gpus(base) == ("0", "1")  # a job given no GPUs: basecfg again
+
+
+def test_two_workers_on_one_node_never_share_a_gpu(awkward_dir: Path, tmp_path: Path) -> None:
+    """Before: two workers started on one node with gpu_ids [0, 1] and num_gpus 1 each cut
+    both GPUs into slots, so two runs (one of each worker) ran on one GPU at once. Slots are
+    per node now: a slot runs only while it holds its GPUs' node-local locks."""
+    source = GPU_WORKFLOW.format(trace=str(awkward_dir / "trace"), out=str(awkward_dir / "OUT"),
+                                 timeout=0, settings={"num_gpus": 1, "gpu_ids": [0, 1]},
+                                 cfgs=[{"x": i} for i in range(12)])
+    workflow = write_workflow(awkward_dir, source)
+    assert run_dagrun("plan", workflow, cwd=awkward_dir).rc == 0
+    env = child_env({"DAGRUN_GPU_LOCK_DIR": str(tmp_path / "locks")})
+    workers = [subprocess.Popen(dagrun_command("worker", awkward_dir / "OUT", "-j", "2"),
+                                cwd=awkward_dir, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE) for _ in range(2)]
+    for worker in workers:
+        _out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err.decode()
+    rows = _rows(awkward_dir, 0)
+    assert len(rows) == 12
+    _assert_disjoint(rows, {"0", "1"})

@@ -53,7 +53,11 @@ class Executor:
                               (self.workflow_path, os.getpid(), self._token))
 
     def free(self) -> int:
-        return len(self.cudas) - len(self._running)
+        """Slots that would start a run now (a slot whose GPUs another worker on this
+        node uses is not free: ``SlotPool.free``)."""
+        if self._pool is None:
+            return 0
+        return min(len(self.cudas) - len(self._running), self._pool.free())
 
     def busy(self) -> int:
         return len(self._running)
@@ -76,6 +80,8 @@ class Executor:
 
     def poll(self, timeout: float) -> list[RunOutcome]:
         """Outcomes of runs finished (abandoned ones left out), waiting up to ``timeout``."""
+        if self._pool is not None:
+            self._pool.retry()  # slots whose GPUs another process on this node freed
         if not self._running:
             time.sleep(timeout)
             return []

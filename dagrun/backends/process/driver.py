@@ -143,6 +143,8 @@ class ProcessBackend(Backend):
         ``timeout`` s, then takes the others already there (O(finished), not O(in flight))."""
         if not self._futures:
             return []
+        if isinstance(self._pool, SlotPool):
+            self._pool.retry()  # tasks waiting for GPUs another process on this node used
         try:
             finished = [self._finished.get(timeout=timeout)]
         except queue.Empty:
