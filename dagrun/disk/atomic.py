@@ -34,6 +34,11 @@ class _Unique:
         return f"{cls.prefix}{next(cls.count)}"
 
 
+def unique() -> str:
+    """A part of a file name no other writer (process, host) uses."""
+    return _Unique.next()
+
+
 def _temp_name(path: str) -> str:
     """A name in the same folder that no other writer uses."""
     folder, sep, name = path.rpartition(os.sep)

@@ -113,6 +113,9 @@ def fence_others(run: RunDir, keep: str | None) -> int:
 def destroy(path: str) -> bool:
     """Empty and remove a folder that a late writer may still be writing into; returns
     whether it is gone (it is tried again by the next claim otherwise)."""
+    with contextlib.suppress(OSError):  # the usual case: empty (one call, no listing)
+        os.rmdir(path)
+        return True
     for attempt in range(_EMPTY_TRIES):
         try:
             names = os.listdir(path)
@@ -160,7 +163,7 @@ class Attempt:
 
     def _temp(self, path: str) -> str:
         assert self.folder is not None
-        return f"{self.folder}{os.sep}{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp"
+        return f"{self.folder}{os.sep}{os.path.basename(path)}.{atomic.unique()}.tmp"
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write ``data`` to ``path`` (a file of this run): fenced and atomic."""

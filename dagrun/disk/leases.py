@@ -738,6 +738,7 @@ class Gate:
         self._lock = threading.Lock()  # admit/release against the switch to leasing
         self._leasing = False
         self._unleased: dict[str, str] = {}  # run path -> attempt folder, before leasing
+        self._unleased_name = fence.folder_name(0, self.holder.worker)
         self.taken: list[str] = []  # runs claimed by others while this driver executed them
         self._closed = False
         self._stop = threading.Event()
@@ -806,17 +807,21 @@ class Gate:
         writing through this driver's attempt folder; ``None`` (the task is parked) when a
         live lease of someone else holds it."""
         run = RunDir(task.path)
-        if not self._leasing and os.path.lexists(run.lease):
-            # a worker shares OUT without an announcement (deleted): lease from now on
-            self._start_leasing()
         with self._lock:
             if not self._leasing:  # alone on OUT: an attempt folder, no lease
-                name = fence.folder_name(0, self.holder.worker)
-                os.makedirs(run.path, mode=0o755, exist_ok=True)
+                name = self._unleased_name
+                try:  # a new run usually: two mkdir calls
+                    os.mkdir(run.path, 0o755)
+                except FileExistsError:
+                    pass
+                except FileNotFoundError:  # OUT/<id> of a run of several repetitions
+                    os.makedirs(run.path, mode=0o755, exist_ok=True)
                 with contextlib.suppress(FileExistsError):
                     fence.create(run, name)
-                if not os.path.lexists(run.lease):  # else: claimed before our folder was
-                    self._unleased[run.path] = name  # there, maybe without fencing it
+                # a lease here: a worker shares OUT without an announcement (deleted), and
+                # claimed the run maybe before our folder was there (so without fencing it)
+                if not os.path.lexists(run.lease):
+                    self._unleased[run.path] = name
                     return dataclasses.replace(task, folder=name)
                 fence.destroy(f"{run.path}{os.sep}{name}")
         if not self._leasing:
