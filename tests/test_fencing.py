@@ -277,9 +277,10 @@ def test_a_frozen_worker_writes_nothing_after_its_run_was_taken_over(
 
 def test_a_driver_stopped_past_its_lease_waits_for_the_worker_that_took_its_run(
         tmp_path: Path) -> None:
-    """Item 2: ``execute`` (leasing beside a worker) is stopped in fit past the lease
-    timeout; the worker takes the run over; after SIGCONT the driver commits nothing of
-    it, runs no stage of it again, waits for the worker and counts the run: exit 0."""
+    """Item 2: ``execute`` (leasing beside a worker) is stopped, with its run's process, in
+    fit past the lease timeout; a worker takes the run over and finishes it; after SIGCONT
+    the driver commits nothing of it (before: its fit and post ran on and replaced the
+    worker's files), waits for the worker and counts the run: exit 0."""
     sweep = Random(tmp_path, 2, release=True, lease_timeout=1)
     assert run_dagrun("plan", sweep.workflow, cwd=tmp_path).rc == 0
     holder = sweep.worker("--lease-timeout", "1", "-j", "1", log="first")  # driver leases
@@ -289,16 +290,21 @@ def test_a_driver_stopped_past_its_lease_waits_for_the_worker_that_took_its_run(
              "the driver in the other fit")
     driver_run = next(i for i, info in _lease_holders(tmp_path / "OUT").items()
                       if info["pid"] == driver.pid)
-    stopped = freeze(psutil.Process(driver.pid), tree=False)  # the driver alone
-    sweep.let_go()
+    stopped = freeze(psutil.Process(driver.pid))  # the driver and its run's process
     taker = sweep.worker("--lease-timeout", "1", log="taker")
+    wait_for(lambda: sweep.count("fit", driver_run) == 2, WAIT, "the taker in its fit")
+    sweep.let_go()
     wait_for(lambda: sweep.count("post", driver_run) == 1, WAIT, "the taker to finish it")
+    wait_for(lambda: not (tmp_path / "OUT" / str(driver_run) / "lease.json").exists(), WAIT,
+             "the taker to release it")
+    before = (tmp_path / "OUT" / str(driver_run) / "fit.pkl").read_bytes()
     thaw(stopped)
     _out, err = driver.communicate(timeout=WAIT)
     assert driver.returncode == 0, err.decode()
     assert "Traceback" not in err.decode()
     assert _finish(holder) == 0 and _finish(taker) == 0
     assert sweep.count("post", driver_run) == 1
+    assert (tmp_path / "OUT" / str(driver_run) / "fit.pkl").read_bytes() == before
     consistent(tmp_path / "OUT", 2)
 
 

@@ -425,3 +425,31 @@ def test_a_suspended_array_task_loses_its_run_and_commits_nothing(
         assert json.loads((out / str(i) / "post.json").read_text())["r"] == model["r"]
     assert not list(out.rglob("*.error"))
     assert not [p for p in out.rglob("lease.json") if ".dagrun" not in p.parts]
+
+
+def test_a_task_with_nothing_left_to_claim_leaves_the_array(tmp_path: Path) -> None:
+    """Before: every array task waited until the last run ended (idle GPUs for hours).
+    Three tasks, one slow run and quick ones: of the two tasks left with nothing to claim,
+    one at least leaves at once (the live worker with the least id stays while the slow
+    run's lease could still go stale), so the array shrinks while the slow run runs."""
+    require_service(slurm_unavailable_reason())
+    out, release = tmp_path / "OUT", tmp_path / "release"
+    source = SUSPENDED_WORKFLOW.format(out=str(out), release=str(release))
+    workflow = write_workflow(tmp_path, source.replace("range(3)", "range(4)"))
+    for quick in (1, 2, 3):
+        Path(f"{release}-{quick}").touch()
+    with SlurmCluster(cpus=3) as cluster:
+        submitted = run_dagrun("execute", workflow, "--backend", "slurm", "-j", "3",
+                               "--detach", cwd=tmp_path, env=_env(cluster), timeout=60)
+        assert submitted.rc == 0, submitted.stderr
+        try:
+            wait_for(lambda: len(_leases(out)) == 1 and all(
+                (out / str(i) / "post.done").exists() for i in (1, 2, 3)), 90,
+                "the quick runs done, the slow one held")
+            wait_for(lambda: len(cluster.jobs()) <= 2, 60, "an idle task leaving the array")
+            logs = "".join(p.read_text() for p in (out / ".dagrun" / "slurm").glob("*.log"))
+            assert "leaving: 1 run(s) still held by other workers" in logs, logs
+        finally:
+            release.touch()
+        wait_for(lambda: cluster.jobs() == [], 90, "the array ending")
+    assert len(read_jsonl(out / "results.jsonl")) == 4

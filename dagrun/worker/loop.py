@@ -237,6 +237,7 @@ class WorkerLoop:
                 self.left_undone = len(self.pending)
                 return
             if self._idle_too_long() and self._others_stay():
+                self.pending = {p: r for p, r in self.pending.items() if not _done(p)}
                 self.left_undone = len(self.pending)
                 say(f"leaving: {len(self.pending)} run(s) still held by other workers")
                 return
