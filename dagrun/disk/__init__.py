@@ -5,6 +5,7 @@ then a rename); ``lock`` is the one-driver lock; ``planstore`` keeps plan.json a
 ``runs`` reads run states; ``records`` the markers and failure records; ``trust`` what each
 results.jsonl line was reduced from; ``codecheck`` which markers other stage code wrote;
 ``plan`` the one planner (every run with one reason); ``leases`` the workers' claims;
+``fence`` the fenced writes of a run's holder; ``keeper`` the process renewing its leases;
 ``unrecorded`` failures a run could not record itself; ``provenance`` where a sweep came
 from; ``formatversion`` the on-disk format version.
 
