@@ -25,7 +25,7 @@ import pytest
 
 from dagrun.disk import fence, leases
 from dagrun.disk.fence import Attempt, Superseded
-from dagrun.disk.layout import RunDir, Stage
+from dagrun.disk.layout import RunDir, Stage, SweepDir
 from tests.helpers import (
     child_env,
     dagrun_command,
@@ -338,7 +338,7 @@ def test_a_stage_holding_the_gil_keeps_the_drivers_lease(tmp_path: Path) -> None
     (the keeper process renews it), so the worker beside it takes nothing over."""
     sweep = Random(tmp_path, 1, hog=4.0, lease_timeout=1)
     assert run_dagrun("plan", sweep.workflow, cwd=tmp_path).rc == 0
-    announced = leases.Presence.announce(leases.SweepDir.at(tmp_path / "OUT"),
+    announced = leases.Presence.announce(SweepDir.at(tmp_path / "OUT"),
                                          leases.Holder.here())  # the driver leases
     try:
         driver = sweep.driver("--backend", "single")
@@ -394,7 +394,7 @@ def test_replanning_finds_live_holders_from_their_leases(tmp_path: Path) -> None
     live_run, stale_run = (RunDir(str(tmp_path / "OUT" / str(i))) for i in (0, 1))
     for run in (live_run, stale_run):
         os.makedirs(run.path, exist_ok=True)
-    index = leases.LeaseIndex(leases.SweepDir.at(tmp_path / "OUT"))  # as workers claim
+    index = leases.LeaseIndex(SweepDir.at(tmp_path / "OUT"))  # as workers claim
     live = leases.claim(live_run, leases.Holder.here(60), index=index)
     stale = leases.claim(stale_run, leases.Holder.here(1), index=index)
     assert live is not None and stale is not None
@@ -457,7 +457,7 @@ def test_idle_exit_leaves_only_while_a_live_worker_stays(tmp_path: Path) -> None
     assert dead is not None
     # a live worker with the least id (its announcement renewed): the one that stays
     other = leases.Holder("elsewhere", 1, "000000000000", None, 60.0)
-    presence = leases.Presence.announce(leases.SweepDir.at(tmp_path / "OUT"), other)
+    presence = leases.Presence.announce(SweepDir.at(tmp_path / "OUT"), other)
     renewing = threading.Event()
 
     def renew() -> None:
@@ -481,7 +481,7 @@ def test_idle_exit_leaves_only_while_a_live_worker_stays(tmp_path: Path) -> None
 
 
 def test_the_lease_index_lists_the_held_runs_and_forgets_ended_claims(tmp_path: Path) -> None:
-    sweep = leases.SweepDir.at(tmp_path / "OUT")
+    sweep = SweepDir.at(tmp_path / "OUT")
     index = leases.LeaseIndex(sweep)
     runs = [RunDir(str(tmp_path / "OUT" / "3" / str(r))) for r in range(3)]
     for run in runs:

@@ -791,6 +791,9 @@ class Gate:
             self.heartbeat.start()
             for path, name in self._unleased.items():
                 run = RunDir(path)
+                if not os.path.isdir(f"{path}{os.sep}{name}"):  # fenced by a worker's claim
+                    self.taken.append(path)  # (it may have finished and released it since)
+                    continue
                 try:
                     lease = claim(run, self.holder, keep=name, index=self.index)
                 except OSError:  # an unwritable run folder: no worker can claim it either
@@ -861,7 +864,7 @@ class Gate:
         that holder's lease to end (then the run is admitted again: done, it is counted)."""
         with self._lock:
             self._unleased.pop(task.path, None)
-            self.heartbeat.forget(RunDir(task.path))
+            self.heartbeat.release(RunDir(task.path))  # removes it only if still ours
             self._parked[task.path] = dataclasses.replace(task, folder=None)
             self._next_look = min(self._next_look, time.monotonic() + self.RECHECK)
 
