@@ -45,17 +45,22 @@ def _temp_name(path: str) -> str:
     return f"{folder}{sep}.{name}.{_Unique.next()}.tmp"
 
 
+def create(path: str, data: bytes) -> None:
+    """Create the new file ``path`` (it must not exist) holding ``data``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 def write_bytes(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same folder, then rename)."""
     tmp = _temp_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
     try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
+        create(tmp, data)
         os.replace(tmp, path)
     except OSError as exc:
         _unlink_quietly(tmp)

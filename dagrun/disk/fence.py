@@ -172,16 +172,7 @@ class Attempt:
             return
         tmp = self._temp(path)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except OSError as exc:
-            self._raise(exc)
-        try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-            finally:
-                os.close(fd)
+            atomic.create(tmp, data)
             os.rename(tmp, path)
         except OSError as exc:
             with contextlib.suppress(OSError):

@@ -642,20 +642,13 @@ class Heartbeat:
             self._keeper = None
 
     def release(self, run: RunDir) -> None:
-        """Stop renewing the run's lease and remove it (if still ours)."""
+        """Stop renewing the run's lease and remove it if it is still ours (one taken
+        over is left to its new holder: ``Lease.release``)."""
         with self._lock:
             lease = self._leases.pop(run.path, None)
             if lease is not None:
                 self._unkeep(run)
                 lease.release()
-
-    def forget(self, run: RunDir) -> None:
-        """Stop renewing the run's lease, which is another holder's now; touch no file."""
-        with self._lock:
-            lease = self._leases.pop(run.path, None)
-            if lease is not None:
-                self._unkeep(run)
-                lease.close()
 
     def take_lost(self) -> list[Lease]:
         """Leases found taken over (or removed) since the last call."""

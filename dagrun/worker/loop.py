@@ -391,7 +391,7 @@ class WorkerLoop:
         folder was fenced by the new holder: nothing the run writes now lands)."""
         path = lease.run.path
         self.executor.abandon(path)
-        self.heartbeat.forget(lease.run)
+        self.heartbeat.release(lease.run)  # closes it: the lease is the new holder's
         self.mine.pop(path, None)
         lease.close()
         self.observer.forget(lease.run)
