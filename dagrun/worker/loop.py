@@ -57,6 +57,7 @@ from dagrun.worker.executor import Executor
 
 POLL = 0.1  # seconds a worker waits for an outcome per turn
 RESCAN = 0.5  # seconds between looks at runs others hold, when nothing finished
+WATCH_MIN = 0.5  # seconds between looks at the other workers' announcements, at least
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ class WorkerLoop:
         self._idle_since: float | None = None
         self.planned_ns = atomic.mtime_ns(sweep.workflow, 0)  # when the sweep was last planned
         self.watch = WorkerWatch(sweep, settings.lease_timeout)
+        self._next_watch = 0.0
         self.index = LeaseIndex(sweep)
         self.plan = plan or PlanWatch(sweep)
         self.replanned = False  # the sweep was planned again: this worker stopped claiming
@@ -247,7 +249,12 @@ class WorkerLoop:
         to take over any lease that still goes stale. An ``execute`` that leases stays
         until its runs are done; of the live workers, the one with the least id stays
         (every idle worker computes the same one), so at least one is left and a run held
-        by a dead or frozen holder is never stranded."""
+        by a dead or frozen holder is never stranded. Looks at the announcements once per
+        heartbeat interval (all idle workers of a large array read them)."""
+        now = time.monotonic()
+        if now < self._next_watch:
+            return False
+        self._next_watch = now + max(WATCH_MIN, self.heartbeat.interval)
         live = [(w, role) for w, role in self.watch.live() if w != self.holder.worker]
         if any(role == "driver" for _w, role in live):
             return True
