@@ -20,7 +20,7 @@ SERVICE_MODULES = frozenset({
     "test_ray_backend", "test_ray_faults", "test_ray_cluster_fixture", "test_ssh_backend",
     "test_ssh_faults", "test_ssh_fixture", "test_slurm_backend", "test_report_browser"})
 SERVICE_BACKENDS = ("ray", "ssh", "slurm")  # parameters of the contract suite
-CHAOS_MODULES = frozenset({"test_chaos", "test_freeze_chaos"})
+CHAOS_MODULES = frozenset({"test_chaos", "test_freeze_chaos", "test_freezes"})
 
 
 def pytest_configure(config: pytest.Config) -> None:
