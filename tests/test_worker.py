@@ -543,9 +543,12 @@ def test_a_short_lease_timeout_does_not_make_a_live_lease_stale(tmp_path: Path) 
 
 def test_a_worker_with_a_shorter_timeout_leaves_the_drivers_runs_alone(sweep: Sweep) -> None:
     """Before: a worker started with ``--lease-timeout 1`` beside an ``execute`` (60 s,
-    renewing every 12 s) took the driver's live runs over after 1 s: fit ran twice."""
+    renewing every 12 s) took the driver's live runs over after 1 s: fit ran twice. (The
+    driver here renews for 10 s, every 2 s: the worker leaves once it saw the driver's
+    announcement renewed.)"""
     release = sweep.folder / "release"
-    sweep.write([{"x": 1}, {"x": 2}], wait_for=release, verbose=False)
+    sweep.write([{"x": 1}, {"x": 2}], wait_for=release, verbose=False,
+                settings={"lease_timeout": 10})
     _plan(sweep)
     driver = _start_driver(sweep, 1)
     try:
