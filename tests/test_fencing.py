@@ -162,3 +162,17 @@ def test_the_lease_index_lists_the_held_runs_and_forgets_ended_claims(tmp_path: 
     (found,) = index.held()
     assert found[1].info["worker"] == taken.holder.worker
     assert len(os.listdir(sweep.lease_index)) == 1
+
+
+def test_a_claim_that_cannot_make_its_attempt_folder_leaves_no_lease(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = RunDir(str(tmp_path / "run"))
+    os.makedirs(run.path)
+
+    def full(run: RunDir, name: str) -> str:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fence, "create", full)
+    with pytest.raises(OSError, match="No space"):
+        leases.claim(run, leases.Holder.here(60))
+    assert os.listdir(run.path) == []  # neither a lease nor a temporary file

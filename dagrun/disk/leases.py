@@ -272,11 +272,17 @@ def claim(run: RunDir, holder: Holder, takeovers: int = 0, taken: int = 0,
             if exc.errno in (errno.ENOENT, errno.ENOTDIR) or os.fstat(fd).st_nlink != 2:
                 raise
         folder = keep or fence.folder_name(token, holder.worker)
-        if keep is None:
-            fence.create(run, folder)
-        fence.fence_others(run, folder)
-        if index is not None:
-            index.add(run, token, holder.worker)
+        try:
+            if keep is None:
+                fence.create(run, folder)
+            fence.fence_others(run, folder)
+            if index is not None:
+                index.add(run, token, holder.worker)
+        except BaseException:  # e.g. a full disk: give the claim back, not a stale lease
+            st = os.fstat(fd)
+            with contextlib.suppress(OSError):
+                _remove_if(run, (st.st_dev, st.st_ino))
+            raise
         return Lease(run, fd, holder, takeovers, token, folder, index)
     except BaseException:
         with contextlib.suppress(OSError):
