@@ -32,7 +32,6 @@ import errno
 import json
 import os
 import time
-import uuid
 from typing import Any
 
 from dagrun.disk import atomic
@@ -72,7 +71,7 @@ def next_token(run: RunDir, taken: int = 0) -> int:
     tokens = [taken, *(token_of(n) for n in names)]
     for name in names:
         if name.endswith(".done"):
-            data = atomic.read_json_or_none(f"{run.path}{os.sep}{name}")
+            data = atomic.read_json_or_none(run.entry(name))
             value = data.get("token") if isinstance(data, dict) else None
             if type(value) is int:
                 tokens.append(value)
@@ -81,7 +80,7 @@ def next_token(run: RunDir, taken: int = 0) -> int:
 
 def create(run: RunDir, name: str) -> str:
     """Create the attempt folder ``name`` of a holder that just claimed ``run``."""
-    path = f"{run.path}{os.sep}{name}"
+    path = run.entry(name)
     os.mkdir(path, 0o755)
     return path
 
@@ -97,9 +96,9 @@ def fence_others(run: RunDir, keep: str | None) -> int:
     for name in names:
         if name == keep or not (name.startswith(PREFIX) or name.startswith(_FENCED)):
             continue
-        path = f"{run.path}{os.sep}{name}"
+        path = run.entry(name)
         if name.startswith(PREFIX):
-            aside = f"{run.path}{os.sep}{_FENCED}{uuid.uuid4().hex[:12]}"
+            aside = run.entry(f"{_FENCED}{atomic.unique()}")
             try:
                 os.rename(path, aside)
             except FileNotFoundError:
@@ -145,7 +144,7 @@ class Attempt:
 
     def __init__(self, run: RunDir, name: str | None) -> None:
         self.run = run
-        self.folder = None if name is None else f"{run.path}{os.sep}{name}"
+        self.folder = None if name is None else run.entry(name)
 
     @property
     def token(self) -> int | None:

@@ -67,6 +67,10 @@ class RunDir(NamedTuple):
         runs."""
         return f"{self.path}{os.sep}{LEASE}"
 
+    def entry(self, name: str) -> str:
+        """The path of ``name`` in the run folder (an attempt folder, a name listed)."""
+        return f"{self.path}{os.sep}{name}"
+
     def lease_temp(self, tag: str) -> str:
         """A name private to one claim or takeover of the lease (renamed or linked away)."""
         return f"{self.path}{os.sep}.{LEASE}.{tag}.tmp"

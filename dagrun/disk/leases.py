@@ -215,7 +215,7 @@ class Lease:
             return
         if self.owned():
             with contextlib.suppress(OSError):
-                fence.destroy(f"{self.run.path}{os.sep}{self.folder}")
+                fence.destroy(self.run.entry(self.folder))
         with contextlib.suppress(OSError):
             _remove_if(self.run, self.inode)
         if self.index is not None:
@@ -330,10 +330,16 @@ def describe(info: dict[str, Any]) -> str:
 
 
 def read_lease(run: RunDir) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
-    """``(signature, content)`` of a run's lease, ``None`` when there is none. Opening the
-    file (rather than ``stat`` alone) makes an NFS client fetch its current attributes."""
+    """``(signature, content)`` of a run's lease, ``None`` when there is none."""
+    return _read_watched(run.lease)
+
+
+def _read_watched(path: str) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    """``(signature, content)`` of a lease or an announcement, ``None`` when it is gone.
+    Opening the file (rather than ``stat`` alone) makes an NFS client fetch its current
+    attributes."""
     try:
-        with open(run.lease, "rb") as f:
+        with open(path, "rb") as f:
             st = os.fstat(f.fileno())
             data = f.read(4096)
     except (FileNotFoundError, NotADirectoryError):
@@ -355,16 +361,21 @@ class Observer:
 
     def look(self, run: RunDir) -> Seen | None:
         """The run's lease as last seen (``None``: no lease)."""
-        found = read_lease(run)
+        return self.look_at(run.path, run.lease)
+
+    def look_at(self, key: str, path: str) -> Seen | None:
+        """The file ``path`` (a lease, or a worker's announcement) as last seen under
+        ``key``; ``None`` when it is gone."""
+        found = _read_watched(path)
         if found is None:
-            self._seen.pop(run.path, None)
+            self._seen.pop(key, None)
             return None
         signature, info = found
-        old = self._seen.get(run.path)
+        old = self._seen.get(key)
         if old is not None and old.signature == signature:
             return old
         seen = Seen(signature, time.monotonic(), info)
-        self._seen[run.path] = seen
+        self._seen[key] = seen
         return seen
 
     def stale(self, seen: Seen) -> bool:
@@ -372,6 +383,10 @@ class Observer:
         for (whichever is longer): a holder renewing every 12 s for a 60 s timeout is not
         stale after 2 s to a worker started with ``--lease-timeout 2``."""
         return time.monotonic() - seen.since >= max(self.lease_timeout, seen.timeout)
+
+    def last(self, key: str) -> Seen | None:
+        """What ``look_at`` last saw under ``key`` (``None``: nothing yet)."""
+        return self._seen.get(key)
 
     def forget(self, run: RunDir) -> None:
         self._seen.pop(run.path, None)
@@ -501,8 +516,7 @@ class WorkerWatch:
 
     def __init__(self, sweep: SweepDir, lease_timeout: float) -> None:
         self.sweep = sweep
-        self.lease_timeout = lease_timeout
-        self._seen: dict[str, Seen] = {}
+        self.observer = Observer(lease_timeout)  # announcements are watched like leases
         self._renewed: set[str] = set()  # announcements seen to change
 
     def live(self) -> list[tuple[str, str]]:
@@ -512,28 +526,17 @@ class WorkerWatch:
             names = sorted(e.name for e in os.scandir(self.sweep.workers))
         except (FileNotFoundError, NotADirectoryError):
             names = []
-        found, now = [], time.monotonic()
+        found = []
         for name in names:
             path = os.path.join(self.sweep.workers, name)
-            try:
-                with open(path, "rb") as f:
-                    st, data = os.fstat(f.fileno()), f.read(4096)
-            except OSError:
+            before = self.observer.last(path)
+            seen = self.observer.look_at(path, path)
+            if seen is None:
                 continue
-            signature = (st.st_ino, st.st_size, st.st_mtime_ns, data)
-            old = self._seen.get(path)
-            if old is None or old.signature != signature:
-                if old is not None:
-                    self._renewed.add(path)
-                try:
-                    info = json.loads(data)
-                except ValueError:
-                    info = {}
-                old = Seen(signature, now, info if isinstance(info, dict) else {})
-                self._seen[path] = old
-            if path in self._renewed and now - old.since < max(self.lease_timeout,
-                                                                old.timeout):
-                role = old.info.get("role")
+            if before is not None and seen is not before:
+                self._renewed.add(path)
+            if path in self._renewed and not self.observer.stale(seen):
+                role = seen.info.get("role")
                 found.append((name.removesuffix(".json"),
                               role if isinstance(role, str) else "worker"))
         return found
@@ -758,7 +761,7 @@ class Gate:
         with self._lock:  # a switch to leasing still under way ends first, or never begins
             self._closed = True
             for path, name in self._unleased.items():
-                fence.destroy(f"{path}{os.sep}{name}")
+                fence.destroy(RunDir(path).entry(name))
             self._unleased.clear()
         self.heartbeat.stop()
 
@@ -790,7 +793,7 @@ class Gate:
             self.heartbeat.start()
             for path, name in self._unleased.items():
                 run = RunDir(path)
-                if not os.path.isdir(f"{path}{os.sep}{name}"):  # fenced by a worker's claim
+                if not os.path.isdir(run.entry(name)):  # fenced by a worker's claim
                     self.taken.append(path)  # (it may have finished and released it since)
                     continue
                 try:
@@ -825,7 +828,7 @@ class Gate:
                 if not os.path.lexists(run.lease):
                     self._unleased[run.path] = name
                     return dataclasses.replace(task, folder=name)
-                fence.destroy(f"{run.path}{os.sep}{name}")
+                fence.destroy(run.entry(name))
         if not self._leasing:
             self._start_leasing()
         with self._lock:
@@ -854,7 +857,7 @@ class Gate:
         with self._lock:
             name = self._unleased.pop(task.path, None)
             if name is not None:
-                fence.destroy(f"{task.path}{os.sep}{name}")
+                fence.destroy(RunDir(task.path).entry(name))
             else:
                 self.heartbeat.release(RunDir(task.path))
 
