@@ -11,12 +11,10 @@ import subprocess
 from pathlib import Path
 
 import psutil
-import pytest
 
 from tests.helpers import (
     child_env,
     dagrun_command,
-    kill_tree,
     read_jsonl,
     start_dagrun,
     write_workflow,
@@ -146,14 +144,6 @@ def thaw(stopped: list[psutil.Process]) -> None:
     for p in stopped:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.send_signal(signal.SIGCONT)
-
-
-def finish(proc: subprocess.Popen[bytes], timeout: float = WAIT) -> int:
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_tree(proc)
-        pytest.fail(f"pid {proc.pid} did not finish in {timeout} s")
 
 
 def lease_holders(out: Path) -> dict[int, dict[str, object]]:

@@ -136,6 +136,15 @@ def kill_tree(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL,
     return rc
 
 
+def finish(proc: subprocess.Popen[bytes], timeout: float = 120.0) -> int:
+    """``proc``'s exit code; after ``timeout`` s its tree is killed and the test fails."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc)
+        pytest.fail(f"{proc.args!r} (pid {proc.pid}) did not finish in {timeout} s")
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
     """Poll ``predicate`` until true; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -19,8 +19,8 @@ import pytest
 
 from dagrun.disk import leases
 from dagrun.disk.layout import RunDir, SweepDir
-from tests.freezing import WAIT, Random, consistent, finish, freeze, lease_holders, thaw
-from tests.helpers import run_dagrun, wait_for
+from tests.freezing import WAIT, Random, consistent, freeze, lease_holders, thaw
+from tests.helpers import finish, run_dagrun, wait_for
 
 
 @pytest.mark.parametrize("timeout", [None, 2.0])

@@ -29,6 +29,7 @@ from tests.helpers import (
     Sweep,
     child_env,
     dagrun_command,
+    finish,
     kill_tree,
     read_jsonl,
     run_dagrun,
@@ -49,14 +50,6 @@ def _plan(sweep: Sweep, *flags: str) -> Result:
 def _worker(sweep: Sweep, *flags: str, log: str = "worker") -> subprocess.Popen[bytes]:
     return start_dagrun("worker", sweep.out, *flags, cwd=sweep.folder,
                         log=sweep.folder / f"{log}.log")
-
-
-def _finish(proc: subprocess.Popen[bytes], timeout: float = WAIT) -> int:
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_tree(proc)
-        pytest.fail(f"dagrun worker (pid {proc.pid}) did not finish in {timeout} s")
 
 
 def _log(sweep: Sweep, name: str = "worker") -> str:
@@ -104,7 +97,7 @@ def test_four_workers_execute_each_stage_once(sweep: Sweep) -> None:
     sweep.write([{"x": i} for i in range(200)], verbose=False)
     _plan(sweep)
     workers = [_worker(sweep, "-j", "1", log=f"w{i}") for i in range(4)]
-    codes = [_finish(w) for w in workers]
+    codes = [finish(w) for w in workers]
     assert codes == [0, 0, 0, 0], [_log(sweep, f"w{i}") for i in range(4)]
     _each_stage_ran_once(sweep, 200)
     assert not _leases(sweep.out)
@@ -116,14 +109,14 @@ def test_a_worker_copies_the_lines_of_verified_experiments(sweep: Sweep) -> None
     whose experiment keeps its line while the redone one gets its line again."""
     sweep.write([{"x": i} for i in range(3)], verbose=False)
     _plan(sweep)
-    assert _finish(_worker(sweep)) == 0, _log(sweep)
+    assert finish(_worker(sweep)) == 0, _log(sweep)
     before = sweep.results()
     post = sweep.out / "0" / "post.json"
     st = post.stat()
     post.write_text("{damaged")
     os.utime(post, ns=(st.st_atime_ns, st.st_mtime_ns))
     (sweep.out / "2" / "post.done").unlink()
-    assert _finish(_worker(sweep, log="again")) == 0, _log(sweep, "again")
+    assert finish(_worker(sweep, log="again")) == 0, _log(sweep, "again")
     assert sweep.results() == before
     assert sweep.count("post", 2) == 2 and sweep.count("post", 1) == 1
 
@@ -137,7 +130,7 @@ def test_killed_worker_is_taken_over_without_redoing_stages(sweep: Sweep) -> Non
     kill_tree(first)
     release.touch()
     second = _worker(sweep, "--lease-timeout", "2", log="second")
-    assert _finish(second) == 0, _log(sweep, "second")
+    assert finish(second) == 0, _log(sweep, "second")
     assert "took over run 0/0" in _log(sweep, "second")
     assert (sweep.count("pre", 0), sweep.count("fit", 0), sweep.count("post", 0)) == (1, 2, 1)
     assert [r["scores"]["acc"] for r in sweep.results()] == [10.5]
@@ -187,10 +180,10 @@ def test_worker_whose_lease_was_taken_over_writes_nothing_more(sweep: Sweep) -> 
     os.kill(first.pid, signal.SIGSTOP)  # its heartbeat stops; its run goes on
     try:
         second = _worker(sweep, "--lease-timeout", "1", log="second")
-        assert _finish(second) == 0, _log(sweep, "second")
+        assert finish(second) == 0, _log(sweep, "second")
     finally:
         os.kill(first.pid, signal.SIGCONT)
-    assert _finish(first) == 0, _log(sweep, "first")
+    assert finish(first) == 0, _log(sweep, "first")
     psutil.wait_procs(children, timeout=30)
     ends = (sweep.counts / "fit-end").read_text().split()
     assert len(ends) == 1  # the first worker's fit never finished
@@ -214,7 +207,7 @@ def test_execute_beside_a_worker_duplicates_nothing(sweep: Sweep) -> None:
     release.touch()
     _, err = driver.communicate(timeout=WAIT)
     assert driver.returncode == 0, err.decode()
-    assert _finish(worker) == 0, _log(sweep)
+    assert finish(worker) == 0, _log(sweep)
     _each_stage_ran_once(sweep, 6)
 
 
@@ -232,7 +225,7 @@ def test_worker_started_beside_a_running_execute_duplicates_nothing(sweep: Sweep
     release.touch()
     _, err = driver.communicate(timeout=WAIT)
     assert driver.returncode == 0, err.decode()
-    assert _finish(worker) == 0, _log(sweep)
+    assert finish(worker) == 0, _log(sweep)
     _each_stage_ran_once(sweep, 30)
     assert not _leases(sweep.out)
 
@@ -294,13 +287,13 @@ def test_sigterm_stops_runs_and_releases_leases_at_once(sweep: Sweep) -> None:
     assert len(_leases(sweep.out)) == 2
     children = psutil.Process(worker.pid).children(recursive=True)
     worker.send_signal(signal.SIGTERM)
-    assert _finish(worker, 60) == 143, _log(sweep)
+    assert finish(worker, 60) == 143, _log(sweep)
     assert not _leases(sweep.out)
     _gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive
     release.touch()
     again = _worker(sweep, log="again")
-    assert _finish(again) == 0, _log(sweep, "again")
+    assert finish(again) == 0, _log(sweep, "again")
     assert (sweep.count("pre", 0), sweep.count("pre", 1)) == (1, 1)  # not redone
 
 
@@ -313,7 +306,7 @@ def test_run_taken_over_three_times_is_recorded_crashed(sweep: Sweep) -> None:
         {"host": "gone", "pid": 1, "worker": "w", "slurm": None, "takeovers": 2,
          "beat": "0"}) + "\n")
     worker = _worker(sweep, "--lease-timeout", "0.5")
-    assert _finish(worker) == 1, _log(sweep)
+    assert finish(worker) == 1, _log(sweep)
     error = json.loads((run / "pre.error").read_text())
     assert error["kind"] == "crashed"
     assert "3 times" in error["message"]
@@ -331,7 +324,7 @@ def test_plan_refuses_changed_configs_like_execute(sweep: Sweep) -> None:
     assert refused.rc == 2
     assert "x: 2 -> 3" in refused.stderr
     _plan(sweep, "--rerun-changed")
-    assert _finish(_worker(sweep)) == 0
+    assert finish(_worker(sweep)) == 0
     assert [r["x"] for r in sweep.results()] == [1, 3]
 
 
@@ -401,7 +394,7 @@ def test_gpu_slots_are_disjoint_under_concurrency(sweep: Sweep) -> None:
     write_workflow(sweep.folder, GPU_WORKFLOW.format(trace=str(trace), out=str(sweep.out)),
                    sweep.workflow.name)
     _plan(sweep)
-    assert _finish(_worker(sweep, "-j", "4")) == 0, _log(sweep)
+    assert finish(_worker(sweep, "-j", "4")) == 0, _log(sweep)
     rows = [line.split() for line in trace.read_text().splitlines()]
     assert len(rows) == 9
     assert {r[0] for r in rows} <= {"0", "1", "2"}
@@ -455,14 +448,14 @@ def test_a_failing_run_is_attempted_once_plus_retries_whatever_worker_starts_whe
     wf = write_workflow(tmp_path, ALWAYS_FAILS.format(calls=str(calls)))
     assert run_dagrun("plan", wf, cwd=tmp_path).rc == 0
     first = start_dagrun("worker", tmp_path / "OUT", cwd=tmp_path, log=tmp_path / "w1.log")
-    assert _finish(first) == 1
+    assert finish(first) == 1
     second = start_dagrun("worker", tmp_path / "OUT", cwd=tmp_path, log=tmp_path / "w2.log")
-    assert _finish(second) == 1
+    assert finish(second) == 1
     assert len((calls / "fit-0").read_text().splitlines()) == 2  # 1 + retries, not per worker
     assert len((calls / "fit-1").read_text().splitlines()) == 1
     assert run_dagrun("plan", wf, cwd=tmp_path).rc == 0  # planning again starts afresh
     third = start_dagrun("worker", tmp_path / "OUT", cwd=tmp_path, log=tmp_path / "w3.log")
-    assert _finish(third) == 1
+    assert finish(third) == 1
     assert len((calls / "fit-0").read_text().splitlines()) == 4
 
 
@@ -481,7 +474,7 @@ def test_clean_refuses_a_run_a_worker_executes(sweep: Sweep) -> None:
         assert (sweep.out / "0" / "pre.done").exists()
     finally:
         release.touch()
-    assert _finish(worker) == 0, _log(sweep)
+    assert finish(worker) == 0, _log(sweep)
     assert [(sweep.count("pre", i), sweep.count("fit", i)) for i in (0, 1)] == [(1, 1)] * 2
     done = {p.name for p in (sweep.out / "0").glob("*.done")}
     assert done == {"pre.done", "fit.done", "post.done"}
@@ -508,7 +501,7 @@ def test_deleting_the_announcements_duplicates_no_run(sweep: Sweep) -> None:
         if driver is not None:
             _, err = driver.communicate(timeout=WAIT)
             assert driver.returncode == 0, err.decode(errors="replace")
-    assert _finish(worker) == 0, _log(sweep)
+    assert finish(worker) == 0, _log(sweep)
     _each_stage_ran_once(sweep, 3)
 
 
@@ -554,7 +547,7 @@ def test_a_worker_with_a_shorter_timeout_leaves_the_drivers_runs_alone(sweep: Sw
     try:
         wait_for(lambda: sweep.count("fit", 0) == 1, WAIT, "the driver to be in run 0's fit")
         worker = _worker(sweep, "--lease-timeout", "1", "--idle-exit", "4")
-        assert _finish(worker) == 1, _log(sweep)  # it left runs undone (held by the driver)
+        assert finish(worker) == 1, _log(sweep)  # it left runs undone (held by the driver)
         assert "took over" not in _log(sweep), _log(sweep)
         assert "leaving: 2 run(s) still held by other workers" in _log(sweep)
         # the execute rewrites results.jsonl when it ends: the worker did not wait for it
@@ -616,7 +609,7 @@ def test_execute_leases_only_what_it_is_about_to_run(sweep: Sweep) -> None:
         release.touch()
         _, err = driver.communicate(timeout=WAIT)
     assert driver.returncode == 0, err.decode(errors="replace")
-    assert _finish(worker) == 0, _log(sweep)
+    assert finish(worker) == 0, _log(sweep)
     _each_stage_ran_once(sweep, 30)
 
 
@@ -640,7 +633,7 @@ def test_replanning_new_code_beside_a_worker_is_refused(sweep: Sweep) -> None:
         assert again.rc == 2 and "stop them first" in again.stderr, again.stderr
     finally:
         release.touch()
-    assert _finish(worker) == 0, _log(sweep)
+    assert finish(worker) == 0, _log(sweep)
     assert [r["scores"]["acc"] for r in sweep.results()] == [10.5, 20.5]
     replanned = run_dagrun("plan", sweep.workflow, cwd=sweep.folder)  # the workers are gone
     assert replanned.rc == 0, replanned.stderr
