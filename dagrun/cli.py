@@ -88,7 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print dagrun's version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("execute", help="run a workflow file's sweep (only what is not done)",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       usage="dagrun execute WORKFLOW.py [options] [-- SCRIPT_ARGS ...]",
+                       description="Arguments after `--` are the workflow script's own "
+                       "sys.argv[1:] (as `python WORKFLOW.py ARGS` gives them), in every "
+                       "process that loads it.", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("workflow", metavar="WORKFLOW.py")
     _run_flags(p, with_out=True)
     p.add_argument("--detach", action="store_true",
@@ -179,6 +183,7 @@ def _cmd_execute(args: argparse.Namespace) -> int:
     from dagrun.code.workflow import workflow_from_file
     from dagrun.scheduler import Options, execute
 
+    _script_argv(args)
     basecfg, cfgs = workflow_from_file(args.workflow)
     basecfg = _slurm_workers({**basecfg, **_overrides(args)}, args.num_cpus)
     summary = execute(basecfg, cfgs, Options(args.dry_run, args.rerun_changed,
@@ -207,6 +212,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from dagrun.code.workflow import workflow_from_file
     from dagrun.scheduler import Options, execute
 
+    _script_argv(args)
     basecfg, cfgs = workflow_from_file(args.workflow)
     basecfg = {**basecfg, **_overrides(args)}
     summary = execute(basecfg, cfgs, Options(args.dry_run, args.rerun_changed,
@@ -301,11 +307,70 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     print(text, end="", file=file if file is not None else sys.stderr)
 
 
+def split_script_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``execute``/``plan``: the arguments after ``--`` are the workflow script's own
+    (``dagrun execute wf.py -- --scale 3``), kept out of dagrun's parser."""
+    argv = list(argv)
+    if "--" in argv and any(a in ("execute", "plan") for a in argv[:argv.index("--")]):
+        cut = argv.index("--")
+        return argv[:cut], argv[cut + 1:]
+    return argv, []
+
+
+def _script_argv(args: argparse.Namespace) -> None:
+    """The workflow file sees ``sys.argv`` as ``python WORKFLOW.py ARGS...`` would give it
+    (while it is loaded here, and in every process that loads its copy)."""
+    sys.argv = [args.workflow, *getattr(args, "script_args", [])]
+
+
+SWEEPS = ("execute", "resume")  # the commands that execute a sweep (maybe supervised)
+
+
+def _supervised(args: argparse.Namespace) -> list[str] | None:
+    """The command line to execute in a child (``dagrun.run.supervisor``) when this is the
+    ``dagrun`` command executing a sweep whose stages may run in the sweep's own process
+    (its flags do not rule out ``single`` without a timeout); None otherwise."""
+    from dagrun.run import supervisor
+
+    if args.dry_run or getattr(args, "detach", False):
+        return None
+    if args.backend not in (None, "single") or args.timeout:
+        return None
+    return supervisor.command_line()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``dagrun`` command; returns the exit code."""
+    """Entry point of the ``dagrun`` command; returns the exit code.
+
+    As the command (``argv`` None: the program's own arguments), ``execute`` and ``resume``
+    run the sweep in a child of this process, which records a run whose stage ended the
+    sweep's process and executes the rest (``dagrun.run.supervisor``); called with
+    ``argv``, everything runs in this process."""
+    as_command = argv is None
+    argv, script_args = split_script_args(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.script_args = script_args
+    if args.command not in SWEEPS:
+        return _main(args)
+    from dagrun.run import supervisor
+
+    if supervisor.ENV in os.environ:  # the sweep's process of a supervising command
+        return _main(args, supervised=True)
+    command = _supervised(args) if as_command else None
+    if command is None:
+        return _main(args)
+    return supervisor.Supervisor(command, args.quiet).run()
+
+
+def _main(args: argparse.Namespace, supervised: bool = False) -> int:
+    """Run the command here; ``supervised``: in the child of a supervising ``dagrun``
+    command, told at the end that this one ends normally."""
     warnings.showwarning = _show_warning
     try:
+        if supervised:  # (the stop signals the supervisor blocked wait until here)
+            from dagrun.run.supervisor import attach
+
+            attach()
         return COMMANDS[args.command](args)
     except DagrunError as exc:  # a user mistake, or an environment dagrun cannot work in
         print(f"dagrun: error: {exc}", file=sys.stderr)  # (a full disk, a lost cluster)
@@ -331,6 +396,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               "your workflow; please report it with that traceback. Finished stages are "
               "kept.", file=sys.stderr)
         return EXIT_BUG
+    finally:
+        if supervised:
+            from dagrun.run.supervisor import ended
+
+            ended()
 
 
 def _os_problem(exc: OSError) -> str:

@@ -27,6 +27,9 @@ KEY_ALIASES = {
     "malocher_port": "ssh_port",
     "malocher_key": "ssh_key",
 }
+# basecfg["code"]: which of the user's code is copied with the sweep (dagrun.code.usercode)
+CODE_KEYS = frozenset({"include", "exclude", "max_file_mb", "max_total_mb"})
+
 # keys of the original tool that dagrun accepts and does not need (runs live in OUT)
 IGNORED_KEYS = frozenset({"malocher_dir"})
 
@@ -58,6 +61,8 @@ class Settings:
     workers: int | None = None  # slurm: array tasks (None: one per run to do, at most 100)
     # slurm: sbatch options (partition, time, ...; checked by the slurm backend)
     slurm: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    # what of the user's code is copied: include/exclude lists, size limits (dagrun.code)
+    code: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 def _expect(cond: bool, key: str, what: str, value: Any) -> None:
@@ -121,6 +126,8 @@ def _validated_settings(values: dict[str, Any]) -> Settings:
         ("workers", lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1"),
         ("slurm", lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v),
          "a dict of sbatch options such as {'partition': 'gpu', 'time': '1:00:00'}"),
+        ("code", lambda v: isinstance(v, Mapping) and set(v) <= CODE_KEYS,
+         f"a dict with keys among {sorted(CODE_KEYS)} (see docs/workflows.md)"),
     ]
     for key, ok, what in checks:
         if key in values:
@@ -205,7 +212,10 @@ def validate_cfgs(cfgs: Any, default_repetitions: int) -> list[dict[str, Any]]:
         if "scores" in cfg:
             raise ConfigError(f"cfgs[{i}] sets reserved key 'scores', where results.jsonl puts "
                               "the metrics; rename it")
-        clash = _same_string_keys(cfg)
+        try:
+            clash = _same_string_keys(cfg)
+        except ConfigError as exc:
+            raise ConfigError(f"cfgs[{i}]: {exc}") from None
         if clash is not None:
             where, first, second = clash
             raise ConfigError(f"cfgs[{i}]{where} has keys {first!r} and {second!r}, which "
@@ -217,9 +227,12 @@ def validate_cfgs(cfgs: Any, default_repetitions: int) -> list[dict[str, Any]]:
     return out
 
 
-def _same_string_keys(value: Any, where: str = "") -> tuple[str, Any, Any] | None:
+def _same_string_keys(value: Any, where: str = "",
+                      inside: frozenset[int] = frozenset()) -> tuple[str, Any, Any] | None:
     """Two keys of one dict (at ``where`` inside a cfg) that JSON would write as one string
-    (``1`` and ``"1"``), or ``None``; dicts whose keys are all strings are not compared."""
+    (``1`` and ``"1"``), or ``None``; dicts whose keys are all strings are not compared. A
+    container that holds itself (``inside``: the containers around ``where``) cannot be
+    written as JSON at all: ``ConfigError``."""
     items: Any
     if type(value) is dict or isinstance(value, Mapping):
         if set(map(type, value)) != _STR_KEYS:  # C-speed scan: most dicts have str keys only
@@ -234,9 +247,14 @@ def _same_string_keys(value: Any, where: str = "") -> tuple[str, Any, Any] | Non
         items = enumerate(value)
     else:
         return None
+    if id(value) in inside:
+        raise ConfigError(f"it holds itself at {where or 'its top'} (a cycle): config.json "
+                          "is JSON and cannot write it; keep such objects out of the cfg "
+                          "(build them in pre)")
+    inside = inside | {id(value)}
     for key, item in items:
         if type(item) not in _PLAIN:
-            found = _same_string_keys(item, f"{where}[{key!r}]")
+            found = _same_string_keys(item, f"{where}[{key!r}]", inside)
             if found is not None:
                 return found
     return None

@@ -11,6 +11,7 @@ import heapq
 import itertools
 import os
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -20,9 +21,11 @@ from typing import Any
 from dagrun.backends import backend_class, validate_basecfg
 from dagrun.backends.base import Backend
 from dagrun.code import snapshot as snapshots
+from dagrun.code.copying import Collected, Limits
 from dagrun.code.digest import cached_digests, cfgs_key, config_digest, store_digests
 from dagrun.code.fingerprint import fingerprint
 from dagrun.code.snapshot import Snapshot
+from dagrun.code.usercode import Rule
 from dagrun.code.workflow import Workflow, sys_path_for
 from dagrun.config import (
     BaseConfig,
@@ -41,7 +44,7 @@ from dagrun.errors import ConfigError, EnvironmentProblem, FailureKind, UsageErr
 from dagrun.progress import Progress, say
 from dagrun.results import html as htmlreport
 from dagrun.results import reduce
-from dagrun.run import failures
+from dagrun.run import failures, supervisor
 from dagrun.run.signals import stop_signals_interrupt
 from dagrun.run.stages import RunOutcome, RunTask
 from dagrun.run.summary import FailedRun, Summary
@@ -82,7 +85,7 @@ class Prepared:
     workflow: Workflow
     experiments: list[Experiment]
     fingerprints: dict[str, str]
-    collected: snapshots.Collected | None = None  # the code to copy into OUT/.dagrun
+    collected: Collected | None = None  # the code to copy into OUT/.dagrun
     digests_key: str | None = None  # digests computed now, to remember under this key
 
 
@@ -113,7 +116,7 @@ def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None,
     plain = {k: v for k, v in basecfg.items() if k not in ("pre", "fit", "post")}
     workflow = Workflow(base.pre, base.fit, base.post, cfg_list, plain, sys_path_for(source),
                         source, digests=list(digests))
-    collected = _snapshot(workflow, sweep, source, keep)
+    collected = _snapshot(workflow, sweep, source, keep, settings.code)
     fingerprints = {s.value: (known or {}).get(s.value) or fingerprint(workflow.function(s))
                     for s in STAGES}
     workflow.fingerprints = dict(fingerprints)
@@ -122,17 +125,32 @@ def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None,
 
 
 def _snapshot(workflow: Workflow, sweep: SweepDir, source: str | None,
-              keep: Snapshot | None) -> snapshots.Collected | None:
-    """Take the copy of the code (read now, written under the lock), or ``keep`` the one a
-    resumed sweep was planned with. Without a file (notebook, stdin) there is none."""
+              keep: Snapshot | None, code: Mapping[str, Any]) -> Collected | None:
+    """Take the copy of the user's code (read now, written under the lock), or ``keep``
+    the one a resumed sweep was planned with. A sweep without user code (stages from a
+    notebook's cells that import nothing of the user's) has none."""
     if keep is not None:
         workflow.snapshot = keep
         return None
-    source = source or snapshots.script_of(workflow.function(s) for s in STAGES)
+    functions = tuple(workflow.function(s) for s in STAGES)
+    module = None
+    from_main = False
     if source is None:
+        found = snapshots.main_workflow(functions)
+        if found is not None:
+            (source, module), from_main = found, True
+    req = snapshots.Request(source, module, functions, Rule.of(code), Limits.of(code),
+                            sweep.state, (os.path.join(os.path.realpath(sweep.path), ""),),
+                            tuple(sys.argv), from_main)
+    collected, snap = snapshots.take(req)
+    if not snap.module and not snap.tops:
         return None
-    collected, snap = snapshots.collect(source)
-    workflow.snapshot = snapshots.placed(snap, collected, sweep.state)
+    workflow.snapshot = snap
+    if collected.skipped:
+        shown = ", ".join(f"{rel} ({size >> 20} MB)" for rel, size in collected.skipped[:3])
+        more = f" and {len(collected.skipped) - 3} more" if len(collected.skipped) > 3 else ""
+        say(f"dagrun: not copied with the code (data files over the size limit, read from "
+            f"your folder): {shown}{more}")
     return collected
 
 
@@ -156,7 +174,7 @@ def execute(basecfg: Mapping[str, Any], cfgs: Sequence[Any],
     # "execute": this driver rewrites results.jsonl when it ends (a worker leaving meanwhile
     # does not wait for the lock to do it); plan and --detach leave that to the workers
     role = "plan" if options.plan_only or options.detach else "execute"
-    with stop_signals_interrupt(), driver_lock(prep.sweep, role=role):
+    with stop_signals_interrupt(), driver_lock(prep.sweep, role=role, pid=supervisor.command_pid()):
         return _execute_locked(prep, options, blob)
 
 
@@ -295,8 +313,8 @@ def _refuse_replan_beside_workers(plan: Plan, fingerprints: Mapping[str, str]) -
 
 def _write_state(prep: Prepared, blob: bytes | None, *, write_plan_too: bool) -> None:
     """Write the plan (when it changed), the copy of the code and the pickled workflow into
-    OUT/.dagrun; the copy goes on this process's import path too (for processes that stages
-    start here, e.g. a stage's own pool on the single backend)."""
+    OUT/.dagrun; the copy goes at the end of this process's import path (for processes that
+    stages start here, e.g. a stage's own pool on the single backend)."""
     sweep = prep.sweep
     atomic.makedirs(sweep.state)
     if write_plan_too:
@@ -305,7 +323,7 @@ def _write_state(prep: Prepared, blob: bytes | None, *, write_plan_too: bool) ->
     if snap is not None:
         if prep.collected is not None:
             snapshots.write(snap, prep.collected)
-        snapshots.put_on_path(snap)
+        snapshots.reachable(snap)
     if blob is not None:
         atomic.write_bytes(sweep.workflow, blob)
     if prep.digests_key is not None:
@@ -511,8 +529,10 @@ class _Execution:
     def _record(self, outcome: RunOutcome, running: int) -> None:
         """Count an outcome; a failed run with attempts left is retried later."""
         task, summary, progress = outcome.task, self.summary, self.progress
-        for message in outcome.warnings:
-            progress.write(f"dagrun: warning: run {task.label}: {message}")
+        for warning in outcome.warnings:  # the first of each kind; the summary counts all
+            line = summary.warn(task.label, warning)
+            if line is not None:
+                progress.write(line)
         failure = outcome.failure
         if failure is None:
             summary.done += 1

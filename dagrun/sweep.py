@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from dagrun.config import canonical, json_view
@@ -20,16 +20,18 @@ _IMMUTABLE = (int, float, str, bool, bytes, type(None), complex)
 
 
 class Variation:
-    """A hyperparameter that ``generate_configs`` replaces by one of ``choices``."""
+    """A hyperparameter that ``generate_configs`` replaces by one of ``choices``.
 
-    def __init__(self, choices: Sequence[Any]) -> None:
-        if isinstance(choices, (str, bytes, Mapping)) or not isinstance(choices, Sequence):
-            raise ConfigError(
-                f"Variation expects a list of choices, got {type(choices).__name__}"
-            )
-        if len(choices) == 0:
-            raise ConfigError("Variation needs at least one choice, got an empty list")
-        self.choices: list[Any] = _distinct(choices)
+    ``choices`` is any ordered collection, as the original tool took: a list, tuple,
+    ``range``, NumPy array, pandas Series, generator. It is read once into a list whose
+    NumPy values are plain Python ones (``np.float64(0.1)`` becomes ``0.1``, a row of a 2-D
+    array a list), so generated cfgs, their JSON view and their digest are what a list of
+    the same values gives. A set is refused: its order, and so what a seed draws, may
+    change from one process to the next.
+    """
+
+    def __init__(self, choices: Iterable[Any]) -> None:
+        self.choices: list[Any] = _distinct(_choice_list(choices))
 
     def __repr__(self) -> str:
         return f"Variation({self.choices!r})"
@@ -38,6 +40,31 @@ class Variation:
         return isinstance(other, Variation) and other.choices == self.choices
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def _choice_list(choices: Iterable[Any]) -> list[Any]:
+    """``choices`` as a non-empty list of plain values, or ``ConfigError``."""
+    if isinstance(choices, (str, bytes, Mapping, set, frozenset)):
+        hint = " (a set has no fixed order; pass sorted(...))" if isinstance(
+            choices, (set, frozenset)) else ""
+        raise ConfigError(f"Variation expects a list of choices, got "
+                          f"{type(choices).__name__}{hint}")
+    try:
+        items = list(choices)
+    except TypeError as exc:  # not iterable (a number, a 0-d array)
+        raise ConfigError(f"Variation expects a list of choices (list, tuple, range, NumPy "
+                          f"array, ...), got {type(choices).__name__}") from exc
+    if not items:
+        raise ConfigError("Variation needs at least one choice, got an empty list")
+    return [_plain(item) for item in items]
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar or array as the Python value(s) ``tolist`` gives; others as they are."""
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist) and type(value).__module__.split(".")[0] == "numpy":
+        return tolist()
+    return value
 
 
 def _distinct(choices: Sequence[Any]) -> list[Any]:

@@ -14,8 +14,9 @@ set -euo pipefail
 # fonts-dejavu-core: a font for it, so pages and screenshots render text
 # slurm-wlm, munge: a one-node Slurm cluster for tests/services/slurm.py (its daemons are
 #                   started by the tests, never as system services: see policy-rc.d below)
+# gcc, python3-dev: tests/shapes builds a tiny C extension module in a fake research repo
 PACKAGES=(openssh-server openssh-client iproute2 procps chromium fonts-dejavu-core
-          slurm-wlm munge)
+          slurm-wlm munge gcc python3-dev)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "install-system-deps: not a Debian-like system (no dpkg-query); skipping" >&2

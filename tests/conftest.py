@@ -18,7 +18,8 @@ from tests.helpers import AWKWARD_NAME, LOCAL_BACKENDS, Sweep, make_sweep
 # not chaos"); `make test` and CI run everything.
 SERVICE_MODULES = frozenset({
     "test_ray_backend", "test_ray_faults", "test_ray_cluster_fixture", "test_ssh_backend",
-    "test_ssh_faults", "test_ssh_fixture", "test_slurm_backend", "test_report_browser"})
+    "test_ssh_faults", "test_ssh_fixture", "test_slurm_backend", "test_report_browser",
+    "test_shapes_services"})
 SERVICE_BACKENDS = ("ray", "ssh", "slurm")  # parameters of the contract suite
 CHAOS_MODULES = frozenset({"test_chaos", "test_freeze_chaos", "test_freezes"})
 

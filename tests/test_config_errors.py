@@ -136,6 +136,13 @@ def test_basecfg_not_a_dict(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def _cycle() -> list[Any]:
+    """A list that holds itself."""
+    value: list[Any] = [1]
+    value.append(value)
+    return value
+
+
 BAD_CFGS: list[tuple[Any, tuple[str, ...]]] = [
     ({"x": 1}, ("cfgs",)),
     ("x", ("cfgs",)),
@@ -147,6 +154,7 @@ BAD_CFGS: list[tuple[Any, tuple[str, ...]]] = [
     ([{"out_path": "/tmp/elsewhere"}], ("cfgs[0]", "out_path")),
     ([{"x": 1, "repetitions": 0}], ("cfgs[0]", "repetitions")),
     ([{"x": 1, "repetitions": "3"}], ("cfgs[0]", "repetitions")),
+    ([{"x": 1}, {"a": _cycle()}], ("cfgs[1]", "['a'][1]", "cycle")),
 ]
 
 
@@ -208,7 +216,7 @@ def test_unknown_backend_warns_and_runs_single(tmp_path: Path) -> None:
 # Variation and generate_configs
 
 
-@pytest.mark.parametrize("choices", [5, "abc", {"a": 1}, [], None])
+@pytest.mark.parametrize("choices", [5, "abc", {"a": 1}, [], None, {1, 2}, range(0)])
 def test_bad_variation(choices: Any) -> None:
     with pytest.raises(ConfigError, match="Variation"):
         Variation(choices)

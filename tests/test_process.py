@@ -286,3 +286,46 @@ def test_pool_counts_running_tasks_back_to_zero() -> None:
     finally:
         pool.stop()  # type: ignore[no-untyped-call, unused-ignore]
         pool.join(timeout=30)
+
+
+# Each stage keeps a multiprocessing lock and queue alive in its worker (as tqdm's progress
+# bars do with their lock); a worker started with spawn registers them with the driver's
+# resource tracker, so a worker killed without its exit handlers leaves them behind.
+SEMAPHORE_WORKFLOW = """
+import multiprocessing
+
+from tqdm import tqdm
+
+KEPT = []
+
+
+def pre(cfg):
+    KEPT.append((multiprocessing.Lock(), multiprocessing.Queue()))
+    for _ in tqdm(range(3), disable=False):
+        pass
+    return cfg["i"]
+
+
+def fit(cfg, x):
+    return x
+
+
+def post(cfg, x):
+    return {{"x": x}}
+
+
+basecfg = {{"out_path": {out!r}, "timeout": 60}}
+cfgs = [{{"i": i}} for i in range(4)]
+"""
+
+
+@pytest.mark.parametrize("backend", ["single", "multiprocessing"])
+def test_a_sweep_leaves_no_semaphore_behind(tmp_path: Path, backend: str) -> None:
+    workflow = tmp_path / "wf.py"
+    workflow.write_text(SEMAPHORE_WORKFLOW.format(out=str(tmp_path / "out")))
+    proc = subprocess.run([sys.executable, "-m", "dagrun", "execute", str(workflow),
+                           "--backend", backend, "-j", "2"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=90, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "leaked semaphore" not in proc.stderr, proc.stderr
+    assert "resource_tracker" not in proc.stderr, proc.stderr

@@ -161,3 +161,67 @@ def test_keyboard_interrupt_in_the_drivers_own_process_stops_the_sweep(tmp_path:
     assert "interrupted" in result.stderr
     assert not (tmp_path / "out" / "0" / "pre.error").exists()
     assert not (tmp_path / "out" / "1" / "pre.done").exists()  # the sweep stopped at run 0
+
+
+# Each run configures a logger that does not exist before the first stage call: a
+# FileHandler into its own folder, as training scripts do. Every stage reports what it
+# finds left over (handlers on that logger, train.log files held open by this process).
+NEW_LOGGER_SCRIPT = """
+import json
+import logging
+import os
+import sys
+
+from dagrun import run_experiments
+
+
+def leftovers():
+    held = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            held += os.readlink(os.path.join("/proc/self/fd", fd)).endswith("train.log")
+        except OSError:
+            pass
+    return {"handlers": len(logging.getLogger("exp").handlers), "held": held}
+
+
+def pre(cfg):
+    before = leftovers()
+    log = logging.getLogger("exp")
+    log.setLevel(logging.INFO)
+    log.addHandler(logging.FileHandler(os.path.join(cfg["out_path"], "train.log")))
+    log.info("line of run %d", cfg["x"])
+    return before
+
+
+def fit(cfg, before):
+    return before
+
+
+def post(cfg, before):
+    return before
+
+
+if __name__ == "__main__":
+    basecfg = {"out_path": "out", "pre": pre, "fit": fit, "post": post,
+               "backend": sys.argv[1], "num_cpus": 1, "verbose": False}
+    summary = run_experiments(basecfg, [{"x": x} for x in range(3)])
+    with open("after.json", "w") as f:
+        json.dump(leftovers(), f)
+    raise SystemExit(0 if summary.ok else 1)
+"""
+
+
+@pytest.mark.parametrize("backend", ["single", "multiprocessing"])
+def test_handlers_of_a_logger_created_in_a_stage_do_not_reach_the_next_run(
+        tmp_path: Path, backend: str) -> None:
+    script = write_workflow(tmp_path, NEW_LOGGER_SCRIPT, name="script.py")
+    proc = subprocess.run([sys.executable, str(script), backend], cwd=tmp_path,
+                          env=child_env(), capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL, check=False)
+    assert proc.returncode == 0, proc.stderr
+    for x in range(3):  # each run's line in its own file only
+        assert (tmp_path / "out" / str(x) / "train.log").read_text() == f"line of run {x}\n"
+    scores = [line["scores"] for line in read_jsonl(tmp_path / "out" / "results.jsonl")]
+    assert [(s["handlers"], s["held"]) for s in scores] == [(0, 0)] * 3
+    assert json.loads((tmp_path / "after.json").read_text()) == {"handlers": 0, "held": 0}

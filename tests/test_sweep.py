@@ -123,3 +123,33 @@ def test_hundred_thousand_is_the_whole_space() -> None:
     configs = generate_configs(space, 200_000, seed=9)
     assert len(configs) == 100_000
     assert len({tuple(c.values()) for c in configs}) == 100_000
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda xs: __import__("numpy").array(xs), id="numpy"),
+    pytest.param(tuple, id="tuple"),
+    pytest.param(lambda xs: __import__("pandas").Series(xs), id="pandas"),
+    pytest.param(lambda xs: (x for x in xs), id="generator"),
+])
+def test_variation_takes_any_ordered_collection_like_a_list(make: Any) -> None:
+    from dagrun.code.digest import config_digest
+    from dagrun.config import json_view
+
+    values: dict[str, list[Any]] = {"lr": [1e-3, 1e-2, 1e-1], "depth": [2, 4, 8],
+                                    "flag": [True, False], "name": ["a", "b"]}
+    as_lists = generate_configs({k: Variation(v) for k, v in values.items()}, 7, seed=5)
+    got = generate_configs({k: Variation(make(v)) for k, v in values.items()}, 7, seed=5)
+    assert got == as_lists
+    for cfg, expected in zip(got, as_lists, strict=True):
+        assert {k: type(v) for k, v in cfg.items()} == {k: type(v) for k, v in expected.items()}
+        assert json_view(cfg) == json_view(expected)
+        assert config_digest(cfg) == config_digest(expected)
+
+
+def test_variation_of_a_range_and_of_numpy_values() -> None:
+    np = pytest.importorskip("numpy")
+    assert Variation(range(3)).choices == [0, 1, 2]
+    rows = Variation(np.array([[1, 2], [3, 4]])).choices
+    assert rows == [[1, 2], [3, 4]] and all(type(x) is int for row in rows for x in row)
+    scalars = Variation([np.float32(0.5), np.int64(3), np.bool_(True), np.str_("s")]).choices
+    assert [type(x) for x in scalars] == [float, int, bool, str]

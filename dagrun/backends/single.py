@@ -1,17 +1,27 @@
 """``single``: one run after another on this machine.
 
 Without a timeout, stages run in the driver's own process so a user can debug with
-``breakpoint()``; what they print goes to the terminal and to the stage's log. With a
-timeout, each run goes to one child process that is killed when the run overstays, so the
-timeout holds even against code that swallows exceptions or sits in C.
+``breakpoint()``; what they print goes to the terminal and to the stage's log. Each run is
+announced before its stages are called and cleared after them (``dagrun.run.pending``), so
+a stage that ends the process (``os._exit``, a segfault, SIGKILL) is still recorded as
+``crashed``: by the ``dagrun`` command's own process, which then executes the rest of the
+sweep in a new process (``dagrun.run.supervisor``), or by the driver's watchdog. A crash is
+an attempt: a run whose last attempt ended the process is not executed again in this
+invocation (its outcome is its crash record), one with attempts left goes on with its next
+one.
+
+With a timeout, each run goes to one child process that is killed when the run overstays,
+so the timeout holds even against code that swallows exceptions or sits in C.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 
 from dagrun.backends.base import Backend
 from dagrun.backends.process.driver import ProcessBackend
+from dagrun.run import pending
 from dagrun.run.capture import CaptureMode
 from dagrun.run.stages import RunOutcome, RunTask, StageRunner
 
@@ -27,26 +37,43 @@ class SingleBackend(Backend):
 
     def start(self) -> None:
         self._queue: collections.deque[RunTask] = collections.deque()
+        self._settled: collections.deque[RunOutcome] = collections.deque()
         self._child: ProcessBackend | None = None
+        self._announcer: pending.Announcer | None = None
         if self.settings.timeout:
             self._child = _OneChildBackend(self.settings, self.sweep, self.workflow,
                                            self.fingerprints)
             self._child.start()
         else:
             self._runner = StageRunner(self.workflow, CaptureMode.TEE, self.fingerprints)
+            self._announcer = pending.announcer()
 
     def submit(self, task: RunTask) -> None:
         if self._child is not None:
             self._child.submit(task)
+            return
+        crashed = pending.crashed_attempt(task)  # an earlier process of this command
+        if crashed > self.settings.retries:  # that was its last attempt: not again here
+            self._settled.append(pending.crashed_outcome(task, crashed))
+        elif crashed and task.attempt == 1:  # it goes on with its next attempt
+            self._queue.append(dataclasses.replace(task, attempt=crashed + 1))
         else:
             self._queue.append(task)
 
     def poll(self, timeout: float) -> list[RunOutcome]:
         if self._child is not None:
             return self._child.poll(timeout)
+        if self._settled:
+            return [self._settled.popleft()]
         if not self._queue:
             return []
-        return [self._runner.run(self._queue.popleft())]
+        task = self._queue.popleft()
+        announcer = self._announcer or pending.Announcer()
+        try:
+            announcer.begin(task)
+            return [self._runner.run(task)]
+        finally:
+            announcer.end()
 
     def running(self) -> int:
         return self._child.running() if self._child is not None else 0
@@ -63,3 +90,7 @@ class SingleBackend(Backend):
     def shutdown(self, *, kill: bool = False) -> None:
         if getattr(self, "_child", None) is not None and self._child is not None:
             self._child.shutdown(kill=kill)
+        announcer = getattr(self, "_announcer", None)
+        if announcer is not None:
+            self._announcer = None
+            announcer.close()

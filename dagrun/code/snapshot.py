@@ -1,49 +1,52 @@
-"""The code a sweep was planned with: a copy of the workflow file and the user's own modules.
+"""The code a sweep was planned with: a copy of the user's code, imported under its own names.
 
-At plan time dagrun copies the workflow file (the file given to ``dagrun execute``, or the
-script that called ``run_experiments`` as ``python wf.py``) and every module it imported that
-is the user's own (its file lies under the workflow's folder or the current folder, never
-under ``sys.prefix``/``sys.base_prefix``, never dagrun itself) into
-``OUT/.dagrun/code/<digest>/``. The workflow file is stored under a stable module name
-(``dagrun_workflow_<stem>.py``) and user modules under their own dotted names.
+At plan time dagrun copies the user's code (``dagrun.code.usercode`` says what that is:
+every top-level package or module imported now that is not a library) whole into
+``OUT/.dagrun/code/<digest>/`` (``dagrun.code.copying``: every file of a user package,
+stored once per content), plus the workflow file when it is a script (``dagrun execute
+wf.py`` or ``python wf.py``) as ``dagrun_workflow_<stem>.py``. ``python -m pkg.experiments``
+keeps its name: the workflow is ``pkg.experiments`` inside the copied ``pkg``.
 
-Every process that runs stages imports that copy as a real module (``activate``): the
-driver's own children, pool workers, Ray tasks, ssh hosts and ``dagrun worker``. So module
-level code (``logging.basicConfig``, seeding, constants) runs there as it does in the driver,
-functions of the workflow are importable by name (a stage's own process pool works), and the
-sweep runs the code it was planned with even when files are edited while it runs. Modules a
-stage imports lazily (inside a function) are not copied: they are imported from the user's
-folder, which stays on ``sys.path`` behind the copy.
+Every process that runs stages imports the copy (``activate``): the driver's own children,
+pool workers, Ray tasks, ssh hosts, ``dagrun worker`` and ``dagrun resume``. A finder on
+``sys.meta_path`` serves every module of a copied package from the copy — submodules a
+registry imports lazily, extension modules, package data through ``importlib.resources``
+— under its real name, while ``__file__`` names the user's file (code that reads data next
+to itself keeps working). The workflow is imported with the script's own ``sys.argv``
+(module-level argument parsing sees what it saw in the driver). Modules that are not in the
+copy (a top-level module imported only inside a stage) come from the user's folders, which
+stay on ``sys.path`` behind the copy.
 
-While a copy is imported, ``run_experiments`` does not start a sweep (a script without an
-``if __name__ == "__main__":`` guard stops there); names bound only inside that block are
-recorded, so a stage that needs one fails with a message saying why.
+While a workflow is imported this way, ``run_experiments`` does not start a sweep (a
+script without an ``if __name__ == "__main__":`` guard stops there); names bound only
+inside that block are recorded, so a stage that needs one fails with a message saying why.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
-import hashlib
+import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
 import re
-import shutil
 import sys
 import traceback
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from dagrun.code.fingerprint import library_roots
-from dagrun.disk import atomic
+from dagrun.code import copying, mainref, staleness
+from dagrun.code.copying import Collected, Limits
+from dagrun.code.usercode import Rule, Top, real_file, user_tops
 from dagrun.disk.layout import CODE_DIR
 from dagrun.errors import UsageError
 
 _importing = False  # True while a workflow file or its copy is being imported
+LAYOUT = 2  # 1: flat copies of imported .py files (on-disk format <= 3); 2: whole packages
 
 
 class SnapshotImportStop(BaseException):
@@ -70,12 +73,17 @@ class Snapshot:
     it can be read before any of the user's classes can be unpickled)."""
 
     folder: str  # OUT/.dagrun/code/<digest> as the planning driver saw it
-    module: str  # the workflow file's module name inside ``folder``
-    source: str  # the workflow file the copy was taken from
+    module: str  # the workflow's module name ("" when the sweep has no workflow module)
+    source: str  # the workflow file the copy was taken from ("" when none)
     sys_path: tuple[str, ...] = ()  # the user's folders, searched after the copy
     main_only: tuple[str, ...] = ()  # names bound only in the ``__main__`` block
-    # module name -> (file inside the copy, the user's file it was copied from)
+    # layout 1: module name -> (file inside the copy, the user's file it was copied from)
     modules: tuple[tuple[str, str, str], ...] = ()
+    # layout 2: top-level name -> (its folder or file inside the copy, the user's original)
+    tops: tuple[tuple[str, str, str], ...] = ()
+    argv: tuple[str, ...] = ()  # the script's sys.argv, for every process that imports it
+    workflow_file: str = ""  # the workflow's file inside the copy, when it is a script
+    layout: int = 1
 
     def relocated(self, state_dir: str) -> Snapshot:
         """The same snapshot seen from another mount of OUT (``state_dir`` = OUT/.dagrun)."""
@@ -89,7 +97,10 @@ class Snapshot:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Snapshot:
         return cls(data["folder"], data["module"], data["source"], tuple(data["sys_path"]),
-                   tuple(data["main_only"]), tuple(tuple(m) for m in data.get("modules", ())))
+                   tuple(data["main_only"]), tuple(tuple(m) for m in data.get("modules", ())),
+                   tuple(tuple(t) for t in data.get("tops", ())),
+                   tuple(data.get("argv", ())), data.get("workflow_file", ""),
+                   data.get("layout", 1))
 
     def explain(self, exc: BaseException) -> str | None:
         """Why a stage's ``NameError`` happened, when the name exists only under ``__main__``."""
@@ -100,43 +111,6 @@ class Snapshot:
                     f"block of {base}, which does not run where stages run (workers import "
                     "the file as a module); set it at module level or pass it in the cfg")
         return None
-
-
-@dataclass
-class Collected:
-    """Files to copy: module file name inside the snapshot -> source text."""
-
-    files: dict[str, bytes] = field(default_factory=dict)
-
-    def digest(self) -> str:
-        h = hashlib.sha256()
-        for name in sorted(self.files):
-            h.update(name.encode() + b"\0" + hashlib.sha256(self.files[name]).digest())
-        return h.hexdigest()[:16]
-
-
-def _user_modules(folders: tuple[str, ...]) -> Iterator[tuple[str, str]]:
-    """(dotted name, file) of imported modules whose source lies under ``folders``."""
-    excluded = library_roots()
-    for name, module in list(sys.modules.items()):
-        path = getattr(module, "__file__", None)
-        if not path or not path.endswith(".py") or name == "__main__" or name.startswith(
-                ("dagrun_workflow_", "dagrun.")):
-            continue
-        real = os.path.realpath(path)
-        if real.startswith(excluded) or not real.startswith(folders):
-            continue
-        yield name, real
-
-
-def _relative_file(name: str, path: str) -> str | None:
-    """Where module ``name`` (file ``path``) goes in the snapshot: ``pkg/mod.py``."""
-    parts = name.split(".")
-    if os.path.basename(path) == "__init__.py":
-        rel = os.path.join(*parts, "__init__.py")
-    else:
-        rel = os.path.join(*parts[:-1], parts[-1] + ".py")
-    return rel if path.endswith(os.sep + rel) or path == rel else None
 
 
 def main_only_names(source: str) -> tuple[str, ...]:
@@ -168,80 +142,106 @@ def _is_main_guard(node: ast.stmt) -> bool:
     return names == {"__name__"} and "__main__" in consts
 
 
-def script_of(functions: Iterable[Any]) -> str | None:
-    """The script run as ``python wf.py`` that defines a stage function, if any."""
+def main_workflow(functions: Iterable[Any]) -> tuple[str, str] | None:
+    """(file, module name) of the script run as ``python wf.py`` (or ``python -m
+    pkg.experiments``) when it defines a stage function; its module name is
+    ``dagrun_workflow_<stem>`` for a script and the dotted name given to ``-m``."""
     main = sys.modules.get("__main__")
     path = str(getattr(main, "__file__", None) or "")
     if not path or not os.path.isfile(path):
         return None
-    if any(getattr(fn, "__module__", None) == "__main__" for fn in functions):
-        return os.path.abspath(path)
-    return None
+    if not any(getattr(fn, "__module__", None) == "__main__" for fn in functions):
+        return None
+    spec = getattr(main, "__spec__", None)
+    name = getattr(spec, "name", None)
+    if not isinstance(name, str) or name in ("", "__main__"):
+        name = module_name(path)
+    return os.path.abspath(path), name
 
 
-def collect(source: str) -> tuple[Collected, Snapshot]:
-    """Read the workflow file and the user's modules imported now; nothing is written."""
-    source = os.path.abspath(source)
-    folder = os.path.dirname(source)
-    roots = tuple(os.path.join(os.path.realpath(p), "") for p in {folder, os.getcwd()})
-    collected = Collected()
-    name = module_name(source)
-    with open(source, "rb") as f:
-        text = f.read()
-    collected.files[f"{name}.py"] = text
-    modules = [(name, f"{name}.py", source)]
-    for mod, path in _user_modules(roots):
-        if os.path.realpath(path) == os.path.realpath(source):
-            continue
-        rel = _relative_file(mod, path)
-        if rel is None:
-            continue
-        try:
-            with open(path, "rb") as f:
-                collected.files[rel] = f.read()
-        except OSError:
-            continue
-        modules.append((mod, rel, path))
-    main_only = main_only_names(text.decode("utf-8", "replace"))
-    snap = Snapshot("", name, source, (folder,), main_only, tuple(sorted(modules)))
+@dataclass(frozen=True)
+class Request:
+    """What to copy: the workflow (if any), the user's overrides and where OUT is."""
+
+    source: str | None  # the workflow file
+    module: str | None  # its module name (None: ``module_name(source)``)
+    functions: tuple[Callable[..., Any], ...]
+    rule: Rule
+    limits: Limits
+    state_dir: str  # OUT/.dagrun
+    avoid: tuple[str, ...]  # folders never copied (OUT), each ending with a separator
+    argv: tuple[str, ...]
+    from_main: bool = False  # the workflow is this process's ``__main__``
+
+
+def take(req: Request) -> tuple[Collected, Snapshot]:
+    """Read the user's code as it is loaded now (refusing a file edited since it was
+    loaded); nothing is written. The snapshot's folder is named by the content."""
+    tops = {t.name: t for t in user_tops(sys.modules, req.rule)}
+    extra: dict[str, str] = {}
+    name, workflow_file, source = req.module or "", "", req.source or ""
+    if source:
+        # a dotted name (python -m pkg.exp) comes from its copied package, or from the
+        # installed package itself when that is a library
+        name = name or module_name(source)
+        if name.startswith("dagrun_workflow_"):
+            workflow_file = f"{name}.py"
+            extra[workflow_file] = source
+        elif "." not in name and name not in tops:
+            tops[name] = Top(name, os.path.realpath(source), os.path.dirname(
+                os.path.realpath(source)), False)
+    read = _check_loaded(tops.values(), source, name, req)
+    code_dir = os.path.join(req.state_dir, CODE_DIR)
+    hasher = copying.Hasher(code_dir)
+    collected = copying.collect(list(tops.values()), extra, req.rule, req.limits, hasher,
+                                req.avoid, read)
+    collected.hasher = hasher
+    main_only: tuple[str, ...] = ()
+    if source:
+        with open(source, "rb") as f:
+            main_only = main_only_names(f.read().decode("utf-8", "replace"))
+    # the workflow's folder: where Python itself looks first for the script's imports
+    entries = (os.path.dirname(os.path.abspath(source)),) if source else ()
+    snap = Snapshot(os.path.join(code_dir, collected.digest()), name, source, entries,
+                    main_only, (), tuple((t.name, os.path.basename(t.path), t.path)
+                                        for t in sorted(tops.values(), key=lambda t: t.name)),
+                    req.argv, workflow_file, LAYOUT)
+    if req.from_main and name:
+        mainref.register(name)
     return collected, snap
 
 
-def placed(snap: Snapshot, collected: Collected, state_dir: str) -> Snapshot:
-    """``snap`` with its folder: ``state_dir/code/<digest of the files>``."""
-    return dataclasses.replace(snap, folder=os.path.join(state_dir, CODE_DIR, collected.digest()))
+def _check_loaded(tops: Iterable[Top], source: str, name: str,
+                  req: Request) -> dict[str, bytes]:
+    """Check every loaded module of the copy that was modified after this process started
+    against its file (``dagrun.code.staleness``); returns the bytes read (the copy takes
+    exactly those)."""
+    roots = tuple(os.path.join(t.path, "") if t.package else t.path for t in tops)
+    real_source = os.path.realpath(source) if source else ""
+    read: dict[str, bytes] = {}
+    for mod_name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if not isinstance(file, str) or not file.endswith(".py"):
+            continue
+        real = real_file(file)
+        ours = real == real_source and mod_name in ("__main__", name)
+        if not (ours or (real.startswith(roots) and mod_name != "__main__")):
+            continue
+        if real in read or not staleness.suspect(real):
+            continue
+        with open(real, "rb") as f:
+            read[real] = f.read()
+        staleness.check(module, read[real], real)
+    for fn in req.functions:
+        staleness.check_function(fn)
+    return read
 
 
 def write(snap: Snapshot, collected: Collected) -> None:
-    """Write the copy (once per content: the folder name is its digest) and remove older
-    copies; a folder appears complete or not at all (written aside, then renamed)."""
-    if not os.path.isdir(snap.folder):
-        parent = os.path.dirname(snap.folder)
-        atomic.makedirs(parent)
-        tmp = f"{snap.folder}.{os.getpid()}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        for rel, data in collected.files.items():
-            path = os.path.join(tmp, rel)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            atomic.write_bytes(path, data)
-        try:
-            os.rename(tmp, snap.folder)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not os.path.isdir(snap.folder):
-                raise
-    _prune(os.path.dirname(snap.folder), keep=os.path.basename(snap.folder))
-
-
-def _prune(code_dir: str, keep: str) -> None:
-    """Remove copies of earlier plans. A worker still running one has imported it already."""
-    try:
-        names = os.listdir(code_dir)
-    except OSError:
-        return
-    for name in names:
-        if name != keep:
-            shutil.rmtree(os.path.join(code_dir, name), ignore_errors=True)
+    """Write the copy (once per content) and remove older ones (``dagrun.code.copying``)."""
+    copying.write(collected, os.path.dirname(snap.folder), snap.folder)
+    if collected.hasher is not None:
+        collected.hasher.save()
 
 
 def put_on_path(snap: Snapshot) -> None:
@@ -250,26 +250,104 @@ def put_on_path(snap: Snapshot) -> None:
     sys.path[:] = wanted + [p for p in sys.path if p not in wanted]
 
 
-def activate(snap: Snapshot) -> ModuleType:
-    """Import the copy of the workflow (once per process); returns its module.
+def reachable(snap: Snapshot) -> None:
+    """In the planning driver: the copy *last* on ``sys.path``, so that processes a stage
+    starts here (its own spawn pool) can import the workflow's module by its name, while
+    every import of this process — ``importlib.reload`` included — still finds the
+    user's files first, as it would without dagrun."""
+    if snap.folder in sys.path:
+        sys.path.remove(snap.folder)
+    sys.path.append(snap.folder)
+
+
+def activate(snap: Snapshot) -> ModuleType | None:
+    """Import the copy of the workflow (once per process); returns its module (``None``
+    when the sweep has no workflow module: its stages come from the user's modules).
 
     Its ``__main__`` block is not run; a top-level ``run_experiments`` call stops the import
     there. Errors become a one-line ``UsageError`` naming the file and line.
     """
+    if snap.layout < 2:
+        return _activate_flat(snap)
+    if snap.argv:
+        sys.argv = list(snap.argv)
     put_on_path(snap)
-    _install_finder(snap)
+    _install(_TreeFinder(snap))
+    if not snap.module:
+        return None
+    loaded = sys.modules.get(snap.module)
+    if loaded is not None and getattr(loaded, "__dagrun_copy__", None) == snap.folder:
+        return loaded  # this copy is imported already (a worker serving the same sweep)
+    shown = os.path.basename(snap.source)
+    if snap.workflow_file:
+        path = os.path.join(snap.folder, snap.workflow_file)
+        spec = _spec(snap.module, path, snap.source)
+    else:
+        parent = snap.module.rpartition(".")[0]
+        if parent:
+            _import_parent(parent, shown)
+        found = importlib.util.find_spec(snap.module)
+        if found is None:
+            raise UsageError(f"cannot find {snap.module} in the copy of the code at "
+                             f"{snap.folder}")
+        spec = found
+    module = _exec(spec, snap.module, shown, False, spec.origin or "")
+    module.__dict__["__dagrun_copy__"] = snap.folder
+    return module
+
+
+def _import_parent(parent: str, shown: str) -> None:
+    try:
+        importlib.import_module(parent)
+    except Exception as exc:
+        raise UsageError(f"importing {parent} (the package of {shown}) raised "
+                         f"{type(exc).__name__}: {exc}") from exc
+
+
+class _TreeFinder(importlib.abc.MetaPathFinder):
+    """Serves every module of a copied top-level package or module from the copy, under
+    its real name; ``__file__`` names the user's file (data next to it stays reachable)."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.root = snap.folder
+        self.entries = {name: os.path.dirname(orig) for name, _, orig in snap.tops}
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        entry = self.entries.get(fullname.partition(".")[0])
+        if entry is None:
+            return None
+        search = [self.root] if "." not in fullname else path
+        spec = importlib.machinery.PathFinder.find_spec(fullname, search)
+        prefix = os.path.join(self.root, "")
+        if spec is not None and spec.origin and spec.origin.endswith(".py") \
+                and spec.origin.startswith(prefix):
+            spec.origin = os.path.join(entry, spec.origin[len(prefix):])
+            spec.cached = None
+        return spec
+
+
+def _install(finder: importlib.abc.MetaPathFinder) -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, (_TreeFinder,
+                                                                        _CopyFinder))]
+    sys.meta_path.insert(0, finder)
+
+
+def _activate_flat(snap: Snapshot) -> ModuleType:
+    """Layout 1 (a sweep planned by on-disk format 3 or older): flat copies of modules."""
+    put_on_path(snap)
+    _install(_CopyFinder(snap))
     path = os.path.join(snap.folder, f"{snap.module}.py")
     loaded = sys.modules.get(snap.module)
     spec = getattr(loaded, "__spec__", None)
     if loaded is not None and getattr(getattr(spec, "loader", None), "path", None) == path:
-        return loaded  # this copy is imported already (a worker serving the same sweep)
+        return loaded
     return import_file(path, snap.module, shown=os.path.basename(snap.source),
                        origin=snap.source)
 
 
 class _CopyFinder(importlib.abc.MetaPathFinder):
-    """Finds the user's modules of a snapshot in the copy, while their ``__file__`` stays the
-    user's file (code that locates data next to itself keeps working)."""
+    """Layout 1: finds the modules of a snapshot in the copy, ``__file__`` the user's."""
 
     def __init__(self, snap: Snapshot) -> None:
         self.files = {mod: (os.path.join(snap.folder, rel), orig)
@@ -295,24 +373,31 @@ def _spec(name: str, copy: str, origin: str) -> importlib.machinery.ModuleSpec:
     return spec
 
 
-def _install_finder(snap: Snapshot) -> None:
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _CopyFinder)]
-    sys.meta_path.insert(0, _CopyFinder(snap))
-
-
 def import_file(path: str, name: str, shown: str | None = None, *,
                 driver: bool = False, origin: str | None = None) -> ModuleType:
     """Import ``path`` as module ``name`` (in ``sys.modules``), without its ``__main__``
     block; every way it can fail becomes a one-line ``UsageError``. In the ``driver``
     (``dagrun execute``) a top-level ``run_experiments`` call is a ``UsageError`` too."""
-    global _importing
     spec = _spec(name, path, origin) if origin else \
         importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise UsageError(f"cannot load {path} as a Python file")
+    return _exec(spec, name, shown or os.path.basename(path), driver, path)
+
+
+def _exec(spec: importlib.machinery.ModuleSpec, name: str, shown: str, driver: bool,
+          path: str) -> ModuleType:
+    """Execute the module of ``spec`` as ``name``, stopping at a ``run_experiments`` call;
+    errors become one-line ``UsageError``s (``path``: the file their line refers to)."""
+    global _importing
+    if spec.loader is None:
+        raise UsageError(f"cannot load {path} as a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    shown = shown or os.path.basename(path)
+    parent, _, child = name.rpartition(".")
+    if parent and parent in sys.modules:
+        setattr(sys.modules[parent], child, module)
+    code_file = getattr(spec.loader, "path", path)
     _importing = True
     try:
         spec.loader.exec_module(module)
@@ -320,9 +405,10 @@ def import_file(path: str, name: str, shown: str | None = None, *,
         if driver:
             del sys.modules[name]
             raise UsageError(
-                f"{shown} calls run_experiments while being loaded{_user_frame(exc, path)}: "
-                "`dagrun execute` loads the file and runs the sweep itself; put that call "
-                f"under `if __name__ == \"__main__\":` (or run `python {shown}`)") from None
+                f"{shown} calls run_experiments while being loaded"
+                f"{_user_frame(exc, code_file)}: `dagrun execute` loads the file and runs the "
+                "sweep itself; put that call under `if __name__ == \"__main__\":` (or run "
+                f"`python {shown}`)") from None
         # where stages run: the import stops there, the functions above it are loaded
     except SyntaxError as exc:
         del sys.modules[name]
@@ -330,7 +416,7 @@ def import_file(path: str, name: str, shown: str | None = None, *,
     except Exception as exc:
         del sys.modules[name]
         raise UsageError(f"{shown} raised {type(exc).__name__} while loading"
-                         f"{_user_frame(exc, path)}: {exc}") from exc
+                         f"{_user_frame(exc, code_file)}: {exc}") from exc
     finally:
         _importing = False
     return module

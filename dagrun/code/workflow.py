@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-import cloudpickle
-
+from dagrun.code import mainref
 from dagrun.code import snapshot as snapshots
 from dagrun.code.safety import check_pickle
 from dagrun.code.snapshot import Snapshot
@@ -75,7 +74,7 @@ class FunctionRef:
 
     qualname: str
 
-    def resolve(self, module: ModuleType, source: str) -> Callable[..., Any]:
+    def resolve(self, module: ModuleType | None, source: str) -> Callable[..., Any]:
         obj: Any = module
         for part in self.qualname.split("."):
             obj = getattr(obj, part, None)
@@ -122,7 +121,7 @@ class Workflow:
         with the workflow file's functions as references into the snapshot."""
         stored = self._with_refs() if self.snapshot is not None else self
         try:
-            inner = bytes(cloudpickle.dumps(stored))
+            inner = mainref.dumps(stored)
         except Exception as exc:  # cloudpickle raises many types for unpicklable objects
             raise ConfigError(
                 f"the workflow cannot be pickled for workers and resume: {exc} "
@@ -173,6 +172,7 @@ class Workflow:
         ``OUT/.dagrun`` this process sees, when it may differ from the driver's)."""
         outer = _loads(data)
         snap = None
+        module: ModuleType | None = None
         if isinstance(outer, tuple) and len(outer) == 3 and outer[0] == _FORMAT:
             _, header, inner = outer
             if header is not None:

@@ -19,7 +19,7 @@ from dagrun.errors import UsageError
 from dagrun.version import __version__
 
 #: the format this dagrun writes
-FORMAT = 3
+FORMAT = 4
 #: the oldest format this dagrun reads (and migrates)
 OLDEST = 1
 HISTORY = {
@@ -31,6 +31,11 @@ HISTORY = {
     3: "fenced leases: lease.json carries a token; every holder writes a run through its "
        "attempt folder RUN/.attempt-<token>-<holder> (a format-2 worker would write "
        "around the fence)",
+    4: "the copy of the code holds the user's packages whole: OUT/.dagrun/code/files/<sha256> "
+       "(each file content once), OUT/.dagrun/code/<digest>/ (the tree, hard links to "
+       "those) and code/index.json (a stat cache); the snapshot in workflow.pkl names the "
+       "copied top-level modules (tops), the script's argv and its layout (2); a format-3 "
+       "worker would import the copy by the old flat layout",
 }
 
 

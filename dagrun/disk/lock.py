@@ -107,19 +107,26 @@ def _state_lock(sweep: SweepDir) -> int | None:
 
 
 @contextlib.contextmanager
-def driver_lock(sweep: SweepDir, wait: float = 0.0, role: str = "driver") -> Iterator[None]:
+def driver_lock(sweep: SweepDir, wait: float = 0.0, role: str = "driver",
+                pid: int | None = None) -> Iterator[None]:
     """Hold the sweep's lock for one driver; another gets ``SweepBusyError`` (at once, or
     after ``wait`` seconds of trying). ``role="reduce"``: held for a moment only (a worker
     rewriting results.jsonl), so whoever arrives meanwhile queues up to ``REDUCE_WAIT`` s.
+    ``pid``: the process to name as the driver when it is not this one (the ``dagrun``
+    command whose child executes the sweep); driver.json then also says which process holds
+    the lock (``lock_pid``).
 
     driver.json is written before the record lock readers query is taken, and removed only
     after it is dropped: a reader that sees a holder finds its description (``holder``)."""
     dir_fd = _acquire(sweep, max(wait, _reducer_wait(sweep)))
     state_fd: int | None = None
+    described = {"host": hostname(), "pid": pid or os.getpid(), "since": iso(time.time()),
+                 "role": role}
+    if pid not in (None, os.getpid()):
+        described["lock_pid"] = os.getpid()
     try:
         _prepare_state(sweep)
-        atomic.write_json(sweep.driver, {"host": hostname(), "pid": os.getpid(),
-                                         "since": iso(time.time()), "role": role})
+        atomic.write_json(sweep.driver, described)
         state_fd = _state_lock(sweep)
         yield
     finally:
@@ -198,7 +205,8 @@ def _description(sweep: SweepDir, pid: int | None = None) -> str | None:
     info = atomic.read_json_or_none(sweep.driver)
     if not isinstance(info, dict) or not isinstance(info.get("pid"), int):
         return None
-    if pid not in (None, 0) and info["pid"] != pid and info.get("host") == hostname():
+    holding = info.get("lock_pid", info["pid"])
+    if pid not in (None, 0) and holding != pid and info.get("host") == hostname():
         return None
     return f"pid {info['pid']} on {info.get('host', '?')}, since {info.get('since', '?')}"
 

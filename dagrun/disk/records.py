@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import socket
 import time
@@ -119,9 +120,13 @@ class Failure:
         return cls(stage.value, kind.value, message, tb, attempt, host or hostname(),
                    iso(time.time()), os.getpid())
 
+    def content(self) -> bytes:
+        """The bytes of ``<stage>.error`` holding this record."""
+        return (json.dumps(dict(vars(self)), indent=2) + "\n").encode("utf-8")
+
     def write(self, run: RunDir, via: Attempt | None = None) -> None:
         """Write the record; ``via``: the holder's attempt (``dagrun.disk.fence``)."""
-        (via or Attempt(run, None)).write_json(run.error(Stage(self.stage)), dict(vars(self)))
+        (via or Attempt(run, None)).write_bytes(run.error(Stage(self.stage)), self.content())
 
     @classmethod
     def read(cls, run: RunDir, stage: Stage) -> Failure | None:

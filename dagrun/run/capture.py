@@ -20,9 +20,14 @@ State (``isolated``): the working folder, ``os.environ``, ``sys.path``, ``sys.st
 handlers, level and switches of the loggers that existed before, ``logging.disable``) are
 recorded before each stage call and put back after it when they changed, so one run cannot
 change how the next one runs, and a run resumed at ``fit`` sees what an uninterrupted one
-sees. Recording is a few copies of small lists and dicts; restoring happens only for what
-changed. Not isolated: the global random state, warning filters, and the state of imported
-modules (a process runs many runs; seed per run from ``cfg["run_id"]``).
+sees. Loggers first created during the call lose (and close) the handlers they got in it: a
+``FileHandler`` into run 0's folder must not receive run 1's lines, nor a handler added per
+run print each line once more per run; their level and switches are left as set. (So does
+the logger of a library first imported inside a stage: the handler its import added, often
+a ``NullHandler``, is gone for later runs; import such libraries at the top of the workflow
+file to keep it.) Recording is a few copies of small lists and dicts; restoring happens
+only for what changed. Not isolated: the global random state, warning filters, and the state
+of imported modules (a process runs many runs; seed per run from ``cfg["run_id"]``).
 """
 
 from __future__ import annotations
@@ -314,11 +319,16 @@ def _environ() -> dict[Any, Any]:
     return dict(data) if isinstance(data, dict) else os.environ.copy()
 
 
-def _loggers() -> list[logging.Logger]:
-    """The root logger and every logger created so far (placeholders left out)."""
-    existing = list(logging.Logger.manager.loggerDict.values())
+def _registered() -> list[Any]:
+    """What ``logging.getLogger`` has handed out so far: loggers and placeholders (a
+    placeholder stands for a parent name not asked for yet), in their order of creation."""
+    return list(logging.Logger.manager.loggerDict.values())
+
+
+def _loggers(registered: list[Any]) -> list[logging.Logger]:
+    """The root logger and the loggers among ``registered`` (placeholders left out)."""
     loggers: list[logging.Logger] = [logging.getLogger()]
-    loggers += filter(logging.Logger.__instancecheck__, existing)  # type: ignore[arg-type]
+    loggers += filter(logging.Logger.__instancecheck__, registered)
     return loggers
 
 
@@ -328,7 +338,9 @@ class ProcessState:
 
     Taken before every stage call, so it is built with C-level copies only (a few µs;
     tens of µs with 300 loggers); ``restore`` compares the same way and works per item only
-    for what changed.
+    for what changed. Loggers created during the call are found by comparing what the
+    logging registry holds with ``registered`` (identity, in C); only when it differs is
+    the registry walked in Python.
     """
 
     cwd: str | None
@@ -340,13 +352,16 @@ class ProcessState:
     handlers: list[tuple[logging.Handler, ...]]  # per logger
     settings: list[tuple[int, bool, bool]]  # per logger: level, propagate, disabled
     disable: int  # ``logging.disable``'s level
+    registered: list[Any]  # ``_registered()``: loggers and placeholders, to spot new ones
 
     @classmethod
     def now(cls) -> ProcessState:
-        loggers = _loggers()
+        registered = _registered()
+        loggers = _loggers(registered)
         return cls(_getcwd(), _environ(), sys.path, list(sys.path), (sys.stdout, sys.stderr),
                    loggers, list(map(tuple, map(_HANDLERS, loggers))),
-                   list(map(_SETTINGS, loggers)), logging.Logger.manager.disable)
+                   list(map(_SETTINGS, loggers)), logging.Logger.manager.disable,
+                   registered)
 
     def restore(self) -> None:
         """Put back what changed since ``now`` (only that: most calls change nothing)."""
@@ -367,6 +382,20 @@ class ProcessState:
             self._restore_loggers()
         if logging.Logger.manager.disable != self.disable:
             logging.disable(self.disable)
+        if _registered() != self.registered:  # a logger was created (rarely: after run 0)
+            self._drop_new_handlers()
+
+    def _drop_new_handlers(self) -> None:
+        """Remove the handlers of the loggers created during the call (a placeholder that
+        became a logger included); close those no other logger uses."""
+        known = set(map(id, self.loggers))
+        dropped: list[logging.Handler] = []
+        for logger in _loggers(_registered()):
+            if logger.handlers and id(logger) not in known:
+                dropped += logger.handlers
+                logger.handlers.clear()
+        if dropped:
+            _close_unused(dropped)
 
     def _restore_loggers(self) -> None:
         dropped: list[logging.Handler] = []

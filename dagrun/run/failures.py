@@ -79,6 +79,18 @@ def crashed_failure(task: RunTask, code: int) -> Failure:
                     f"the process running {{stage}} {exit_description(code)}")
 
 
+def ended_driver(stage: Stage, attempt: int) -> Failure:
+    """The record a driver's watchdog commits for a run whose ``stage`` ended the driver's
+    own process (``single`` without a timeout, outside the ``dagrun`` command). It is made
+    before the run starts (``dagrun.run.pending``), so it holds no exit status and no log
+    lines: the watchdog is not the driver's parent, and only copies it into place."""
+    return Failure.make(
+        stage, FailureKind.CRASHED,
+        f"the process running {stage.value} (the driver's own process) ended before the stage "
+        "finished: os._exit, a fatal signal (a segfault, SIGKILL) or an out-of-memory kill; "
+        "recorded by the driver's watchdog", attempt)
+
+
 def not_visible_failure(task: RunTask, out_path: str, where: str, needs: str) -> Failure:
     """A run sent to a node or host (``where``) that does not see OUT; nothing was written
     there. ``needs`` says what the backend requires of the filesystem."""

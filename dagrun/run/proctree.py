@@ -26,6 +26,15 @@ before misses:
    tagged ``VAR=PREFIX...`` (SIGTERM, then SIGKILL) and exits. It imports only the standard
    library, so starting it costs the driver one fork+exec.
 
+The watchdog also keeps a run's *last word*: a driver that calls stages in its own process
+(``single`` without a timeout, ``dagrun.run.pending``) writes ``P <json>`` to it before each
+run (the run's attempt folder and, per stage, the stage's marker, its failure record's path
+and the record's bytes) and ``C`` after it. When the driver ends with a run pending (a stage
+called ``os._exit``, segfaulted, was SIGKILLed), the watchdog commits the record of the first
+stage without a marker the way a fenced write does: a temporary file in the attempt folder,
+renamed onto the record's name; nothing when the attempt folder is gone (another holder
+fenced it).
+
 The happy path costs nothing per run: ``/proc`` is scanned only when a run is killed, crashed
 or the sweep ends. What escapes all three: a process that clears its environment *and* leaves
 the host's session while the host is SIGKILLed (the subreaper then re-parents it to init).
@@ -35,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import select
 import signal
@@ -42,6 +52,7 @@ import subprocess
 import sys
 import time
 from types import FrameType
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -254,7 +265,8 @@ def _wait_gone(pids: set[int], grace: float) -> None:
 
 def start_watchdog(var: str, prefix: str) -> subprocess.Popen[bytes] | None:
     """Start a watchdog of this process: when it ends, or ``stop_watchdog`` is called, every
-    process tagged ``var=prefix...`` is killed. None when it cannot be started."""
+    process tagged ``var=prefix...`` is killed (none when ``var`` is ``""``) and a run left
+    pending is recorded (``PENDING``). None when it cannot be started."""
     env = {k: v for k, v in os.environ.items() if k != var}  # never kill itself
     try:
         return subprocess.Popen(
@@ -276,16 +288,94 @@ def stop_watchdog(watchdog: subprocess.Popen[bytes] | None) -> None:
             watchdog.wait(KILL_GRACE + 2.0)
 
 
-def wait_for_end(pid: int) -> None:
+PENDING = b"P "  # a line ``P <json>``: the record to commit should the driver end now
+CLEAR = b"C"  # a line ``C``: no run pending
+GATHER = 0.02  # seconds a watchdog lets lines gather after it read some
+_LINE_MAX = 1 << 20  # bytes of an unfinished line kept (a driver never sends one this long)
+
+
+def wait_for_end(pid: int) -> dict[str, Any] | None:
     """Return once stdin reaches its end or our parent ``pid`` is gone (once it is, we are
-    re-parented, so no reuse of its pid can fool this)."""
+    re-parented, so no reuse of its pid can fool this); the run pending then, if any (the
+    last ``P`` line not followed by ``C``)."""
+    buffer, pending = b"", None
     while os.getppid() == pid:
         if select.select([0], [], [], CHECK_EVERY)[0]:
             try:
-                if not os.read(0, 4096):
-                    return
+                chunk = os.read(0, 1 << 20)
             except OSError:
-                return
+                return pending
+            if not chunk:
+                return pending
+            buffer, pending = _lines(buffer + chunk, pending)
+            time.sleep(GATHER)  # lines gather meanwhile: no wake-up per run
+    while select.select([0], [], [], 0)[0]:  # what the driver wrote before it went
+        try:
+            chunk = os.read(0, 1 << 20)
+        except OSError:
+            break
+        if not chunk:
+            break
+        buffer, pending = _lines(buffer + chunk, pending)
+    return pending
+
+
+def _lines(data: bytes, pending: dict[str, Any] | None
+           ) -> tuple[bytes, dict[str, Any] | None]:
+    """Apply the complete lines of ``data``; returns the unfinished rest and the pending
+    run. A line cut short (the driver died writing it) is never applied."""
+    *lines, rest = data.split(b"\n")
+    for line in lines:
+        pending = None
+        if line.startswith(PENDING):
+            with contextlib.suppress(ValueError):
+                found = json.loads(line[len(PENDING):])
+                pending = found if isinstance(found, dict) else None
+    return (rest if len(rest) <= _LINE_MAX else b""), pending
+
+
+def write_pending(pending: dict[str, Any]) -> str | None:
+    """Commit the record of the pending run's first stage without a marker (see the module
+    docstring); returns the record's path, or None when nothing was written."""
+    folder, records = pending.get("folder"), pending.get("records")
+    if not isinstance(records, list):
+        return None
+    for entry in records:
+        if not (isinstance(entry, list) and len(entry) == 3
+                and all(isinstance(x, str) for x in entry)):
+            return None
+        marker, target, text = (str(x) for x in entry)
+        if os.path.exists(marker):
+            continue
+        where = folder if isinstance(folder, str) else os.path.dirname(target)
+        if not _commit(where, target, text.encode("utf-8")):
+            return None
+        if isinstance(folder, str):  # the holder is gone: its attempt folder goes too
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        return target
+    return None
+
+
+def _commit(folder: str, target: str, data: bytes) -> bool:
+    """``data`` into a new temporary file in ``folder``, renamed onto ``target``; False
+    when that fails (the attempt folder is gone: fenced; or the disk refuses)."""
+    tmp = os.path.join(folder, f".{os.path.basename(target)}.{os.getpid()}-"
+                               f"{os.urandom(4).hex()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.rename(tmp, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        return False
+    return True
 
 
 def main(argv: list[str]) -> int:
@@ -297,8 +387,11 @@ def main(argv: list[str]) -> int:
     var, prefix, pid = argv
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    wait_for_end(int(pid))
-    kill_tagged(var, prefix, KILL_GRACE)
+    pending = wait_for_end(int(pid))
+    if pending is not None:
+        write_pending(pending)
+    if var:  # "": a watchdog that only keeps a run's last word
+        kill_tagged(var, prefix, KILL_GRACE)
     return 0
 
 

@@ -10,8 +10,10 @@ results.jsonl, the summary — handles them too; the CLI then exits 143 or 129.
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any
@@ -19,6 +21,8 @@ from typing import Any
 from dagrun.errors import Terminated
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+FORWARDED = (signal.SIGINT, *STOP_SIGNALS)  # what a supervisor passes on to its child
+DUPLICATE_WINDOW = 1.0  # seconds within which a repeated stop signal is one (once_per_burst)
 
 
 _received: int | None = None  # the last stop signal, for interrupts that lost their type
@@ -54,6 +58,28 @@ def stop_signals_interrupt() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def once_per_burst(window: float = DUPLICATE_WINDOW) -> None:
+    """For a process whose supervisor forwards it the stop signals the supervisor receives
+    (the sweep's process under the ``dagrun`` command, ``dagrun.run.supervisor``): SIGINT
+    raises ``KeyboardInterrupt`` and SIGTERM/SIGHUP raise ``Terminated``, as ever, but a
+    second signal of the same number within ``window`` seconds is dropped. A terminal's
+    Ctrl-C (or a hang-up) reaches the whole process group, so this process gets it twice:
+    once from the terminal, once forwarded; it must act once. Main thread only."""
+    last: dict[int, float] = {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        if now - last.get(signum, -math.inf) < window:
+            return
+        last[signum] = now
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        _raise_terminated(signum, frame)
+
+    for sig in FORWARDED:
+        signal.signal(sig, handler)
 
 
 def exit_code(signum: int) -> int:

@@ -16,7 +16,10 @@ band) and unpickled for each stage call, arrays copied with one ``memcpy`` each:
 graphs of Python objects this is several times faster than ``copy.deepcopy``
 (``bench/cfg_copy.py``). A value that does not pickle (a lambda, a class that cannot be
 imported here) is copied with ``copy.deepcopy``; one that cannot be copied at all (a lock,
-an open file) is passed as is, with one warning per key and process. Likewise, the working
+an open file) is passed as is, with one warning per key and process. The copy keeps the
+cfg's shape: values shared between keys, cycles, and attribute dicts (a ``dict`` whose
+``__dict__`` is itself) stay what they are (``dagrun.code.pickling``); only a value shared
+between a key that pickles and one that does not becomes two. Likewise, the working
 folder, environment, ``sys.path`` and logging configuration a stage call changes are put
 back after it (``dagrun.run.capture.isolated``).
 """
@@ -33,8 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import cloudpickle
-
+from dagrun.code import mainref, pickling
 from dagrun.code.safety import check_pickle
 from dagrun.code.workflow import Workflow
 from dagrun.config import json_view, repetitions_of
@@ -44,6 +46,7 @@ from dagrun.disk.layout import CONFIG, RunDir, Stage, error_name, marker_name
 from dagrun.disk.records import Failure, Marker, hostname, read_scores, stage_seconds
 from dagrun.errors import FailureKind, UnsafePickleError
 from dagrun.run.capture import CaptureMode, capture, isolated
+from dagrun.run.runwarning import RunWarning, WarningKind
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class RunOutcome:
     task: RunTask
     failure: Failure | None = None
     ran: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[RunWarning, ...] = ()
     scores: dict[str, Any] | None = None  # what post.json now holds, when post ran just now
     # another holder claimed the run meanwhile (its lease was taken over): nothing of this
     # attempt was committed after that, nothing is recorded, the run is the other's now
@@ -106,7 +109,7 @@ class _Resume:
     start: Stage | None  # None: the run is complete
     value: Any = None
     fit_time: float | None = None
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[RunWarning] = field(default_factory=list)
     names: frozenset[str] = frozenset()  # what the run folder held before the attempt
 
 
@@ -132,7 +135,8 @@ def find_resume_point(run: RunDir, via: Attempt | None = None) -> _Resume:
     if marker_name(Stage.POST) in names:
         if read_scores(run) is not None:
             return _Resume(None)
-        res.warnings.append(f"{run.artifact(Stage.POST)} cannot be read; recomputing post")
+        res.warnings.append(_unreadable(
+            Stage.POST, f"{run.artifact(Stage.POST)} cannot be read; recomputing post"))
         (via or Attempt(run, None)).remove(run.marker(Stage.POST))
     for stage, nxt in ((Stage.FIT, Stage.POST), (Stage.PRE, Stage.FIT)):
         if marker_name(stage) not in names:
@@ -145,10 +149,9 @@ def find_resume_point(run: RunDir, via: Attempt | None = None) -> _Resume:
         except UnsafePickleError as exc:
             raise _InputRefused(nxt, str(exc)) from exc
         except Exception as exc:  # any unpickling error means: not usable
-            res.warnings.append(
-                f"{run.artifact(stage)} cannot be loaded ({type(exc).__name__}: {exc}); "
-                f"recomputing {stage.value}"
-            )
+            res.warnings.append(_unreadable(
+                stage, f"{run.artifact(stage)} cannot be loaded ({type(exc).__name__}: "
+                f"{exc}); recomputing {stage.value}"))
             (via or Attempt(run, None)).remove(run.marker(stage))
             continue
         fit_time = marker.seconds if stage is Stage.FIT else None
@@ -156,23 +159,29 @@ def find_resume_point(run: RunDir, via: Attempt | None = None) -> _Resume:
     return res
 
 
+def _unreadable(stage: Stage, message: str) -> RunWarning:
+    return RunWarning(WarningKind.UNREADABLE_ARTIFACT,
+                      f"{stage.value} output on disk cannot be loaded; recomputed", message,
+                      stage.value)
+
+
 def _save_output(run: RunDir, via: Attempt, stage: Stage, value: Any,
-                 warnings: list[str]) -> bool:
+                 warnings: list[RunWarning]) -> bool:
     """Pickle a pre/fit output; returns False (with a warning) when it cannot be pickled."""
     try:
-        data = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        data = mainref.dumps(value)
     except Exception as exc:  # cloudpickle raises many types for unpicklable objects
-        warnings.append(
+        warnings.append(RunWarning(
+            WarningKind.UNPICKLABLE_OUTPUT, f"{stage.value} output cannot be pickled",
             f"{stage.value} output of {run.path} cannot be pickled ({type(exc).__name__}: "
-            f"{exc}); {stage.value} is not checkpointed and reruns on resume"
-        )
+            f"{exc}); {stage.value} is not checkpointed and reruns on resume", stage.value))
         return False
     via.write_bytes(run.artifact(stage), data)
     return True
 
 
 def _metrics(value: Any, fit_time: float | None, attempt: int, repetitions: int,
-             warnings: list[str]) -> dict[str, Any]:
+             warnings: list[RunWarning]) -> dict[str, Any]:
     """post's dict as ``post.json`` holds it, or ``_StageFailed`` (kind ``bad_output``)."""
     if not isinstance(value, dict):
         raise _StageFailed(Failure.make(
@@ -190,7 +199,10 @@ def _metrics(value: Any, fit_time: float | None, attempt: int, repetitions: int,
     if repetitions > 1:
         _check_statistic_names(value, attempt)
     if "fit_time" in value:
-        warnings.append("post returned 'fit_time', which dagrun sets itself; it was replaced")
+        warnings.append(RunWarning(
+            WarningKind.RESERVED_METRIC, "post returned 'fit_time' (replaced by dagrun's)",
+            "post returned 'fit_time', which dagrun sets itself; it was replaced",
+            Stage.POST.value))
     scores = {k: _metric_value(v) for k, v in value.items()}
     scores["fit_time"] = fit_time
     return scores
@@ -225,16 +237,17 @@ _Blob = tuple[bytes, list[pickle.PickleBuffer]]
 
 
 def _dumps(value: Any) -> _Blob:
-    """Pickle ``value``, leaving large buffers (NumPy arrays) out of band, uncopied."""
+    """Pickle ``value`` keeping its shape (``dagrun.code.pickling``), leaving large buffers
+    (NumPy arrays) out of band, uncopied."""
     buffers: list[pickle.PickleBuffer] = []
-    data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    data = pickling.dumps(value, buffer_callback=buffers.append)
     return data, buffers
 
 
 def _loads(blob: _Blob) -> Any:
     """A new object from ``blob``; each out-of-band buffer is copied (writable, unshared)."""
     data, buffers = blob
-    return pickle.loads(data, buffers=[bytearray(b.raw()) for b in buffers])
+    return pickling.loads(data, [bytearray(b.raw()) for b in buffers])
 
 
 @dataclass
@@ -249,14 +262,15 @@ class CopyMemory:
     unpicklable: set[str] = field(default_factory=set)
     warned: set[str] = field(default_factory=set)
 
-    def uncopyable(self, key: str, exc: Exception, warnings: list[str]) -> None:
+    def uncopyable(self, key: str, exc: Exception, warnings: list[RunWarning]) -> None:
         """Report (once) that ``key`` is shared between stages instead of copied."""
         if key in self.warned:
             return
         self.warned.add(key)
-        warnings.append(
+        warnings.append(RunWarning(
+            WarningKind.UNCOPYABLE_CFG, f"cfg key {key!r} cannot be copied (shared as is)",
             f"cfg key {key!r} cannot be copied ({type(exc).__name__}: {exc}); every stage "
-            "receives the same object, so in-place changes to it are not isolated")
+            "receives the same object, so in-place changes to it are not isolated"))
 
 
 class RunCfg:
@@ -265,11 +279,13 @@ class RunCfg:
     The way each key is copied is settled once per run, on the first copy: the whole cfg
     as one pickle when it pickles (shared references between keys survive); otherwise the
     keys that pickle as one pickle, the others with one ``copy.deepcopy``, and keys that
-    neither can copy are passed as is (``CopyMemory.uncopyable`` warns). The original is
+    neither can copy are passed as is (``CopyMemory.uncopyable`` warns); a reference shared
+    between a key of the pickle and one of the deep copy is then two. The original is
     never handed out, so later runs of the same experiment start from it unchanged.
     """
 
-    def __init__(self, cfg: dict[str, Any], memory: CopyMemory, warnings: list[str]) -> None:
+    def __init__(self, cfg: dict[str, Any], memory: CopyMemory,
+                 warnings: list[RunWarning]) -> None:
         self._cfg = cfg
         self._blob: _Blob | None = None
         self._deep: list[str] = []
@@ -283,7 +299,7 @@ class RunCfg:
             return first
         return self._assemble(_loads(self._blob) if self._blob is not None else {})
 
-    def _plan(self, memory: CopyMemory, warnings: list[str]) -> dict[str, Any]:
+    def _plan(self, memory: CopyMemory, warnings: list[RunWarning]) -> dict[str, Any]:
         """Settle how each key is copied; returns the first copy, made on the way."""
         cfg = self._cfg
         if not memory.unpicklable.intersection(cfg):
@@ -296,7 +312,7 @@ class RunCfg:
         return {k: picked[k] if k in picked else rest[k] for k in cfg}
 
     def _deepcopy_rest(self, keys: list[str], memory: CopyMemory,
-                       warnings: list[str]) -> dict[str, Any]:
+                       warnings: list[RunWarning]) -> dict[str, Any]:
         """First copies of ``keys`` by ``copy.deepcopy``; those it cannot copy are shared."""
         rest: dict[str, Any] = {}
         memo: dict[int, Any] = {}  # one memo: references shared between these keys survive
@@ -308,6 +324,7 @@ class RunCfg:
                 memory.uncopyable(key, exc, warnings)
                 rest[key] = self._cfg[key]
                 self._shared.append(key)
+        pickling.repair(memo)  # attribute dicts among the copies (dagrun.code.pickling)
         return rest
 
     def _pickle_part(self, part: dict[str, Any]) -> dict[str, Any] | None:
@@ -324,8 +341,7 @@ class RunCfg:
         """The full cfg, in its original key order, from the pickled part and the rest."""
         if not self._deep and not self._shared:
             return picked
-        memo: dict[int, Any] = {}
-        rest = {k: copy.deepcopy(self._cfg[k], memo) for k in self._deep}
+        rest: dict[str, Any] = pickling.deepcopy({k: self._cfg[k] for k in self._deep})
         rest.update({k: self._cfg[k] for k in self._shared})
         return {k: picked[k] if k in picked else rest[k] for k in self._cfg}
 
@@ -362,7 +378,7 @@ class StageRunner:
         """Execute ``task`` from its first stage not done; never raises for user errors."""
         run = RunDir(task.path)
         via = Attempt(run, task.folder)
-        warnings: list[str] = []
+        warnings: list[RunWarning] = []
         ran: list[str] = []
         scores: dict[str, Any] | None = None
         try:
@@ -392,7 +408,7 @@ class StageRunner:
         return RunOutcome(task, None, tuple(ran), tuple(warnings), scores)
 
     def _failed(self, task: RunTask, run: RunDir, via: Attempt, failure: Failure,
-                ran: list[str], warnings: list[str]) -> RunOutcome:
+                ran: list[str], warnings: list[RunWarning]) -> RunOutcome:
         try:
             failure.write(run, via)
         except Superseded:  # another holder has the run: its failure is not ours to record
@@ -407,7 +423,7 @@ class StageRunner:
         via.write_json(run.config, json_view(cfg))
 
     def _run_from(self, task: RunTask, run: RunDir, via: Attempt, start: Stage,
-                  resume: _Resume, warnings: list[str],
+                  resume: _Resume, warnings: list[RunWarning],
                   ran: list[str]) -> dict[str, Any] | None:
         """Run ``start`` and the stages after it; returns the scores post wrote."""
         cfgs = RunCfg(self.workflow.run_cfg(task.exp_id, task.rep, run.path),
@@ -463,7 +479,7 @@ class StageRunner:
 
     def _persist(self, stage: Stage, task: RunTask, run: RunDir, via: Attempt, value: Any,
                  fit_time: float | None, started: float, finished: float,
-                 warnings: list[str]) -> dict[str, Any] | None:
+                 warnings: list[RunWarning]) -> dict[str, Any] | None:
         """Write the stage's artifact, then its marker; returns post's scores."""
         scores = None
         if stage is Stage.POST:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dagrun.disk.layout import RunDir, Stage, SweepDir
+from dagrun.run.runwarning import RunWarning, WarningTally
 
 FAILED_SHOWN = 10  # failed runs listed by name at the end of a sweep
 
@@ -22,7 +23,8 @@ class FailedRun:
 @dataclass
 class Summary:
     """Counts of one ``run_experiments`` / ``dagrun execute``: ``done`` ran to completion now,
-    ``skipped`` were already done, ``failed`` failed (after retries)."""
+    ``skipped`` were already done, ``failed`` failed (after retries); ``warnings`` counts
+    the runs' warnings by kind (``dagrun.run.runwarning``)."""
 
     out_path: str
     planned: int = 0
@@ -36,11 +38,19 @@ class Summary:
     results_lines: int = 0
     results_error: str = ""  # why results.jsonl could not be rewritten at the end
     notes: list[str] = field(default_factory=list)
+    warnings: WarningTally = field(default_factory=WarningTally)
 
     @property
     def ok(self) -> bool:
         """Every planned run is done."""
         return not self.interrupted and self.done + self.skipped == self.planned
+
+    def warn(self, label: str, warning: RunWarning) -> str | None:
+        """Count a warning of run ``label``; the line to print when it is the first of its
+        kind in this sweep, ``None`` when it is only counted (the summary says how many)."""
+        if self.warnings.add(label, warning):
+            return f"dagrun: warning: run {label}: {warning.message}"
+        return None
 
     @property
     def results_path(self) -> str:
@@ -53,7 +63,7 @@ class Summary:
             return str(self)
         if not self.failed_runs and not self.interrupted:
             return ""
-        return "\n".join([*self._failed_lines(), self._head()])
+        return "\n".join([*self._failed_lines(), *self.warnings.lines(), self._head()])
 
     def _head(self) -> str:
         head = (f"{self.planned} runs planned: {self.done} done now, {self.skipped} already "
@@ -83,5 +93,5 @@ class Summary:
                    if self.results_error else
                    f"Results: {self.results_path} ({self.results_lines} experiments).")
         lines = [self._head(), results,
-                 *self._failed_lines(), *self.notes]
+                 *self._failed_lines(), *self.warnings.lines(), *self.notes]
         return "\n".join(lines)

@@ -51,6 +51,7 @@ from dagrun.errors import FailureKind, SweepBusyError, UsageError
 from dagrun.results import reduce
 from dagrun.run.failures import lost_run, record
 from dagrun.run.gpus import slots
+from dagrun.run.runwarning import WarningTally
 from dagrun.run.signals import stop_signals_interrupt
 from dagrun.run.stages import RunOutcome, RunTask
 from dagrun.worker.executor import Executor
@@ -184,6 +185,7 @@ class WorkerLoop:
         self.mine: dict[str, Lease] = {}
         self.failed: set[str] = set()
         self.ran = 0
+        self.warnings = WarningTally()  # the first of each kind is printed, all counted
         self._next_fill = 0.0
         self._grace_end = 0.0
         self.left_undone = 0  # runs still held by others when --idle-exit made it leave
@@ -213,6 +215,8 @@ class WorkerLoop:
             self.heartbeat.stop()
         self.failed = {p for p in self.failed if not _done(p)}  # others may have done them
         say(f"ran {self.ran} run(s); {len(self.failed)} failed")
+        for line in self.warnings.lines():
+            say(line)
 
     def _load(self) -> None:
         plan = make_plan(self.sweep, planned_runs(self.sweep), compare=False)
@@ -363,8 +367,9 @@ class WorkerLoop:
 
     def _finished(self, outcome: RunOutcome) -> None:
         task = outcome.task
-        for message in outcome.warnings:
-            say(f"warning: run {task.label}: {message}")
+        for warning in outcome.warnings:
+            if self.warnings.add(task.label, warning):
+                say(f"warning: run {task.label}: {warning.message}")
         failure = outcome.failure
         if task.path not in self.mine:
             return  # its lease was taken over meanwhile: another worker owns the run

@@ -1,7 +1,7 @@
 """``pebble.ProcessPool`` with the repairs dagrun's workers need.
 
 pebble runs each task in a reused worker process and kills a worker whose task overstays.
-Four of its habits do not fit a sweep, and are changed here (on pebble's ``PoolManager`` and
+Five of its habits do not fit a sweep, and are changed here (on pebble's ``PoolManager`` and
 ``WorkerManager``, the classes its pool loops call):
 
 * A worker that exits with code 0 in the middle of a task (``os._exit(0)`` in a stage) counts
@@ -14,6 +14,14 @@ Four of its habits do not fit a sweep, and are changed here (on pebble's ``PoolM
   the other: a worker still starting up then fails in ``SemLock._rebuild`` and prints a
   traceback into the user's terminal. Here every worker is sent SIGTERM first (they stop their
   process trees in parallel), joined, and only then are the channels closed.
+* pebble stops every worker with SIGTERM, even idle ones after ``close``. A worker dies of it
+  without running ``multiprocessing``'s exit handlers, so a semaphore that a stage created
+  in it (``tqdm``'s lock, a ``multiprocessing.Queue``: workers start with ``spawn``, whose
+  semaphores the resource tracker follows) is never unlinked, and the driver's resource
+  tracker prints "leaked semaphore objects to clean up at shutdown" when the sweep ends.
+  Here, after ``close``, the idle workers first get the end of their task pipe and return
+  from pebble's loop like any finished process (``EXIT_WAIT``); only those still alive then
+  are sent SIGTERM.
 * The pool does not say which workers ended. ``take_ended`` does, so that the driver can kill
   what a dead worker's runs left behind (``dagrun.run.proctree.kill_orphans``).
 * Counting the tasks a worker has started means asking every future (``Future.running``),
@@ -28,11 +36,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from typing import Any
 
 import pebble
 from pebble.common.types import ProcessExpired, Result, ResultStatus
 from pebble.pool import process as pebble_process
+
+EXIT_WAIT = 2.0  # seconds idle workers get to end by themselves when a closed pool stops
 
 
 class _Workers(pebble_process.WorkerManager):
@@ -61,6 +72,19 @@ class _Workers(pebble_process.WorkerManager):
         if stopped:
             self._ended(worker_id)
         return stopped
+
+    def let_workers_exit(self, wait: float) -> None:
+        """Close the pool's end of the task pipe: each idle worker reads its end and returns
+        from pebble's loop, running ``multiprocessing``'s exit handlers (unlinking what its
+        stages created). Waits at most ``wait`` s for all of them."""
+        channel = self.pool_channel
+        if channel is None:
+            return
+        with contextlib.suppress(OSError):
+            channel.writer.close()
+        deadline = time.monotonic() + wait
+        for worker in pebble_process.dictionary_values(self.workers):
+            worker.join(max(0.0, deadline - time.monotonic()))
 
     def force_stop_workers(self) -> None:
         for worker in pebble_process.dictionary_values(self.workers):
@@ -109,8 +133,11 @@ class _Manager(pebble_process.PoolManager):
         self.worker_manager: _Workers = _Workers(
             context.workers, context.worker_parameters, mp_context)
         self.exit_codes: dict[int, int] = {}  # workers that ended, for late acknowledgements
+        self.closing = False  # ``Pool.close`` was called: no task is left when it stops
 
     def stop(self) -> None:
+        if self.closing and not self.task_manager.tasks:  # idle: they may end on their own
+            self.worker_manager.let_workers_exit(EXIT_WAIT)
         self.worker_manager.force_stop_workers()  # before their semaphores are unlinked
         self.worker_manager.close_channels()  # type: ignore[no-untyped-call]
 
@@ -148,6 +175,12 @@ class Pool(pebble.ProcessPool):
                          initargs=initargs, context=context)
         self._manager = _Manager(self._context, context)
         self._pool_manager = self._manager
+
+    def close(self) -> None:
+        """No new tasks; the pending ones are finished, then the workers end by themselves
+        (those still alive after ``EXIT_WAIT`` s are stopped)."""
+        self._manager.closing = True
+        super().close()  # type: ignore[no-untyped-call]
 
     def running(self) -> int:
         """How many tasks a worker has started and not finished (O(1): a kept count)."""

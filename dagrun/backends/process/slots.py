@@ -238,7 +238,7 @@ class SlotPool:
         """Let running tasks finish (waiting ones are cancelled); accept no more."""
         self._drop_waiting()
         for slot in self._slots:
-            slot.pool.close()  # type: ignore[no-untyped-call]
+            slot.pool.close()
 
     def stop(self) -> None:
         """Stop every process now (they stop their process trees)."""

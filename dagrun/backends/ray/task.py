@@ -41,6 +41,7 @@ from dagrun.errors import FailureKind
 from dagrun.run.capture import CaptureMode
 from dagrun.run.failures import not_visible_failure
 from dagrun.run.proctree import kill_tagged
+from dagrun.run.runwarning import RunWarning, WarningKind
 from dagrun.run.stages import RunOutcome, RunTask, StageRunner
 
 _runners: dict[str, StageRunner] = {}  # ObjectRef hex -> runner (one sweep per worker)
@@ -86,15 +87,18 @@ def _start_watchdog(var: str, prefix: str) -> subprocess.Popen[bytes] | None:
     return proc
 
 
-def _in_driver_folder(cwd: str, task: RunTask) -> str | None:
+def _in_driver_folder(cwd: str, task: RunTask) -> RunWarning | None:
     """``chdir`` to the driver's folder; a warning when this node does not see it."""
     if not cwd:
         return None
     if os.path.isdir(cwd):
         os.chdir(cwd)
         return None
-    return (f"the driver's folder {cwd} is not visible on this Ray node: the stages of run "
-            f"{task.label} ran in {os.getcwd()} (relative paths resolve there)")
+    return RunWarning(
+        WarningKind.DRIVER_FOLDER, "the driver's folder is not visible on a Ray node (stages "
+        "ran in another folder)",
+        f"the driver's folder {cwd} is not visible on this Ray node: the stages of run "
+        f"{task.label} ran in {os.getcwd()} (relative paths resolve there)")
 
 
 def _tagged_run(runner: StageRunner, task: RunTask, cwd: str) -> RunOutcome:

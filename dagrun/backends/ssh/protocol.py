@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dagrun.disk.records import Failure
+from dagrun.run.runwarning import RunWarning
 from dagrun.run.stages import RunOutcome, RunTask
 
 STARTED = "DAGRUN-STARTED"
@@ -57,7 +58,8 @@ def outcome_to_json(outcome: RunOutcome, recorded: bool = True) -> str:
     """One line of JSON; ``recorded`` says whether the failure is already on disk."""
     failure = asdict(outcome.failure) if outcome.failure is not None else None
     return json.dumps({"task": asdict(outcome.task), "failure": failure,
-                       "ran": list(outcome.ran), "warnings": list(outcome.warnings),
+                       "ran": list(outcome.ran),
+                       "warnings": [w.to_json() for w in outcome.warnings],
                        "recorded": recorded, "superseded": outcome.superseded},
                       separators=(",", ":"))
 
@@ -68,6 +70,6 @@ def outcome_from_json(text: str) -> tuple[RunOutcome, bool]:
     failure = Failure(**data["failure"]) if data.get("failure") else None
     outcome = RunOutcome(RunTask(**data["task"]), failure,
                          tuple(str(s) for s in data.get("ran", ())),
-                         tuple(str(w) for w in data.get("warnings", ())),
+                         tuple(RunWarning.from_json(w) for w in data.get("warnings", ())),
                          superseded=bool(data.get("superseded")))
     return outcome, bool(data.get("recorded", True))

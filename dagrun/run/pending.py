@@ -1,0 +1,137 @@
+"""The run in flight in the driver's own process, announced to a process that outlives it.
+
+The ``single`` backend without a timeout calls stages in the driver's own process, so that
+``breakpoint()`` works. A stage that ends that process (``os._exit``, a segfault, SIGKILL of
+itself) would leave no failure record and no summary, and the runs after it would never run.
+So the backend announces each run on a pipe before it calls the run's stages, with one short
+line, and clears it after them with another; the reader outlives the driver and records the
+run as ``crashed`` when the driver ends with a run announced:
+
+* under the ``dagrun`` command, the command's own process, which executes the sweep in a
+  child (``dagrun.run.supervisor``). Lines ``R <json task>`` (exp_id, rep, path, attempt,
+  folder) before a run and ``C`` after it. It writes the record itself
+  (``failures.crashed_failure``, which has the exit status), then executes the rest of the
+  sweep in a new child.
+* otherwise (``run_experiments`` in the user's own process), the driver's watchdog
+  (``dagrun.run.proctree``): ``P <json>`` with the attempt folder and, per stage, its
+  marker, its record's path and the record's bytes; ``C`` after the run. It commits the
+  record of the first stage without a marker.
+
+A line costs one ``write`` on a pipe; nothing is read back, and a reader that is gone only
+ends the announcing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import subprocess
+import time
+
+from dagrun.disk.layout import STAGES, RunDir, Stage
+from dagrun.disk.records import Failure, iso
+from dagrun.errors import FailureKind
+from dagrun.run import failures, proctree, supervisor
+from dagrun.run.stages import RunOutcome, RunTask
+from dagrun.run.supervisor import Pipe
+
+
+def crashed_attempt(task: RunTask) -> int:
+    """The attempt of ``task``'s run that ended an earlier sweep's process of this command
+    (0: none did)."""
+    return supervisor.crashed_attempt(task.exp_id, task.rep)
+
+
+def crashed_outcome(task: RunTask, attempt: int) -> RunOutcome:
+    """The outcome of a run whose last attempt (``attempt``) ended an earlier sweep's
+    process of this command: its crash record (the run is not executed again here; the
+    next ``dagrun execute`` runs it)."""
+    task = dataclasses.replace(task, attempt=attempt)
+    failure = Failure.read(RunDir(task.path), failures.running_stage(task))
+    if failure is None or failure.kind != FailureKind.CRASHED.value:
+        failure = failures.lost_run(task, FailureKind.CRASHED,
+                                    "the process running {stage} ended before the stage "
+                                    "finished")
+    return RunOutcome(task, failure)
+
+
+class Announcer:
+    """Announces the run this process executes in itself; this base class tells nobody."""
+
+    def begin(self, task: RunTask) -> None:
+        """``task`` is about to run here."""
+
+    def end(self) -> None:
+        """The announced run ended (done, failed, interrupted)."""
+
+    def close(self) -> None:
+        """No more runs."""
+
+
+class _ToSupervisor(Announcer):
+    def __init__(self, fd: int) -> None:
+        self.pipe = Pipe(fd)
+
+    def begin(self, task: RunTask) -> None:
+        line = json.dumps({"exp_id": task.exp_id, "rep": task.rep, "path": task.path,
+                           "attempt": task.attempt, "folder": task.folder})
+        self.pipe.send(supervisor.RUN + line.encode() + b"\n")
+
+    def end(self) -> None:
+        self.pipe.send(supervisor.CLEAR + b"\n")
+
+
+class _ToWatchdog(Announcer):
+    _STAMP = "\0time\0"  # where a record's time goes, in the records kept per stage/attempt
+
+    def __init__(self, watchdog: subprocess.Popen[bytes]) -> None:
+        self.watchdog: subprocess.Popen[bytes] | None = watchdog
+        self.pipe = Pipe(watchdog.stdin.fileno() if watchdog.stdin is not None else None)
+        if self.pipe.fd is not None:  # room for the lines of fast runs between two reads
+            with contextlib.suppress(OSError, AttributeError):  # F_SETPIPE_SZ: Linux
+                fcntl.fcntl(self.pipe.fd, fcntl.F_SETPIPE_SZ, supervisor.PIPE_SIZE)
+        self._around: dict[tuple[Stage, int], tuple[str, str]] = {}
+
+    def _record(self, stage: Stage, attempt: int, stamp: str) -> str:
+        """``failures.ended_driver(stage, attempt).content()`` as of ``stamp`` (its time in
+        JSON): built once per stage and attempt, the time put in per run (the record of
+        every run differs only there)."""
+        around = self._around.get((stage, attempt))
+        if around is None:
+            failure = dataclasses.replace(failures.ended_driver(stage, attempt),
+                                          time=self._STAMP)
+            head, _, tail = failure.content().decode().partition(json.dumps(self._STAMP))
+            around = self._around[(stage, attempt)] = (head, tail)
+        return around[0] + stamp + around[1]
+
+    def begin(self, task: RunTask) -> None:
+        run = RunDir(task.path)
+        stamp = json.dumps(iso(time.time()))
+        records = [[run.marker(stage), run.error(stage),
+                    self._record(stage, task.attempt, stamp)] for stage in STAGES]
+        folder = None if task.folder is None else run.entry(task.folder)
+        line = json.dumps({"folder": folder, "records": records})
+        self.pipe.send(proctree.PENDING + line.encode() + b"\n")
+
+    def end(self) -> None:
+        self.pipe.send(proctree.CLEAR + b"\n")
+
+    def close(self) -> None:
+        watchdog, self.watchdog = self.watchdog, None
+        self.pipe.fd = None
+        proctree.stop_watchdog(watchdog)
+
+
+def announcer() -> Announcer:
+    """Where this process announces the runs it executes in itself: its supervisor, else a
+    watchdog started now (``close`` stops it), else nobody (it could not be started)."""
+    fd = supervisor.pipe()
+    if fd is not None:
+        return _ToSupervisor(fd)
+    with contextlib.suppress(OSError):
+        watchdog = proctree.start_watchdog("", "")
+        if watchdog is not None:
+            return _ToWatchdog(watchdog)
+    return Announcer()
