@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from dagrun.config import canonical, json_view
+from dagrun.code.digest import digest
 from dagrun.errors import ConfigError
 
 _IMMUTABLE = (int, float, str, bool, bytes, type(None), complex)
@@ -68,11 +68,14 @@ def _plain(value: Any) -> Any:
 
 
 def _distinct(choices: Sequence[Any]) -> list[Any]:
-    """Choices with duplicates removed (by JSON view), first occurrence kept."""
+    """Choices with duplicates removed, first occurrence kept. Duplicates are equal by
+    content digest (what makes two cfgs the same experiment), not by JSON view: two
+    ``functools.partial`` of different functions, instances of a class without a
+    ``__repr__``, lambdas or long DataFrames may read the same and still differ."""
     seen: set[str] = set()
     out = []
     for c in choices:
-        key = canonical(json_view(c))
+        key = digest(c)
         if key not in seen:
             seen.add(key)
             out.append(c)

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import Sweep, read_jsonl, run_dagrun, write_workflow
 
 # --------------------------------------------------------------------------------------------
@@ -277,6 +279,86 @@ def test_digest_tells_values_apart_by_type_and_content() -> None:
         return c + 1
 
     assert digest(scale) != first
+
+
+def test_structured_arrays_digest_by_their_fields_not_their_padding() -> None:
+    """A C-struct-like record array (scikit-learn's tree nodes) has alignment padding whose
+    bytes are whatever the memory held; an array holding objects has pointers. Neither may
+    change a digest; the fields' values must."""
+    import numpy as np
+
+    from dagrun.code.digest import digest
+
+    node = np.dtype({"names": ["left", "threshold", "leaf"], "formats": ["<i8", "<f8", "u1"],
+                     "offsets": [0, 8, 16], "itemsize": 24})
+    clean = np.zeros(5, dtype=node)
+    clean["left"], clean["threshold"], clean["leaf"] = range(5), 0.5, 1
+    dirty = clean.copy()
+    dirty.view(np.uint8).reshape(5, 24)[:, 17:] = np.arange(35, dtype=np.uint8).reshape(5, 7)
+    assert digest(clean) == digest(dirty) and digest(clean[2]) == digest(dirty[2])
+    edited = clean.copy()
+    edited["threshold"][3] = 0.25
+    assert digest(edited) != digest(clean)
+    renamed = clean.astype({"names": ["right", "threshold", "leaf"], "formats": ["<i8", "<f8",
+                            "u1"], "offsets": [0, 8, 16], "itemsize": 24})
+    assert digest(renamed) != digest(clean)
+    held = np.array([(1, [1, 2])], dtype=[("x", "i8"), ("o", "O")])
+    assert digest(held) == digest(np.array([(1, [1, 2])], dtype=[("x", "i8"), ("o", "O")]))
+    assert digest(held) != digest(np.array([(1, [1, 3])], dtype=[("x", "i8"), ("o", "O")]))
+
+
+PADDED_STUDY = """
+import os
+import sys
+
+import numpy as np
+from dagrun import run_experiments
+
+NODE = np.dtype({"names": ["feature", "threshold", "leaf"], "formats": ["<i8", "<f8", "u1"],
+                 "offsets": [0, 8, 16], "itemsize": 24})
+
+
+def fitted_tree(seed):
+    nodes = np.zeros(50, dtype=NODE)
+    nodes["feature"], nodes["threshold"] = seed, np.linspace(0, 1, 50)
+    # the padding holds what the memory held, different in every process
+    nodes.view(np.uint8).reshape(50, 24)[:, 17:] = np.frombuffer(os.urandom(350), np.uint8
+                                                                 ).reshape(50, 7)
+    return nodes
+
+
+def pre(cfg):
+    return len(cfg["trees"])
+
+
+def fit(cfg, n):
+    return n * cfg["X"].sum()
+
+
+def post(cfg, y):
+    return {"y": float(y)}
+
+
+if __name__ == "__main__":
+    X = np.ones((100, 10))
+    cfgs = [{"X": X, "trees": [fitted_tree(s) for s in range(k)]} for k in (1, 2, 3)]
+    summary = run_experiments({"pre": pre, "fit": fit, "post": post, "out_path": "out",
+                               "backend": sys.argv[1], "verbose": False}, cfgs)
+    print("done now", summary.done)
+"""
+
+
+@pytest.mark.parametrize("backend", ["single", "multiprocessing"])
+def test_a_study_with_fitted_trees_in_its_cfgs_runs_again_as_a_no_op(tmp_path: Path,
+                                                                       backend: str) -> None:
+    """cfgs holding a data set and lists of fitted trees (record arrays with padding), built
+    anew by each run of the script: the second ``python study.py`` does nothing."""
+    script = write_workflow(tmp_path, PADDED_STUDY, "study.py")
+    for expected in ("done now 3", "done now 0"):
+        proc = subprocess.run([sys.executable, str(script), backend], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert expected in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_an_edited_function_in_a_cfg_is_a_changed_config_also_on_the_cached_path(

@@ -153,3 +153,32 @@ def test_variation_of_a_range_and_of_numpy_values() -> None:
     assert rows == [[1, 2], [3, 4]] and all(type(x) is int for row in rows for x in row)
     scalars = Variation([np.float32(0.5), np.int64(3), np.bool_(True), np.str_("s")]).choices
     assert [type(x) for x in scalars] == [float, int, bool, str]
+
+
+def _scaled(x: float, k: float) -> float:
+    return x * k
+
+
+def _shifted(x: float, k: float) -> float:
+    return x + k
+
+
+class _NoRepr:
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+def test_variation_keeps_choices_that_only_read_the_same() -> None:
+    """Choices are distinct by content, not by their JSON text: partials of different
+    functions, instances without a ``__repr__`` and long DataFrames that print alike."""
+    import functools
+
+    import pandas as pd
+
+    frames = [pd.DataFrame({"a": range(100)}), pd.DataFrame({"a": range(100)})]
+    frames[1].loc[50, "a"] = -1  # same head and tail: the same readable view
+    choices = {"f": Variation([functools.partial(_scaled, k=2), functools.partial(_shifted, k=2)]),
+               "o": Variation([_NoRepr(1), _NoRepr(2)]), "d": Variation(frames)}
+    assert all(len(v.choices) == 2 for v in choices.values())
+    assert len(generate_configs(choices, 100, seed=0)) == 8
+    assert len(Variation([_NoRepr(1), _NoRepr(1), 1, 1.0]).choices) == 3  # equal ones go

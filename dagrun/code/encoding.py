@@ -3,7 +3,8 @@ arguments or state), shared by ``dagrun.code.digest`` and ``dagrun.code.fingerpr
 
 Values are encoded into a byte stream with a type tag each (so ``1``, ``1.0`` and ``True``
 differ) and the stream is hashed: dicts in the order of their keys, sets in the order of their
-elements' digests, NumPy arrays by dtype, shape and raw bytes (no copy when contiguous),
+elements' digests, NumPy arrays by dtype, shape and raw bytes (no copy when contiguous; a
+structured array's alignment padding left out, an array holding objects by its values),
 pandas objects by pandas' own stable row hashes plus their labels and dtypes, functions by
 qualified name and code fingerprint, and any other object by its class name and the state it
 pickles (``__reduce_ex__``: ``__getstate__``, ``__dict__`` or ``__slots__``).
@@ -133,13 +134,21 @@ class _Encoder:
     def _numpy(self, value: Any) -> None:
         import numpy as np
 
-        if isinstance(value, np.ndarray) and value.dtype != object:
-            arr = np.ascontiguousarray(value)
-            self._text(b"a", f"{arr.dtype.str}{arr.shape}")
+        if isinstance(value, np.ndarray) and not value.dtype.hasobject:
+            if _padded(value.dtype):  # padding bytes hold whatever memory held: left out
+                from numpy.lib import recfunctions
+
+                arr = np.ascontiguousarray(recfunctions.repack_fields(value, recurse=True))
+                self._text(b"R", f"{arr.dtype.descr}{arr.shape}")
+            else:
+                arr = np.ascontiguousarray(value)
+                self._text(b"a", f"{arr.dtype.str}{arr.shape}")
             self._raw(arr.reshape(-1).view(np.uint8).data)
-        elif isinstance(value, np.ndarray):
+        elif isinstance(value, np.ndarray):  # objects (or fields of them): by their values
             self._text(b"A", f"{value.shape}")
             self.add(value.tolist())
+        elif isinstance(value, np.generic) and value.dtype.fields is not None:
+            self._numpy(np.asarray(value))  # a record of a structured array
         elif isinstance(value, np.generic) and value.dtype != object:
             self._text(b"g", value.dtype.str)
             self._raw(value.tobytes())
@@ -184,6 +193,16 @@ class _Encoder:
         self.add(state)
         self.add(list(items) if items is not None else None)
         self.add(dict(pairs) if pairs is not None else None)
+
+
+def _padded(dtype: Any) -> bool:
+    """Whether a structured NumPy dtype has bytes that belong to no field (alignment
+    padding, as in a C struct such as scikit-learn's tree nodes)."""
+    fields = dtype.fields
+    if fields is None:
+        return False
+    used = sum(sub.itemsize for sub, *_ in fields.values())
+    return used != dtype.itemsize or any(_padded(sub) for sub, *_ in fields.values())
 
 
 def _module_root(kind: type) -> str:
