@@ -24,18 +24,21 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
+from dagrun.disk.keeper import process_state
 from dagrun.errors import UsageError
 
 
 @functools.lru_cache(maxsize=1)
 def process_start() -> float:
     """When this process started (seconds since the epoch; 0 when unknown: check all)."""
+    state = process_state(os.getpid())
+    if state is None:
+        return 0.0
     try:
-        with open("/proc/self/stat", encoding="ascii") as f:
-            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
         with open("/proc/stat", encoding="ascii") as f:
             boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
-        return boot + ticks / os.sysconf("SC_CLK_TCK") - 1.0  # 1 s: btime is whole seconds
+        # 1 s earlier: btime is in whole seconds
+        return boot + int(state[1]) / os.sysconf("SC_CLK_TCK") - 1.0
     except (OSError, ValueError, IndexError, StopIteration):
         return 0.0
 

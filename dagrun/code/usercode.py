@@ -36,25 +36,26 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dagrun.code.fingerprint import library_roots
 from dagrun.errors import ConfigError
 
 INCLUDE_ENV = "DAGRUN_CODE_INCLUDE"
 EXCLUDE_ENV = "DAGRUN_CODE_EXCLUDE"
-_DAGRUN = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @functools.lru_cache(maxsize=1)
 def site_roots() -> tuple[str, ...]:
-    """Folders whose code is never the user's: Python's own, site directories, dagrun."""
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, _DAGRUN,
-             *(sysconfig.get_paths().get(k, "") for k in
-               ("stdlib", "platstdlib", "purelib", "platlib"))}
+    """Folders whose code is never the user's: the fingerprint's library roots (Python's
+    own, installed packages, dagrun) plus every site directory the ``site`` module knows
+    (the system's and the user site, where ``pip install --user`` puts libraries)."""
+    roots = {sysconfig.get_paths().get("platstdlib", "")}
     with contextlib.suppress(AttributeError):  # an old virtualenv's site module lacks it
         roots.update(site.getsitepackages())
     user = getattr(site, "getusersitepackages", lambda: "")()
     if user:
         roots.add(user)
-    return tuple(os.path.join(os.path.realpath(r), "") for r in roots if r)
+    extra = {os.path.join(os.path.realpath(r), "") for r in roots if r}
+    return library_roots() + tuple(sorted(extra - set(library_roots())))
 
 
 def under(path: str, roots: Iterable[str]) -> bool:

@@ -45,13 +45,18 @@ def _temp_name(path: str) -> str:
     return f"{folder}{sep}.{name}.{_Unique.next()}.tmp"
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (``os.write`` may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def create(path: str, data: bytes) -> None:
     """Create the new file ``path`` (it must not exist) holding ``data``."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
     finally:
         os.close(fd)
 

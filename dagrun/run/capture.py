@@ -134,12 +134,6 @@ def _flush_std() -> None:
             stream.flush()
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def _partial(buf: bytes, token: bytes) -> int:
     """How many bytes at the end of ``buf`` may be the start of ``token``."""
     start = buf.find(token[:1], max(0, len(buf) - len(token) + 1))
@@ -222,7 +216,7 @@ class _FdTee:
             self._sent += 1
             want = self._sent
         for _read, write in self._pipes:
-            _write_all(write, self._token)
+            atomic.write_all(write, self._token)
         with self._cond:
             self._cond.wait_for(lambda: min(self._seen) >= want, DRAIN_TIMEOUT)
 
@@ -269,7 +263,7 @@ class _FdTee:
                 with contextlib.suppress(OSError):  # a full disk: the terminal still shows it
                     self._log.write(data)
         with contextlib.suppress(OSError):  # a closed terminal or pipe
-            _write_all(self._terminal[index], data)
+            atomic.write_all(self._terminal[index], data)
 
 
 @contextlib.contextmanager

@@ -42,6 +42,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from dagrun.disk.atomic import write_all
 from dagrun.run.proctree import die_with_parent
 from dagrun.run.signals import FORWARDED, exit_code, once_per_burst
 
@@ -129,10 +130,8 @@ class Pipe:
     def send(self, line: bytes) -> None:
         if self.fd is None:
             return
-        view = memoryview(line)
         try:
-            while view:
-                view = view[os.write(self.fd, view):]
+            write_all(self.fd, line)
         except OSError:
             self.fd = None
 

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 
 from dagrun.backends.ssh.command import HostSpec, SshCommand
+from dagrun.disk.keeper import process_state
 
 MAX_FAILURES = 3
 RETRY_DELAY = 1.0
@@ -208,11 +209,8 @@ OWNER_FILE = "driver"  # "PID STARTTIME" of the driver owning a control folder
 def _started_at(pid: int) -> str | None:
     """The kernel's start time of ``pid`` (``/proc/PID/stat`` field 22), None if gone:
     a pid alone may have been reused by another process since."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+    state = process_state(pid)
+    return state[1] if state is not None else None
 
 
 def make_control_dir(base: str | None) -> str:

@@ -36,6 +36,7 @@ from types import FrameType
 
 from dagrun.backends.ssh.protocol import OUTCOME, STARTED, STOPPED, Request, outcome_to_json
 from dagrun.code.safety import TRUST_GROUP_ENV
+from dagrun.disk.atomic import write_all
 from dagrun.disk.layout import Stage, SweepDir
 from dagrun.disk.records import Failure, hostname
 from dagrun.errors import FailureKind
@@ -99,12 +100,6 @@ def _run_child(request: Request) -> str:
     return outcome_to_json(outcome)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def _fork_run(request: Request, tag: str) -> tuple[int, int]:
     """Start the run in a forked child (its own session, tagged ``RUN_TAG=tag``); returns
     (pid, outcome pipe)."""
@@ -123,7 +118,7 @@ def _fork_run(request: Request, tag: str) -> tuple[int, int]:
             null = os.open(os.devnull, os.O_RDWR)
             os.dup2(null, 0)  # the ssh channel belongs to the supervisor
             os.dup2(null, 1)
-            _write_all(writer, _run_child(request).encode())
+            write_all(writer, _run_child(request).encode())
             status = 0
         finally:
             os._exit(status)
