@@ -10,7 +10,9 @@ Tables:
    the driver's peak RSS;
 4. peers (Hydra multirun, Snakemake) on the same no-op sweep, from their own venv;
 5. the cached-runner peers (labtech, exca) beside dagrun, whole processes, 200 and 2,000
-   configs: first execution with 1 and 2 workers, re-execution, import cost.
+   configs: first execution with 1 and 2 workers, re-execution, import cost;
+6. code fingerprints of a workflow importing 50 user modules (first call, every file parsed;
+   again, parsed files cached) and config digests of 100,000 plain cfgs.
 
 ``--quick`` (about 5 minutes on an idle 2-core machine): smaller sizes, no 100,000 rows, no Ray
 table, Hydra and Snakemake at 200 runs only, labtech's 3-task form, exca's TaskInfra and dagrun
@@ -72,6 +74,17 @@ from dagrun.cli import main
 t = time.perf_counter()
 with contextlib.redirect_stdout(io.StringIO()):
     main(["status", sys.argv[1]])
+print(json.dumps({"seconds": time.perf_counter() - t}))
+"""
+
+PLAIN_DIGESTS = """
+import json, sys, time
+from dagrun.code.digest import config_digest
+cfgs = [{"i": i, "lr": 0.001 * i, "name": "run%d" % i, "layers": [64, 32], "flag": i % 2 == 0}
+        for i in range(int(sys.argv[1]))]
+t = time.perf_counter()
+for cfg in cfgs:
+    config_digest(cfg)
 print(json.dumps({"seconds": time.perf_counter() - t}))
 """
 
@@ -195,6 +208,23 @@ def peers(tmp: Path, sizes: list[int], quick: bool) -> None:
            ["runs", "tool", "seconds", "ms/run", "dagrun single faster by"], rows)
 
 
+def fingerprints(tmp: Path) -> None:
+    """Code fingerprints of 50 generated user modules, and plain config digests."""
+    import fingerprint_bench
+
+    folder = tmp / "fingerprints"
+    fingerprint_bench.make_repo(folder, 50)
+    times = _child(fingerprint_bench.CHILD, str(folder))
+    digests = _child(PLAIN_DIGESTS, "100000")["seconds"]
+    rows: list[list[str]] = []
+    _row(rows, "fingerprint, 50 user modules (pre, fit, post; files parsed)",
+         f"{times['cold'] * 1000:.1f}")
+    _row(rows, "fingerprint, 50 user modules, again (parsed files cached)",
+         f"{times['warm'] * 1000:.1f}")
+    _row(rows, "config digests, 100,000 plain cfgs", f"{digests * 1000:.0f}")
+    _print("Code fingerprints and config digests (ms)", ["what", "ms"], rows)
+
+
 def cached_peers_table(quick: bool) -> None:
     """labtech and exca beside dagrun: whole processes at 200 and 2,000 no-op configs."""
     try:
@@ -243,14 +273,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="small sizes, no Ray, slow peers at 200 runs (~5 minutes)")
     parser.add_argument("--only", choices=["overhead", "efficiency", "sweeps", "ray", "peers",
-                                           "cached-peers"],
+                                           "cached-peers", "fingerprints"],
                         action="append", help="run only these tables")
     parser.add_argument("--ram", default="/dev/shm", metavar="DIR",
                         help="RAM-backed folder for the per-run overhead table "
                              "(default /dev/shm; '' for the temp folder)")
     args = parser.parse_args()
     only = set(args.only or ["overhead", "efficiency", "sweeps", "ray", "peers",
-                             "cached-peers"])
+                             "cached-peers", "fingerprints"])
     print(f"dagrun benchmarks on {os.cpu_count()} cores, Python {sys.version.split()[0]}"
           f"{' (quick)' if args.quick else ''}")
     ram = args.ram if args.ram and os.access(args.ram, os.W_OK) else None
@@ -272,6 +302,8 @@ def main() -> None:
             peers(tmp, [200] if args.quick else [200, 2000], args.quick)
         if "cached-peers" in only:
             cached_peers_table(args.quick)
+        if "fingerprints" in only:
+            fingerprints(tmp)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,20 @@
-"""``dagrun clean``: invalidate stages so the next execute recomputes them."""
+"""``dagrun clean``: invalidate stages so the next execute recomputes them, or remove the
+folders of experiments no longer in the cfgs (``--orphans``)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dagrun.disk import atomic, leases
+from dagrun.disk.identity import experiment_folders
 from dagrun.disk.layout import Stage, SweepDir
 from dagrun.disk.lock import driver_lock
 from dagrun.disk.plan import Experiment, RunState, RunStatus, scan
-from dagrun.disk.planstore import read_plan, require_sweep
+from dagrun.disk.planstore import forget_orphans, read_plan, read_state, require_sweep
 from dagrun.errors import EnvironmentProblem, UsageError
 from dagrun.results import reduce
 
@@ -68,6 +71,40 @@ def clean(out_path: str, stage: Stage = Stage.PRE, ids: set[int] | None = None,
             raise
         removal.commit()
     return CleanResult(runs, stages, lines)
+
+
+def clean_orphans(out_path: str) -> list[int]:
+    """Remove the folders of the sweep's orphans: experiments of earlier cfgs that are no
+    longer in the cfgs (``dagrun.disk.identity``), and experiment folders the plan does not
+    know (left by an older dagrun, or copied in). Holds the driver lock; refuses while a
+    worker holds a lease in one; each folder is renamed aside before it is deleted, so a
+    removal cut short leaves no half folder under an experiment's name. Returns their ids."""
+    sweep = require_sweep(out_path)
+    with driver_lock(sweep):
+        state = read_state(sweep, full=True)
+        planned = {e.exp_id for e in state.experiments}
+        ids = sorted({e.exp_id for e in state.orphans} | {
+            i for i in experiment_folders(sweep) if i not in planned})
+        orphans = {e.exp_id: e for e in state.orphans}
+        targets = [s for i in ids for s in scan(sweep, [orphans.get(i) or _guess(sweep, i)])]
+        _refuse_held(targets)
+        for exp_id in ids:
+            path = sweep.experiment_path(exp_id)
+            if os.path.isdir(path):
+                aside = f"{path}.removing-{os.getpid()}"
+                os.replace(path, aside)
+                shutil.rmtree(aside, ignore_errors=True)
+        if state.orphans:
+            forget_orphans(sweep)
+    return ids
+
+
+def _guess(sweep: SweepDir, exp_id: int) -> Experiment:
+    """An experiment folder the plan does not know: its repetitions from its sub-folders."""
+    path = sweep.experiment_path(exp_id)
+    reps = [int(n) for n in os.listdir(path) if n.isdigit()] if os.path.isdir(path) else []
+    return Experiment(exp_id, max(reps) + 1 if os.path.isdir(os.path.join(path, "0")) else 1,
+                      {})
 
 
 class _Removal:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dagrun.disk.layout import Stage
-from dagrun.errors import DagrunError, Terminated
+from dagrun.errors import DagrunError, Terminated, UsageError
 from dagrun.run.signals import exit_code, received
 from dagrun.version import __version__
 
@@ -108,8 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--lines", type=_positive_int, default=15, help="log lines to show")
     p = sub.add_parser("reduce", help="rebuild OUT/results.jsonl from the runs on disk")
     p.add_argument("out", metavar="OUT")
-    p = sub.add_parser("clean", help="invalidate stages so the next execute recomputes them")
+    p = sub.add_parser("clean", help="invalidate stages so the next execute recomputes them; "
+                       "--orphans: remove experiments no longer in the cfgs")
     p.add_argument("out", metavar="OUT")
+    p.add_argument("--orphans", action="store_true",
+                   help="remove the folders of experiments no longer in the cfgs (kept by "
+                        "every execute until then), and nothing else")
     p.add_argument("--stage", choices=[s.value for s in Stage], default="pre",
                    help="first stage to invalidate; later stages go too (default: pre, all)")
     p.add_argument("--ids", nargs="+", metavar="ID", help="experiment ids, e.g. 3 5-7 9,10")
@@ -260,8 +264,17 @@ def _cmd_reduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_clean(args: argparse.Namespace) -> int:
-    from dagrun.clean import clean, parse_ids
+    from dagrun.clean import clean, clean_orphans, parse_ids
+    from dagrun.disk.identity import id_ranges
 
+    if args.orphans:
+        if args.ids or args.failed or args.stage != "pre":
+            raise UsageError("--orphans removes whole experiments: it takes no --ids, "
+                             "--failed or --stage")
+        removed = clean_orphans(args.out)
+        shown = id_ranges(removed) if removed else "none"
+        print(f"removed {len(removed)} orphan experiment(s) (ids {shown})")
+        return EXIT_OK
     ids = parse_ids(args.ids) if args.ids else None
     result = clean(args.out, Stage(args.stage), ids, args.failed)
     print(f"invalidated {result.stages} stage(s) in {result.runs} run(s); "

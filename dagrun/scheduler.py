@@ -10,7 +10,6 @@ import collections
 import heapq
 import itertools
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -34,11 +33,21 @@ from dagrun.config import (
     repetitions_of,
     validate_cfgs,
 )
-from dagrun.disk import atomic, codecheck, formatversion, leases, provenance, trust, unrecorded
+from dagrun.disk import (
+    atomic,
+    codecheck,
+    formatversion,
+    identity,
+    leases,
+    provenance,
+    trust,
+    unrecorded,
+)
+from dagrun.disk.identity import Assignment
 from dagrun.disk.layout import STAGES, RunDir, Stage, SweepDir
 from dagrun.disk.lock import driver_lock
 from dagrun.disk.plan import Experiment, Plan, Reason, make_plan
-from dagrun.disk.planstore import plan_digest, write_plan
+from dagrun.disk.planstore import plan_digest, stored_digest, write_plan
 from dagrun.disk.records import Failure
 from dagrun.errors import ConfigError, EnvironmentProblem, FailureKind, UsageError
 from dagrun.progress import Progress, say
@@ -87,6 +96,24 @@ class Prepared:
     fingerprints: dict[str, str]
     collected: Collected | None = None  # the code to copy into OUT/.dagrun
     digests_key: str | None = None  # digests computed now, to remember under this key
+    identity: Assignment | None = None  # how the cfgs were matched to the sweep's experiments
+
+    def match(self) -> None:
+        """Give each cfg its experiment id: the experiment of the same content this sweep
+        knows, else a new one (``dagrun.disk.identity``). Done again under the lock when the
+        stored plan changed since (another driver planned meanwhile)."""
+        cfgs = self.workflow.cfgs
+        digests = self.workflow.digests
+        reps = [repetitions_of(cfg, self.settings.repetitions) for cfg in cfgs]
+        views = [e.config for e in self.experiments] if self.experiments else \
+            [json_view(cfg) for cfg in cfgs]
+        self.identity = identity.assign(self.sweep, digests, reps, views)
+        self.experiments = self.identity.experiments
+        self.workflow.ids = [e.exp_id for e in self.experiments]
+
+    @property
+    def orphans(self) -> list[Experiment]:
+        return self.identity.orphans if self.identity is not None else []
 
 
 def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None,
@@ -105,14 +132,13 @@ def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None,
         raise ConfigError(f"basecfg['out_path'] {sweep.path} exists and is not a folder")
     cache_key: str | None = None
     if digests is None or len(digests) != len(cfg_list):
-        cache_key = cfgs_key(cfg_list)
+        key = cfgs_key(cfg_list)  # versioned: digests of another version are never taken
+        cache_key = None if key is None else f"v{formatversion.DIGESTS}:{key}"
         digests = cached_digests(sweep.digest_cache, cache_key, len(cfg_list))
         if digests is None:
             digests = [config_digest(cfg) for cfg in cfg_list]
         else:
             cache_key = None  # found: nothing to store
-    experiments = [Experiment(i, repetitions_of(cfg, settings.repetitions), json_view(cfg),
-                              digests[i]) for i, cfg in enumerate(cfg_list)]
     plain = {k: v for k, v in basecfg.items() if k not in ("pre", "fit", "post")}
     workflow = Workflow(base.pre, base.fit, base.post, cfg_list, plain, sys_path_for(source),
                         source, digests=list(digests))
@@ -120,8 +146,10 @@ def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None,
     fingerprints = {s.value: (known or {}).get(s.value) or fingerprint(workflow.function(s))
                     for s in STAGES}
     workflow.fingerprints = dict(fingerprints)
-    return Prepared(base, settings, sweep, workflow, experiments, fingerprints, collected,
-                    cache_key)
+    prep = Prepared(base, settings, sweep, workflow, [], fingerprints, collected, cache_key)
+    formatversion.check_readable(sweep)  # never match against a newer dagrun's plan
+    prep.match()
+    return prep
 
 
 def _snapshot(workflow: Workflow, sweep: SweepDir, source: str | None,
@@ -175,6 +203,9 @@ def execute(basecfg: Mapping[str, Any], cfgs: Sequence[Any],
     # does not wait for the lock to do it); plan and --detach leave that to the workers
     role = "plan" if options.plan_only or options.detach else "execute"
     with stop_signals_interrupt(), driver_lock(prep.sweep, role=role, pid=supervisor.command_pid()):
+        if prep.identity is None or stored_digest(prep.sweep) != prep.identity.stored_digest:
+            prep.match()  # another driver planned since: match against its plan
+            blob = prep.workflow.dumps() if options.plan_only else _workflow_blob(prep)
         return _execute_locked(prep, options, blob)
 
 
@@ -231,13 +262,15 @@ def _workflow_blob(prep: Prepared) -> bytes | None:
 def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Summary:
     sweep = prep.sweep
     formatversion.check_readable(sweep)  # never plan over a newer dagrun's sweep
-    plan = make_plan(sweep, prep.experiments, prep.fingerprints, options.rerun_changed)
+    plan = make_plan(sweep, prep.experiments, prep.fingerprints, options.rerun_changed,
+                     orphans=prep.orphans)
     _refuse_replan_beside_workers(plan, prep.fingerprints)
-    _write_state(prep, blob, write_plan_too=not plan.stored_same)
+    legacy = prep.identity is not None and prep.identity.legacy
+    _write_state(prep, blob, write_plan_too=not plan.stored_same or legacy)
     invalidated = _invalidate(plan, options.rerun_changed)
     codecheck.remember(sweep, prep.fingerprints, plan.code, options.rerun_changed, True)
     provenance.write(sweep, options.source, prep.settings.backend)
-    for note in plan.notes():
+    for note in _notes(prep, plan):
         say(f"dagrun: {note}")
     if options.plan_only:  # workers (dagrun worker) execute it
         return Summary(sweep.path, len(plan.runs), skipped=len(plan.runs) - len(plan.todo()))
@@ -318,7 +351,7 @@ def _write_state(prep: Prepared, blob: bytes | None, *, write_plan_too: bool) ->
     sweep = prep.sweep
     atomic.makedirs(sweep.state)
     if write_plan_too:
-        write_plan(sweep, prep.experiments, json_view(prep.workflow.basecfg))
+        write_plan(sweep, prep.experiments, json_view(prep.workflow.basecfg), prep.orphans)
     snap = prep.workflow.snapshot
     if snap is not None:
         if prep.collected is not None:
@@ -332,12 +365,16 @@ def _write_state(prep: Prepared, blob: bytes | None, *, write_plan_too: bool) ->
     formatversion.write(sweep)  # an older OUT is now migrated: its state is this format
 
 
+def _notes(prep: Prepared, plan: Plan) -> list[str]:
+    """What moved among the experiments since the last plan, then the plan's own notes."""
+    moved = prep.identity.moves.line() if prep.identity is not None else None
+    return ([moved] if moved else []) + plan.notes()
+
+
 def _invalidate(plan: Plan, rerun_changed: bool) -> bool:
-    """Remove what the plan recomputes from scratch: folders of changed experiments, stage
-    files of runs holding another config's results, and (with ``rerun_changed``) stages
-    whose code changed. Says what changed code means; returns whether anything went."""
-    for exp_id in plan.changed:
-        _invalidate_experiment(plan.sweep, exp_id)
+    """Remove what the plan recomputes from scratch: stage files of runs holding another
+    config's results, and (with ``rerun_changed``) stages whose code changed. Says what
+    changed code means; returns whether anything went."""
     other = plan.of(Reason.OTHER_CONFIG)
     for run in other:
         _remove_stages(run.status.run, Stage.PRE)
@@ -349,7 +386,7 @@ def _invalidate(plan: Plan, rerun_changed: bool) -> bool:
         say(f"dagrun: note: {'; '.join(code.lines())}. Their results are kept as "
             "they are; use --rerun-changed (rerun_changed=True) to recompute that stage "
             "and the ones after it")
-    return bool(plan.changed or other or (code and rerun_changed))
+    return bool(other or (code and rerun_changed))
 
 
 def _remove_stages(run: RunDir, first: Stage) -> None:
@@ -386,13 +423,6 @@ def _final_reduce(plan: Plan, summary: Summary, fresh: dict[int, dict[str, Any]]
             f"cannot rewrite {where} ({reason}): finished stages are kept; free "
             f"space or make it writable, then run `dagrun reduce {plan.sweep.path}`")
     return None
-
-
-def _invalidate_experiment(sweep: SweepDir, exp_id: int) -> None:
-    """Forget every run of an experiment whose config changed (its folder is recomputed)."""
-    path = sweep.experiment_path(exp_id)
-    if os.path.isdir(path):
-        shutil.rmtree(path)
 
 
 def _tasks(plan: Plan) -> list[RunTask]:
@@ -584,11 +614,11 @@ class _Execution:
 
 
 def _dry_run(prep: Prepared, options: Options) -> Summary:
-    """Print what would run and why; write nothing. The plan is the one ``execute`` makes,
-    so a changed config is refused here exactly as it would be there."""
+    """Print what would run and why; write nothing. The plan is the one ``execute`` makes."""
     sweep = prep.sweep
     formatversion.check_readable(sweep)  # never plan over a newer dagrun's sweep
-    plan = make_plan(sweep, prep.experiments, prep.fingerprints, options.rerun_changed)
+    plan = make_plan(sweep, prep.experiments, prep.fingerprints, options.rerun_changed,
+                     orphans=prep.orphans)
     reasons = plan.reasons()
     lines = [f"  run {r.status.label}: {r.text}  ({r.status.run.path})"
              for r in plan.todo()[:DRY_RUN_LISTING]]
@@ -602,11 +632,9 @@ def _dry_run(prep: Prepared, options: Options) -> Summary:
     todo = len(plan.runs) - summary.skipped
     if todo > len(lines):
         print(f"  ... and {todo - len(lines)} more runs")
-    for exp_id, diff in list(plan.changed.items())[:10]:
-        print(f"  experiment {exp_id} config changed: {'; '.join(diff)}")
     if plan.code and not options.rerun_changed:
         print(f"  note: {'; '.join(plan.code.lines())}; kept as they are (recomputed with "
               "--rerun-changed)")
-    for note in plan.notes():
+    for note in _notes(prep, plan):
         print(f"  note: {note}")
     return summary

@@ -8,10 +8,11 @@ import os
 from collections.abc import Iterator, Mapping
 
 from dagrun.disk import atomic, formatversion, leases, provenance, unrecorded
+from dagrun.disk.identity import id_ranges
 from dagrun.disk.layout import STAGES, RunDir, Stage, SweepDir
 from dagrun.disk.lock import running_driver
 from dagrun.disk.plan import Plan, PlannedRun, Reason, RunState, RunStatus, make_plan, run_dirs
-from dagrun.disk.planstore import planned_runs, read_plan, require_sweep
+from dagrun.disk.planstore import planned_runs, read_plan, read_state, require_sweep
 from dagrun.disk.records import Failure, Marker
 from dagrun.errors import UsageError
 from dagrun.run.capture import tail
@@ -68,6 +69,11 @@ def status_lines(out_path: str, listing: int = 50) -> Iterator[str]:
     complete = len(plan.complete())
     yield f"experiments complete: {complete} of {len(experiments)} " \
           f"(results: {sweep.results})"
+    orphans = read_state(sweep).orphans
+    if orphans:
+        yield f"{len(orphans)} orphan experiment(s) of earlier cfgs kept on disk (ids " \
+              f"{id_ranges([e.exp_id for e in orphans][:20])}): `dagrun clean --orphans " \
+              f"{sweep.path}` removes them"
 
 
 def _state(run: PlannedRun) -> RunState:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import child_env, run_dagrun, write_workflow
 
 WORKFLOW = """
@@ -97,3 +99,43 @@ def test_execute_notices_an_edited_constant_and_nothing_else(tmp_path: Path) -> 
     assert edited.rc == 0
     assert "the code of pre changed since 2 run(s) computed it" in edited.stderr
     assert "the code of fit changed" not in edited.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Config digests and their cache.
+
+def _scale(x: int) -> int:
+    return x * 2
+
+
+class _Net:
+    def forward(self, x: int) -> int:
+        return x * 2
+
+
+def test_the_digest_cache_holds_no_code_of_the_users() -> None:
+    """cfgs holding the user's code (a function, a class, an instance of one) get no cache
+    key: their digest depends on code a pickle does not hold. A library's function and class
+    pickle by name, as their digest names them, so they keep the cache."""
+    import math
+    from fractions import Fraction
+
+    from dagrun.code.digest import cfgs_key
+
+    assert cfgs_key([{"f": _scale}]) is None
+    assert cfgs_key([{"model": _Net}]) is None
+    assert cfgs_key([{"model": _Net()}]) is None
+    assert cfgs_key([{"act": math.sqrt, "kind": Fraction, "x": Fraction(1, 3)}]) is not None
+
+
+def test_a_value_compared_by_its_readable_form_is_named_once(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import threading
+
+    from dagrun.code.digest import config_digest
+
+    first = config_digest({"lock_for_this_test": threading.Lock(), "x": 1})
+    assert config_digest({"lock_for_this_test": threading.Lock(), "x": 1}) == first
+    err = capsys.readouterr().err
+    assert err.count("cfg key 'lock_for_this_test' holds a _thread.lock that cannot be "
+                     "compared by content; compared by its readable form") == 1, err

@@ -22,17 +22,21 @@ from dagrun.version import __version__
 from tests.helpers import markers, read_jsonl, run_dagrun
 
 FIXTURE = Path(__file__).parent / "fixtures" / "format1"
+FORMAT4 = Path(__file__).parent / "fixtures" / "format4"
 STAGE_FILES = (".done", ".pkl", ".json")
+
+
+def _copy(fixture: Path, folder: Path) -> Path:
+    """A private copy of a fixture folder (mtimes kept), as a user's moved sweep."""
+    shutil.copytree(fixture, folder, copy_function=shutil.copy2)
+    for path in folder.rglob("*"):  # git checks files out group-writable under umask 002
+        path.chmod(path.stat().st_mode & ~0o022)
+    return folder
 
 
 @pytest.fixture
 def old(tmp_path: Path) -> Path:
-    """A private copy of the fixture folder (mtimes kept), as a user's moved sweep."""
-    folder = tmp_path / "old sweeps"
-    shutil.copytree(FIXTURE, folder, copy_function=shutil.copy2)
-    for path in folder.rglob("*"):  # git checks files out group-writable under umask 002
-        path.chmod(path.stat().st_mode & ~0o022)
-    return folder
+    return _copy(FIXTURE, tmp_path / "old sweeps")
 
 
 def _stage_files(out: Path) -> dict[str, tuple[int, bytes]]:
@@ -123,6 +127,28 @@ def test_a_newer_format_is_refused_in_one_line(old: Path, command: str) -> None:
         f"dagrun: error: {out} was written by a newer dagrun (on-disk format 99); this dagrun "
         f"{__version__} reads formats 1 to {formatversion.FORMAT}: upgrade dagrun"]
     assert _stage_files(out) == before
+
+
+def test_a_format4_sweep_is_matched_once_by_position_and_reruns_as_a_no_op(
+        tmp_path: Path) -> None:
+    """Its config digests (version 1) cannot be compared with today's and its fingerprints
+    are of the older scheme: its experiments are matched once by their stored positions and
+    readable configs, no stage is recomputed or said to have changed code, and from then on
+    they are known by content (reversed cfgs move nothing)."""
+    old = _copy(FORMAT4, tmp_path / "format4")
+    out = old / "done"
+    before = _stage_files(out)
+    env = {"DAGRUN_FIXTURE_OUT": str(out)}
+    ys = {0: [20, 21], 1: [20.0, 21.0], 2: [90, 91], 3: [80, 81]}
+    for extra in ({}, {}, {"DAGRUN_FIXTURE_REVERSE": "1"}):
+        result = run_dagrun("execute", old / "wf.py", cwd=old, env={**env, **extra})
+        assert result.rc == 0, result.stderr
+        assert "0 done now, 8 already done" in result.stdout + result.stderr
+        assert "code of" not in result.stderr and "edited" not in result.stderr
+        assert _stage_files(out) == before  # no stage file rewritten, not even touched
+        assert _ys(out) == ys
+    assert "experiments since the last plan: 3 reordered" in result.stderr, result.stderr
+    assert formatversion.read(SweepDir(str(out))) == formatversion.FORMAT
 
 
 def test_every_format_says_what_changed() -> None:

@@ -1,5 +1,6 @@
-"""The one planner: what ``--dry-run`` and ``status`` say is what ``execute`` does; runs are
-checked against the plan by their config's content digest; the plan is the current cfgs.
+"""The one planner: what ``--dry-run`` and ``status`` say is what ``execute`` does; cfgs are
+matched to the sweep's experiments by their config's content digest (never by position) and
+runs are checked against it; the plan is the current cfgs.
 
 Every check goes through the ``dagrun`` command, as a user would see it.
 """
@@ -21,17 +22,26 @@ from tests.helpers import Sweep, read_jsonl, run_dagrun, write_workflow
 # 1. One planner: --dry-run refuses exactly when execute does, and sees unreadable results.
 
 
-def test_dry_run_refuses_a_changed_config_like_execute(sweep: Sweep) -> None:
+def test_an_edited_cfg_is_a_new_experiment_and_dry_run_says_so_like_execute(
+        sweep: Sweep) -> None:
     sweep.write([{"x": 0}, {"x": 1}])
     assert sweep.execute().rc == 0
     sweep.write([{"x": 0}, {"x": 5}])
     dry = sweep.execute("--dry-run")
+    assert dry.rc == 0, dry.stderr
+    assert "1 edited (each a new experiment, the old one kept; e.g. 1 -> 2: x: 1 -> 5)" \
+        in dry.stdout
+    assert "run 2/0: missing" in dry.stdout and "run 1/0" not in dry.stdout
     real = sweep.execute()
-    assert (dry.rc, real.rc) == (2, 2), dry.stdout + dry.stderr
-    assert "different config" in dry.stderr and "experiment 1: x: 1 -> 5" in dry.stderr
-    assert dry.error_lines[-1] == real.error_lines[-1]
-    dry = sweep.execute("--dry-run", "--rerun-changed")
-    assert dry.rc == 0 and "run 1/0: config changed" in dry.stdout
+    assert real.rc == 0, real.stderr
+    assert "1 edited" in real.stderr
+    assert [(r["experiment_id"], r["x"]) for r in sweep.results()] == [(0, 0), (2, 5)]
+    assert [sweep.count("pre", i) for i in range(3)] == [1, 1, 1]
+    sweep.write([{"x": 0}, {"x": 1}])  # the edit undone: experiment 1 is back, as it was
+    back = sweep.execute()
+    assert back.rc == 0 and "1 back from earlier cfgs" in back.stderr, back.stderr
+    assert [(r["experiment_id"], r["x"]) for r in sweep.results()] == [(0, 0), (1, 1)]
+    assert [sweep.count("pre", i) for i in range(3)] == [1, 1, 1]
 
 
 def test_dry_run_lists_a_done_run_with_unreadable_post_json(sweep: Sweep) -> None:
@@ -49,20 +59,44 @@ def test_dry_run_lists_a_done_run_with_unreadable_post_json(sweep: Sweep) -> Non
 # 3. Runs are checked against the plan.
 
 
-def test_lost_state_and_reordered_cfgs_recompute_the_runs_that_differ(sweep: Sweep) -> None:
+def test_reordered_shuffled_and_grown_cfgs_keep_every_finished_experiment(
+        sweep: Sweep) -> None:
+    sweep.write([{"x": 0}, {"x": 1}, {"x": 2}])
+    assert sweep.execute().rc == 0
+    sweep.write([{"x": 2}, {"x": 9}, {"x": 0}, {"x": 1}, {"x": 7}])
+    result = sweep.execute()
+    assert result.rc == 0, result.stderr
+    assert "experiments since the last plan: 1 reordered, 2 new" in result.stderr
+    assert [(r["experiment_id"], r["x"]) for r in sweep.results()] == \
+        [(0, 0), (1, 1), (2, 2), (3, 9), (4, 7)]
+    assert [sweep.count("pre", i) for i in range(5)] == [1, 1, 1, 1, 1]
+    again = sweep.execute()  # the same order again: nothing moved, nothing to say
+    assert again.rc == 0 and "since the last plan" not in again.stderr, again.stderr
+
+
+def test_two_equal_cfgs_are_two_experiments(sweep: Sweep) -> None:
+    sweep.write([{"x": 1}, {"x": 1}], repetitions=2)
+    assert sweep.execute().rc == 0
+    sweep.write([{"x": 1}, {"x": 3}, {"x": 1}, {"x": 1}], repetitions=2)
+    assert sweep.execute().rc == 0
+    assert [(r["experiment_id"], r["x"]) for r in sweep.results()] == \
+        [(0, 1), (1, 1), (2, 3), (3, 1)]
+    assert [sweep.count("pre", i) for i in range(4)] == [1, 1, 1, 1]
+
+
+def test_a_lost_plan_is_found_again_in_the_run_folders(sweep: Sweep) -> None:
+    """Without OUT/.dagrun the markers' config digests say which folder holds which
+    experiment: reversed cfgs recompute nothing."""
     sweep.write([{"x": 0}, {"x": 1}, {"x": 2}])
     assert sweep.execute().rc == 0
     shutil.rmtree(sweep.out / ".dagrun")
-    sweep.write([{"x": 2}, {"x": 1}, {"x": 0}])
-    dry = sweep.execute("--dry-run")
-    assert "run 0/0: holds results of another config" in dry.stdout
-    assert "run 1/0" not in dry.stdout
+    sweep.write([{"x": 2}, {"x": 1}, {"x": 0}, {"x": 4}])
     result = sweep.execute()
     assert result.rc == 0, result.stderr
-    assert "hold results computed for another config" in result.stderr
+    assert "3 found in their folders (no plan was stored), 1 new" in result.stderr
     lines = sweep.results()
-    assert [(r["x"], r["scores"]["acc"]) for r in lines] == [(2, 20.5), (1, 10.5), (0, 0.5)]
-    assert [sweep.count("pre", i) for i in range(3)] == [2, 1, 2]
+    assert [(r["experiment_id"], r["x"]) for r in lines] == [(0, 0), (1, 1), (2, 2), (3, 4)]
+    assert [sweep.count("pre", i) for i in range(4)] == [1, 1, 1, 1]
 
 
 def test_a_folder_copied_to_a_new_id_is_not_its_result(sweep: Sweep) -> None:
@@ -71,7 +105,20 @@ def test_a_folder_copied_to_a_new_id_is_not_its_result(sweep: Sweep) -> None:
     shutil.copytree(sweep.out / "0", sweep.out / "1")
     sweep.write([{"x": 3}, {"x": 4}])
     assert sweep.execute().rc == 0
-    assert sweep.count("pre", 1) == 1
+    assert sweep.count("pre", 2) == 1  # a new experiment never takes a folder in use
+    assert [(r["experiment_id"], r["scores"]["acc"]) for r in sweep.results()] == \
+        [(0, 30.5), (2, 40.5)]
+
+
+def test_a_run_holding_another_configs_results_is_recomputed(sweep: Sweep) -> None:
+    sweep.write([{"x": 3}, {"x": 4}])
+    assert sweep.execute().rc == 0
+    for name in ("pre.done", "fit.done", "post.done", "post.json", "pre.pkl", "fit.pkl"):
+        shutil.copy2(sweep.out / "0" / name, sweep.out / "1" / name)  # copied by hand
+    (sweep.out / ".dagrun" / "results-index.json").unlink()
+    dry = sweep.execute("--dry-run")
+    assert "run 1/0: holds results of another config" in dry.stdout
+    assert sweep.execute().rc == 0
     assert [r["scores"]["acc"] for r in sweep.results()] == [30.5, 40.5]
 
 
@@ -105,18 +152,28 @@ def test_lowering_repetitions_updates_results_at_once(sweep: Sweep) -> None:
     assert sweep.count("pre", 0, 2) == 1  # nothing recomputed
 
 
-def test_removed_cfgs_leave_the_plan_status_and_results(sweep: Sweep) -> None:
+def test_removed_cfgs_leave_the_plan_status_and_results_until_clean_orphans(
+        sweep: Sweep) -> None:
     sweep.write([{"x": 0}, {"x": 1}, {"x": 2}])
     assert sweep.execute().rc == 0
-    sweep.write([{"x": 0}, {"x": 1}])
+    sweep.write([{"x": 0}, {"x": 2}])
     result = sweep.execute()
     assert result.rc == 0, result.stderr
-    assert "1 experiment(s) beyond the current cfgs (ids 2) left the plan" in result.stderr
-    assert [r["experiment_id"] for r in sweep.results()] == [0, 1]
+    assert "1 no longer in cfgs (kept on disk; `dagrun clean --orphans` removes them)" \
+        in result.stderr
+    assert [r["experiment_id"] for r in sweep.results()] == [0, 2]
     status = run_dagrun("status", sweep.out)
     assert "2 experiments, 2 runs" in status.stdout
     assert "experiments complete: 2 of 2" in status.stdout
-    assert (sweep.out / "2" / "post.json").exists()  # the folder is kept
+    assert "1 orphan" in status.stdout
+    assert (sweep.out / "1" / "post.json").exists()  # the folder is kept
+    cleaned = run_dagrun("clean", sweep.out, "--orphans")
+    assert cleaned.rc == 0, cleaned.stderr
+    assert "removed 1 orphan experiment(s) (ids 1)" in cleaned.stdout
+    assert not (sweep.out / "1").exists() and (sweep.out / "2" / "post.json").exists()
+    sweep.write([{"x": 0}, {"x": 2}, {"x": 1}])  # back after its folder was removed: new
+    assert sweep.execute().rc == 0
+    assert [(r["experiment_id"], r["x"]) for r in sweep.results()] == [(0, 0), (2, 2), (3, 1)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,20 +245,22 @@ def _object_workflow(folder: Path, out: Path, spec: tuple[int, float], row: int)
     return write_workflow(folder, source)
 
 
-def test_an_object_or_dataframe_edited_inside_is_a_changed_config(awkward_dir: Path) -> None:
+def test_an_object_or_dataframe_edited_inside_is_a_new_experiment(awkward_dir: Path) -> None:
     out = awkward_dir / "out"
     wf = _object_workflow(awkward_dir, out, (0, 1.0), 0)
     assert run_dagrun("execute", wf, cwd=awkward_dir).rc == 0
-    assert run_dagrun("execute", wf, cwd=awkward_dir).rc == 0  # unchanged: nothing to refuse
-    for spec, row in (((100, 2.0), 0), ((0, 1.0), 50)):
+    again = run_dagrun("execute", wf, cwd=awkward_dir)
+    assert again.rc == 0 and "since the last plan" not in again.stderr, again.stderr
+    for n, (spec, row) in enumerate((((100, 2.0), 0), ((0, 1.0), 50)), start=1):
         _object_workflow(awkward_dir, out, spec, row)
-        for flags in (["--dry-run"], []):
-            result = run_dagrun("execute", wf, *flags, cwd=awkward_dir)
-            assert result.rc == 2, result.stdout + result.stderr
-            assert "different config" in result.stderr
-    result = run_dagrun("execute", wf, "--rerun-changed", cwd=awkward_dir)
-    assert result.rc == 0, result.stderr
-    assert read_jsonl(out / "results.jsonl")[0]["scores"]["total"] == 201.0
+        dry = run_dagrun("execute", wf, "--dry-run", cwd=awkward_dir)
+        assert dry.rc == 0 and "1 edited" in dry.stdout, dry.stdout + dry.stderr
+        assert n == 2 or "the same readable view" in dry.stdout  # DataSpec has no repr
+        result = run_dagrun("execute", wf, cwd=awkward_dir)
+        assert result.rc == 0, result.stderr
+        (line,) = read_jsonl(out / "results.jsonl")
+        assert line["experiment_id"] == n
+        assert line["scores"]["total"] == (202.0 if n == 1 else 201.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,10 +420,11 @@ def test_a_study_with_fitted_trees_in_its_cfgs_runs_again_as_a_no_op(tmp_path: P
         assert expected in proc.stdout, proc.stdout + proc.stderr
 
 
-def test_an_edited_function_in_a_cfg_is_a_changed_config_also_on_the_cached_path(
+def test_an_edited_function_in_a_cfg_is_a_new_experiment_also_on_the_cached_path(
         tmp_path: Path) -> None:
     """Digests are cached between executions under a key of the cfgs' pickle; a function
-    pickles by name, so cfgs holding the user's functions are never taken from the cache."""
+    pickles by name, so cfgs holding the user's functions are never taken from the cache:
+    the edited function makes its cfg a new experiment."""
     wf = write_workflow(tmp_path, """
         def scale(x):
             return x * 2
@@ -385,5 +445,7 @@ def test_an_edited_function_in_a_cfg_is_a_changed_config_also_on_the_cached_path
     assert run_dagrun("execute", wf, cwd=tmp_path).rc == 0  # unchanged: nothing to say
     wf.write_text(wf.read_text().replace("x * 2", "x * 3"))
     result = run_dagrun("execute", wf, cwd=tmp_path)
-    assert result.rc == 2, result.stderr
-    assert "1 experiment(s)" in result.stderr and "experiment 0" in result.stderr
+    assert result.rc == 0, result.stderr
+    assert "1 edited" in result.stderr
+    assert [(r["experiment_id"], r["scores"]["v"]) for r in
+            read_jsonl(tmp_path / "out" / "results.jsonl")] == [(1, 2), (2, 3)]

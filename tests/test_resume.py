@@ -371,7 +371,8 @@ def test_second_driver_is_refused_and_touches_nothing(sweep: Sweep) -> None:
 # Changed and appended configs; resume without the workflow file
 
 
-def test_changed_config_refused_then_rerun_changed(sweep: Sweep) -> None:
+def test_an_edited_config_is_a_new_experiment_and_appended_ones_are_planned(
+        sweep: Sweep) -> None:
     cfgs = [{"x": 1, "opt": {"lr": 0.1}}, {"x": 2, "opt": {"lr": 0.1}},
             {"x": 3, "opt": {"lr": 0.1}}]
     sweep.write(cfgs)
@@ -380,40 +381,34 @@ def test_changed_config_refused_then_rerun_changed(sweep: Sweep) -> None:
     sweep.write(changed)
     before = snapshot(sweep.folder)
 
-    rc, _out, err = sweep.execute()
-    assert rc == 2
-    line = one_error_line(err).replace(str(sweep.out), "OUT")
-    assert "experiment 1" in line and "opt.lr" in line and re.search(r"\bx\b", line), line
-    assert "0.5" in line and re.search(r"\b5\b", line), line  # the new values
-    assert "experiment 0" not in line and "experiment 2" not in line, line
-    assert snapshot(sweep.folder) == before  # refused before touching anything
-
-    dry = sweep.execute("--dry-run")  # refused exactly as execute is
-    assert dry.rc == 2 and one_error_line(dry.stderr) == one_error_line(err), dry.stderr
-    dry = sweep.execute("--dry-run", "--rerun-changed")
+    dry = sweep.execute("--dry-run")  # says what execute does, and writes nothing
     assert dry.rc == 0, dry.stderr
-    assert "changed" in dry.stdout
+    line = next(x for x in dry.stdout.splitlines() if "since the last plan" in x)
+    assert "1 edited" in line and "1 -> 3" in line and "opt.lr: 0.1 -> 0.5" in line, line
+    assert "x: 2 -> 5" in line, line
     assert snapshot(sweep.folder) == before
 
-    rc, _out, err = sweep.execute("--rerun-changed")
+    rc, _out, err = sweep.execute()
     assert rc == 0, err
-    assert counts(sweep, 1) == [2, 2, 2]
+    assert counts(sweep, 3) == [1, 1, 1]  # the edited cfg: a new experiment
+    assert counts(sweep, 1) == [1, 1, 1]  # the old one kept as it was, out of results
     assert counts(sweep, 0) == counts(sweep, 2) == [1, 1, 1]
     rows = sweep.results()
-    assert ids(rows) == [0, 1, 2]
-    assert rows[1]["x"] == 5 and rows[1]["opt"] == {"lr": 0.5}
-    assert rows[1]["scores"]["acc"] == 50.5
-    config = json.loads((sweep.out / "1" / "config.json").read_text())
+    assert ids(rows) == [0, 2, 3]
+    assert rows[2]["x"] == 5 and rows[2]["opt"] == {"lr": 0.5}
+    assert rows[2]["scores"]["acc"] == 50.5
+    config = json.loads((sweep.out / "3" / "config.json").read_text())
     assert config["x"] == 5 and config["opt"] == {"lr": 0.5}
+    assert json.loads((sweep.out / "1" / "config.json").read_text())["x"] == 2
 
     # Appended cfgs are simply planned; nothing else runs.
     sweep.write([*changed, {"x": 7, "opt": {"lr": 0.1}}])
     rc, _out, err = sweep.execute()
     assert rc == 0, err
-    assert counts(sweep, 3) == [1, 1, 1]
-    assert counts(sweep, 1) == [2, 2, 2]
+    assert counts(sweep, 4) == [1, 1, 1]
+    assert counts(sweep, 3) == counts(sweep, 1) == [1, 1, 1]
     assert counts(sweep, 0) == counts(sweep, 2) == [1, 1, 1]
-    assert ids(sweep.results()) == [0, 1, 2, 3]
+    assert ids(sweep.results()) == [0, 2, 3, 4]
 
 
 def test_resume_without_the_workflow_file(sweep: Sweep, backend: str) -> None:

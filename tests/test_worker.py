@@ -314,18 +314,17 @@ def test_run_taken_over_three_times_is_recorded_crashed(sweep: Sweep) -> None:
     assert not _leases(sweep.out)
 
 
-def test_plan_refuses_changed_configs_like_execute(sweep: Sweep) -> None:
+def test_plan_matches_edited_configs_like_execute(sweep: Sweep) -> None:
     sweep.write([{"x": 1}, {"x": 2}], verbose=False)
     plan = _plan(sweep)
     assert "planned 2 runs" in plan.stdout
     assert not (sweep.out / "0").exists()  # nothing ran
     sweep.write([{"x": 1}, {"x": 3}], verbose=False)
-    refused = run_dagrun("plan", sweep.workflow, cwd=sweep.folder)
-    assert refused.rc == 2
-    assert "x: 2 -> 3" in refused.stderr
-    _plan(sweep, "--rerun-changed")
+    again = run_dagrun("plan", sweep.workflow, cwd=sweep.folder)
+    assert again.rc == 0, again.stderr
+    assert "1 edited" in again.stderr and "x: 2 -> 3" in again.stderr
     assert finish(_worker(sweep)) == 0
-    assert [r["x"] for r in sweep.results()] == [1, 3]
+    assert [(r["experiment_id"], r["x"]) for r in sweep.results()] == [(0, 1), (2, 3)]
 
 
 def test_worker_runs_the_planned_code(tmp_path: Path) -> None:

@@ -1,20 +1,47 @@
 """The typed byte encoding behind every content digest (configs, and a stage's bound
-arguments or state), shared by ``dagrun.code.digest`` and ``dagrun.code.fingerprint``.
+arguments, closure cells, default values or state), shared by ``dagrun.code.digest`` and
+``dagrun.code.fingerprint``.
 
 Values are encoded into a byte stream with a type tag each (so ``1``, ``1.0`` and ``True``
-differ) and the stream is hashed: dicts in the order of their keys, sets in the order of their
-elements' digests, NumPy arrays by dtype, shape and raw bytes (no copy when contiguous; a
-structured array's alignment padding left out, an array holding objects by its values),
-pandas objects by pandas' own stable row hashes plus their labels and dtypes, functions by
-qualified name and code fingerprint, and any other object by its class name and the state it
-pickles (``__reduce_ex__``: ``__getstate__``, ``__dict__`` or ``__slots__``).
+differ) and the stream is hashed:
 
-A function's code fingerprint is passed in (``code``): fingerprints digest the arguments a
-``functools.partial`` binds, so this module sits below both and imports neither.
+* dicts in the order of their keys (insertion order does not count), but a
+  ``collections.OrderedDict`` in its own order (there the order is part of the value);
+* sets in the order of their elements' digests (never in the order the hash seed gives);
+* NumPy arrays by dtype, shape and raw bytes (no copy when contiguous; a structured array's
+  alignment padding left out, an array holding objects by its values); pandas objects by
+  pandas' own stable row hashes plus their labels and dtypes;
+* a function by its qualified name and its code: for the user's code, the identity ``code``
+  returns (``dagrun.code.fingerprint``: its code fingerprint, which covers its default
+  arguments, keyword defaults and closure cells too, so ``lambda x, a=a: x * a`` differs
+  per ``a``); for a library's, ``code`` returns ``None`` and the function is named by its
+  module and qualified name only, so upgrading the library never changes the digest. A bound
+  method adds the object it is bound to;
+* a class by its qualified name, plus its code fingerprint when it is the user's (a
+  library's class is its name alone, as it always was); an instance of a user class adds
+  its class's code fingerprint to its state;
+* any other object by its class name and the state it pickles (``__reduce_ex__``:
+  ``__getstate__``, ``__dict__`` or ``__slots__``).
+
+An object that refuses to pickle (a lock, an open file) cannot be compared by content: it
+is encoded by its readable form (``repr`` without memory addresses, else its class name) and
+``on_fallback`` hears of it, so the caller can say so once.
+
+Plain data, arrays, frames and instances of library classes encode byte for byte as in
+digest version 1; version 2 (``dagrun.code.digest.DIGEST_VERSION``) changed functions, user
+classes and their instances, and ``OrderedDict``.
+
+Limits: an object counts by what it pickles (a ``__getstate__`` that leaves something out
+leaves it out of the digest too); generators, locks and open files count by their readable
+form only.
+
+The code identity is passed in (``code``): fingerprints digest the values a stage holds, so
+this module sits below both and imports neither.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import types
 from collections.abc import Callable, Mapping
@@ -24,9 +51,16 @@ _SIZE = 16  # bytes of digest: 32 hex characters
 _BIG = 1 << 16  # buffers at least this large are hashed in place, not joined
 
 
-def value_digest(value: Any, code: Callable[[Callable[..., Any]], str]) -> str:
-    """The content digest of any value (hex), functions fingerprinted by ``code``."""
-    enc = _Encoder(code)
+#: ``code(function or class)``: the identity of the user's code (a fingerprint), or ``None``
+#: for a library's.
+CodeIdentity = Callable[[Any], str | None]
+Fallback = Callable[[Any], None]
+
+
+def value_digest(value: Any, code: CodeIdentity, on_fallback: Fallback | None = None) -> str:
+    """The content digest of any value (hex), the user's functions and classes identified by
+    ``code``; ``on_fallback(obj)`` for each object compared by its readable form."""
+    enc = _Encoder(code, on_fallback)
     enc.add(value)
     return enc.hexdigest()
 
@@ -47,8 +81,9 @@ def _qualname(obj: Any) -> str:
 class _Encoder:
     """A typed byte stream of values, hashed as it grows."""
 
-    def __init__(self, code: Callable[[Callable[..., Any]], str]) -> None:
+    def __init__(self, code: CodeIdentity, on_fallback: Fallback | None = None) -> None:
         self._code = code
+        self._on_fallback = on_fallback
         self._hash = hashlib.sha256()
         self._parts: list[bytes] = []
         self._active: set[int] = set()  # containers being encoded (cycle guard)
@@ -97,23 +132,48 @@ class _Encoder:
 
     def _add_compound(self, value: Any, kind: type) -> None:
         if kind is dict or (isinstance(value, Mapping) and not _is_pandas(kind)):
-            self._mapping(value)
+            if isinstance(value, collections.OrderedDict):
+                self._ordered(value)
+            else:
+                self._mapping(value)
         elif kind is list or kind is tuple:
             self._sequence(b"l" if kind is list else b"t", value)
         elif isinstance(value, (set, frozenset)):
             self._set(value)
         elif isinstance(value, type):
             self._text(b"C", _qualname(value))
+            ident = self._code(value)
+            if ident is not None:  # the user's class: its code counts
+                self._text(b"K", ident)
         elif isinstance(value, (types.FunctionType, types.BuiltinFunctionType,
                                 types.MethodType)):
-            self._text(b"F", _qualname(value))
-            self._text(b"", self._code(value))
+            self._function(value)
         elif _module_root(kind) == "numpy":
             self._numpy(value)
         elif _is_pandas(kind):
             self._pandas(value)
         else:
             self._object(value, kind)
+
+    def _function(self, value: Any) -> None:
+        """A function: the user's by its code fingerprint, a library's by its module (its
+        qualified name is written first), a bound method with the object it is bound to."""
+        self._text(b"F", _qualname(value))
+        ident = self._code(getattr(value, "__func__", value))
+        if ident is None:
+            self._text(b"L", str(getattr(value, "__module__", None) or ""))
+        else:
+            self._text(b"K", ident)
+        bound = getattr(value, "__self__", None)
+        if bound is not None and not isinstance(bound, types.ModuleType):
+            self._parts.append(b"M")  # a bound method: the object it works on counts
+            self.add(bound)
+
+    def _ordered(self, value: Mapping[Any, Any]) -> None:
+        self._parts.append(b"o%d:" % len(value))
+        for key, item in value.items():
+            self.add(key)
+            self.add(item)
 
     def _mapping(self, value: Mapping[Any, Any]) -> None:
         self._parts.append(b"d%d:" % len(value))
@@ -128,7 +188,7 @@ class _Encoder:
 
     def _set(self, value: set[Any] | frozenset[Any]) -> None:
         self._parts.append(b"%s%d:" % (b"S" if isinstance(value, set) else b"Z", len(value)))
-        for item in sorted(value_digest(v, self._code) for v in value):
+        for item in sorted(value_digest(v, self._code, self._on_fallback) for v in value):
             self._parts.append(item.encode())
 
     def _numpy(self, value: Any) -> None:
@@ -178,9 +238,14 @@ class _Encoder:
     def _object(self, value: Any, kind: type) -> None:
         """Any other object: its class name and the state it would pickle."""
         self._text(b"O", _qualname(kind))
+        ident = self._code(kind)
+        if ident is not None:  # an instance of the user's class: its code counts
+            self._text(b"K", ident)
         try:
             reduced = value.__reduce_ex__(4)
         except Exception:  # objects that refuse pickling (locks, files): their readable form
+            if self._on_fallback is not None:
+                self._on_fallback(value)
             self._text(b"r", _stable_repr(value))
             return
         if isinstance(reduced, str):  # a module-level singleton
@@ -213,7 +278,7 @@ def _is_pandas(kind: type) -> bool:
     return _module_root(kind) == "pandas"
 
 
-def _key_order(key: Any, code: Callable[[Callable[..., Any]], str]) -> tuple[str, Any]:
+def _key_order(key: Any, code: CodeIdentity) -> tuple[str, Any]:
     """A total order of dict keys of any type: the type's name, then the key itself (str,
     int, bytes), its repr (float, bool, None) or its digest (anything else)."""
     kind = type(key)
@@ -285,7 +350,11 @@ def _plain_scalar(value: Any, kind: type) -> bytes | None:
 
 
 def _stable_repr(value: Any) -> str:
-    text = repr(value)
+    """``repr(value)``, or its class name where the repr holds a memory address or fails."""
+    try:
+        text = repr(value)
+    except Exception:
+        return type(value).__qualname__
     return type(value).__qualname__ if " at 0x" in text else text
 
 

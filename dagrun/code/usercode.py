@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dagrun.code.fingerprint import library_roots
+from dagrun.code.sourcemap import library_roots
 from dagrun.errors import ConfigError
 
 INCLUDE_ENV = "DAGRUN_CODE_INCLUDE"

@@ -100,12 +100,35 @@ class Workflow:
     fingerprints: dict[str, str] = field(default_factory=dict)  # code of pre/fit/post
     digests: list[str] = field(default_factory=list)  # content digest of each cfg
     snapshot: Snapshot | None = None  # the copy of the code, when the sweep has a file
+    ids: list[int] = field(default_factory=list)  # the experiment id of each cfg
+
+    def position(self, exp_id: int) -> int:
+        """Where experiment ``exp_id``'s cfg is in ``cfgs`` (ids are matched by content, not
+        positions; a workflow pickled by an older dagrun has no ``ids``: they were)."""
+        ids = getattr(self, "ids", None)
+        if not ids:
+            return exp_id
+        where: dict[int, int] | None = self.__dict__.get("_where")
+        if where is None:
+            where = self.__dict__["_where"] = {i: p for p, i in enumerate(ids)}
+        try:
+            return where[exp_id]
+        except KeyError:
+            raise UsageError(f"experiment {exp_id} is not in this sweep's plan (its cfgs "
+                             "changed since this process loaded the workflow)") from None
+
+    def cfg(self, exp_id: int) -> dict[str, Any]:
+        """The original cfg of experiment ``exp_id``."""
+        return self.cfgs[self.position(exp_id)]
 
     def config_digest(self, exp_id: int) -> str | None:
         """The content digest of cfg ``exp_id``, as the driver computed it (markers keep it;
         ``None`` for a workflow pickled by an older dagrun)."""
         digests = getattr(self, "digests", None)
-        return digests[exp_id] if digests and exp_id < len(digests) else None
+        if not digests:
+            return None
+        position = self.position(exp_id)
+        return digests[position] if position < len(digests) else None
 
     def function(self, stage: Stage) -> Callable[..., Any]:
         fn: Callable[..., Any] = getattr(self, stage.value)
@@ -113,7 +136,7 @@ class Workflow:
 
     def run_cfg(self, exp_id: int, rep: int, run_path: str) -> dict[str, Any]:
         """The cfg a stage function receives: the original plus the three reserved keys."""
-        return {**self.cfgs[exp_id], "experiment_id": exp_id, "run_id": rep,
+        return {**self.cfg(exp_id), "experiment_id": exp_id, "run_id": rep,
                 "out_path": run_path}
 
     def dumps(self) -> bytes:

@@ -5,6 +5,11 @@ sweep on each execution would be slow, so ``OUT/.dagrun/code.json`` remembers wh
 fingerprints have ever written markers here; markers are read only for a stage that has
 been computed with code other than the current one, or for every stage when code.json is
 missing (lost with ``.dagrun/``): the markers themselves keep the fingerprint.
+
+Fingerprints of an older scheme (``FINGERPRINT_SCHEME``: what a fingerprint covers changed)
+cannot be compared with today's: the first execution under the new scheme takes the code the
+sweep was last planned with (planned-code.json, or the one fingerprint code.json lists) as
+the code of now, and code.json keeps that equivalence for the markers written then.
 """
 
 from __future__ import annotations
@@ -13,17 +18,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
-from dagrun.disk import atomic
+from dagrun.disk import atomic, formatversion
 from dagrun.disk.layout import STAGES, RunDir, Stage, SweepDir
 from dagrun.disk.records import Marker
 from dagrun.disk.runs import RunStatus
 
+SCHEME = formatversion.FINGERPRINTS
+_SCHEME_KEY, _SAME_KEY = "scheme", "equivalent"
+
 
 @dataclass(frozen=True)
 class CodeChanges:
-    """Runs whose marker of a stage was written by other code than the current one."""
+    """Runs whose marker of a stage was written by other code than the current one, and the
+    fingerprints of an older scheme that stand for the current code (per stage: old -> new)."""
 
     stale: dict[Stage, list[RunStatus]]
+    equivalent: dict[str, dict[str, str]] | None = None
 
     def __bool__(self) -> bool:
         return any(self.stale.values())
@@ -49,9 +59,48 @@ class CodeChanges:
         return self._first.get(status.run.path)
 
 
-def _read_seen(sweep: SweepDir) -> dict[str, list[str]] | None:
+def _read_seen(sweep: SweepDir) -> dict[str, object] | None:
     data = atomic.read_json_or_none(sweep.code)
     return data if isinstance(data, dict) else None
+
+
+def _fingerprints_of(seen: dict[str, object] | None, stage: Stage) -> list[str]:
+    found = seen.get(stage.value) if seen is not None else None
+    return [f for f in found if isinstance(f, str)] if isinstance(found, list) else []
+
+
+def equivalents(sweep: SweepDir, fingerprints: Mapping[str, str],
+                seen: dict[str, object] | None = None) -> dict[str, dict[str, str]]:
+    """Per stage, fingerprints of an older scheme that stand for the code of now: kept in
+    code.json, plus (when code.json is of an older scheme) the code the sweep was last
+    planned with, taken once as equal to the current code."""
+    seen = _read_seen(sweep) if seen is None else seen
+    if seen is None:
+        return {}
+    kept = seen.get(_SAME_KEY)
+    same: dict[str, dict[str, str]] = {}
+    if isinstance(kept, dict):
+        same = {k: {str(a): str(b) for a, b in v.items()} for k, v in kept.items()
+                if isinstance(v, dict)}
+    if seen.get(_SCHEME_KEY) == SCHEME:
+        return same
+    planned = atomic.read_json_or_none(sweep.planned_code)
+    last = planned.get("fingerprints") if isinstance(planned, dict) else None
+    for stage in STAGES:
+        old = last.get(stage.value) if isinstance(last, dict) else None
+        listed = _fingerprints_of(seen, stage)
+        if not isinstance(old, str) and len(listed) == 1:
+            old = listed[0]
+        if isinstance(old, str) and old != fingerprints[stage.value]:
+            same.setdefault(stage.value, {})[old] = fingerprints[stage.value]
+    return same
+
+
+def _current(fp: str | None, stage: Stage, fingerprints: Mapping[str, str],
+             same: Mapping[str, Mapping[str, str]]) -> bool:
+    """Whether ``fp`` (a marker's or code.json's) is the stage's code of now."""
+    now = fingerprints[stage.value]
+    return fp is None or fp == now or same.get(stage.value, {}).get(fp) == now
 
 
 def suspect_stages(sweep: SweepDir, fingerprints: Mapping[str, str]) -> list[Stage]:
@@ -60,12 +109,15 @@ def suspect_stages(sweep: SweepDir, fingerprints: Mapping[str, str]) -> list[Sta
     seen = _read_seen(sweep)
     if seen is None:
         return list(STAGES)
-    return [s for s in STAGES if any(fp != fingerprints[s.value] for fp in seen.get(s.value, []))]
+    same = equivalents(sweep, fingerprints, seen)
+    return [s for s in STAGES
+            if any(not _current(fp, s, fingerprints, same) for fp in _fingerprints_of(seen, s))]
 
 
 def find_changes(sweep: SweepDir, statuses: Iterable[RunStatus],
                  fingerprints: Mapping[str, str]) -> CodeChanges:
     """Runs per stage whose marker's code differs from ``fingerprints``."""
+    same = equivalents(sweep, fingerprints)
     suspects = suspect_stages(sweep, fingerprints)
     stale: dict[Stage, list[RunStatus]] = {s: [] for s in suspects}
     if suspects:
@@ -73,24 +125,30 @@ def find_changes(sweep: SweepDir, statuses: Iterable[RunStatus],
             for stage in suspects:
                 if stage in status.done and not status.verified:
                     marker = Marker.read(status.run, stage)
-                    if marker is not None and marker.code not in (None,
-                                                                  fingerprints[stage.value]):
+                    if marker is not None and not _current(marker.code, stage, fingerprints,
+                                                           same):
                         stale[stage].append(status)
-    return CodeChanges(stale)
+    return CodeChanges(stale, same)
 
 
 def remember(sweep: SweepDir, fingerprints: Mapping[str, str], changes: CodeChanges,
              recomputed: bool, covers_plan: bool) -> None:
-    """Record the current fingerprints, and forget old ones that no marker carries any more
-    (known only when the checked runs are the whole plan and none kept stale markers)."""
+    """Record the current fingerprints (and the scheme they are of, and the older scheme's
+    that stand for them), and forget old ones that no marker carries any more (known only
+    when the checked runs are the whole plan and none kept stale markers)."""
     seen = _read_seen(sweep) or {}
+    same = changes.equivalent if changes.equivalent is not None else \
+        equivalents(sweep, fingerprints, seen)
+    out: dict[str, object] = {_SCHEME_KEY: SCHEME}
     for stage in STAGES:
-        old = set(seen.get(stage.value, []))
+        old = set(_fingerprints_of(seen, stage))
         if covers_plan and (recomputed or not changes.stale.get(stage)):
             old = set()
         old.add(fingerprints[stage.value])
-        seen[stage.value] = sorted(old)
-    atomic.write_json(sweep.code, seen)
+        out[stage.value] = sorted(old)
+    if same:
+        out[_SAME_KEY] = same
+    atomic.write_json(sweep.code, out)
 
 
 def invalidate(changes: CodeChanges) -> int:

@@ -19,7 +19,13 @@ from dagrun.errors import UsageError
 from dagrun.version import __version__
 
 #: the format this dagrun writes
-FORMAT = 4
+FORMAT = 5
+#: the version of config digests (``dagrun.code.digest``) the plan holds: a plan of an older
+#: one is matched once by positions (``dagrun.disk.identity``)
+DIGESTS = 2
+#: the scheme of code fingerprints (``dagrun.code.fingerprint``) markers and code.json hold:
+#: an older one is taken once as the code of now (``dagrun.disk.codecheck``)
+FINGERPRINTS = 2
 #: the oldest format this dagrun reads (and migrates)
 OLDEST = 1
 HISTORY = {
@@ -36,6 +42,10 @@ HISTORY = {
        "those) and code/index.json (a stat cache); the snapshot in workflow.pkl names the "
        "copied top-level modules (tops), the script's argv and its layout (2); a format-3 "
        "worker would import the copy by the old flat layout",
+    5: "experiments known by content: plan version 3 (each experiment's position in cfgs, "
+       "aliases, orphans; ids are no longer positions), config digests of version 2, code "
+       "fingerprints of scheme 2 (code.json says its scheme); workflow.pkl maps each cfg to "
+       "its experiment id (a format-4 worker would take cfg i for experiment i)",
 }
 
 

@@ -66,11 +66,6 @@ class Marker:
         return cls(stage.value, iso(started), iso(finished), stage_seconds(started, finished),
                    hostname(), os.getpid(), attempt, code, config, token)
 
-    def matches(self, config_digest: str) -> bool:
-        """Whether this marker was written for a config of that digest (markers of older
-        dagrun versions, and plans without digests, carry none and match)."""
-        return not self.config or not config_digest or self.config == config_digest
-
     def write(self, run: RunDir, via: Attempt | None = None) -> None:
         """Write the marker; ``via``: the holder's attempt (``dagrun.disk.fence``)."""
         (via or Attempt(run, None)).write_json(run.marker(Stage(self.stage)),

@@ -29,13 +29,21 @@ class RunState(str, enum.Enum):
 class Experiment(NamedTuple):
     """One entry of the plan: an experiment id, its repetitions, its JSON config (the
     readable view, for results lines and messages) and its config's content digest (for
-    comparisons; empty when unknown, e.g. a plan written by an older dagrun). A tuple:
-    100,000 of them are built on every status and execute."""
+    comparisons; empty when unknown, e.g. a plan written by an older dagrun), and the digests
+    an older dagrun gave the same config (``aliases``: markers written then carry one). A
+    tuple: 100,000 of them are built on every status and execute."""
 
     exp_id: int
     repetitions: int
     config: dict[str, object]
     digest: str = ""
+    aliases: tuple[str, ...] = ()
+
+    def holds(self, config_digest: str | None) -> bool:
+        """Whether a marker's config digest is this experiment's (markers without one, and
+        experiments without one, match: an older dagrun wrote them)."""
+        return not config_digest or not self.digest or config_digest == self.digest \
+            or config_digest in self.aliases
 
     @property
     def key(self) -> str:

@@ -77,7 +77,7 @@ def experiment_line(sweep: SweepDir, exp: Experiment,
                 return None
         else:
             marker = Marker.read(run, Stage.POST)
-            if marker is None or not marker.matches(exp.digest):
+            if marker is None or not exp.holds(marker.config):
                 return None
         scores = read_scores(run)
         if scores is None:

@@ -475,7 +475,7 @@ class StageRunner:
     def _repetitions(self, exp_id: int) -> int:
         """The experiment's repetitions, as the scheduler planned them."""
         workflow = self.workflow
-        return repetitions_of(workflow.cfgs[exp_id], workflow.basecfg.get("repetitions", 1))
+        return repetitions_of(workflow.cfg(exp_id), workflow.basecfg.get("repetitions", 1))
 
     def _persist(self, stage: Stage, task: RunTask, run: RunDir, via: Attempt, value: Any,
                  fit_time: float | None, started: float, finished: float,

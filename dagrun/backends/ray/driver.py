@@ -163,7 +163,7 @@ class RayBackend(Backend):
         submitted while the cluster does not answer."""
         while self._queue and self._health.ok:
             task = self._queue[0]
-            request = self._requests[task.exp_id]
+            request = self._requests[self.workflow.position(task.exp_id)]
             reason = unschedulable_reason(request, self._nodes)
             if reason is not None:
                 self._queue.popleft()

@@ -99,7 +99,7 @@ def request_of(cfg: Mapping[str, Any], settings: Settings, where: str) -> Reques
 
 
 def requests_of(cfgs: Sequence[Mapping[str, Any]], settings: Settings) -> list[Request]:
-    """One request per experiment id (validated before any run starts)."""
+    """One request per cfg, in their order (validated before any run starts)."""
     request_of({}, settings, "basecfg")
     return [request_of(cfg, settings, f"cfgs[{i}]") for i, cfg in enumerate(cfgs)]
 
