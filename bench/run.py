@@ -12,7 +12,11 @@ Tables:
 5. the cached-runner peers (labtech, exca) beside dagrun, whole processes, 200 and 2,000
    configs: first execution with 1 and 2 workers, re-execution, import cost;
 6. code fingerprints of a workflow importing 50 user modules (first call, every file parsed;
-   again, parsed files cached) and config digests of 100,000 plain cfgs.
+   again, parsed files cached) and config digests of 100,000 plain cfgs;
+7. planning 100,000 plain cfgs (``dagrun plan``, first and again), this tree beside the
+   previous commit (``HEAD~1``, checked out in a temporary worktree) in the same run;
+8. data in configs: big cfg values stored once (64 MB and 8 MB arrays shared by cfgs, a
+   1 GB array, the leaf-refinement shape against the original tool's loop).
 
 ``--quick`` (about 5 minutes on an idle 2-core machine): smaller sizes, no 100,000 rows, no Ray
 table, Hydra and Snakemake at 200 runs only, labtech's 3-task form, exca's TaskInfra and dagrun
@@ -225,6 +229,25 @@ def fingerprints(tmp: Path) -> None:
     _print("Code fingerprints and config digests (ms)", ["what", "ms"], rows)
 
 
+def planning_table(tmp: Path, quick: bool) -> None:
+    """``dagrun plan`` of many plain cfgs, this tree beside the previous commit."""
+    import planning
+
+    n = 20_000 if quick else 100_000
+    rows = planning.planning_rows(tmp, n, "HEAD~1", repeat=1 if quick else 3)
+    _print("Planning plain cfgs ({\"x\": i}): first plan, and again against the stored plan "
+           "(seconds, median of alternating runs; x this tree)",
+           ["cfgs", "code", "first s", "again s", "first x", "again x"], rows)
+
+
+def data_table(tmp: Path, quick: bool) -> None:
+    """Big values in cfgs, stored once (bench/data_in_cfgs.py)."""
+    import data_in_cfgs
+
+    _print("Data in configs (OUT without stage outputs; peak PSS of the process tree)",
+           data_in_cfgs.HEADER, data_in_cfgs.rows(tmp, quick))
+
+
 def cached_peers_table(quick: bool) -> None:
     """labtech and exca beside dagrun: whole processes at 200 and 2,000 no-op configs."""
     try:
@@ -273,14 +296,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="small sizes, no Ray, slow peers at 200 runs (~5 minutes)")
     parser.add_argument("--only", choices=["overhead", "efficiency", "sweeps", "ray", "peers",
-                                           "cached-peers", "fingerprints"],
+                                           "cached-peers", "fingerprints", "planning",
+                                           "data"],
                         action="append", help="run only these tables")
     parser.add_argument("--ram", default="/dev/shm", metavar="DIR",
                         help="RAM-backed folder for the per-run overhead table "
                              "(default /dev/shm; '' for the temp folder)")
     args = parser.parse_args()
     only = set(args.only or ["overhead", "efficiency", "sweeps", "ray", "peers",
-                             "cached-peers", "fingerprints"])
+                             "cached-peers", "fingerprints", "planning", "data"])
     print(f"dagrun benchmarks on {os.cpu_count()} cores, Python {sys.version.split()[0]}"
           f"{' (quick)' if args.quick else ''}")
     ram = args.ram if args.ram and os.access(args.ram, os.W_OK) else None
@@ -304,6 +328,10 @@ def main() -> None:
             cached_peers_table(args.quick)
         if "fingerprints" in only:
             fingerprints(tmp)
+        if "planning" in only:
+            planning_table(tmp, args.quick)
+        if "data" in only:
+            data_table(tmp, args.quick)
 
 
 if __name__ == "__main__":

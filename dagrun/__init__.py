@@ -18,6 +18,7 @@ from dagrun.version import __version__ as __version__
 if TYPE_CHECKING:
     from dagrun.api import read_results, resume, run_experiments
     from dagrun.backends import register_backend
+    from dagrun.code.values import load_value
     from dagrun.results.table import results_table
     from dagrun.run.summary import Summary
     from dagrun.sweep import Variation, generate_configs
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 _LAZY = {"read_results": "dagrun.api", "resume": "dagrun.api",
          "run_experiments": "dagrun.api", "results_table": "dagrun.results.table",
          "Summary": "dagrun.run.summary", "Variation": "dagrun.sweep",
-         "generate_configs": "dagrun.sweep", "register_backend": "dagrun.backends"}
+         "generate_configs": "dagrun.sweep", "register_backend": "dagrun.backends",
+         "load_value": "dagrun.code.values"}
 
 
 def __getattr__(name: str) -> Any:
@@ -47,6 +49,7 @@ __all__ = [
     "SweepBusyError",
     "Variation",
     "generate_configs",
+    "load_value",
     "read_results",
     "register_backend",
     "results_table",

@@ -63,6 +63,9 @@ class Settings:
     slurm: Mapping[str, Any] = field(default_factory=dict, hash=False)
     # what of the user's code is copied: include/exclude lists, size limits (dagrun.code)
     code: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    # cfg values of this many KiB or more are stored once in OUT/.dagrun/values and shown
+    # as a summary in every JSON view (dagrun.code.values)
+    inline_max_kb: float = 8.0
 
 
 def _expect(cond: bool, key: str, what: str, value: Any) -> None:
@@ -128,6 +131,8 @@ def _validated_settings(values: dict[str, Any]) -> Settings:
          "a dict of sbatch options such as {'partition': 'gpu', 'time': '1:00:00'}"),
         ("code", lambda v: isinstance(v, Mapping) and set(v) <= CODE_KEYS,
          f"a dict with keys among {sorted(CODE_KEYS)} (see docs/workflows.md)"),
+        ("inline_max_kb", lambda v: _is_number(v) and v > 0,
+         "a size in KiB > 0 (cfg values this big are stored once and shown as a summary)"),
     ]
     for key, ok, what in checks:
         if key in values:
@@ -276,7 +281,8 @@ def json_view(value: Any) -> Any:
 
     numpy scalars and arrays, tuples, sets and paths become their JSON equivalents; anything
     else that JSON cannot hold (a function, an object) becomes a readable string that does
-    not change between runs (no memory addresses), so configs compare equal on resume.
+    not change between runs (no memory addresses), so configs compare equal on resume. A big
+    value kept in the values store (``dagrun.code.values.ValueRef``) is its summary.
     """
     if type(value) is dict:  # the common case, kept fast for 100,000-config sweeps
         return {k if type(k) is str else str(k): v if type(v) in _PLAIN else json_view(v)
@@ -292,6 +298,9 @@ def json_view(value: Any) -> Any:
         return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
     if isinstance(value, os.PathLike):
         return os.fspath(value)
+    view = getattr(type(value), "__dagrun_view__", None)  # a stored value's summary
+    if view is not None:
+        return view(value)
     tolist = getattr(value, "tolist", None)  # numpy scalars and arrays
     if callable(tolist) and type(value).__module__.split(".")[0] == "numpy":
         return json_view(tolist())

@@ -14,17 +14,19 @@ import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dagrun.backends import backend_class, validate_basecfg
 from dagrun.backends.base import Backend
 from dagrun.code import snapshot as snapshots
+from dagrun.code import values
 from dagrun.code.copying import Collected, Limits
-from dagrun.code.digest import cached_digests, cfgs_key, config_digest, store_digests
+from dagrun.code.digest import cached_digests, cfgs_key, config_digest, digest, store_digests
 from dagrun.code.fingerprint import fingerprint
 from dagrun.code.snapshot import Snapshot
 from dagrun.code.usercode import Rule
+from dagrun.code.values import ValueRef
 from dagrun.code.workflow import Workflow, sys_path_for
 from dagrun.config import (
     BaseConfig,
@@ -97,6 +99,8 @@ class Prepared:
     collected: Collected | None = None  # the code to copy into OUT/.dagrun
     digests_key: str | None = None  # digests computed now, to remember under this key
     identity: Assignment | None = None  # how the cfgs were matched to the sweep's experiments
+    # the big cfg values to write into the values store (digest -> (ref, payload))
+    values: dict[str, tuple[ValueRef, Any]] = field(default_factory=dict)
 
     def match(self) -> None:
         """Give each cfg its experiment id: the experiment of the same content this sweep
@@ -146,7 +150,11 @@ def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None,
     fingerprints = {s.value: (known or {}).get(s.value) or fingerprint(workflow.function(s))
                     for s in STAGES}
     workflow.fingerprints = dict(fingerprints)
-    prep = Prepared(base, settings, sweep, workflow, [], fingerprints, collected, cache_key)
+    stored = values.Externalizer(digest, settings.inline_max_kb)  # after the snapshot: a
+    workflow.cfgs = [stored.cfg(cfg) for cfg in cfg_list]  # script's classes by their name
+    workflow.stored_values = bool(stored.pending) or any(map(values.has_refs, workflow.cfgs))
+    prep = Prepared(base, settings, sweep, workflow, [], fingerprints, collected, cache_key,
+                    values=stored.pending)
     formatversion.check_readable(sweep)  # never match against a newer dagrun's plan
     prep.match()
     return prep
@@ -357,6 +365,8 @@ def _write_state(prep: Prepared, blob: bytes | None, *, write_plan_too: bool) ->
         if prep.collected is not None:
             snapshots.write(snap, prep.collected)
         snapshots.reachable(snap)
+    for ref, payload in prep.values.values():  # before any run, and before the workflow
+        values.put(sweep, ref, payload)
     if blob is not None:
         atomic.write_bytes(sweep.workflow, blob)
     if prep.digests_key is not None:

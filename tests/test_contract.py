@@ -321,3 +321,56 @@ def test_per_run_seeding_gives_the_same_results_everywhere(awkward_dir: Path,
     whatever process ran which run in which order."""
     rows = target.execute_template(awkward_dir, SEEDED_WORKFLOW)
     assert [row["scores"]["value"] for row in rows] == expected_seeded()
+
+
+STORED_VALUES_WORKFLOW = """
+import numpy as np
+import pandas as pd
+
+
+def data():
+    return np.arange(40_000, dtype=np.float64).reshape(400, 100)
+
+
+def pre(cfg):
+    X = cfg["X"]
+    assert isinstance(X, np.ndarray) and np.array_equal(X, data())
+    X[0, 0] = -1.0  # a stage writing into its cfg's array changes nothing for anyone else
+    return float(X.sum()) + float(cfg["frame"]["v"].sum())
+
+
+def fit(cfg, total):
+    assert cfg["X"][0, 0] == 0.0 and np.array_equal(cfg["X"], data())
+    return total
+
+
+def post(cfg, total):
+    return {{"total": total, "k": cfg["k"]}}
+
+
+X = data()
+FRAME = pd.DataFrame({{"v": np.ones(20_000)}})
+basecfg = {{"out_path": {out!r}, "repetitions": 2, "verbose": False, **{settings!r}}}
+cfgs = [{{"X": X, "frame": FRAME, "k": k}} for k in range(3)]
+"""
+
+
+def test_big_cfg_values_are_stored_once_and_every_stage_sees_them_whole(
+        awkward_dir: Path, target: Target) -> None:
+    """A data set and a DataFrame shared by every cfg: stored once in OUT/.dagrun/values,
+    shown as summaries in config.json and results.jsonl, and every stage on every backend
+    receives values equal to the originals (its own writes private to its call)."""
+    rows = target.execute_template(awkward_dir, STORED_VALUES_WORKFLOW)
+    total = float(np.arange(40_000).sum()) - 1.0 + 20_000.0  # X[0, 0] = -1 in pre's copy
+    assert [row["scores"]["total"] for row in rows] == [[total] * 2 for _ in range(3)]
+    out = awkward_dir / "out"
+    stored = sorted(p.suffix for p in (out / ".dagrun" / "values").iterdir())
+    assert stored == [".npy", ".pkl"]  # one file per distinct value
+    view = json.loads((out / "0" / "0" / "config.json").read_text())
+    assert view["X"]["ndarray"]["shape"] == [400, 100]
+    assert view["X"]["ndarray"]["dtype"] == "float64"
+    assert view["frame"]["DataFrame"]["shape"] == [20_000, 1]
+    assert (out / "0" / "0" / "config.json").stat().st_size < 1_000
+    assert (out / "results.jsonl").stat().st_size < 3_000
+    again = dagrun.load_value(out, rows[0]["X"])
+    assert np.array_equal(again, np.arange(40_000, dtype=np.float64).reshape(400, 100))

@@ -101,6 +101,7 @@ class Workflow:
     digests: list[str] = field(default_factory=list)  # content digest of each cfg
     snapshot: Snapshot | None = None  # the copy of the code, when the sweep has a file
     ids: list[int] = field(default_factory=list)  # the experiment id of each cfg
+    stored_values: bool = False  # some cfgs hold ValueRefs (dagrun.code.values)
 
     def position(self, exp_id: int) -> int:
         """Where experiment ``exp_id``'s cfg is in ``cfgs`` (ids are matched by content, not

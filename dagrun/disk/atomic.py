@@ -13,7 +13,8 @@ import itertools
 import json
 import math
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 _FILE_MODE = 0o644
 
@@ -72,6 +73,20 @@ def write_bytes(path: str, data: bytes) -> None:
         if exc.filename is None:  # os.write names no file: say which one failed
             raise OSError(exc.errno, exc.strerror, path) from exc
         raise
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def write_with(path: str, writer: Callable[[BinaryIO], None]) -> None:
+    """Write ``path`` atomically through ``writer`` (given a new temp file in the same
+    folder, then renamed): for contents too large to build in memory first."""
+    tmp = _temp_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
+            writer(f)
+        os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
         raise

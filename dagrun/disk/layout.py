@@ -139,6 +139,12 @@ class SweepDir:
         return os.path.join(self.state, "code.json")
 
     @property
+    def values(self) -> str:
+        """Folder: each distinct big cfg value once, named by its content digest
+        (``<digest>.npy`` for arrays, ``<digest>.pkl`` for other values)."""
+        return os.path.join(self.state, "values")
+
+    @property
     def digest_cache(self) -> str:
         """JSON: the cfgs' content digests and a key of the cfgs they were computed from
         (a no-op re-execute of a large sweep then digests nothing)."""

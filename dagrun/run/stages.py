@@ -36,15 +36,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagrun.code import mainref, pickling
+from dagrun.code import mainref, pickling, values
 from dagrun.code.safety import check_pickle
 from dagrun.code.workflow import Workflow
 from dagrun.config import json_view, repetitions_of
 from dagrun.disk import atomic
 from dagrun.disk.fence import Attempt, Superseded
-from dagrun.disk.layout import CONFIG, RunDir, Stage, error_name, marker_name
+from dagrun.disk.layout import CONFIG, RunDir, Stage, SweepDir, error_name, marker_name
 from dagrun.disk.records import Failure, Marker, hostname, read_scores, stage_seconds
-from dagrun.errors import FailureKind, UnsafePickleError
+from dagrun.errors import FailureKind, UnsafePickleError, UsageError
 from dagrun.run.capture import CaptureMode, capture, isolated
 from dagrun.run.runwarning import RunWarning, WarningKind
 
@@ -428,11 +428,14 @@ class StageRunner:
         """Run ``start`` and the stages after it; returns the scores post wrote."""
         cfgs = RunCfg(self.workflow.run_cfg(task.exp_id, task.rep, run.path),
                       self.copy_memory, warnings)
+        stored = getattr(self.workflow, "stored_values", False)  # False: an older workflow
         value, fit_time = resume.value, resume.fit_time
         scores = None
         for stage in start.and_after():
             via.check()  # a holder that lost the run starts no further stage
             cfg = cfgs.fresh()  # before the clock starts: copying is not fit time
+            if stored:  # big values from the store: a fresh copy-on-write map per call
+                cfg = self._stored_values(stage, task, run, cfg)
             started = time.time()
             value = self._call(stage, task, run, cfg, value)
             finished = time.time()
@@ -448,6 +451,19 @@ class StageRunner:
                 raise _StageFailed(Failure.from_exception(
                     stage, exc, task.attempt, FailureKind.ENGINE)) from exc
         return scores
+
+    def _stored_values(self, stage: Stage, task: RunTask, run: RunDir,
+                       cfg: dict[str, Any]) -> dict[str, Any]:
+        """``cfg`` with the values kept in OUT's values store loaded (``dagrun.code.values``);
+        OUT is where this process sees the run's folder. A value missing from the store
+        fails the run with a line that says how to write it again."""
+        experiment = os.path.dirname(run.path) if self._repetitions(task.exp_id) > 1 \
+            else run.path
+        try:
+            resolved: dict[str, Any] = values.resolve(cfg, SweepDir(os.path.dirname(experiment)))
+        except UsageError as exc:
+            raise _InputRefused(stage, str(exc)) from exc
+        return resolved
 
     def _call(self, stage: Stage, task: RunTask, run: RunDir, cfg: dict[str, Any],
               value: Any) -> Any:
