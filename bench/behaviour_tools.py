@@ -213,7 +213,7 @@ class Tool:
             if not path.is_file():
                 return {}
             lines = [json.loads(s) for s in path.read_text().splitlines() if s.strip()]
-            return {int(r["x"]): float(r["scores"]["score"]) for r in lines}
+            return {int(r["x"]): float(r["scores"]["mean_score"]) for r in lines}
         path = work / "results.json"
         if not path.is_file():
             return {}

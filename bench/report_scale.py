@@ -8,7 +8,11 @@ Two percent of the experiments fail in fit and one percent have a repetition sti
 (no results line), so the readers take every path they take on a real sweep. ``dagrun
 results`` is timed on its first read of the sweep (it decodes results.jsonl and keeps the
 columns in OUT/.dagrun) and again with results.jsonl unchanged; the report is timed on a
-first read.
+first read, then opened from ``file://`` in headless Chromium (``--browser PATH``, default
+the system ``/usr/bin/chromium``, driven by Playwright; ``--no-browser`` skips it): the
+milliseconds from navigation until the page is interactive (overview, best configs and the
+ranked table built, every listener attached) and until every plot is drawn, and the size of
+its DOM.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ SECONDS = {"pre": 0.02, "fit": 1.5, "post": 0.01}
 
 def _config(i: int, rng: random.Random) -> dict[str, object]:
     return {"lr": 10 ** rng.uniform(-5, -1), "model": rng.choice(["small", "base", "large"]),
-            "opt": {"momentum": rng.choice([0.0, 0.9]), "wd": 1e-4}, "depth": 2 + i % 6}
+            "opt": {"momentum": rng.choice([0.0, 0.9]), "wd": 1e-4},
+            "depth": None if i % 7 == 0 else 2 ** (1 + i % 5)}
 
 
 def _write_run(path: str, scores: dict[str, float] | None, failed: bool) -> None:
@@ -82,7 +87,8 @@ def make_sweep(out: str, experiments: int, reps: int, runs: bool) -> None:
                 vals = [s[name] for s in per_rep]
                 mean = sum(vals) / reps
                 agg.update({name: vals, f"mean_{name}": mean,
-                            f"std_{name}": (sum((v - mean) ** 2 for v in vals) / reps) ** .5})
+                            f"std_{name}": (sum((v - mean) ** 2 for v in vals) / reps) ** .5,
+                            f"n_{name}": reps})
         lines.append(json.dumps({**cfg, "experiment_id": i,
                                  "out_path": sweep.experiment_path(i), "scores": agg}) + "\n")
     write_plan(sweep, plan, {"backend": "multiprocessing"})
@@ -102,6 +108,37 @@ def _timed(cmd: list[str]) -> tuple[str, str]:
     return f"{wall:.2f} s wall, {cpu:.2f} s CPU", proc.stdout
 
 
+PAGE_TIMEOUT_MS = 120_000
+
+
+def open_in_browser(report: str, chromium: str) -> str:
+    """Open the report in headless Chromium: when it was interactive and when every plot
+    was drawn (ms since navigation, as the page records them), its DOM size, and what its
+    console said."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True,
+                                     args=["--no-sandbox", "--use-angle=swiftshader",
+                                           "--enable-unsafe-swiftshader"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            console: list[str] = []
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+            page.goto("file://" + os.path.abspath(report))
+            page.wait_for_selector("body[data-ready=true]", timeout=PAGE_TIMEOUT_MS)
+            page.wait_for_selector("body[data-plots=drawn]", timeout=PAGE_TIMEOUT_MS)
+            ready = page.evaluate("Number(document.body.dataset.readyAt)")
+            drawn = page.evaluate("Number(document.body.dataset.drawnAt)")
+            nodes = page.evaluate("document.getElementsByTagName('*').length")
+        finally:
+            browser.close()
+    said = f"; console: {console}" if console else "; console empty"
+    return (f"interactive after {ready / 1000:.2f} s, every plot drawn after "
+            f"{drawn / 1000:.2f} s, {nodes} DOM elements{said}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--experiments", type=int, default=10_000)
@@ -109,6 +146,9 @@ def main() -> None:
     parser.add_argument("--no-runs", action="store_true",
                         help="no run folders (results then reads plan and results.jsonl only)")
     parser.add_argument("--no-report", action="store_true")
+    parser.add_argument("--browser", default="/usr/bin/chromium",
+                        help="Chromium to open the report in (Playwright drives it)")
+    parser.add_argument("--no-browser", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "out")
@@ -130,8 +170,10 @@ def main() -> None:
         os.remove(sweep.results_cache)
         if not args.no_report:
             took, text = _timed([*dagrun, "report", out])
-            size = os.path.getsize(text.strip())
-            print(f"dagrun report: {took}, {size / 1e6:.1f} MB")
+            report = text.strip()
+            print(f"dagrun report: {took}, {os.path.getsize(report) / 1e6:.1f} MB")
+            if not args.no_browser:
+                print(f"the page in Chromium: {open_in_browser(report, args.browser)}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from dagrun.api import read_results, resume, run_experiments
     from dagrun.backends import register_backend
     from dagrun.code.values import load_value
-    from dagrun.results.table import results_table
+    from dagrun.results.table import read_runs, results_table
     from dagrun.run.summary import Summary
     from dagrun.sweep import Variation, generate_configs
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 # public name -> the module that defines it
 _LAZY = {"read_results": "dagrun.api", "resume": "dagrun.api",
          "run_experiments": "dagrun.api", "results_table": "dagrun.results.table",
+         "read_runs": "dagrun.results.table",
          "Summary": "dagrun.run.summary", "Variation": "dagrun.sweep",
          "generate_configs": "dagrun.sweep", "register_backend": "dagrun.backends",
          "load_value": "dagrun.code.values"}
@@ -51,6 +52,7 @@ __all__ = [
     "generate_configs",
     "load_value",
     "read_results",
+    "read_runs",
     "register_backend",
     "results_table",
     "resume",

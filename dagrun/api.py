@@ -55,7 +55,13 @@ def resume(out_path: str | os.PathLike[str], overrides: Mapping[str, Any] | None
 
 
 def read_results(out_path: str | os.PathLike[str]) -> pandas.DataFrame:
-    """``OUT/results.jsonl`` as a flat pandas DataFrame (``scores.fit_time`` columns...)."""
+    """``OUT/results.jsonl`` as a flat pandas DataFrame, one row per complete experiment,
+    as ``pandas.json_normalize`` flattens it: config keys, ``experiment_id``, ``out_path`` and
+    ``scores.M`` (the list of the repetitions' values), ``scores.mean_M``, ``scores.std_M``
+    and ``scores.n_M`` per numeric metric. Lines an older dagrun wrote (one repetition's
+    values alone, a mean of null because one repetition was NaN) read in the current format,
+    so their values are the ones ``results_table`` shows: the two are views of one row
+    definition (``dagrun.results.read.Collected``)."""
     try:
         import pandas as pd
     except ImportError as exc:
@@ -64,6 +70,8 @@ def read_results(out_path: str | os.PathLike[str]) -> pandas.DataFrame:
         ) from exc
     import json
 
+    from dagrun.results.columns import current_scores
+
     path = SweepDir.at(out_path).results
     rows = []
     with open(path, encoding="utf-8") as f:
@@ -71,8 +79,11 @@ def read_results(out_path: str | os.PathLike[str]) -> pandas.DataFrame:
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except ValueError as exc:
                 raise ValueError(f"{path}, line {number} is not JSON ({exc}); rebuild it with "
                                  f"`dagrun reduce {os.fspath(out_path)}`") from exc
+            if isinstance(row, dict) and isinstance(row.get("scores"), dict):
+                row["scores"] = current_scores(row["scores"])
+            rows.append(row)
     return pd.json_normalize(rows)

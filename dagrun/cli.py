@@ -126,23 +126,41 @@ def build_parser() -> argparse.ArgumentParser:
 def _results_parsers(sub: Any) -> None:
     """``dagrun results`` and ``dagrun report``."""
     from dagrun.results.formats import FORMATS
+    from dagrun.results.table import SPREADS
 
     p = sub.add_parser("results", help="one row per experiment: varied keys, metrics "
-                                        "(mean and std over repetitions), state")
-    p.add_argument("out", metavar="OUT")
+                                        "(mean and spread over repetitions), state")
+    p.add_argument("out", metavar="OUT", nargs="?")
     p.add_argument("--sort", metavar="COL",
                    help="sort by a column (mean_acc) or a metric (acc: its mean)")
-    p.add_argument("--desc", action="store_true", help="sort largest first")
+    order = p.add_mutually_exclusive_group()
+    order.add_argument("--desc", action="store_const", const=True, dest="desc",
+                       help="sort largest first (--group-by: keep the largest)")
+    order.add_argument("--asc", action="store_const", const=False, dest="desc",
+                       help="sort smallest first, the default (--group-by: keep the "
+                            "smallest)")
     p.add_argument("--top", type=_positive_int, metavar="K", help="only the first K rows")
-    p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
-                   help="keep rows whose KEY equals VALUE (JSON, else text); repeatable")
-    p.add_argument("--group-by", metavar="KEY", help="the best row (by --sort) per KEY value")
+    p.add_argument("--where", action="append", default=[], metavar="FILTER",
+                   help="KEY OP VALUE, OP one of = != < <= > >= in (lr<0.1, 'dataset in "
+                        "iris,digits'); on config keys, metrics and state; repeatable")
+    p.add_argument("--group-by", metavar="KEY",
+                   help="with --sort: the best row per KEY value, by the metric's "
+                        "direction (from its name; --asc/--desc to choose)")
+    p.add_argument("--include-incomplete", action="store_true",
+                   help="rank (--sort, --top, --group-by) also experiments that are not "
+                        "complete")
     p.add_argument("--columns", nargs="+", metavar="COL",
                    help="show these columns (config keys, columns, metric names)")
+    p.add_argument("--spread", choices=SPREADS, default="std",
+                   help="after ±: std (ddof=0, default), sem (standard error) or ci95 "
+                        "(95%% confidence interval of the mean)")
+    p.add_argument("--bold-best", action="store_true",
+                   help="latex, markdown: the best mean of each metric in bold")
     p.add_argument("--format", choices=FORMATS, default="table", help="default: table")
     p = sub.add_parser("report", help="write one self-contained HTML page about a sweep")
     p.add_argument("out", metavar="OUT")
-    p.add_argument("-o", "--output", metavar="FILE", help="where (default OUT/report.html)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="where (default OUT/report.html; a folder: FOLDER/report.html)")
 
 
 def _worker_parsers(sub: Any) -> None:
@@ -286,17 +304,46 @@ def _cmd_results(args: argparse.Namespace) -> int:
     from dagrun.results.formats import format_results
     from dagrun.results.table import query
 
-    table = query(args.out, sort=args.sort, desc=args.desc, top=args.top, where=args.where,
-                  group_by=args.group_by, columns=args.columns)
-    sys.stdout.write(format_results(table, args.format))
+    out = _results_out(args)
+    table = query(out, sort=args.sort, desc=args.desc, top=args.top, where=args.where,
+                  group_by=args.group_by, columns=args.columns,
+                  include_incomplete=args.include_incomplete, spread=args.spread)
+    for note in table.notes:
+        print(f"dagrun: note: {note}", file=sys.stderr)
+    sys.stdout.write(format_results(table, args.format, bold_best=args.bold_best))
     return EXIT_OK
+
+
+def _results_out(args: argparse.Namespace) -> str:
+    """``results``' OUT: given before the options, or taken by ``--columns`` as its last
+    name (``results --columns acc OUT``) when that is a folder."""
+    if args.out is not None:
+        return str(args.out)
+    if args.columns and len(args.columns) > 1 and os.path.isdir(args.columns[-1]):
+        return str(args.columns.pop())
+    raise UsageError("results needs OUT, the sweep's folder (dagrun results OUT [options]; "
+                     "--columns takes every name after it, so put OUT first)")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from dagrun.results.html import write_report
 
-    print(write_report(args.out, args.output))
+    print(write_report(args.out, _report_path(args.output)))
     return EXIT_OK
+
+
+def _report_path(output: str | None) -> str | None:
+    """``report -o``: a file, or a folder (then ``FOLDER/report.html``), in a folder that
+    exists."""
+    if output is None:
+        return None
+    if os.path.isdir(output) or output.endswith(("/", os.sep)):
+        output = os.path.join(output, "report.html")
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise UsageError(f"cannot write the report to {output}: the folder {folder} does "
+                         "not exist")
+    return output
 
 
 COMMANDS = {"execute": _cmd_execute, "resume": _cmd_resume, "status": _cmd_status,

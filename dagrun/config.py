@@ -10,6 +10,7 @@ import difflib
 import json
 import math
 import os
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,7 @@ class Settings:
     ssh_config: str | None = None
     python: str | None = None
     report: bool = True  # write OUT/report.html after an execute that ran something
+    report_metric: str | None = None  # the metric the report ranks by (None: post's first)
     gpu_ids: tuple[str, ...] | None = None  # local GPUs runs may use (None: CUDA_VISIBLE_DEVICES)
     lease_timeout: float = 60.0  # seconds without a heartbeat before a run's lease is stale
     workers: int | None = None  # slurm: array tasks (None: one per run to do, at most 100)
@@ -125,6 +127,7 @@ def _validated_settings(values: dict[str, Any]) -> Settings:
         ("ssh_config", lambda v: v is None or isinstance(v, (str, os.PathLike)), "a path"),
         ("python", lambda v: v is None or (isinstance(v, str) and v != ""), "an interpreter path"),
         ("report", lambda v: isinstance(v, bool), "True or False"),
+        ("report_metric", lambda v: v is None or (isinstance(v, str) and v != ""), "a metric name"),
         ("lease_timeout", lambda v: _is_number(v) and v > 0, "a number of seconds > 0"),
         ("workers", lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1"),
         ("slurm", lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v),
@@ -307,7 +310,29 @@ def json_view(value: Any) -> Any:
     return _readable(value)
 
 
+_READABLE: dict[int, tuple[weakref.ref[Any], str]] = {}  # id -> (the object, its text)
+_READABLE_MAX = 4096
+
+
 def _readable(value: Any) -> str:
+    """The readable text of an object, kept per object while it lives: a fitted model's
+    ``repr`` can take a millisecond (scikit-learn inspects signatures), and the same objects
+    recur in every cfg and every run's config.json."""
+    found = _READABLE.get(id(value))
+    if found is not None and found[0]() is value:
+        return found[1]
+    text = _readable_text(value)
+    try:
+        ref = weakref.ref(value)
+    except TypeError:  # no weak references (ints, tuples, some extension types): not kept
+        return text
+    if len(_READABLE) >= _READABLE_MAX:
+        _READABLE.clear()
+    _READABLE[id(value)] = (ref, text)
+    return text
+
+
+def _readable_text(value: Any) -> str:
     qualname = getattr(value, "__qualname__", None)
     module = getattr(value, "__module__", None)
     if qualname is not None:

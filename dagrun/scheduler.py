@@ -7,6 +7,7 @@ calls user code and never trusts memory over the disk: what is done is read from
 from __future__ import annotations
 
 import collections
+import hashlib
 import heapq
 import itertools
 import os
@@ -23,6 +24,7 @@ from dagrun.code import snapshot as snapshots
 from dagrun.code import values
 from dagrun.code.copying import Collected, Limits
 from dagrun.code.digest import cached_digests, cfgs_key, config_digest, digest, store_digests
+from dagrun.code.encoding import shared_objects
 from dagrun.code.fingerprint import fingerprint
 from dagrun.code.snapshot import Snapshot
 from dagrun.code.usercode import Rule
@@ -140,7 +142,8 @@ def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None,
         cache_key = None if key is None else f"v{formatversion.DIGESTS}:{key}"
         digests = cached_digests(sweep.digest_cache, cache_key, len(cfg_list))
         if digests is None:
-            digests = [config_digest(cfg) for cfg in cfg_list]
+            with shared_objects():  # an object in many cfgs is encoded once
+                digests = [config_digest(cfg) for cfg in cfg_list]
         else:
             cache_key = None  # found: nothing to store
     plain = {k: v for k, v in basecfg.items() if k not in ("pre", "fit", "post")}
@@ -150,6 +153,7 @@ def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None,
     fingerprints = {s.value: (known or {}).get(s.value) or fingerprint(workflow.function(s))
                     for s in STAGES}
     workflow.fingerprints = dict(fingerprints)
+    workflow.code_id = code_id(workflow)
     stored = values.Externalizer(digest, settings.inline_max_kb)  # after the snapshot: a
     workflow.cfgs = [stored.cfg(cfg) for cfg in cfg_list]  # script's classes by their name
     workflow.stored_values = bool(stored.pending) or any(map(values.has_refs, workflow.cfgs))
@@ -277,7 +281,8 @@ def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Sum
     _write_state(prep, blob, write_plan_too=not plan.stored_same or legacy)
     invalidated = _invalidate(plan, options.rerun_changed)
     codecheck.remember(sweep, prep.fingerprints, plan.code, options.rerun_changed, True)
-    provenance.write(sweep, options.source, prep.settings.backend)
+    provenance.write(sweep, options.source, prep.settings.backend, prep.workflow.code_id,
+                     _code_files(prep))
     for note in _notes(prep, plan):
         say(f"dagrun: {note}")
     if options.plan_only:  # workers (dagrun worker) execute it
@@ -373,6 +378,24 @@ def _write_state(prep: Prepared, blob: bytes | None, *, write_plan_too: bool) ->
         store_digests(sweep.digest_cache, prep.digests_key, prep.workflow.digests)
     atomic.write_json(sweep.planned_code, _planned_code(prep.experiments, prep.fingerprints))
     formatversion.write(sweep)  # an older OUT is now migrated: its state is this format
+
+
+def code_id(workflow: Workflow) -> str:
+    """The version of the code a sweep is planned with: the digest of the copy of the user's
+    code (every file of theirs it imports), and the stages' fingerprints (a notebook's
+    stages have no copy)."""
+    snap = workflow.snapshot
+    copy = os.path.basename(snap.folder) if snap is not None else ""
+    stages = ",".join(f"{k}={v}" for k, v in sorted(workflow.fingerprints.items()))
+    return hashlib.sha256(f"{copy}|{stages}".encode()).hexdigest()[:16]
+
+
+def _code_files(prep: Prepared) -> list[str]:
+    """The user's code files this sweep imports (the copy's sources), for provenance."""
+    collected = prep.collected
+    files = [s.path for s in collected.files.values()] if collected is not None else []
+    source = prep.workflow.source
+    return [*files, source] if source else files
 
 
 def _notes(prep: Prepared, plan: Plan) -> list[str]:

@@ -173,8 +173,14 @@ def _show_run(sweep: SweepDir, run: RunDir, label: str, log_lines: int) -> Itera
     yield f"run {label}: {run.path}"
     config = atomic.read_json_or_none(run.config)
     yield "config: " + (json.dumps(config, sort_keys=True) if config is not None else "(none yet)")
+    origins = []
     for stage in STAGES:
         yield from _show_stage(run, stage, log_lines)
+        marker = Marker.read(run, stage)
+        if marker is not None and marker.origin not in origins:
+            origins.append(marker.origin)
+    for origin in origins:  # the code its stages were computed with, and where it came from
+        yield provenance.code_line(sweep, origin)
     yield from running_lines([(label, run)], 1)
     from dagrun.backends.slurm.logs import worker_log_lines  # only sweeps run on Slurm
 

@@ -85,7 +85,7 @@ def call_counts(folder: Path) -> dict[tuple[str, int], int]:
 def normalised(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for row in rows:
-        scores = {k: v for k, v in row["scores"].items() if k != "fit_time"}
+        scores = {k: v for k, v in row["scores"].items() if "fit_time" not in k}
         out.append({**row, "out_path": Path(row["out_path"]).name, "scores": scores})
     return out
 

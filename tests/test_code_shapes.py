@@ -174,8 +174,8 @@ def test_an_edited_constant_of_another_module_is_recomputed(tmp_path: Path,
     edited = run_dagrun("execute", wf, "--rerun-changed", *flags, cwd=tmp_path)
     assert edited.rc == 0, edited.stderr
     assert "the code of fit changed" in edited.stderr, edited.stderr
-    ys = {r["experiment_id"]: r["scores"]["y"] for r in read_jsonl(tmp_path / "out" /
-                                                                     "results.jsonl")}
+    ys = {r["experiment_id"]: r["scores"]["mean_y"] for r in read_jsonl(tmp_path / "out" /
+                                                                          "results.jsonl")}
     assert ys == {0: 3, 1: 6}
     assert _counts(tmp_path) == {"pre": 2, "fit": 4, "post": 4}
     again = run_dagrun("execute", wf, "--rerun-changed", *flags, cwd=tmp_path)

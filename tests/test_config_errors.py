@@ -207,7 +207,7 @@ def test_unknown_backend_warns_and_runs_single(tmp_path: Path) -> None:
         assert name in message
     assert (summary.done, summary.skipped, summary.failed) == (2, 0, 0)
     assert summary.out_path == str(out)
-    assert [r["scores"]["value"] for r in read_jsonl(out / "results.jsonl")] == [1, 2]
+    assert [r["scores"]["value"] for r in read_jsonl(out / "results.jsonl")] == [[1], [2]]
     again = run_experiments(base(out), [{"x": 1}, {"x": 2}])
     assert (again.done, again.skipped, again.failed) == (0, 2, 0)
 
@@ -319,4 +319,4 @@ def test_main_block_is_not_run_and_stage_functions_come_from_the_module(
     result = run_dagrun("execute", wf, cwd=awkward_dir)
     assert result.rc == 0, result.stderr
     assert not flag.exists()
-    assert read_jsonl(out / "results.jsonl")[0]["scores"]["f"] == 1
+    assert read_jsonl(out / "results.jsonl")[0]["scores"]["f"] == [1]

@@ -177,16 +177,23 @@ def test_layout_and_results_one_repetition(sweep: Sweep, target: Target) -> None
         assert set(row) == {*cfg, "experiment_id", "out_path", "scores"}
         assert {k: row[k] for k in cfg} == cfg
         assert row["out_path"] == str(sweep.out / str(exp_id))
-        assert set(scores) == {"acc", "rep_seen", "tag", "fit_time"}
-        assert {k: scores[k] for k in ("acc", "rep_seen", "tag")} == expected_post(cfg, 0)
-        assert isinstance(scores["fit_time"], float) and scores["fit_time"] >= 0
+        # the original's format also with one repetition: lists plus mean_M/std_M (n_M)
+        numeric = ("acc", "rep_seen", "fit_time")
+        assert set(scores) == {"tag", *numeric, *(f"{p}_{m}" for p in ("mean", "std", "n")
+                                                  for m in numeric)}
+        assert {k: scores[k] for k in ("acc", "rep_seen", "tag")} == \
+            {k: [v] for k, v in expected_post(cfg, 0).items()}
+        assert isinstance(scores["mean_fit_time"], float) and scores["mean_fit_time"] >= 0
         # fit_time is the time spent in fit, the same span the fit marker recorded
-        assert scores["fit_time"] == pytest.approx(fit_seconds[exp_id], abs=1e-5)
+        assert scores["fit_time"] == [pytest.approx(fit_seconds[exp_id], abs=1e-5)]
+        for m in numeric:
+            assert (scores[f"mean_{m}"], scores[f"std_{m}"], scores[f"n_{m}"]) == \
+                (float(scores[m][0]), 0.0, 1)
 
     df = dagrun.read_results(sweep.out)
     assert list(df["experiment_id"]) == [0, 1, 2]
-    assert list(df["scores.acc"]) == [30.5, 10.5, 20.5]
-    assert "scores.fit_time" in df.columns
+    assert list(df["scores.mean_acc"]) == [30.5, 10.5, 20.5]
+    assert "scores.mean_fit_time" in df.columns
     assert list(df["opt.name"]) == ["a b", "c", "d'e"]
 
     # Executing a finished sweep again recomputes nothing and duplicates no line.
@@ -219,7 +226,7 @@ def test_layout_and_results_three_repetitions(sweep: Sweep, target: Target) -> N
         scores = row["scores"]
         assert isinstance(scores, dict)
         numeric = ("acc", "rep_seen", "fit_time")
-        assert set(scores) == {"tag", *numeric, *(f"{p}_{m}" for p in ("mean", "std")
+        assert set(scores) == {"tag", *numeric, *(f"{p}_{m}" for p in ("mean", "std", "n")
                                                   for m in numeric)}
         per_rep = [expected_post(cfg, rep) for rep in range(3)]
         assert scores["acc"] == [p["acc"] for p in per_rep]
@@ -230,6 +237,7 @@ def test_layout_and_results_three_repetitions(sweep: Sweep, target: Target) -> N
             values = np.asarray(scores[m], dtype=float)
             assert scores[f"mean_{m}"] == pytest.approx(float(np.mean(values)))
             assert scores[f"std_{m}"] == pytest.approx(float(np.std(values)))  # ddof=0
+            assert scores[f"n_{m}"] == 3
         assert scores["std_rep_seen"] == pytest.approx(np.sqrt(2 / 3))
 
     df = dagrun.read_results(sweep.out)
@@ -250,7 +258,7 @@ def test_console_script_and_relative_out(awkward_dir: Path) -> None:
     assert result.rc == 0, result.stderr
     assert not (awkward_dir / "ignored").exists()
     rows = read_jsonl(awkward_dir / "rel out" / "results.jsonl")
-    assert [r["scores"]["b"] for r in rows] == [2, 6]
+    assert [r["scores"]["b"] for r in rows] == [[2], [6]]
     assert rows[1]["out_path"] == str(awkward_dir / "rel out" / "1")
 
 

@@ -244,7 +244,7 @@ USAGE: list[tuple[str, Setup, tuple[str, ...]]] = [
     ("show-unknown-rep", _args("show", "OUT", "1/4"), ("experiment 1 has repetitions 0..0",)),
     ("show-junk-id", _args("show", "OUT", "one"), ("run id must look like ID or ID/REP",)),
     ("status-not-a-sweep", _args("status", "WF"), ("is not a dagrun sweep",)),
-    ("status-missing-folder", _args("status", "OUT/nothing here"), ("is not a dagrun sweep",)),
+    ("status-missing-folder", _args("status", "OUT/nothing here"), ("does not exist",)),
     ("reduce-not-a-sweep", _args("reduce", "OUT/0"), ("is not a dagrun sweep",)),
     ("clean-ids-junk", _args("clean", "OUT", "--ids", "abc"),
      ("--ids takes ids and ranges like 3 5-7 9,10; got 'abc'",)),
@@ -327,10 +327,11 @@ def test_nan_and_inf_metrics_are_null_in_results(awkward_dir: Path) -> None:
     result = run_dagrun("execute", wf, cwd=awkward_dir)
     assert result.rc == 0, result.stderr
     rows = read_jsonl(awkward_dir / "OUT" / "results.jsonl")  # strict: no NaN/Infinity
-    assert rows[0]["scores"]["m"] is None and rows[0]["scores"]["i"] is None
-    assert rows[0]["scores"]["n"] is None and rows[0]["scores"]["ok"] == 1.0
+    assert rows[0]["scores"]["m"] == [None] and rows[0]["scores"]["i"] == [None]
+    assert rows[0]["scores"]["n"] == [None] and rows[0]["scores"]["ok"] == [1.0]
+    assert (rows[0]["scores"]["mean_m"], rows[0]["scores"]["n_m"]) == (None, 0)
     assert rows[1]["scores"]["m"] == [None, None] and rows[1]["scores"]["mean_m"] is None
-    assert rows[1]["scores"]["mean_ok"] == 1.0
+    assert rows[1]["scores"]["mean_ok"] == 1.0 and rows[1]["scores"]["n_m"] == 0
 
 
 NON_JSON_TAIL = '''
@@ -389,7 +390,7 @@ def test_huge_config(awkward_dir: Path) -> None:
     config = json.loads((awkward_dir / "OUT" / "0" / "config.json").read_text())
     assert config["blob"] == blob
     rows = read_jsonl(awkward_dir / "OUT" / "results.jsonl")
-    assert rows[0]["blob"] == blob and rows[1]["scores"]["acc"] == 20.5
+    assert rows[0]["blob"] == blob and rows[1]["scores"]["mean_acc"] == 20.5
     before = run_files(awkward_dir / "OUT", [0, 1])
     again = run_dagrun("execute", wf, cwd=awkward_dir)
     assert again.rc == 0, again.stderr
@@ -451,7 +452,7 @@ def test_disk_full_on_a_real_tiny_filesystem(awkward_dir: Path) -> None:
         assert "No space left on device" in result.stderr
         error = json.loads((out / "1" / "fit.error").read_text())
         assert "No space left on device" in error["message"]
-        assert [r["scores"]["n"] for r in read_jsonl(out / "results.jsonl")] == [10, 20]
+        assert [r["scores"]["mean_n"] for r in read_jsonl(out / "results.jsonl")] == [10, 20]
         assert not [p for p in out.rglob("*.tmp")], "a temporary file was left behind"
         status = run_dagrun("status", out)
         assert status.rc == 0 and "No space left on device" in status.stdout
@@ -491,7 +492,8 @@ def test_marker_without_its_artifact_is_recomputed(sweep: Path, damage: str, phr
     expected = {"pre": 1, "fit": 2 if recomputed == "fit" else 1, "post": 2}
     assert {s: calls(sweep, s, 1) for s in expected} == expected
     assert run_files(out, [0, 2]) == untouched
-    assert [r["scores"]["acc"] for r in read_jsonl(out / "results.jsonl")] == [10.5, 20.5, 30.5]
+    assert [r["scores"]["mean_acc"] for r in read_jsonl(out / "results.jsonl")] == \
+        [10.5, 20.5, 30.5]
 
 
 def test_truncated_results_are_rebuilt(sweep: Path) -> None:
@@ -562,4 +564,5 @@ def test_group_writable_pickle_needs_trust_group(sweep: Path) -> None:
                         extra={"DAGRUN_TRUST_GROUP": "1"})
     assert result.rc == 0, result.stderr
     assert (calls(sweep, "fit", 2), calls(sweep, "post", 2)) == (1, 2)  # fit.pkl was used
-    assert [r["scores"]["acc"] for r in read_jsonl(out / "results.jsonl")] == [10.5, 20.5, 30.5]
+    assert [r["scores"]["mean_acc"] for r in read_jsonl(out / "results.jsonl")] == \
+        [10.5, 20.5, 30.5]

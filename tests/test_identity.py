@@ -72,7 +72,8 @@ def _check_results(out: Path, xs: range) -> None:
     assert sorted(line["x"] for line in lines) == list(xs)
     assert len({line["experiment_id"] for line in lines}) == len(lines)
     for line in lines:
-        assert line["scores"]["x_seen"] == line["x"] and line["scores"]["y"] == line["x"] * 10
+        assert line["scores"]["mean_x_seen"] == line["x"] and \
+            line["scores"]["mean_y"] == line["x"] * 10
 
 
 @pytest.mark.parametrize("backend", LOCAL_BACKENDS)
@@ -128,7 +129,7 @@ def test_growing_a_sweep_of_lambdas_on_its_line_runs_only_the_new_configs(
         assert f"{done} done now" in result.stdout + result.stderr, result.stderr
         assert "edited" not in result.stderr
     lines = read_jsonl(tmp_path / "out" / "results.jsonl")
-    assert [(line["experiment_id"], line["i"], line["scores"]["y"]) for line in lines] == \
+    assert [(line["experiment_id"], line["i"], line["scores"]["mean_y"]) for line in lines] == \
         [(i, i, i * 10) for i in range(5)]
     assert _counts(tmp_path) == {i: 1 for i in range(5)}
 
@@ -165,7 +166,8 @@ def test_workers_give_each_run_its_own_cfg_when_ids_are_not_positions(tmp_path: 
     assert [(line["experiment_id"], line["x"]) for line in lines] == \
         [(0, 0), (1, 1), (2, 2), (3, 5), (4, 4), (5, 3)]
     for line in lines:
-        assert line["scores"]["x_seen"] == line["x"] and line["scores"]["y"] == line["x"] * 10
+        assert line["scores"]["mean_x_seen"] == line["x"] and \
+            line["scores"]["mean_y"] == line["x"] * 10
 
 
 def test_a_new_repetitions_layout_is_a_new_experiment_and_the_old_one_is_kept(

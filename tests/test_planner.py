@@ -106,7 +106,7 @@ def test_a_folder_copied_to_a_new_id_is_not_its_result(sweep: Sweep) -> None:
     sweep.write([{"x": 3}, {"x": 4}])
     assert sweep.execute().rc == 0
     assert sweep.count("pre", 2) == 1  # a new experiment never takes a folder in use
-    assert [(r["experiment_id"], r["scores"]["acc"]) for r in sweep.results()] == \
+    assert [(r["experiment_id"], r["scores"]["mean_acc"]) for r in sweep.results()] == \
         [(0, 30.5), (2, 40.5)]
 
 
@@ -119,7 +119,7 @@ def test_a_run_holding_another_configs_results_is_recomputed(sweep: Sweep) -> No
     dry = sweep.execute("--dry-run")
     assert "run 1/0: holds results of another config" in dry.stdout
     assert sweep.execute().rc == 0
-    assert [r["scores"]["acc"] for r in sweep.results()] == [30.5, 40.5]
+    assert [r["scores"]["mean_acc"] for r in sweep.results()] == [30.5, 40.5]
 
 
 def test_an_edited_post_is_noticed_after_code_json_is_lost(sweep: Sweep) -> None:
@@ -133,7 +133,7 @@ def test_an_edited_post_is_noticed_after_code_json_is_lost(sweep: Sweep) -> None
     assert result.rc == 0, result.stderr
     assert "the code of post changed" in result.stderr
     assert [sweep.count("post", i) for i in range(2)] == [2, 2]
-    assert [r["scores"]["acc"] for r in sweep.results()] == [0.25, 10.25]
+    assert [r["scores"]["mean_acc"] for r in sweep.results()] == [0.25, 10.25]
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,7 +260,7 @@ def test_an_object_or_dataframe_edited_inside_is_a_new_experiment(awkward_dir: P
         assert result.rc == 0, result.stderr
         (line,) = read_jsonl(out / "results.jsonl")
         assert line["experiment_id"] == n
-        assert line["scores"]["total"] == (202.0 if n == 1 else 201.0)
+        assert line["scores"]["mean_total"] == (202.0 if n == 1 else 201.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,5 +447,29 @@ def test_an_edited_function_in_a_cfg_is_a_new_experiment_also_on_the_cached_path
     result = run_dagrun("execute", wf, cwd=tmp_path)
     assert result.rc == 0, result.stderr
     assert "1 edited" in result.stderr
-    assert [(r["experiment_id"], r["scores"]["v"]) for r in
+    assert [(r["experiment_id"], r["scores"]["mean_v"]) for r in
             read_jsonl(tmp_path / "out" / "results.jsonl")] == [(1, 2), (2, 3)]
+
+
+def test_objects_shared_by_cfgs_digest_the_same_when_encoded_once() -> None:
+    """``shared_objects`` (digests of many cfgs at plan time) replays an object's encoding;
+    the digests are exactly those computed one cfg at a time, also for an object that refers
+    back to a container around it and one that changes between two blocks."""
+    from dagrun.code.digest import config_digest
+    from dagrun.code.encoding import shared_objects
+
+    class Box:
+        def __init__(self, value: object) -> None:
+            self.value = value
+
+    shared = Box([1.0, 2.0])
+    loop: dict[str, object] = {}
+    loop["box"] = Box(loop)  # refers back to the cfg that holds it
+    cfgs = [{"a": shared, "k": k} for k in range(3)] + [{"a": shared, "loop": loop}]
+    alone = [config_digest(cfg) for cfg in cfgs]
+    with shared_objects():
+        together = [config_digest(cfg) for cfg in cfgs]
+    assert together == alone
+    shared.value = [3.0]
+    with shared_objects():
+        assert config_digest(cfgs[0]) != alone[0]

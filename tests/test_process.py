@@ -244,7 +244,7 @@ def test_script_without_main_guard_runs_on_multiprocessing(tmp_path: Path) -> No
     assert trace_lines.count("sweep over") == 1  # only the driver ran a sweep
     assert 2 <= trace_lines.count("top level") <= 3  # the driver and each worker process
     lines = (out / "results.jsonl").read_text().splitlines()
-    assert [json.loads(line)["scores"]["x"] for line in lines] == [1, 2, 3, 4, 5, 6]
+    assert [json.loads(line)["scores"]["mean_x"] for line in lines] == [1, 2, 3, 4, 5, 6]
 
 
 def _ready() -> None:

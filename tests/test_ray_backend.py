@@ -111,7 +111,7 @@ def test_auto_without_cluster_starts_and_stops_a_local_instance(tmp_path: Path) 
         proc = run(env, "execute", sweep.workflow, "--backend", "ray", cwd=sweep.folder)
         assert proc.returncode == 0, proc.stderr
         assert "starting a local Ray instance" in proc.stderr
-        assert [r["scores"]["acc"] for r in sweep.results()] == [10.5, 20.5]
+        assert [r["scores"]["mean_acc"] for r in sweep.results()] == [10.5, 20.5]
         deadline = time.monotonic() + 30
         while _processes_naming(root) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -298,7 +298,7 @@ def test_resume_across_backends(cluster: RayCluster, tmp_path: Path, first: str,
     pre_marker = (sweep.out / "1" / "pre.done").read_bytes()
     two = _backend(sweep, env, second)
     assert two.returncode == 0, two.stderr
-    assert [r["scores"]["acc"] for r in sweep.results()] == [10.5, 20.5, 30.5]
+    assert [r["scores"]["mean_acc"] for r in sweep.results()] == [10.5, 20.5, 30.5]
     assert (sweep.out / "1" / "pre.done").read_bytes() == pre_marker
     assert [sweep.count(s, 1) for s in ("pre", "fit", "post")] == [1, 2, 1]
     assert all(sweep.count("fit", e) == 1 for e in (0, 2))
@@ -335,7 +335,7 @@ def test_ctrl_c_cancels_tasks_keeps_stages_then_multiprocessing_finishes(
     done = _backend(sweep, dagrun_env(None), "multiprocessing")
     assert done.returncode == 0, done.stderr
     assert [sweep.count(s, e) for e in (0, 1) for s in ("pre", "fit")] == [1, 2, 1, 2]
-    assert [r["scores"]["acc"] for r in sweep.results()] == [10.5, 20.5]
+    assert [r["scores"]["mean_acc"] for r in sweep.results()] == [10.5, 20.5]
 
 
 def test_token_auth_cluster_refuses_a_driver_without_token(cluster: RayCluster,

@@ -293,7 +293,7 @@ def test_stages_run_in_the_driver_folder_and_leave_no_daemon(cluster: RayCluster
         err = finish(proc)
         assert proc.returncode == 1, err  # run 1 timed out
         rows = read_jsonl(wf.parent / "OUT" / "results.jsonl")
-        assert [(r["experiment_id"], r["scores"]["m"]) for r in rows] == [(0, 42)]
+        assert [(r["experiment_id"], r["scores"]["mean_m"]) for r in rows] == [(0, 42)]
         wait_for(lambda: not processes_with(marker), 30, "the daemons of both runs to die")
     finally:
         for pid in processes_with(marker):

@@ -150,10 +150,16 @@ def test_single_repetition_columns_are_the_metric_names(tmp_path: Path) -> None:
 
 
 def test_sort_by_bare_metric_rows_without_value_last(sweep: Path) -> None:
-    assert results_table(sweep, sort="loss")["experiment_id"].tolist() == [3, 1, 0, 2, 4]
+    """Complete experiments are ranked; the incomplete (3) and failed (4) follow them,
+    unless include_incomplete ranks them too."""
+    assert results_table(sweep, sort="loss")["experiment_id"].tolist() == [1, 0, 2, 3, 4]
+    assert results_table(sweep, sort="loss", include_incomplete=True)[
+        "experiment_id"].tolist() == [3, 1, 0, 2, 4]
     assert results_table(sweep, sort="mean_loss", desc=True)[
         "experiment_id"].tolist() == [0, 2, 1, 3, 4]
-    assert results_table(sweep, sort="model", top=2)["model"].tolist() == ["big", "big"]
+    assert results_table(sweep, sort="model", top=2)["model"].tolist() == ["big", "small"]
+    assert results_table(sweep, sort="model", top=2, include_incomplete=True)[
+        "model"].tolist() == ["big", "big"]
 
 
 def test_metric_columns_are_floats_also_when_no_row_has_a_value(sweep: Path) -> None:
@@ -167,12 +173,15 @@ def test_where_group_by_top_and_columns(sweep: Path) -> None:
         "experiment_id"].tolist() == [0, 2]
     assert results_table(sweep, where={"opt.momentum": 0.9}).shape[0] == 5
     best = results_table(sweep, sort="acc", desc=True, group_by="model")
+    assert best[["experiment_id", "model"]].values.tolist() == [[1, "small"], [2, "big"]]
+    best = results_table(sweep, sort="acc", desc=True, group_by="model",
+                         include_incomplete=True)
     assert best[["experiment_id", "model"]].values.tolist() == [
         [3, "big"], [1, "small"], [4, "broken"]]
     picked = results_table(sweep, columns=["model,opt.momentum", "acc"], top=1)
     assert list(picked.columns) == ["experiment_id", "model", "opt.momentum", "mean_acc",
-                                    "std_acc"]
-    assert picked.shape == (1, 5)
+                                    "std_acc", "state"]  # the state is always attached
+    assert picked.shape == (1, 6)
 
 
 def test_csv_and_json_parse_back_to_the_table(sweep: Path,
@@ -217,9 +226,10 @@ def test_markdown_is_a_well_formed_table(sweep: Path, capsys: pytest.CaptureFixt
     widths = {len(_cells(line, "|")) for line in lines}
     assert widths == {len(_cells(lines[0], "|"))}
     assert lines[0].split("|")[1:-1] == [f" {c} " for c in [
-        "experiment_id", "model", "opt.lr", "label", "acc", "loss", "fit_time", "state", "n"]]
+        "experiment\\_id", "model", "opt.lr", "label", "acc ± std", "loss ± std",
+        "fit\\_time ± std", "state", "n"]]
     assert re.fullmatch(r"\|( ---:? \|)+", lines[1])
-    assert "a\\|b & c_d $x$" in lines[2] and "0.150 ± 0.050" in lines[2]
+    assert "a\\|b &amp; c\\_d \\$x\\$" in lines[2] and "0.150 ± 0.050" in lines[2]
 
 
 def test_latex_is_a_well_formed_tabular(sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -234,22 +244,23 @@ def test_latex_is_a_well_formed_tabular(sweep: Path, capsys: pytest.CaptureFixtu
         assert line.endswith(r" \\")
         assert len(_cells(line, "&")) == len(spec.group(1))
         assert len(_cells(line, "$")) % 2 == 1  # math mode opened and closed
-    assert lines[3].startswith(r"experiment\_id & model & opt.lr & label & acc")
-    assert r"a|b \& c\_d \$x\$" in lines[5] and r"$0.150 \pm 0.050$" in lines[5]
+    assert lines[3].startswith(r"experiment\_id & model & opt.lr & label & acc ($\pm$ std)")
+    assert r"a\textbar{}b \& c\_d \$x\$" in lines[5] and r"$0.150 \pm 0.050$" in lines[5]
 
 
 def test_terminal_table_lists_every_experiment(sweep: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     lines = _cli(capsys, sweep, "--sort", "loss").splitlines()
-    assert lines[0].split() == ["experiment_id", "model", "opt.lr", "label", "acc", "loss",
-                                "fit_time", "state", "n"]
-    assert [line.split()[0] for line in lines[1:]] == ["3", "1", "0", "2", "4"]
+    assert re.split(r"\s{2,}", lines[0]) == ["experiment_id", "model", "opt.lr", "label",
+                                             "acc ± std", "loss ± std", "fit_time ± std",
+                                             "state", "n"]
+    assert [line.split()[0] for line in lines[1:]] == ["1", "0", "2", "3", "4"]
     assert lines[-1].split()[-2:] == ["failed", "0"]
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--sort", "nope"], "no column 'nope'"),
-    (["--where", "model"], "--where takes KEY=VALUE"),
+    (["--where", "model"], "--where takes KEY OP VALUE"),
     (["--where", "nope=1"], "no config key or column 'nope'"),
     (["--group-by", "model"], "--group-by needs --sort"),
 ])

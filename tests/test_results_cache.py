@@ -265,4 +265,4 @@ def test_aggregating_infinite_values_warns_nothing() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         scores = aggregate([{"x": math.inf}, {"x": math.inf}])
-    assert strict_json(scores) == {"x": [None, None], "mean_x": None, "std_x": None}
+    assert strict_json(scores) == {"x": [None, None], "mean_x": None, "std_x": None, "n_x": 0}

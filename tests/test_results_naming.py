@@ -39,7 +39,7 @@ def _workflow(tmp_path: Path, post_body: str, cfgs: str = '[{"x": 0}]',
         """, name="wf.py")
 
 
-@pytest.mark.parametrize("returned", ["mean_loss", "std_loss"])
+@pytest.mark.parametrize("returned", ["mean_loss", "std_loss", "n_loss"])
 def test_metric_named_like_a_statistic_of_another_fails_the_run(tmp_path: Path,
                                                                  returned: str) -> None:
     wf = _workflow(tmp_path, f'return {{"loss": 1.5, "{returned}": 10.0}} if v == 0 '
@@ -56,11 +56,12 @@ def test_metric_named_like_a_statistic_of_another_fails_the_run(tmp_path: Path,
     assert line["scores"]["mean_mean_iou"] == 0.5
 
 
-def test_statistic_names_are_plain_metrics_with_one_repetition(tmp_path: Path) -> None:
+def test_statistic_names_fail_also_with_one_repetition(tmp_path: Path) -> None:
+    """results.jsonl has mean_M/std_M/n_M for one repetition too (the original's format)."""
     wf = _workflow(tmp_path, 'return {"loss": 1.5, "mean_loss": 10.0}')
-    assert run_dagrun("execute", wf, "-q", cwd=tmp_path).rc == 0
-    scores = read_jsonl(tmp_path / "out" / "results.jsonl")[0]["scores"]
-    assert (scores["loss"], scores["mean_loss"]) == (1.5, 10.0)
+    assert run_dagrun("execute", wf, "-q", cwd=tmp_path).rc == 1
+    error = json.loads((tmp_path / "out" / "0" / "post.error").read_text())
+    assert error["kind"] == "bad_output" and "'loss' and 'mean_loss'" in error["message"]
 
 
 def test_decimal_and_fraction_metrics_are_numbers(tmp_path: Path) -> None:
@@ -100,7 +101,7 @@ def test_int_keys_alone_stay_fine(tmp_path: Path) -> None:
     assert result.rc == 0, result.stderr
     config = json.loads((tmp_path / "out" / "0" / "config.json").read_text())
     assert config["class_weight"] == {"0": 1, "1": 5}
-    assert read_jsonl(tmp_path / "out" / "results.jsonl")[0]["scores"]["w"] == 5
+    assert read_jsonl(tmp_path / "out" / "results.jsonl")[0]["scores"]["w"] == [5]
 
 
 def test_a_stages_warning_keeps_its_category_and_location(tmp_path: Path) -> None:

@@ -92,7 +92,7 @@ def test_failed_fit_resumes_at_fit(sweep: Sweep) -> None:
     assert counts(sweep, 1) == [1, 2, 1]  # resumed at fit: pre not recomputed
     assert counts(sweep, 0) == counts(sweep, 2) == [1, 1, 1]
     assert ids(sweep.results()) == [0, 1, 2]
-    assert sweep.results()[1]["scores"]["acc"] == 20.5
+    assert sweep.results()[1]["scores"]["mean_acc"] == 20.5
 
 
 def test_a_retried_run_leaves_the_other_lines_as_they_are(sweep: Sweep) -> None:
@@ -111,7 +111,7 @@ def test_a_retried_run_leaves_the_other_lines_as_they_are(sweep: Sweep) -> None:
     assert rc == 0, err
     after = {row["experiment_id"]: row for row in sweep.results()}
     assert sorted(after) == [0, 1, 2] and after[2] == before[2] and after[0] == before[0]
-    assert after[1]["scores"]["acc"] == 20.5
+    assert after[1]["scores"]["mean_acc"] == 20.5
 
 
 MOVABLE = """
@@ -161,7 +161,7 @@ def test_a_run_resumed_after_fit_reports_the_same_results(awkward_dir: Path) -> 
     assert run_dagrun("execute", awkward_dir / "workflow.py", cwd=awkward_dir).rc == 0
     first = read_jsonl(awkward_dir / "OUT" / "results.jsonl")
     marker = json.loads((awkward_dir / "OUT" / "1" / "fit.done").read_text())
-    assert first[1]["scores"]["fit_time"] == marker["seconds"]
+    assert first[1]["scores"]["fit_time"] == [marker["seconds"]]
     (awkward_dir / "OUT" / "1" / "post.done").unlink()
     assert run_dagrun("execute", awkward_dir / "workflow.py", cwd=awkward_dir).rc == 0
     assert read_jsonl(awkward_dir / "OUT" / "results.jsonl") == first
@@ -312,7 +312,7 @@ def test_unpicklable_output_is_tolerated(awkward_dir: Path, backend: str) -> Non
         assert not (run / f"{bad}.error").exists()
         assert (run / "post.done").exists()
     rows = read_jsonl(out / "results.jsonl")
-    assert [r["scores"]["total"] for r in rows] == [6, 12]
+    assert [r["scores"]["mean_total"] for r in rows] == [6, 12]
 
     # Not checkpointed means: when a later stage needs it again, it is recomputed.
     for exp_id, stage in ((0, "fit"), (1, "post")):
@@ -322,7 +322,7 @@ def test_unpicklable_output_is_tolerated(awkward_dir: Path, backend: str) -> Non
     assert result.rc == 0, result.stderr
     assert count(0) == [2, 2, 2]
     assert count(1) == [1, 2, 2]
-    assert [r["scores"]["total"] for r in read_jsonl(out / "results.jsonl")] == [6, 12]
+    assert [r["scores"]["mean_total"] for r in read_jsonl(out / "results.jsonl")] == [6, 12]
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,7 +396,7 @@ def test_an_edited_config_is_a_new_experiment_and_appended_ones_are_planned(
     rows = sweep.results()
     assert ids(rows) == [0, 2, 3]
     assert rows[2]["x"] == 5 and rows[2]["opt"] == {"lr": 0.5}
-    assert rows[2]["scores"]["acc"] == 50.5
+    assert rows[2]["scores"]["mean_acc"] == 50.5
     config = json.loads((sweep.out / "3" / "config.json").read_text())
     assert config["x"] == 5 and config["opt"] == {"lr": 0.5}
     assert json.loads((sweep.out / "1" / "config.json").read_text())["x"] == 2

@@ -82,7 +82,7 @@ def test_process_changes_of_a_stage_reach_no_later_stage_or_run(tmp_path: Path,
     assert result.rc == 0, result.stderr
     assert "Logging error" not in result.stderr
     lines = read_jsonl(tmp_path / "out" / "results.jsonl")
-    views = [line["scores"][stage] for line in lines for stage in ("pre", "fit", "post")]
+    views = [line["scores"][stage][0] for line in lines for stage in ("pre", "fit", "post")]
     assert len(views) == 9
     first = views[0]
     assert first["leak"] is None and first["home"] == str(tmp_path)
@@ -120,7 +120,7 @@ def test_callers_relative_paths_work_after_a_stage_changed_folder(tmp_path: Path
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "after.txt").read_text() == str(tmp_path)
     assert not (elsewhere / "after.txt").exists()
-    assert read_jsonl(tmp_path / "out" / "results.jsonl")[0]["scores"]["v"] == 1
+    assert read_jsonl(tmp_path / "out" / "results.jsonl")[0]["scores"]["mean_v"] == 1
 
 
 INTERRUPTING_WORKFLOW = """
@@ -150,8 +150,8 @@ def test_keyboard_interrupt_raised_in_a_worker_is_the_runs_failure(tmp_path: Pat
     assert result.rc == 1, result.stderr
     error = json.loads((tmp_path / "out" / "0" / "pre.error").read_text())
     assert (error["kind"], error["message"]) == ("exception", "KeyboardInterrupt")
-    assert [line["scores"]["v"] for line in read_jsonl(tmp_path / "out" / "results.jsonl")] \
-        == [1]
+    assert [line["scores"]["mean_v"] for line in
+            read_jsonl(tmp_path / "out" / "results.jsonl")] == [1]
 
 
 def test_keyboard_interrupt_in_the_drivers_own_process_stops_the_sweep(tmp_path: Path) -> None:
@@ -223,5 +223,5 @@ def test_handlers_of_a_logger_created_in_a_stage_do_not_reach_the_next_run(
     for x in range(3):  # each run's line in its own file only
         assert (tmp_path / "out" / str(x) / "train.log").read_text() == f"line of run {x}\n"
     scores = [line["scores"] for line in read_jsonl(tmp_path / "out" / "results.jsonl")]
-    assert [(s["handlers"], s["held"]) for s in scores] == [(0, 0)] * 3
+    assert [(s["mean_handlers"], s["mean_held"]) for s in scores] == [(0, 0)] * 3
     assert json.loads((tmp_path / "after.json").read_text()) == {"handlers": 0, "held": 0}

@@ -31,7 +31,7 @@ def _dagrun(repo: Repo, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _ys(repo: Repo) -> dict[int, float]:
     lines = read_jsonl(repo.out / "results.jsonl")
-    return {line["experiment_id"]: line["scores"]["y"] for line in lines}
+    return {line["experiment_id"]: line["scores"]["mean_y"] for line in lines}
 
 
 def _errors(repo: Repo) -> str:

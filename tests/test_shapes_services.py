@@ -40,5 +40,5 @@ def test_each_shape_runs_on_ray_as_python_runs_it(cluster: RayCluster, tmp_path:
     errors = "\n".join(p.read_text() for p in repo.out.rglob("*.error"))
     assert proc.returncode == 0, proc.stderr + errors
     lines = read_jsonl(repo.out / "results.jsonl")
-    assert {line["experiment_id"]: line["scores"]["y"] for line in lines} == repo.expected, \
-        errors
+    assert {line["experiment_id"]: line["scores"]["mean_y"] for line in lines} == \
+        repo.expected, errors

@@ -341,7 +341,7 @@ def test_a_stalled_slurmctld_does_not_end_the_driver(sweep: Sweep, cluster: Slur
             proc.kill()
     assert proc.returncode == 0, err
     assert "squeue failed" in err and "asking again" in err
-    assert [r["scores"]["acc"] for r in sweep.results()] == [10.5, 20.5]
+    assert [r["scores"]["mean_acc"] for r in sweep.results()] == [10.5, 20.5]
 
 
 def test_a_failing_setup_line_is_one_clear_line(sweep: Sweep, cluster: SlurmCluster) -> None:

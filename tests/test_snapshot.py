@@ -64,7 +64,8 @@ def test_module_level_code_and_own_pools_work_everywhere(tmp_path: Path, backend
     result = run_dagrun("execute", wf, "--backend", backend, "--timeout", "60", "-q",
                         cwd=tmp_path, timeout=120)
     assert result.rc == 0, result.stderr
-    scores = [line["scores"]["v"] for line in read_jsonl(tmp_path / "out" / "results.jsonl")]
+    scores = [line["scores"]["mean_v"] for line in
+              read_jsonl(tmp_path / "out" / "results.jsonl")]
     assert scores == [0, 4, 16]
     log = (tmp_path / "out" / "1" / "pre.log").read_text()
     assert "INFO wf pre of 1: module-level code ran" in log
@@ -85,7 +86,7 @@ def test_resume_needs_neither_the_file_nor_its_sibling_module(tmp_path: Path) ->
                         cwd=tmp_path, timeout=120)
     assert result.rc == 0, result.stderr
     last = read_jsonl(tmp_path / "out" / "results.jsonl")[-1]
-    assert last["scores"]["v"] == 36
+    assert last["scores"]["mean_v"] == 36
 
 
 WAITING = """
@@ -133,7 +134,8 @@ def test_a_sweep_runs_the_code_it_was_planned_with(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
-    scores = [line["scores"]["v"] for line in read_jsonl(tmp_path / "out" / "results.jsonl")]
+    scores = [line["scores"]["mean_v"] for line in
+              read_jsonl(tmp_path / "out" / "results.jsonl")]
     assert scores == [2, 4]
 
 
@@ -164,7 +166,8 @@ def test_script_without_main_guard_runs_one_sweep_on_workers(tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("sweep over") == 1
     assert len(list((tmp_path / "out").glob("*/config.json"))) == 4
-    scores = [line["scores"]["v"] for line in read_jsonl(tmp_path / "out" / "results.jsonl")]
+    scores = [line["scores"]["mean_v"] for line in
+              read_jsonl(tmp_path / "out" / "results.jsonl")]
     assert scores == [0, 2, 4, 6]
 
 
@@ -292,5 +295,6 @@ def test_resume_after_an_edit_runs_the_planned_code(tmp_path: Path) -> None:
     fail.unlink()
     result = run_dagrun("resume", tmp_path / "out", "-q", cwd=tmp_path)
     assert result.rc == 0, result.stderr
-    scores = [line["scores"]["v"] for line in read_jsonl(tmp_path / "out" / "results.jsonl")]
+    scores = [line["scores"]["mean_v"] for line in
+              read_jsonl(tmp_path / "out" / "results.jsonl")]
     assert scores == [2, 4]

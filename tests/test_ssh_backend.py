@@ -117,8 +117,8 @@ def test_sweep_over_ssh(server: SshServer, tmp_path: Path) -> None:
     assert [r["experiment_id"] for r in rows] == [1, 3]
     for row in rows:
         assert row["out_path"] == str(out / str(row["experiment_id"]))
-        assert row["scores"]["acc"] == row["x"] * 10 + 0.5
-        assert isinstance(row["scores"]["fit_time"], float)
+        assert row["scores"]["mean_acc"] == row["x"] * 10 + 0.5
+        assert isinstance(row["scores"]["mean_fit_time"], float)
     done = markers(out)
     for exp_id in (1, 3):
         assert {(s, exp_id, 0) for s in ("pre", "fit", "post")} <= done

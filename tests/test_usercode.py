@@ -180,7 +180,7 @@ def test_the_size_limit_and_exclusions_work_from_basecfg(tmp_path: Path) -> None
         """, name="wf.py")
     result = run_dagrun("execute", wf, cwd=tmp_path)
     assert result.rc == 0, result.stderr
-    assert [line["scores"]["y"] for line in read_jsonl(tmp_path / "out" / "results.jsonl")] \
+    assert [line["scores"]["mean_y"] for line in read_jsonl(tmp_path / "out" / "results.jsonl")] \
         == [2, 4]
     trees = [p for p in (tmp_path / "out" / ".dagrun" / "code").iterdir()
              if p.is_dir() and p.name != "files"]

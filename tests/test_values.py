@@ -65,7 +65,7 @@ def test_a_shared_array_is_stored_once_and_every_view_is_small(tmp_path: Path) -
     sizes = _sizes(out)
     assert all(size < 4_000 for size in sizes.values()), sizes
     lines = read_jsonl(out / "results.jsonl")
-    assert [line["scores"]["total"] for line in lines] == [100_006.0 * s for s in (1, 2, 3, 4)]
+    assert [line["scores"]["mean_total"] for line in lines] == [100_006.0 * s for s in (1, 2, 3, 4)]
     summary = lines[0]["X"]
     assert summary["ndarray"]["shape"] == [1000, 100]
     assert summary["ndarray"]["dtype"] == "float64"
@@ -97,7 +97,7 @@ def test_workers_and_resume_read_the_values_from_out(tmp_path: Path) -> None:
     out = tmp_path / "out"
     worker = run_dagrun("worker", out, "-j", "2", cwd=tmp_path, timeout=120)
     assert worker.rc == 0, worker.stderr
-    assert [line["scores"]["total"] for line in read_jsonl(out / "results.jsonl")] == \
+    assert [line["scores"]["mean_total"] for line in read_jsonl(out / "results.jsonl")] == \
         [100_006.0 * s for s in (1, 2, 3, 4)]
     for folder in ("1", "3"):
         for name in ("pre.done", "pre.pkl", "fit.done", "fit.pkl", "post.done", "post.json"):
@@ -105,7 +105,7 @@ def test_workers_and_resume_read_the_values_from_out(tmp_path: Path) -> None:
     resumed = run_dagrun("resume", out, "--backend", "multiprocessing", "-j", "2",
                          cwd=tmp_path)
     assert resumed.rc == 0, resumed.stderr
-    assert [line["scores"]["total"] for line in read_jsonl(out / "results.jsonl")] == \
+    assert [line["scores"]["mean_total"] for line in read_jsonl(out / "results.jsonl")] == \
         [100_006.0 * s for s in (1, 2, 3, 4)]
 
 
@@ -135,5 +135,5 @@ def test_a_changed_array_is_a_new_experiment(tmp_path: Path) -> None:
     out = tmp_path / "out"
     lines = read_jsonl(out / "results.jsonl")
     assert [line["experiment_id"] for line in lines] == [4, 5, 6, 7]
-    assert [line["scores"]["total"] for line in lines] == [100_007.0 * s for s in (1, 2, 3, 4)]
+    assert [line["scores"]["mean_total"] for line in lines] == [100_007.0 * s for s in (1, 2, 3, 4)]
     assert len(os.listdir(out / ".dagrun" / "values")) == 2

@@ -133,7 +133,7 @@ def test_killed_worker_is_taken_over_without_redoing_stages(sweep: Sweep) -> Non
     assert finish(second) == 0, _log(sweep, "second")
     assert "took over run 0/0" in _log(sweep, "second")
     assert (sweep.count("pre", 0), sweep.count("fit", 0), sweep.count("post", 0)) == (1, 2, 1)
-    assert [r["scores"]["acc"] for r in sweep.results()] == [10.5]
+    assert [r["scores"]["mean_acc"] for r in sweep.results()] == [10.5]
     assert not _leases(sweep.out)
 
 
@@ -352,7 +352,7 @@ def test_worker_runs_the_planned_code(tmp_path: Path) -> None:
     helper.write_text("VALUE = 2\n\n\ndef value():\n    return VALUE\n")
     worker = run_dagrun("worker", out, cwd=tmp_path, timeout=WAIT)
     assert worker.rc == 0, worker.stderr
-    assert [r["scores"]["v"] for r in read_jsonl(out / "results.jsonl")] == [1]
+    assert [r["scores"]["mean_v"] for r in read_jsonl(out / "results.jsonl")] == [1]
     dry = run_dagrun("execute", workflow, "--dry-run", cwd=folder)
     assert dry.rc == 0, dry.stderr
     assert "code of post changed" in dry.stdout
@@ -633,7 +633,7 @@ def test_replanning_new_code_beside_a_worker_is_refused(sweep: Sweep) -> None:
     finally:
         release.touch()
     assert finish(worker) == 0, _log(sweep)
-    assert [r["scores"]["acc"] for r in sweep.results()] == [10.5, 20.5]
+    assert [r["scores"]["mean_acc"] for r in sweep.results()] == [10.5, 20.5]
     replanned = run_dagrun("plan", sweep.workflow, cwd=sweep.folder)  # the workers are gone
     assert replanned.rc == 0, replanned.stderr
     dry = run_dagrun("execute", sweep.workflow, "--dry-run", cwd=sweep.folder)

@@ -42,9 +42,10 @@ this module sits below both and imports neither.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 _SIZE = 16  # bytes of digest: 32 hex characters
@@ -78,6 +79,26 @@ def _qualname(obj: Any) -> str:
     return str(name) if name is not None else type(obj).__qualname__
 
 
+# Objects met again while ``shared_objects`` is on: id -> (the object, its encoding).
+_SHARED: dict[int, tuple[Any, bytes]] | None = None
+_SHARED_MAX = 1 << 20  # bytes: an object encoded in more than this is not kept
+
+
+@contextlib.contextmanager
+def shared_objects() -> Iterator[None]:
+    """Within this block, an object (not a container, array or function) met in several
+    values is encoded once: digesting 16 cfgs that hold the same 48 fitted trees walks the
+    trees once. The objects are kept alive meanwhile, so an id names one object; an object
+    whose encoding depends on where it is met (it refers back to a container around it) or
+    holds big buffers is never kept."""
+    global _SHARED
+    outer, _SHARED = _SHARED, {} if _SHARED is None else _SHARED
+    try:
+        yield
+    finally:
+        _SHARED = outer
+
+
 class _Encoder:
     """A typed byte stream of values, hashed as it grows."""
 
@@ -87,6 +108,7 @@ class _Encoder:
         self._hash = hashlib.sha256()
         self._parts: list[bytes] = []
         self._active: set[int] = set()  # containers being encoded (cycle guard)
+        self._flushes = 0  # flushes and cycle marks so far (a kept encoding has neither)
 
     def hexdigest(self) -> str:
         self._flush()
@@ -96,6 +118,7 @@ class _Encoder:
         if self._parts:
             self._hash.update(b"".join(self._parts))
             self._parts.clear()
+        self._flushes += 1
 
     def _raw(self, data: bytes | memoryview) -> None:
         if len(data) >= _BIG:
@@ -123,6 +146,7 @@ class _Encoder:
                 return
         if id(value) in self._active:
             self._parts.append(b"@cycle;")
+            self._flushes += 1
             return
         self._active.add(id(value))
         try:
@@ -153,7 +177,24 @@ class _Encoder:
         elif _is_pandas(kind):
             self._pandas(value)
         else:
+            self._shared_object(value, kind)
+
+    def _shared_object(self, value: Any, kind: type) -> None:
+        """``_object``, replayed from ``_SHARED`` when this object was encoded before."""
+        shared = _SHARED
+        if shared is None:
             self._object(value, kind)
+            return
+        found = shared.get(id(value))
+        if found is not None and found[0] is value:
+            self._parts.append(found[1])
+            return
+        start, flushes = len(self._parts), self._flushes
+        self._object(value, kind)
+        if self._flushes == flushes:  # all of it buffered, no cycle mark: context-free
+            data = b"".join(self._parts[start:])
+            if len(data) <= _SHARED_MAX:
+                shared[id(value)] = (value, data)
 
     def _function(self, value: Any) -> None:
         """A function: the user's by its code fingerprint, a library's by its module (its

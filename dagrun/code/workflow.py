@@ -102,6 +102,7 @@ class Workflow:
     snapshot: Snapshot | None = None  # the copy of the code, when the sweep has a file
     ids: list[int] = field(default_factory=list)  # the experiment id of each cfg
     stored_values: bool = False  # some cfgs hold ValueRefs (dagrun.code.values)
+    code_id: str | None = None  # the version of the code (dagrun.disk.provenance)
 
     def position(self, exp_id: int) -> int:
         """Where experiment ``exp_id``'s cfg is in ``cfgs`` (ids are matched by content, not

@@ -45,7 +45,10 @@ HISTORY = {
     5: "experiments known by content: plan version 3 (each experiment's position in cfgs, "
        "aliases, orphans; ids are no longer positions), config digests of version 2, code "
        "fingerprints of scheme 2 (code.json says its scheme); workflow.pkl maps each cfg to "
-       "its experiment id (a format-4 worker would take cfg i for experiment i)",
+       "its experiment id (a format-4 worker would take cfg i for experiment i); big cfg "
+       "values in OUT/.dagrun/values/<digest>.npy|.pkl, referred to from workflow.pkl; "
+       "provenance per version of the code (OUT/.dagrun/provenance/<code id>.json) named by "
+       "each marker's origin",
 }
 
 

@@ -353,6 +353,10 @@ def require_sweep(path: str) -> SweepDir:
     newer dagrun, in a format this one cannot read)."""
     sweep = SweepDir.at(path)
     if not os.path.isfile(sweep.plan):
+        if not os.path.exists(sweep.path):
+            raise UsageError(f"{sweep.path} does not exist")
+        if not os.path.isdir(sweep.path):
+            raise UsageError(f"{sweep.path} is not a dagrun sweep (a file, not a folder)")
         raise UsageError(f"{sweep.path} is not a dagrun sweep (no {sweep.plan})")
     formatversion.check_readable(sweep)
     return sweep

@@ -1,8 +1,15 @@
-"""Where a sweep came from: recorded in ``OUT/.dagrun/provenance.json`` at every execute.
+"""Where a sweep's results came from: a record per version of the code.
 
-The record names the git commit of the workflow's repository and whether its tracked files
-had uncommitted changes, the host, user, Python, the versions of key packages the workflow
-imported, and the command line. ``dagrun report``, ``status`` and ``show`` display it.
+The record names the git commit of the workflow's repository and whether it was dirty — its
+tracked files had uncommitted changes, or a file of the user's code the sweep imports is not
+tracked at all (a workflow or helper never added to git is not "clean") — the host, user,
+Python, the versions of key packages the workflow imported, and the command line. It is
+written once per version of the code (``OUT/.dagrun/provenance/<code id>.json``, the code id
+being the digest of the copy of the code, ``dagrun.code.snapshot``) when that code is first
+planned, and every stage marker names the code id it was computed with (``Marker.origin``),
+so rows computed with two versions of the code never pass for one. ``provenance.json`` is
+the latest execute's record, with its code id. ``dagrun report``, ``status`` and ``show``
+display them.
 
 Git is asked with a timeout (OUT or the workflow may sit inside a very large repository) and
 without taking git's index lock; a missing git, a folder outside any repository or a slow
@@ -18,11 +25,12 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from dagrun.disk import atomic
-from dagrun.disk.layout import SweepDir
-from dagrun.disk.records import hostname, iso
+from dagrun.disk.layout import Stage, SweepDir
+from dagrun.disk.records import Marker, hostname, iso
 
 GIT_TIMEOUT = 5.0
 # Packages whose version is recorded when the workflow (or dagrun) imported them.
@@ -42,18 +50,42 @@ def _git(folder: str, *args: str) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
-def git_info(folder: str) -> dict[str, Any] | None:
+def git_info(folder: str, files: Sequence[str] = ()) -> dict[str, Any] | None:
     """Commit, branch, repository root and dirty flag of the repository holding ``folder``;
-    ``None`` outside a repository. ``dirty`` is ``None`` when ``git status`` timed out."""
+    ``None`` outside a repository. ``dirty`` is ``None`` when ``git status`` timed out.
+    ``files``: the user's code files the sweep imports; one inside the repository that git
+    does not track makes it dirty (listed under ``untracked``)."""
     head = _git(folder, "rev-parse", "--show-toplevel", "HEAD", "--abbrev-ref", "HEAD")
     if head is None:
         return None
     parts = head.splitlines()
     if len(parts) < 3:
         return None
+    root = parts[0]
     status = _git(folder, "status", "--porcelain", "--untracked-files=no")
-    return {"commit": parts[1], "branch": parts[2], "root": parts[0],
-            "dirty": None if status is None else bool(status.strip())}
+    info: dict[str, Any] = {"commit": parts[1], "branch": parts[2], "root": root,
+                            "dirty": None if status is None else bool(status.strip())}
+    untracked = _untracked(root, files)
+    if untracked is None:
+        info["dirty"] = None if not info["dirty"] else True
+    elif untracked:
+        info["dirty"] = True
+        info["untracked"] = untracked[:10]
+    return info
+
+
+def _untracked(root: str, files: Sequence[str]) -> list[str] | None:
+    """Which of ``files`` inside ``root`` git does not track (``None``: git did not say)."""
+    real_root = os.path.join(os.path.realpath(root), "")
+    inside = sorted({os.path.relpath(os.path.realpath(f), real_root) for f in files
+                     if os.path.realpath(f).startswith(real_root)})
+    if not inside:
+        return []
+    listed = _git(root, "ls-files", "-z", "--", *inside)
+    if listed is None:
+        return None
+    tracked = set(listed.split("\0"))
+    return [f for f in inside if f not in tracked]
 
 
 def packages() -> dict[str, str]:
@@ -76,8 +108,9 @@ def command_line() -> str:
     return shlex.join(argv)
 
 
-def collect(source: str | None, backend: str) -> dict[str, Any]:
-    """The provenance of an execute started now; ``source`` is the workflow file, if any."""
+def collect(source: str | None, backend: str, files: Sequence[str] = ()) -> dict[str, Any]:
+    """The provenance of an execute started now; ``source`` is the workflow file, if any;
+    ``files`` the user's code files the sweep imports."""
     folder = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
     try:
         user = getpass.getuser()
@@ -95,15 +128,71 @@ def collect(source: str | None, backend: str) -> dict[str, Any]:
         "cwd": os.getcwd(),
         "workflow": os.path.abspath(source) if source else None,
         "backend": backend,
-        "git": git_info(folder) if os.path.isdir(folder) else None,
+        "git": git_info(folder, files) if os.path.isdir(folder) else None,
     }
 
 
-def write(sweep: SweepDir, source: str | None, backend: str) -> dict[str, Any]:
-    """Record the provenance of this execute in ``OUT/.dagrun/provenance.json``."""
-    info = collect(source, backend)
+def write(sweep: SweepDir, source: str | None, backend: str, code_id: str | None = None,
+          files: Sequence[str] = ()) -> dict[str, Any]:
+    """Record the provenance of this execute in ``OUT/.dagrun/provenance.json``, and, the
+    first time this version of the code (``code_id``) is planned, in its own record."""
+    info = collect(source, backend, files)
+    if code_id:
+        info["code_id"] = code_id
+        path = record_path(sweep, code_id)
+        if not os.path.exists(path):
+            atomic.makedirs(os.path.dirname(path))
+            atomic.write_json(path, info)
     atomic.write_json(sweep.provenance, info)
     return info
+
+
+def record_path(sweep: SweepDir, code_id: str) -> str:
+    return os.path.join(sweep.state, "provenance", f"{code_id}.json")
+
+
+def of_code(sweep: SweepDir, code_id: str) -> dict[str, Any] | None:
+    """The record of the code ``code_id`` (``None``: none was kept, e.g. an older sweep)."""
+    data = atomic.read_json_or_none(record_path(sweep, code_id))
+    return data if isinstance(data, dict) else None
+
+
+def older_code(sweep: SweepDir, experiments: Sequence[tuple[int, int]]
+               ) -> dict[str, list[int]]:
+    """Experiments (given as (id, repetitions)) whose done runs were computed with code other
+    than the latest, by code id (``""``: an older dagrun's, unrecorded). Markers are read only
+    when more than one version of the code was ever planned here."""
+    try:
+        versions = os.listdir(os.path.join(sweep.state, "provenance"))
+    except OSError:
+        return {}
+    latest = read(sweep)
+    current = latest.get("code_id") if latest is not None else None
+    if len(versions) < 2 or not isinstance(current, str):
+        return {}
+    older: dict[str, list[int]] = {}
+    for exp_id, repetitions in experiments:
+        seen: set[str] = set()
+        for rep in range(repetitions):
+            marker = Marker.read(sweep.run_dir(exp_id, rep, repetitions), Stage.POST)
+            if marker is not None and marker.origin != current:
+                seen.add(marker.origin or "")
+        for origin in sorted(seen):
+            older.setdefault(origin, []).append(exp_id)
+    return older
+
+
+def code_line(sweep: SweepDir, code_id: str | None) -> str:
+    """``code 3f2a… (git 1a2b3c4d (main, dirty), planned 2026-12-06T10:00:00; latest)``."""
+    if not code_id:
+        return "code: not recorded (computed by an older dagrun)"
+    info = of_code(sweep, code_id)
+    latest = read(sweep)
+    now = " (the latest)" if latest is not None and latest.get("code_id") == code_id else \
+        " (not the latest code)"
+    if info is None:
+        return f"code {code_id[:12]}{now}"
+    return f"code {code_id[:12]}{now}: {git_text(info)}, first planned {info.get('time', '?')}"
 
 
 def read(sweep: SweepDir) -> dict[str, Any] | None:
@@ -119,6 +208,10 @@ def git_text(info: dict[str, Any]) -> str:
         return "no git repository"
     dirty = git.get("dirty")
     state = "dirty" if dirty else "clean" if dirty is False else "dirty: unknown (timed out)"
+    untracked = git.get("untracked")
+    if isinstance(untracked, list) and untracked:
+        more = f" and {len(untracked) - 2} more" if len(untracked) > 2 else ""
+        state += f": untracked {', '.join(map(str, untracked[:2]))}{more}"
     return f"git {str(git.get('commit', ''))[:10]} ({git.get('branch', '?')}, {state})"
 
 

@@ -59,12 +59,14 @@ class Marker:
     code: str | None = None
     config: str | None = None  # the content digest of the run's config
     token: int | None = None  # the lease token it was committed under (dagrun.disk.fence)
+    origin: str | None = None  # the code id of its provenance record (dagrun.disk.provenance)
 
     @classmethod
     def now(cls, stage: Stage, started: float, finished: float, attempt: int,
-            code: str | None, config: str | None = None, token: int | None = None) -> Marker:
+            code: str | None, config: str | None = None, token: int | None = None,
+            origin: str | None = None) -> Marker:
         return cls(stage.value, iso(started), iso(finished), stage_seconds(started, finished),
-                   hostname(), os.getpid(), attempt, code, config, token)
+                   hostname(), os.getpid(), attempt, code, config, token, origin)
 
     def write(self, run: RunDir, via: Attempt | None = None) -> None:
         """Write the marker; ``via``: the holder's attempt (``dagrun.disk.fence``)."""

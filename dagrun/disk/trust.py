@@ -3,8 +3,10 @@
 Every rewrite of results.jsonl records, beside it (``OUT/.dagrun/results-index.json``), the
 file's size and mtime and, per line, the experiment id and the key (config and repetitions) it
 was reduced from. The planner trusts a line only while that record describes the file on
-disk and the experiment's key is unchanged; a results.jsonl appended to or edited by hand is
-not trusted, and its experiments are read from their runs again.
+disk, was written in the current format of results lines (``LINE_FORMAT``) and the
+experiment's key is unchanged; a results.jsonl appended to or edited by hand, or written by
+an older dagrun, is not trusted, and its experiments are read from their runs again (so the
+next rewrite recomputes every line in the current format).
 """
 
 from __future__ import annotations
@@ -16,11 +18,17 @@ from dagrun.disk import atomic
 from dagrun.disk.layout import SweepDir
 from dagrun.disk.runs import Experiment, scan
 
+# The format of results.jsonl's lines; a record of another format (or none: before 2) is not
+# trusted. 1: one repetition's scores as post returned them, no mean_M/std_M; several: lists
+# plus mean_M/std_M (null when a value was NaN). 2: every metric a list for any number of
+# repetitions, mean_M/std_M/n_M over the finite values.
+LINE_FORMAT = 2
+
 
 def write_record(sweep: SweepDir, listed: list[Experiment]) -> None:
     """Record what each line of the results.jsonl just written was reduced from."""
     st = os.stat(sweep.results)
-    record = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+    record = {"format": LINE_FORMAT, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
               "ids": [e.exp_id for e in listed], "keys": [e.key for e in listed]}
     atomic.write_json(sweep.results_index, record, indent=None)
 
@@ -33,8 +41,8 @@ def read_record(sweep: SweepDir) -> dict[int, str] | None:
         st = os.stat(sweep.results)
     except OSError:
         return None
-    if not isinstance(data, dict) or data.get("size") != st.st_size \
-            or data.get("mtime_ns") != st.st_mtime_ns:
+    if not isinstance(data, dict) or data.get("format") != LINE_FORMAT \
+            or data.get("size") != st.st_size or data.get("mtime_ns") != st.st_mtime_ns:
         return None
     try:
         ids, keys = data["ids"], data["keys"]

@@ -4,14 +4,14 @@ a time.
 At 100,000 experiments a Python object or dict per row costs more than decoding the file, so
 everything between the decoded JSON and the table is a list comprehension over a column:
 configs flattened to dotted keys (``config_columns``), which keys vary (``split_keys``), each
-metric's mean and std (``MetricColumns``), and parts over disjoint rows joined (``merge``).
+metric's mean, std and count (``MetricColumns``, with the one definition of those
+statistics, ``stats``), and parts over disjoint rows joined (``merge``).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import math
 import operator
 from collections.abc import Iterable, Mapping, Sequence
 from math import isfinite
@@ -99,74 +99,219 @@ def split_keys(columns: Mapping[str, list[Any]]) -> tuple[list[str], dict[str, A
 
 
 _NUMBER_TYPES = (int, float)
+_FLOAT_MAX = 1.7976931348623157e308
 
 
 def is_number(value: Any) -> bool:
     """A finite int or float (not a bool)."""
-    return type(value) in _NUMBER_TYPES and isfinite(value)
+    kind = type(value)
+    if kind is float:
+        return isfinite(value)
+    return kind is int and -_FLOAT_MAX <= value <= _FLOAT_MAX
+
+
+Stats = tuple[float | None, float | None, int]  # mean, std (ddof=0), values that entered
+
+
+def stats(values: Sequence[Any]) -> Stats | None:
+    """One metric of one experiment from its repetitions' values: the mean and standard
+    deviation (numpy's, ddof=0) of the values that are finite numbers, and how many those
+    are (``n_M``). ``None`` when the metric is not numeric: no value is a number, and some
+    is text, a boolean, a list or a dict. NaN, inf and null are values that do not enter;
+    with none entered the mean and std are ``None`` (a metric of nulls only is numeric).
+
+    The one definition of a metric's statistics: results.jsonl's ``mean_M``/``std_M``/
+    ``n_M`` are written with it and every reader recomputes with it."""
+    nums = [v for v in values if is_number(v)]
+    if not nums and not any(type(v) in _NUMBER_TYPES for v in values) \
+            and any(v is not None for v in values):
+        return None  # (nulls only: numeric, nothing entered)
+    n = len(nums)
+    if n == 0:
+        return None, None, 0
+    if n == 1:
+        return float(nums[0]), 0.0, 1  # numpy's mean and std of one value, without numpy
+    import numpy as np  # imported here: most commands never aggregate, and it is slow to load
+
+    arr = np.asarray(nums, dtype=float)
+    with np.errstate(invalid="ignore", over="ignore"):  # a sum may overflow to inf
+        mean, std = float(np.mean(arr)), float(np.std(arr))
+    return (mean if isfinite(mean) else None, std if isfinite(std) else None, n)
+
+
+def mean_std(values: Iterable[Any]) -> Stat:
+    """Mean and standard deviation (ddof=0, as in results.jsonl) of the finite numeric
+    values; ``(None, None)`` when there is none."""
+    found = stats(list(values))
+    return (None, None) if found is None else (found[0], found[1])
+
+
+_KINDS = {str: "text", bool: "boolean", list: "list", dict: "dict"}
+
+
+def value_kind(value: Any) -> str:
+    """What a metric value that is not a number is, in words (``text``, ``list``...)."""
+    return _KINDS.get(type(value), type(value).__name__)
+
+
+def is_line_list_format(scores: Mapping[str, Any], reps: int | None) -> bool:
+    """Whether a results line holds each metric as the list of its repetitions' values
+    (results format 2, and every earlier line of several repetitions), not as the value
+    itself (the lines of one repetition earlier dagrun wrote). ``fit_time`` decides: dagrun
+    always writes it."""
+    if reps is not None and reps != 1:
+        return True
+    return type(scores.get("fit_time")) is list
+
+
+def line_metrics(scores: Mapping[str, Any], reps: int | None = None) -> dict[str, list[Any]]:
+    """The metrics of a results line of any format, each as the list of its repetitions'
+    values: keys holding a list (of ``reps`` values when given) in the list format, every key
+    in the older one-repetition format; ``mean_M``/``std_M``/``n_M`` are left out."""
+    if not is_line_list_format(scores, reps):
+        return {str(k): [v] for k, v in scores.items()}
+    if reps is None and type(scores.get("fit_time")) is list:
+        reps = len(scores["fit_time"])
+    return {str(k): v for k, v in scores.items()
+            if type(v) is list and (reps is None or len(v) == reps)}
+
+
+def current_scores(scores: Mapping[str, Any], reps: int | None = None) -> dict[str, Any]:
+    """A results line's scores in the current format (what ``reduce.aggregate`` writes):
+    every metric a list, plus ``mean_M``/``std_M``/``n_M`` over its finite values for each
+    numeric metric. Statistics a line holds are taken as written when they are consistent
+    (results format 2), else computed from the values (older lines: a mean of ``null``
+    because one repetition was NaN, lines of one repetition without statistics)."""
+    metrics = line_metrics(scores, reps)
+    listed = is_line_list_format(scores, reps)
+    out: dict[str, Any] = dict(metrics)
+    for name, values in metrics.items():
+        found = (_written(scores, name, values) if listed else None) or stats(values)
+        if found is None:
+            continue
+        for key, value in zip((f"mean_{name}", f"std_{name}", f"n_{name}"), found,
+                              strict=True):
+            if key not in metrics:  # a metric of that name keeps its values
+                out[key] = value
+    return out
+
+
+def _written(scores: Mapping[str, Any], name: str, values: list[Any]) -> Stats | None:
+    """The statistics of metric ``name`` as its line holds them, when consistent: a count
+    and a float mean and std, or a count of 0 and no mean (results format 2); a float mean
+    and std and no count, all values finite numbers (earlier lines); else ``None``."""
+    mean, std, n = scores.get("mean_" + name), scores.get("std_" + name), \
+        scores.get("n_" + name, -1)
+    if type(n) is int and 0 <= n <= len(values):
+        if type(mean) is float and type(std) is float and n > 0:
+            return mean, std, n
+        if n == 0 and mean is None and std is None:
+            return None, None, 0
+        return None
+    if n == -1 and type(mean) is float and type(std) is float and values \
+            and all(map(is_number, values)):
+        return mean, std, len(values)
+    return None
+
+
+_PLAIN_KINDS = {int, float, type(None), _Missing}
 
 
 class MetricColumns:
-    """Each metric's mean and std per experiment, filled a group of experiments at a time
-    (results lines of one repetition, of several, and experiments read from their runs):
-    one list comprehension per metric and group, not a dict per experiment."""
+    """Each metric's mean, std and count per experiment, filled a group of experiments at a
+    time (results lines of either format, and experiments read from their runs): one list
+    per metric, not a dict per experiment. ``others``: metrics (by name) with values that
+    are not numbers, and what those are (``text``, ``list``...)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.means: dict[str, list[float | None]] = {}
         self.stds: dict[str, list[float | None]] = {}
+        self.counts: dict[str, list[int | None]] = {}
+        self.others: dict[str, list[str]] = {}
 
-    def _put(self, name: str, rows: list[int], means: list[Any], stds: list[Any]) -> None:
+    def _put(self, name: str, rows: list[int], means: list[Any], stds: list[Any],
+             counts: list[Any]) -> None:
+        if not any(c is not None for c in counts):
+            return
         if len(rows) == self.size:  # every experiment, in order
-            self.means[name], self.stds[name] = means, stds
+            self.means[name], self.stds[name], self.counts[name] = means, stds, counts
             return
         mean_col = self.means.setdefault(name, [None] * self.size)
         std_col = self.stds.setdefault(name, [None] * self.size)
-        for j, mean, std in zip(rows, means, stds, strict=True):
-            mean_col[j], std_col[j] = mean, std
+        count_col = self.counts.setdefault(name, [None] * self.size)
+        for j, mean, std, count in zip(rows, means, stds, counts, strict=True):
+            mean_col[j], std_col[j], count_col[j] = mean, std, count
+
+    def _other(self, name: str, values: Iterable[Any]) -> None:
+        kinds = {value_kind(v) for v in values if v is not None and not is_number(v)
+                 and type(v) is not float}
+        if kinds:
+            self.others[name] = sorted(kinds.union(self.others.get(name, ())))
+
+    def add_lines(self, rows: list[int], scores: list[dict[str, Any]],
+                  reps: list[int]) -> None:
+        """Results lines, of any format: lines that hold lists split from the older lines
+        of one repetition that hold the values themselves."""
+        listed = [k for k, (s, r) in enumerate(zip(scores, reps, strict=True))
+                  if is_line_list_format(s, r)]
+        if len(listed) == len(rows):
+            self.add_aggregates(rows, scores, reps)
+            return
+        alone = sorted(set(range(len(rows))) - set(listed))
+        self.add_values([rows[k] for k in alone], [scores[k] for k in alone])
+        self.add_aggregates([rows[k] for k in listed], [scores[k] for k in listed],
+                            [reps[k] for k in listed])
 
     def add_values(self, rows: list[int], scores: list[dict[str, Any]]) -> None:
-        """Experiments of one repetition: the value itself (std 0) where it is a number."""
+        """Lines of one repetition as earlier dagrun wrote them: the value itself (std 0,
+        count 1) where it is a finite number; a NaN, inf or null counts 0."""
         for name in dict.fromkeys(itertools.chain.from_iterable(scores)):
-            values: list[Any] = [s.get(name) for s in scores]
-            means = [float(v) if type(v) in _NUMBER_TYPES and isfinite(v) else None
-                     for v in values]
-            self._put(name, rows, means, [None if m is None else 0.0 for m in means])
+            values: list[Any] = [s.get(name, MISSING) for s in scores]
+            means = [v if type(v) is float and v - v == 0.0 else  # finite: v - v is 0
+                     float(v) if type(v) is int and is_number(v) else None for v in values]
+            counts = [1 if m is not None else 0 if v is None or type(v) is float else None
+                      for v, m in zip(values, means, strict=True)]
+            self._put(name, rows, means, [None if m is None else 0.0 for m in means], counts)
+            if set(map(type, values)) - _PLAIN_KINDS:
+                self._other(name, (v for v in values if v is not MISSING))
 
     def add_aggregates(self, rows: list[int], scores: list[dict[str, Any]],
                        reps: list[int]) -> None:
-        """Results lines of several repetitions: a metric is a key whose value is the list
-        of its values per repetition; its ``mean_M``/``std_M`` are taken as written (they are
-        when every value is a number), else computed from the list."""
+        """Lines that hold each metric as the list of its values per repetition: the
+        statistics are taken as written where consistent (``_written``; checked a column
+        at a time for the usual line), else computed from the list with ``stats``."""
         for name in dict.fromkeys(itertools.chain.from_iterable(scores)):
             values: list[Any] = [s.get(name) for s in scores]
             if list not in set(map(type, values)):
-                continue  # a mean_M/std_M, or not a metric
+                continue  # a mean_M/std_M/n_M, or not a metric
             means: list[Any] = [s.get("mean_" + name) for s in scores]
             stds: list[Any] = [s.get("std_" + name) for s in scores]
-            for k, (vals, mean, std, n) in enumerate(zip(values, means, stds, reps,
-                                                         strict=True)):
-                if type(vals) is not list or len(vals) != n:
-                    means[k] = stds[k] = None  # not this experiment's metric
-                elif type(mean) is not float or type(std) is not float:
-                    means[k], stds[k] = mean_std(vals)
-            self._put(name, rows, means, stds)
+            counts: list[Any] = [s.get("n_" + name) for s in scores]
+            usual = [type(c) is int and type(m) is float and type(d) is float
+                     and type(v) is list and 0 < c == len(v) == n
+                     for v, m, d, c, n in zip(values, means, stds, counts, reps, strict=True)]
+            odd: list[Any] = []
+            for k in itertools.compress(range(len(usual)), [not u for u in usual]):
+                vals, n = values[k], reps[k]
+                found = None
+                if type(vals) is list and len(vals) == n:
+                    found = _written(scores[k], name, vals) or stats(vals)
+                    if found is None or found[2] < n:
+                        odd.extend(vals)
+                means[k], stds[k], counts[k] = found if found is not None else (None,) * 3
+            self._put(name, rows, means, stds, counts)
+            self._other(name, odd)
 
-    def add_stats(self, rows: list[int], means: list[dict[str, float | None]],
-                  stds: list[dict[str, float | None]]) -> None:
-        """Experiments with a mean and std per metric already."""
-        for name in dict.fromkeys(itertools.chain.from_iterable(means)):
-            self._put(name, rows, [m.get(name) for m in means], [s.get(name) for s in stds])
-
-
-def mean_std(values: Iterable[Any]) -> Stat:
-    """Mean and standard deviation (ddof=0, as in results.jsonl) of the numeric values;
-    ``(None, None)`` when there is none."""
-    nums = [float(v) for v in values if is_number(v)]
-    if not nums:
-        return None, None
-    mean = math.fsum(nums) / len(nums)
-    return mean, math.sqrt(math.fsum((x - mean) ** 2 for x in nums) / len(nums))
+    def add_stats(self, rows: list[int], found: list[dict[str, Stats]],
+                  others: Mapping[str, Iterable[str]] | None = None) -> None:
+        """Experiments with their statistics per metric already (read from their runs)."""
+        for name in dict.fromkeys(itertools.chain.from_iterable(found)):
+            cells = [f.get(name, (None, None, None)) for f in found]
+            self._put(name, rows, [c[0] for c in cells], [c[1] for c in cells],
+                      [c[2] for c in cells])
+        for name, kinds in (others or {}).items():
+            self.others[name] = sorted(set(kinds).union(self.others.get(name, ())))
 
 
 def merge(size: int, parts: Sequence[tuple[Sequence[int], Mapping[str, list[Any]]]],
@@ -195,9 +340,11 @@ def merge(size: int, parts: Sequence[tuple[Sequence[int], Mapping[str, list[Any]
     return out
 
 
-def numeric_metrics(means: Mapping[str, list[float | None]]) -> list[str]:
-    """Metrics with at least one numeric value, in the order given, fit_time last."""
-    names = [n for n, col in means.items() if col.count(None) < len(col)]
+def numeric_metrics(counts: Mapping[str, list[int | None]]) -> list[str]:
+    """Metrics that are numeric for at least one experiment (a count there, also 0: a
+    metric that was inf in every repetition is listed, with no mean), in the order given,
+    fit_time last."""
+    names = [n for n, col in counts.items() if col.count(None) < len(col)]
     if FIT_TIME in names:
         names.remove(FIT_TIME)
         names.append(FIT_TIME)

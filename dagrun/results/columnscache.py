@@ -28,7 +28,7 @@ from dagrun.disk.layout import SweepDir
 from dagrun.disk.planstore import stored_digest
 from dagrun.results.columns import MISSING, MetricColumns, config_columns, merge
 
-_FORMAT = 1
+_FORMAT = 2  # 2: counts (n_M) and metrics that are not numbers kept too
 _PYTHON = list(sys.version_info[:2])  # marshal's format may change between versions
 _REWRITE_SHARE = 20  # keep a new cache when the appended lines are 1/20 of the kept ones
 
@@ -36,12 +36,15 @@ _REWRITE_SHARE = 20  # keep a new cache when the appended lines are 1/20 of the 
 @dataclass
 class Listed:
     """The planned experiments results.jsonl lists (ids ascending) as columns: config keys
-    (``MISSING`` where a config lacks one) and each metric's mean and std."""
+    (``MISSING`` where a config lacks one), each metric's mean, std and count (``n_M``), and
+    the metrics with values that are not numbers (name -> what they are)."""
 
     ids: list[int]
     config: dict[str, list[Any]]
     means: dict[str, list[Any]]
     stds: dict[str, list[Any]]
+    counts: dict[str, list[Any]]
+    others: dict[str, list[str]]
 
 
 def read_listed(sweep: SweepDir, plan_key: str | None, reps_of: Mapping[int, int]) -> Listed:
@@ -143,17 +146,15 @@ def _loads_or_none(text: str) -> Any:
 
 
 def _build(lines: Mapping[int, dict[str, Any]], reps_of: Mapping[int, int]) -> Listed:
-    """Columns of the lines of planned experiments: one repetition's scores are the values
-    themselves, several repetitions' lines hold lists and their mean and std."""
+    """Columns of the lines of planned experiments, of either format (``MetricColumns``:
+    lists with their statistics, or the older lines of one repetition holding the values)."""
     ids = sorted(i for i in lines if i in reps_of)
     rows = [lines[i] for i in ids]
     metrics = MetricColumns(len(ids))
-    single = [k for k, i in enumerate(ids) if reps_of[i] == 1]
-    several = [k for k, i in enumerate(ids) if reps_of[i] != 1]
-    metrics.add_values(single, [rows[k]["scores"] for k in single])
-    metrics.add_aggregates(several, [rows[k]["scores"] for k in several],
-                           [reps_of[ids[k]] for k in several])
-    return Listed(ids, config_columns(rows), metrics.means, metrics.stds)
+    metrics.add_lines(list(range(len(ids))), [row["scores"] for row in rows],
+                      [reps_of[i] for i in ids])
+    return Listed(ids, config_columns(rows), metrics.means, metrics.stds, metrics.counts,
+                  metrics.others)
 
 
 def _combine(first: Listed, second: Listed) -> Listed:
@@ -167,7 +168,11 @@ def _combine(first: Listed, second: Listed) -> Listed:
                   merge(len(ids), [(parts[0], first.config), (parts[1], second.config)],
                         MISSING),
                   merge(len(ids), [(parts[0], first.means), (parts[1], second.means)], None),
-                  merge(len(ids), [(parts[0], first.stds), (parts[1], second.stds)], None))
+                  merge(len(ids), [(parts[0], first.stds), (parts[1], second.stds)], None),
+                  merge(len(ids), [(parts[0], first.counts), (parts[1], second.counts)],
+                        None),
+                  {name: sorted({*first.others.get(name, ()), *second.others.get(name, ())})
+                   for name in {**first.others, **second.others}})
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,7 +186,8 @@ def _store(sweep: SweepDir, plan_key: str, data: bytes, listed: Listed) -> None:
                         absent)
     payload = {"format": _FORMAT, "python": _PYTHON, "plan": plan_key, "size": len(data),
                "crc": zlib.crc32(data), "ids": listed.ids, "config": config,
-               "means": listed.means, "stds": listed.stds}
+               "means": listed.means, "stds": listed.stds, "counts": listed.counts,
+               "others": listed.others}
     with contextlib.suppress(OSError, ValueError):  # read-only OUT, full disk: decode again
         atomic.write_bytes(sweep.results_cache, marshal.dumps(payload))
 
@@ -201,9 +207,13 @@ def _load(sweep: SweepDir, plan_key: str) -> tuple[int, int, Listed] | None:
             for k in absent:
                 column[k] = MISSING
             config[name] = column
-        listed = Listed(ids, config, payload["means"], payload["stds"])
-        columns = [*config.values(), *listed.means.values(), *listed.stds.values()]
+        listed = Listed(ids, config, payload["means"], payload["stds"], payload["counts"],
+                        payload["others"])
+        columns = [*config.values(), *listed.means.values(), *listed.stds.values(),
+                   *listed.counts.values()]
         if not (type(ids) is list and type(size) is int and type(crc) is int
+                and type(listed.others) is dict
+                and listed.means.keys() == listed.stds.keys() == listed.counts.keys()
                 and all(type(c) is list and len(c) == len(ids) for c in columns)):
             return None
         return size, crc, listed

@@ -1,9 +1,20 @@
 """The results table as text: an aligned terminal table, Markdown, LaTeX, CSV or JSON.
 
-CSV and JSON keep the table's columns (``mean_M`` and ``std_M`` side by side, full
-precision) so they parse back to the same values. The terminal table, Markdown and LaTeX are
-for people: a metric's mean and std share one column ``M`` as ``mean ± std``, rounded to two
-significant digits of the std (LaTeX: ``$mean \\pm std$``, ready for a paper; it uses booktabs).
+CSV and JSON keep the table's columns (``mean_M`` and its spread side by side, ``n_M`` where
+it says something, full precision) so they parse back to the same values. The terminal
+table, Markdown and LaTeX are for people: a metric's mean and spread share one column
+``M ± std`` (or ``sem``, ``ci95``) as ``mean ± spread``: the spread to two significant
+digits and the mean to the same decimal place (a spread below 1e-12 of the mean is 0, and a
+mean without spread has four significant digits); ``(2/3)`` follows a mean that only 2 of the
+3 repetitions done entered (the others were NaN, inf or not numbers); one repetition shows no
+spread. The terminal aligns a column on its ``±``. LaTeX writes ``$mean \\pm spread$`` in a
+booktabs tabular with every special character of text escaped; ``bold_best`` sets the best
+mean of each metric (among the experiments ranking considers) in bold in LaTeX and Markdown.
+
+Config values are shown so that different values look different: floats in full (``0.1``
+and ``0.1000000000001``), ``inf``/``nan``, text that would read as something else in quotes
+(``"0.1"``, ``"true"``), newlines and other control characters escaped (``\\n``); the
+terminal measures East Asian wide characters as two columns and cuts long values with ``…``.
 """
 
 from __future__ import annotations
@@ -12,7 +23,9 @@ import csv
 import io
 import json
 import math
-from collections.abc import Callable, Sequence
+import re
+import unicodedata
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from dagrun.disk.atomic import strict_json
@@ -21,26 +34,32 @@ if TYPE_CHECKING:
     from dagrun.results.table import Table
 
 FORMATS = ("table", "markdown", "latex", "csv", "json")
+CELL_WIDTH = 40  # terminal: a longer value is cut to this many columns, ending with …
+PLUS_MINUS = " ± "
 _NUMBER_TYPES = {int, float, type(None)}
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                  "^": r"\textasciicircum{}"}
+                  "^": r"\textasciicircum{}", "|": r"\textbar{}", "<": r"\textless{}",
+                  ">": r"\textgreater{}", '"': r"\texttt{\char34}"}
+_MARKDOWN_ESCAPES = {"\\": "\\\\", "|": "\\|", "*": "\\*", "_": "\\_", "`": "\\`",
+                     "[": "\\[", "]": "\\]", "$": "\\$", "~": "\\~", "<": "&lt;", ">": "&gt;",
+                     "&": "&amp;"}
 
 
-def format_results(table: Table, fmt: str) -> str:
-    """The table in ``fmt`` (one of ``FORMATS``), ending with a newline."""
+def format_results(table: Table, fmt: str, bold_best: bool = False) -> str:
+    """The table in ``fmt`` (one of ``FORMATS``), ending with a newline; ``bold_best``:
+    the best mean of each metric in bold (LaTeX and Markdown)."""
     columns = table.columns
     if fmt == "csv":
         return _csv(columns)
     if fmt == "json":
         return _json(columns)
-    headers, cells, numeric = _display(columns, table.metrics, table.single, fmt == "latex")
     if fmt == "markdown":
-        return _markdown(headers, cells, numeric)
+        return _markdown(*_display(table, "markdown", bold_best))
     if fmt == "latex":
-        return _latex(headers, cells, numeric)
-    return _aligned(headers, cells, numeric)
+        return _latex(*_display(table, "latex", bold_best))
+    return _aligned(*_display(table, "table", False))
 
 
 # --------------------------------------------------------------------------------------------
@@ -78,7 +97,7 @@ def _csv(columns: dict[str, list[Any]]) -> str:
 
 def _json(columns: dict[str, list[Any]]) -> str:
     """One array of objects keyed by the csv columns, one object per line; strict JSON (a
-    config value of inf, which JSON cannot hold, is null)."""
+    value JSON cannot hold, inf or NaN, is null)."""
     names = list(columns)
     rows = []
     for values in zip(*columns.values(), strict=True):
@@ -91,137 +110,352 @@ def _json(columns: dict[str, list[Any]]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# For people: metrics as mean ± std.
+# Numbers for people.
 
-def number(value: Any) -> str:
-    """A cell's text: ints as they are, floats to 6 significant digits (a whole number keeps
-    its ``.0``: ``100.0``), None empty, lists and dicts as JSON."""
+def mean_text(mean: float) -> str:
+    """A mean without a spread: four significant digits (``0.9591``, ``12.30``,
+    ``1.500e-07``); from 10,000 on the whole number (``12346``)."""
+    if mean == 0:
+        return "0"
+    if not math.isfinite(mean):
+        return repr(mean)
+    size = abs(mean)
+    if 1e-4 <= size < 1e4:
+        text = f"{mean:#.4g}"
+        if "e" not in text:
+            return text[:-1] if text.endswith(".") else text
+    if 1e-4 <= size < 1e9:
+        return f"{mean:.0f}"
+    return f"{mean:.3e}"
+
+
+def _mean_texts(means: list[Any]) -> list[str]:
+    """``mean_text`` of a column (a bound format per cell in the usual range)."""
+    fmt = "{:#.4g}".format
+    texts = [fmt(m) if type(m) is float and (1e-4 <= m < 1e4 or -1e4 < m <= -1e-4)
+             else "" if m is None or type(m) not in (int, float) else mean_text(float(m))
+             for m in means]
+    return [mean_text(m) if t.endswith(".") or "e" in t else t
+            for t, m in zip(texts, means, strict=True)]
+
+
+def pair_text(mean: float, spread: float | None) -> tuple[str, str]:
+    """The texts of a mean and its spread: the spread to two significant digits, the mean
+    to the same decimal place (``("0.9123", "0.0023")``); a spread of 0, or below 1e-12 of
+    the mean: ``(mean_text(mean), "0")``; no spread: ``(mean_text(mean), "")``. Very large
+    or small numbers share an exponent (``("1.230e-20", "0.050e-20")``)."""
+    if spread is None or not math.isfinite(spread) or spread < 0:
+        return mean_text(mean), ""
+    if spread == 0 or spread < 1e-12 * abs(mean):
+        return mean_text(mean), "0"
+    decimals = 1 - math.floor(math.log10(spread))
+    if spread * 10.0 ** decimals >= 99.5:  # two digits round up to three (0.0996 -> 0.10)
+        decimals -= 1
+    rounded = round(spread, decimals)
+    size = max(abs(mean), rounded)
+    if decimals > 9 or size >= 1e9:
+        exp = math.floor(math.log10(size))
+        digits = max(0, decimals + exp)
+        scale = 10.0 ** exp
+        return (f"{mean / scale:.{digits}f}e{exp:+03d}", f"{rounded / scale:.{digits}f}e{exp:+03d}")
+    if decimals >= 0:
+        return f"{mean:.{decimals}f}", f"{rounded:.{decimals}f}"
+    return f"{round(mean, decimals):.0f}", f"{round(rounded, decimals):.0f}"
+
+
+def plus_minus(mean: Any, std: Any, sep: str = PLUS_MINUS) -> str:
+    """``0.912 ± 0.0023``-style text of one cell (``pair_text``); empty without a mean."""
+    if mean is None or not isinstance(mean, (int, float)):
+        return ""
+    m, s = pair_text(float(mean), std if isinstance(std, (int, float)) else None)
+    return f"{m}{sep}{s}" if s else m
+
+
+# --------------------------------------------------------------------------------------------
+# Config values for people.
+
+_AMBIGUOUS = re.compile(r"\s*[-+]?(?:(?:\d[\d_]*\.?[\d_]*|\.\d[\d_]*)(?:e[-+]?\d[\d_]*)?"
+                        r"|inf(?:inity)?|nan)\s*|true|false|null|none|", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_NAMES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+# Text that value_text does not show as it is (a cheap test per cell of a text column).
+_NOT_PLAIN = re.compile(r"\A(?:[\s'\"]|(?:" + _AMBIGUOUS.pattern + r")\Z)|\s\Z|"
+                        + _CONTROL.pattern, re.IGNORECASE)
+
+
+def value_text(value: Any) -> str:
+    """A config value (or any cell that is not a metric) as text, so that values that
+    differ look different: ``None`` empty, booleans ``true``/``false``, ints as they are,
+    floats in full (``repr``: ``0.1``, ``1e-05``, ``inf``, ``nan``), text as it is unless it
+    would read as a number, boolean or null, or is empty or padded (then in quotes, as
+    JSON), lists and dicts as JSON; control characters escaped (``\\n``)."""
     if value is None:
         return ""
-    if isinstance(value, bool):
+    kind = type(value)
+    if kind is str:
+        if _AMBIGUOUS.fullmatch(value) or value[:1] in ("'", '"') \
+                or value != value.strip():
+            return json.dumps(value, ensure_ascii=False)
+        return _CONTROL.sub(_escape, value) if _CONTROL.search(value) else value
+    if kind is bool:
         return "true" if value else "false"
-    if isinstance(value, float):
-        return _whole(f"{value:.6g}")
+    if kind is float:
+        return repr(value)
+    if kind is int:
+        return str(value)
     if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return str(value)
+        text = json.dumps(value, ensure_ascii=False, allow_nan=True, default=str)
+        return _CONTROL.sub(_escape, text)
+    return _CONTROL.sub(_escape, str(value))
 
 
-def _whole(text: str) -> str:
-    """``100`` -> ``100.0``: a float written without a point or exponent (not inf/nan)."""
-    return text if "." in text or "e" in text or "n" in text else text + ".0"
+def number(value: Any) -> str:
+    """A cell's text (``value_text``)."""
+    return value_text(value)
 
 
-def plus_minus(mean: Any, std: Any, sep: str = " ± ") -> str:
-    """``0.912 ± 0.0023``: the mean rounded to two significant digits of the std."""
-    if mean is None:
-        return ""
-    if std is None or not isinstance(std, (int, float)) or not math.isfinite(std) or std <= 0:
-        return number(mean) if std is None else f"{number(mean)}{sep}0"
-    decimals = min(12, max(0, 1 - math.floor(math.log10(std))))
-    return f"{mean:.{decimals}f}{sep}{std:.{decimals}f}"
+def _escape(found: re.Match[str]) -> str:
+    ch = found.group()
+    return _CONTROL_NAMES.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 256
+                                      else f"\\u{ord(ch):04x}")
 
 
-def _plus_minus_column(means: list[Any], stds: list[Any], sep: str) -> list[str]:
-    """``plus_minus`` of each row, the usual rows (a float mean, a float std >= 0) inline."""
-    out: list[str] = []
-    append, log10, floor, inf = out.append, math.log10, math.floor, math.inf
-    for mean, std in zip(means, stds, strict=True):
-        if type(mean) is float and type(std) is float and 0.0 <= std < inf:
-            if std == 0.0:
-                append(_whole(f"{mean:.6g}") + sep + "0")
-                continue
-            decimals = 1 - floor(log10(std))
-            decimals = 0 if decimals < 0 else 12 if decimals > 12 else decimals
-            # %-formatting takes the precision as an argument: a third faster than an f-string
-            append("%.*f%s%.*f" % (decimals, mean, sep, decimals, std))  # noqa: UP031
-        else:
-            append(plus_minus(mean, std, sep))
-    return out
+def display_width(text: str) -> int:
+    """Terminal columns ``text`` takes: East Asian wide and full-width characters two,
+    combining marks none."""
+    if text.isascii():
+        return len(text)
+    return sum(_char_width(ch) for ch in text)
 
 
-def _display(columns: dict[str, list[Any]], metrics: Sequence[str], single: bool,
-             latex: bool) -> tuple[list[str], list[list[str]], list[bool]]:
-    """Headers, cell texts column by column, and which columns hold numbers."""
-    text: Callable[[Any], str] = _latex_text if latex else number
-    headers, cells, numeric = [], [], []
-    pairs = {f"mean_{m}": m for m in metrics if not single and f"std_{m}" in columns}
-    skip = {f"std_{m}" for m in pairs.values()}
-    for name, values in columns.items():
-        if name in skip:
-            continue
-        if name in pairs:
-            stds = columns[f"std_{pairs[name]}"]
-            shown = _plus_minus_column(values, stds, r" \pm " if latex else " ± ")
-            if latex:
-                shown = [f"${c}$" if c else "" for c in shown]
-            headers.append(pairs[name])
-        else:
-            shown = _texts(values, text)
-            headers.append(name)
-        cells.append(shown)
-        numeric.append(name in pairs or set(map(type, values)) <= _NUMBER_TYPES)
-    return headers, cells, numeric
+def _char_width(ch: str) -> int:
+    if unicodedata.combining(ch):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
 
 
-def _texts(values: list[Any], text: Callable[[Any], str]) -> list[str]:
+def truncate(text: str, width: int = CELL_WIDTH) -> str:
+    """``text`` cut to ``width`` terminal columns, ending with ``…`` when cut."""
+    if (len(text) <= width and text.isascii()) or display_width(text) <= width:
+        return text
+    out, used = [], 0
+    for ch in text:
+        w = _char_width(ch)
+        if used + w > width - 1:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + "…"
+
+
+def _texts(values: list[Any]) -> list[str]:
     """The cells of one column (the common column types without a call per cell)."""
     types = set(map(type, values))
-    if types <= {str} and text is number:
-        return values
     if types <= {int}:
         return list(map(str, values))
     if types <= {float}:
-        shown = list(map("{:.6g}".format, values))
-    elif types <= {float, type(None)}:
-        shown = ["" if v is None else f"{v:.6g}" for v in values]
-    else:
-        return [text(v) for v in values]
-    # _whole, inline: a call per cell costs a tenth of this path at 100,000 rows
-    return [t if "." in t or "e" in t or "n" in t or not t else t + ".0" for t in shown]
+        return list(map(repr, values))
+    if types <= {float, type(None)}:
+        return ["" if v is None else repr(v) for v in values]
+    if types <= {str}:
+        search = _NOT_PLAIN.search
+        return [value_text(v) if search(v) else v for v in values]
+    return [value_text(v) for v in values]
+
+
+# --------------------------------------------------------------------------------------------
+# The table for people: metrics as mean ± spread.
+
+def _metric_parts(table: Table, metric: str, means: list[Any], spreads: list[Any] | None
+                  ) -> tuple[list[str], list[str], list[str]]:
+    """Per row: the mean's text, the spread's text ('' for none) and the ``(n/done)`` note
+    ('' when every value done entered the mean). The usual cell (a float mean, a positive
+    spread of a few decimals over at least two values) is formatted inline: at 100,000 rows
+    a call per cell is most of the cost."""
+    size = len(means)
+    counts = table.counts.get(metric) or [None] * size
+    done: list[int | None] = list(table.done) if table.done is not None else [None] * size
+    spreads = spreads or [None] * size
+    notes = [""] * size if counts == done else \
+        ["" if c is None or d is None or c >= d else f"({c}/{d})"
+         for c, d in zip(counts, done, strict=True)]
+    if not any(s is not None for s in spreads):  # one repetition everywhere: means alone
+        return _mean_texts(means), [""] * size, notes
+    mean_parts: list[str] = []
+    spread_parts: list[str] = []
+    add_mean, add_spread = mean_parts.append, spread_parts.append
+    log10, floor, inf = math.log10, math.floor, math.inf
+    for mean, spread, count in zip(means, spreads, counts, strict=True):
+        if type(mean) is float and type(spread) is float and 0.0 < spread < inf \
+                and (count is None or count > 1) and -1e9 < mean < 1e9 \
+                and spread >= 1e-12 * abs(mean):
+            decimals = 1 - floor(log10(spread))
+            if spread * 10.0 ** decimals >= 99.5:  # rounds up to three digits: one less
+                decimals -= 1
+            if 0 <= decimals <= 9:
+                # %-formatting takes the precision as an argument: faster than an f-string
+                add_mean("%.*f" % (decimals, mean))  # noqa: UP031
+                add_spread("%.*f" % (decimals, spread))  # noqa: UP031
+                continue
+        if mean is None or type(mean) not in (int, float):
+            add_mean("")
+            add_spread("")
+            continue
+        if count is not None and count < 2:
+            spread = None  # one value: no spread to show
+        m, s = pair_text(float(mean), spread)
+        add_mean(m)
+        add_spread(s)
+    return mean_parts, spread_parts, notes
+
+
+def _metric_cells(parts: tuple[list[str], list[str], list[str]], fmt: str,
+                  bold: list[bool] | None) -> list[str]:
+    means, spreads, notes = parts
+    if fmt == "table":  # aligned on the ±
+        wm = max(map(len, means), default=0)
+        ws = max(map(len, spreads), default=0)
+        wn = max(map(len, notes), default=0)
+        if not ws and not wn:
+            return [m.rjust(wm) for m in means]
+        out = []
+        for m, s, n in zip(means, spreads, notes, strict=True):
+            cell = m.rjust(wm)
+            if ws:
+                cell += PLUS_MINUS + s.ljust(ws) if s else " " * (ws + len(PLUS_MINUS))
+            if wn:
+                cell += " " + n.ljust(wn)
+            out.append(cell)
+        return out
+    out = []
+    for k, (m, s, n) in enumerate(zip(means, spreads, notes, strict=True)):
+        strong = bold is not None and bold[k] and m != ""
+        if fmt == "latex":
+            text = f"{_latex_number(m)} \\pm {_latex_number(s)}" if s else _latex_number(m)
+            text = (f"$\\mathbf{{{text}}}$" if strong else f"${text}$") if m else ""
+        else:
+            text = f"{m}{PLUS_MINUS}{s}" if s else m
+            text = f"**{text}**" if strong else text
+        out.append(f"{text} {n}".strip() if n else text)
+    return out
+
+
+def _latex_number(text: str) -> str:
+    """``1.230e-20`` -> ``1.230 \\cdot 10^{-20}`` (math mode)."""
+    mantissa, sep, exp = text.partition("e")
+    return f"{mantissa} \\cdot 10^{{{int(exp)}}}" if sep else text
+
+
+def _display(table: Table, fmt: str, bold_best: bool
+             ) -> tuple[list[str], list[list[str]], list[bool], list[bool]]:
+    """Headers, cell texts column by column, which columns hold numbers, and which are
+    metrics (their cells are markup already: not escaped)."""
+    columns = table.columns
+    spread = table.spread
+    headers: list[str] = []
+    cells: list[list[str]] = []
+    numeric: list[bool] = []
+    metric_flags: list[bool] = []
+    means: dict[str, str] = {}  # the column holding a metric's mean (or its single value)
+    for m in table.metrics:
+        name = m if table.single else f"mean_{m}"
+        if name in columns:
+            means[name] = m
+    merged = {f"{spread}_{m}" for m in means.values()} | {f"n_{m}" for m in means.values()}
+    for name, values in columns.items():
+        if name in merged and name not in means:
+            continue
+        metric = means.get(name)
+        if metric is not None:
+            spreads = columns.get(f"{spread}_{metric}")
+            parts = _metric_parts(table, metric, values, spreads)
+            bold = table.best.get(metric) if bold_best else None
+            cells.append(_metric_cells(parts, fmt, bold))
+            title = f"{metric}{PLUS_MINUS}{spread}" if any(parts[1]) else metric
+            headers.append(title)
+            numeric.append(True)
+            metric_flags.append(True)
+            continue
+        shown = _texts(values)
+        if fmt == "table":  # (20 characters are at most 40 columns wide)
+            half = CELL_WIDTH // 2
+            if max(map(len, shown), default=0) > half:
+                shown = [t if len(t) <= half else truncate(t) for t in shown]
+        cells.append(shown)
+        headers.append(name)
+        numeric.append(set(map(type, values)) <= _NUMBER_TYPES)
+        metric_flags.append(False)
+    return headers, cells, numeric, metric_flags
+
+
+def _latex_header(header: str) -> str:
+    name, sep, spread = header.partition(PLUS_MINUS)
+    return f"{latex_escape(name)} ($\\pm$ {spread})" if sep else latex_escape(header)
 
 
 def _rows(cells: list[list[str]]) -> list[list[str]]:
     return [list(r) for r in zip(*cells, strict=True)] if cells else []
 
 
-def _aligned(headers: list[str], cells: list[list[str]], numeric: list[bool]) -> str:
-    """Columns two spaces apart, numbers right-aligned: one ``%`` format per row."""
-    widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(headers, cells,
-                                                                          strict=True)]
-    row = "  ".join(f"%{w}s" if num else f"%-{w}s" for w, num in zip(widths, numeric,
-                                                                    strict=True))
-    lines = [(row % tuple(headers)).rstrip()]
-    lines.extend((row % values).rstrip() for values in zip(*cells, strict=True))
+def _aligned(headers: list[str], cells: list[list[str]], numeric: list[bool],
+             metric: list[bool]) -> str:
+    """Columns two spaces apart, numbers right-aligned, widths in terminal columns: one
+    ``%`` format per row, after the cells of a column with wide characters are padded to
+    the same width by hand (a metric column holds digits, ``±`` and ``e``: one terminal
+    column per character)."""
+    specs, texts = [], []
+    for header, col, num, narrow in zip(headers, cells, numeric, metric, strict=True):
+        head = display_width(header)
+        if narrow or "".join(col).isascii():
+            width = max(head, max(map(len, col), default=0))
+            pad = " " * (width - head)
+            texts.append([pad + header if num else header + pad, *col])
+            specs.append(f"%{width}s" if num else f"%-{width}s")
+            continue
+        widths = [head, *map(display_width, col)]
+        width = max(widths)
+        texts.append([(" " * (width - w) + t) if num else (t + " " * (width - w))
+                      for t, w in zip([header, *col], widths, strict=True)])
+        specs.append("%s")
+    row = "  ".join(specs)
+    lines = [(row % values).rstrip() for values in zip(*texts, strict=True)]
     return "\n".join(lines) + "\n"
 
 
-def _markdown_text(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+def markdown_escape(text: str) -> str:
+    """``text`` safe in a Markdown table cell: no markup, no raw HTML, no cell break."""
+    return "".join(_MARKDOWN_ESCAPES.get(ch, ch) for ch in
+                   text.replace("\r", " ").replace("\n", " "))
 
 
-def _markdown(headers: list[str], cells: list[list[str]], numeric: list[bool]) -> str:
-    def line(row: Sequence[str]) -> str:
-        return "| " + " | ".join(_markdown_text(c) for c in row) + " |"
+def _markdown(headers: list[str], cells: list[list[str]], numeric: list[bool],
+              metric: list[bool]) -> str:
+    def line(row: Sequence[str], escape: Sequence[bool]) -> str:
+        return "| " + " | ".join(markdown_escape(c) if e else c
+                                 for c, e in zip(row, escape, strict=True)) + " |"
 
+    escape = [not m for m in metric]
     rule = "|" + "|".join(" ---: " if num else " --- " for num in numeric) + "|"
-    return "\n".join([line(headers), rule, *(line(r) for r in _rows(cells))]) + "\n"
+    return "\n".join([line(headers, [True] * len(headers)), rule,
+                      *(line(r, escape) for r in _rows(cells))]) + "\n"
 
 
 def latex_escape(text: str) -> str:
-    """``text`` safe in LaTeX's text mode (underscores in names, ``%``, ``&``, ...)."""
+    """``text`` safe in LaTeX's text mode, also with the default OT1 font encoding
+    (``|``, ``<``, ``>`` and ``"`` would print other glyphs there)."""
     return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text.replace("\n", " "))
 
 
-def _latex_text(value: Any) -> str:
-    return latex_escape(number(value))
-
-
-def _latex(headers: list[str], cells: list[list[str]], numeric: list[bool]) -> str:
+def _latex(headers: list[str], cells: list[list[str]], numeric: list[bool],
+           metric: list[bool]) -> str:
     spec = "".join("r" if num else "l" for num in numeric)
+    cells = [col if m else [latex_escape(t) for t in col]
+             for col, m in zip(cells, metric, strict=True)]
     lines = [r"% dagrun results; needs \usepackage{booktabs}",
              rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-             " & ".join(latex_escape(h) for h in headers) + r" \\", r"\midrule"]
+             " & ".join(_latex_header(h) for h in headers) + r" \\", r"\midrule"]
     lines.extend(" & ".join(row) + r" \\" for row in _rows(cells))
     lines.extend([r"\bottomrule", r"\end{tabular}"])
     return "\n".join(lines) + "\n"

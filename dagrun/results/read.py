@@ -4,10 +4,12 @@ This is the reading half of ``dagrun results``, ``dagrun.results_table`` and ``d
 report`` (the querying half, sort/where/group-by, is ``dagrun.results.table``; formatting,
 ``dagrun.results.formats``). It reads what the sweep folder holds right now, so it works while
 a sweep is running: the plan's index gives every planned experiment, ``results.jsonl`` the
-metrics and config of the experiments that are complete (decoded into columns once and kept,
-``dagrun.results.columnscache``), and for the others each run folder's markers and ``post.json``
-plus the experiment's config, decoded from ``plan.json`` at the offset the index records
-(only those runs and configs are read).
+metrics and config of the experiments that are complete (lines of either format, decoded
+into columns once and kept, ``dagrun.results.columnscache``; config values it holds as null
+because JSON cannot hold inf or NaN are read back from the plan), and for the others each
+run folder's markers and ``post.json`` plus the experiment's config, decoded from
+``plan.json`` at the offset the index records (only those runs and configs are read).
+``Collected`` is the one definition of an experiment's row every view shares.
 
 Everything is kept column by column (``dagrun.results.columns``: a list per config key and per
 metric), not as an object per experiment: at 100,000 experiments a Python object and a dict
@@ -18,8 +20,9 @@ from __future__ import annotations
 
 import enum
 import itertools
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,20 +32,21 @@ from dagrun.disk.runs import Experiment, RunState, RunStatus, run_dirs, scan_run
 from dagrun.results.columns import (
     MISSING,
     MetricColumns,
+    Stats,
     config_columns,
-    mean_std,
     merge,
     numeric_metrics,
     split_keys,
+    stats,
+    value_kind,
 )
 from dagrun.results.columnscache import read_listed
 
 if TYPE_CHECKING:
-    import os
-
     from dagrun.disk.layout import SweepDir
 
 STATE, N, EXPERIMENT_ID = "state", "n", "experiment_id"
+OWN_PREFIX = "dagrun."  # dagrun's own columns when a config key has their name
 
 # Name parts of metrics where a smaller value is better; everything else: larger is better.
 _SMALLER = frozenset({"loss", "err", "error", "errors", "mse", "mae", "rmse", "nll", "time",
@@ -51,17 +55,62 @@ _SMALLER = frozenset({"loss", "err", "error", "errors", "mse", "mae", "rmse", "n
 
 
 class ExpState(str, enum.Enum):
-    """An experiment as a whole: every repetition done, one failed, or some not done yet."""
+    """An experiment as a whole, the one list of states every view shows (the table, the
+    formats, ``results_table``, the report): every repetition done; some not done yet;
+    one failed; one being executed now (a worker's or driver's lease on it)."""
 
     DONE = "done"
-    FAILED = "failed"
     INCOMPLETE = "incomplete"
+    FAILED = "failed"
+    RUNNING = "running"
+
+
+# The states ranking considers (``--sort``/``--top``/``--group-by``, the report's best):
+# experiments whose repetitions are all done. ``--include-incomplete`` ranks every state.
+RANKED: frozenset[ExpState] = frozenset({ExpState.DONE})
+
+
+def state_of(text: str) -> ExpState | None:
+    """The state named ``text`` (any case), or ``None``."""
+    try:
+        return ExpState(text.strip().lower())
+    except ValueError:
+        return None
+
+
+def rankable(states: Iterable[ExpState], include_incomplete: bool = False) -> list[bool]:
+    """Per experiment: whether ranking considers it (its state is in ``RANKED``, or
+    ``include_incomplete``)."""
+    return [include_incomplete or s in RANKED for s in states]
+
+
+def own_columns(config_keys: Iterable[str]) -> tuple[str, str]:
+    """The names of dagrun's own columns ``state`` and ``n`` among these config keys: a
+    config key of that name keeps it, and dagrun's becomes ``dagrun.state``/``dagrun.n``
+    (a config key is never shadowed)."""
+    keys = set(config_keys)
+    return tuple(name if name not in keys else OWN_PREFIX + name  # type: ignore[return-value]
+                 for name in (STATE, N))
 
 
 @dataclass
 class Collected:
     """Every planned experiment of a sweep, in id order, with what the disk says about it:
-    one list per column, each as long as ``ids``."""
+    one list per column, each as long as ``ids``. This is the one definition of an
+    experiment's row that ``dagrun results``, its formats, ``results_table``,
+    ``read_results`` and the report share:
+
+    - ``states``: ``ExpState`` (done, incomplete, failed, running); ``done``: repetitions
+      done; ``repetitions``: planned;
+    - per numeric metric M: ``means``/``stds`` (ddof=0) over the repetitions' values that
+      are finite numbers, and ``counts``, how many entered (``n_M``; fewer than ``done``
+      when a value was NaN, inf or null; ``None`` where the experiment has no such metric);
+      ``stats``/``results.jsonl``'s ``mean_M``/``std_M``/``n_M`` are the same numbers;
+    - ``others``: metrics with values that are not numbers (name -> ``text``, ``list``...):
+      never dropped without a note;
+    - ``state_column``/``n_column``: the names of dagrun's own columns (``dagrun.state``,
+      ``dagrun.n`` when a config key is named ``state`` or ``n``).
+    """
 
     sweep: SweepDir
     ids: list[int]
@@ -69,16 +118,39 @@ class Collected:
     states: list[ExpState]
     done: list[int]  # repetitions done
     config: dict[str, list[Any]]  # dotted key -> its value per experiment (MISSING: absent)
-    means: dict[str, list[float | None]]  # numeric metric -> mean over repetitions done
+    means: dict[str, list[float | None]]  # numeric metric -> mean over its finite values
     stds: dict[str, list[float | None]]  # ... and standard deviation (ddof=0)
+    counts: dict[str, list[int | None]]  # ... and how many values entered (n_M)
+    others: dict[str, list[str]]  # metrics with values that are not numbers: their kinds
     runs: dict[int, list[RunStatus]]  # the runs scanned (experiments results.jsonl lacks)
     varied: list[str]  # config keys whose value differs between experiments
     constant: dict[str, Any]  # the others, with their one value
     metrics: list[str]  # numeric metrics, fit_time last
     single: bool  # every experiment has one repetition: columns M, not mean_M/std_M
+    state_column: str = STATE
+    n_column: str = N
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def rankable(self, include_incomplete: bool = False) -> list[bool]:
+        """Per experiment: whether ranking considers it (``rankable``)."""
+        return rankable(self.states, include_incomplete)
+
+    def best(self, metric: str, smaller: bool | None = None,
+             include_incomplete: bool = False) -> list[int]:
+        """The positions of the experiments with the best mean of ``metric`` (several when
+        tied) among those ranking considers; ``smaller``: which direction is better
+        (default: ``smaller_is_better(metric)``). Empty when none has a value."""
+        if smaller is None:
+            smaller = smaller_is_better(metric)
+        means = self.means.get(metric, [])
+        ranked = [i for i, ok in enumerate(self.rankable(include_incomplete))
+                  if ok and means[i] is not None]
+        if not ranked:
+            return []
+        best = (min if smaller else max)(means[i] for i in ranked)  # type: ignore[type-var]
+        return [i for i in ranked if means[i] == best]
 
 
 def smaller_is_better(metric: str) -> bool:
@@ -94,7 +166,7 @@ def smaller_is_better(metric: str) -> bool:
 def collect(out: str | os.PathLike[str]) -> Collected:
     """Read a sweep's plan index, results.jsonl (its kept columns when unchanged) and, for
     experiments not listed there, their runs and stored configs."""
-    sweep = require_sweep(str(out))
+    sweep = require_sweep(os.fspath(out))
     index = read_index(sweep)
     ids, reps, plan = _planned(sweep, index)
     listed = read_listed(sweep, index.digest if index is not None else None,
@@ -106,26 +178,74 @@ def collect(out: str | os.PathLike[str]) -> Collected:
     stored = read_configs(sweep, index, unlisted_ids) if plan is None else \
         {i: plan[i].config for i in unlisted_ids}
     states, done = [ExpState.DONE] * len(ids), list(reps)
-    runs, mean_rows, std_rows = {}, [], []
+    runs: dict[int, list[RunStatus]] = {}
+    found_rows: list[dict[str, Stats]] = []
+    others: dict[str, set[str]] = {}
     for j in unlisted:
         exp = Experiment(ids[j], reps[j], {})
         scanned = [scan_run(exp.exp_id, rep, run) for rep, run in run_dirs(sweep, exp)]
         runs[exp.exp_id] = scanned
-        states[j], done[j], row_means, row_stds = _from_runs(scanned, exp.repetitions)
-        mean_rows.append(row_means)
-        std_rows.append(row_stds)
+        states[j], done[j], found, kinds = _from_runs(scanned, exp.repetitions)
+        found_rows.append(found)
+        for name, what in kinds.items():
+            others.setdefault(name, set()).update(what)
     metrics = MetricColumns(len(unlisted))
-    metrics.add_stats(list(range(len(unlisted))), mean_rows, std_rows)
+    metrics.add_stats(list(range(len(unlisted))), found_rows, others)
     parts = [[where[i] for i in listed.ids], unlisted]
     config = merge(len(ids), [(parts[0], listed.config), (parts[1], config_columns(
         [stored.get(i, {}) for i in unlisted_ids]))], MISSING)
     means = merge(len(ids), [(parts[0], listed.means), (parts[1], metrics.means)], None)
     stds = merge(len(ids), [(parts[0], listed.stds), (parts[1], metrics.stds)], None)
+    counts = merge(len(ids), [(parts[0], listed.counts), (parts[1], metrics.counts)], None)
+    kinds_of = {name: sorted({*listed.others.get(name, ()), *metrics.others.get(name, ())})
+                for name in {**listed.others, **metrics.others}}
+    _restore_non_finite(sweep, index, plan, config, [where[i] for i in listed.ids], ids)
     varied, constant = split_keys(config)
-    names = numeric_metrics(means)
+    names = numeric_metrics(counts)
+    state_column, n_column = own_columns(config)
     return Collected(sweep, ids, reps, states, done, config, {m: means[m] for m in names},
-                     {m: stds[m] for m in names}, runs, varied, constant, names,
-                     all(r == 1 for r in reps))
+                     {m: stds[m] for m in names}, {m: counts[m] for m in names}, kinds_of,
+                     runs, varied, constant, names, all(r == 1 for r in reps),
+                     state_column, n_column)
+
+
+def _has_null(value: Any) -> bool:
+    if value is None:
+        return True
+    if type(value) is list:
+        return any(map(_has_null, value))
+    if type(value) is dict:
+        return any(map(_has_null, value.values()))
+    return False
+
+
+def _restore_non_finite(sweep: SweepDir, index: PlanIndex | None,
+                        plan: dict[int, Experiment] | None, config: dict[str, list[Any]],
+                        rows: list[int], ids: list[int]) -> None:
+    """Config values of listed experiments that results.jsonl (strict JSON) holds as null,
+    read back from the plan, which keeps inf and NaN: a config of ``lr=inf`` shows ``inf``,
+    not an empty cell. Only the rows that may have lost one are read again: a null in a
+    column of floats, or inside a list or dict (a column of ints or text with nulls, such
+    as ``max_depth=None``, holds real nulls)."""
+    suspects: set[int] = set()
+    for column in config.values():
+        kinds = set(map(type, column))
+        if (type(None) in kinds and float in kinds) or list in kinds or dict in kinds:
+            suspects.update(j for j in rows if _has_null(column[j]))
+    if not suspects:
+        return
+    wanted = [ids[j] for j in sorted(suspects)]
+    stored = read_configs(sweep, index, wanted) if plan is None else \
+        {i: plan[i].config for i in wanted if i in plan}
+    where = {exp_id: j for j, exp_id in enumerate(ids)}
+    found = [i for i in wanted if i in stored]
+    for key, column in config_columns([stored[i] for i in found]).items():
+        target = config.get(key)
+        if target is None:
+            continue
+        for exp_id, value in zip(found, column, strict=True):
+            if value is not MISSING:
+                target[where[exp_id]] = value
 
 
 def _planned(sweep: SweepDir, index: PlanIndex | None
@@ -143,10 +263,17 @@ def _planned(sweep: SweepDir, index: PlanIndex | None
     return ids, reps, None
 
 
+def is_running(status: RunStatus) -> bool:
+    """Whether a run that is not done is held by a lease now (a worker, or a driver beside
+    workers, executes it)."""
+    return status.state is not RunState.DONE and os.path.exists(status.run.lease)
+
+
 def _from_runs(runs: Sequence[RunStatus], repetitions: int
-               ) -> tuple[ExpState, int, dict[str, float | None], dict[str, float | None]]:
+               ) -> tuple[ExpState, int, dict[str, Stats], dict[str, set[str]]]:
     """An experiment results.jsonl does not list yet, from its runs' markers and post.json:
-    its state, repetitions done, and each metric's mean and std over those."""
+    its state, repetitions done, each metric's statistics over those (``stats``), and the
+    metrics with values that are not numbers."""
     per_rep = []
     for status in runs:
         if status.state is RunState.DONE:
@@ -154,14 +281,23 @@ def _from_runs(runs: Sequence[RunStatus], repetitions: int
             if scores is not None:
                 per_rep.append(scores)
     names = dict.fromkeys(itertools.chain.from_iterable(per_rep))
-    stats = {name: mean_std([s.get(name) for s in per_rep]) for name in names}
-    if any(s.state is RunState.FAILED for s in runs):
+    found: dict[str, Stats] = {}
+    kinds: dict[str, set[str]] = {}
+    for name in names:
+        values = [s.get(name) for s in per_rep]
+        result = stats(values)
+        if result is not None:
+            found[name] = result
+        odd = {value_kind(v) for v in values
+               if v is not None and type(v) not in (int, float)}
+        if odd:
+            kinds[name] = odd
+    if any(is_running(s) for s in runs):
+        state = ExpState.RUNNING
+    elif any(s.state is RunState.FAILED for s in runs):
         state = ExpState.FAILED
     elif len(per_rep) == repetitions:
         state = ExpState.DONE
     else:
         state = ExpState.INCOMPLETE
-    return (state, len(per_rep), {k: v[0] for k, v in stats.items()},
-            {k: v[1] for k, v in stats.items()})
-
-
+    return state, len(per_rep), found, kinds

@@ -2,19 +2,23 @@
 
 Lines are appended as experiments complete (so a long sweep can be peeked at); the final
 reduce rewrites the whole file atomically from the runs on disk, sorted by experiment id,
-without duplicates. Non-finite metrics are written as ``null`` (strict JSON).
+without duplicates. Every line has the original tool's format for any number of repetitions
+(``aggregate``): each metric a list of its repetitions' values, plus ``mean_M``, ``std_M`` and
+``n_M`` over its finite values. Non-finite values are written as ``null`` (strict JSON).
 
-Each rewrite also records, in ``OUT/.dagrun/results-index.json``, which config digest and
-repetitions every line was reduced from and the size and mtime of the file it wrote. A
-planner may trust a line (and skip reading its runs) only while that record describes the
-file on disk and names the plan's digest for that experiment: the lines themselves keep the
-fixed format of the contract. An experiment's runs count only when their post marker was
-written for the experiment's config (``Marker.matches``).
+Each rewrite also records, in ``OUT/.dagrun/results-index.json``, the format of its lines
+(``trust.LINE_FORMAT``), which config digest and repetitions every line was reduced from and
+the size and mtime of the file it wrote. A planner may trust a line (and skip reading its
+runs) only while that record describes the file on disk, is of the current line format and
+names the plan's digest for that experiment: the lines themselves keep the fixed format of
+the contract. An experiment's runs count only when their post marker was written for the
+experiment's config (``Marker.matches``).
 
 A rewrite copies the current line of each experiment whose runs the planner verified
 against it and which ran nothing since (retrying one run of a 100,000-run sweep reads one
-post.json, not 100,000), and keeps the columns of the file it wrote for ``dagrun results``
-(``dagrun.results.columnscache``).
+post.json, not 100,000); lines of an older format are never verified, so the first rewrite
+after an upgrade recomputes every line from the runs. It keeps the columns of the file it
+wrote for ``dagrun results`` (``dagrun.results.columnscache``).
 """
 
 from __future__ import annotations
@@ -32,28 +36,28 @@ from dagrun.disk.records import Marker, read_scores
 from dagrun.disk.runs import Experiment, run_dirs
 from dagrun.errors import DagrunWarning
 from dagrun.results import columnscache
-
-
-def _is_numeric(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+from dagrun.results.columns import stats
 
 
 def aggregate(per_rep: list[dict[str, Any]]) -> dict[str, Any]:
-    """Scores of several repetitions: lists per metric plus ``mean_M``/``std_M`` (ddof=0)."""
-    import numpy as np  # imported here: most commands never aggregate, and numpy is slow to load
-
+    """Scores of an experiment's repetitions (any number, also one) as results.jsonl holds
+    them: every metric as the list of its values per repetition, plus, for each numeric
+    metric, ``mean_M``/``std_M`` (numpy, ddof=0) over the values that are finite numbers and
+    ``n_M``, how many those are (``dagrun.results.columns.stats``). A value that is not a
+    finite number (NaN, inf, null) stays in the list (as null) and does not enter."""
     names: dict[str, None] = {}
     for scores in per_rep:
         names.update(dict.fromkeys(scores))
     out: dict[str, Any] = {}
     for name in names:
-        values = [scores.get(name) for scores in per_rep]
-        out[name] = values
-        if all(_is_numeric(v) for v in values):
-            arr = np.asarray(values, dtype=float)
-            with np.errstate(invalid="ignore", over="ignore"):  # inf values: written as null
-                out[f"mean_{name}"] = float(np.mean(arr))
-                out[f"std_{name}"] = float(np.std(arr))
+        out[name] = [scores.get(name) for scores in per_rep]
+    for name in names:
+        found = stats(out[name])
+        if found is not None:
+            for key, value in zip((f"mean_{name}", f"std_{name}", f"n_{name}"), found,
+                                  strict=True):
+                if key not in names:  # (post refuses such names; an older run may have one)
+                    out[key] = value
     return out
 
 
@@ -86,9 +90,8 @@ def experiment_line(sweep: SweepDir, exp: Experiment,
                           UserWarning, stacklevel=2)
             return None
         per_rep.append(scores)
-    scores_out = per_rep[0] if exp.repetitions == 1 else aggregate(per_rep)
     line = {**exp.config, "experiment_id": exp.exp_id,
-            "out_path": sweep.experiment_path(exp.exp_id), "scores": scores_out}
+            "out_path": sweep.experiment_path(exp.exp_id), "scores": aggregate(per_rep)}
     return dict(atomic.strict_json(line))
 
 

@@ -196,8 +196,7 @@ def _metrics(value: Any, fit_time: float | None, attempt: int, repetitions: int,
             f"post returned a dict with non-string keys {bad[:3]!r}; metric names must be str",
             attempt,
         ))
-    if repetitions > 1:
-        _check_statistic_names(value, attempt)
+    _check_statistic_names(value, attempt)
     if "fit_time" in value:
         warnings.append(RunWarning(
             WarningKind.RESERVED_METRIC, "post returned 'fit_time' (replaced by dagrun's)",
@@ -209,18 +208,18 @@ def _metrics(value: Any, fit_time: float | None, attempt: int, repetitions: int,
 
 
 def _check_statistic_names(value: dict[str, Any], attempt: int) -> None:
-    """With repetitions > 1, results.jsonl adds ``mean_M`` and ``std_M`` for each metric
-    ``M``: a post that returns both ``M`` and one of those would have its own value lost."""
+    """results.jsonl adds ``mean_M``, ``std_M`` and ``n_M`` for each metric ``M`` (for any
+    number of repetitions): a post that returns both ``M`` and one of those would have its
+    own value lost."""
     names = {*value, "fit_time"}
     for key in value:
-        for prefix in ("mean_", "std_"):
+        for prefix in ("mean_", "std_", "n_"):
             if key.startswith(prefix) and key[len(prefix):] in names:
                 metric = key[len(prefix):]
                 raise _StageFailed(Failure.make(
                     Stage.POST, FailureKind.BAD_OUTPUT,
-                    f"post returned both {metric!r} and {key!r}: with repetitions > 1, "
-                    f"results.jsonl computes {key!r} from the values of {metric!r} itself; "
-                    f"rename {key!r}", attempt,
+                    f"post returned both {metric!r} and {key!r}: results.jsonl computes "
+                    f"{key!r} from the values of {metric!r} itself; rename {key!r}", attempt,
                 ))
 
 
@@ -505,5 +504,6 @@ class StageRunner:
         elif not _save_output(run, via, stage, value, warnings):
             return None
         Marker.now(stage, started, finished, task.attempt, self.fingerprints.get(stage.value),
-                   self.workflow.config_digest(task.exp_id), via.token).write(run, via)
+                   self.workflow.config_digest(task.exp_id), via.token,
+                   getattr(self.workflow, "code_id", None)).write(run, via)
         return scores

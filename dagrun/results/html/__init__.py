@@ -76,14 +76,16 @@ def render(data: dict[str, Any]) -> str:
     return re.sub(r"\{\{([A-Z]+)\}\}", lambda m: parts[m.group(1)], template)
 
 
-def write_report(out: str | os.PathLike[str], dest: str | os.PathLike[str] | None = None) -> str:
+def write_report(out: str | os.PathLike[str], dest: str | os.PathLike[str] | None = None,
+                 in_driver: bool = False) -> str:
     """Write the report of the sweep in ``out`` to ``dest`` (default ``OUT/report.html``);
-    returns its path."""
+    returns its path. ``in_driver``: written by the driver at the end of its execute (see
+    ``report_data``)."""
     from dagrun.results.html.data import report_data
 
     if not available():
         raise ReportUnavailable(INSTALL_HINT)
-    page = render(report_data(out))
+    page = render(report_data(out, in_driver=in_driver))
     path = os.path.abspath(os.fspath(dest)) if dest is not None else SweepDir.at(out).report
     atomic.write_text(path, page)
     return path
@@ -96,7 +98,7 @@ def after_execute(sweep: SweepDir, enabled: bool, verbose: bool) -> str | None:
     if not enabled or not available():
         return None
     try:
-        path = write_report(sweep.path)
+        path = write_report(sweep.path, in_driver=True)
     except (OSError, ValueError, DagrunError) as exc:
         warnings.warn(f"the report could not be written: {exc}", UserWarning, stacklevel=2)
         return None
