@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dagrun.disk import atomic, leases
-from dagrun.disk.identity import experiment_folders
+from dagrun.disk.identity import experiment_folders, in_folder
 from dagrun.disk.layout import Stage, SweepDir
 from dagrun.disk.lock import driver_lock
 from dagrun.disk.plan import Experiment, RunState, RunStatus, scan
@@ -86,7 +86,7 @@ def clean_orphans(out_path: str) -> list[int]:
         ids = sorted({e.exp_id for e in state.orphans} | {
             i for i in experiment_folders(sweep) if i not in planned})
         orphans = {e.exp_id: e for e in state.orphans}
-        targets = [s for i in ids for s in scan(sweep, [orphans.get(i) or _guess(sweep, i)])]
+        targets = [s for i in ids for s in scan(sweep, [orphans.get(i) or in_folder(sweep, i)])]
         _refuse_held(targets)
         for exp_id in ids:
             path = sweep.experiment_path(exp_id)
@@ -97,14 +97,6 @@ def clean_orphans(out_path: str) -> list[int]:
         if state.orphans:
             forget_orphans(sweep)
     return ids
-
-
-def _guess(sweep: SweepDir, exp_id: int) -> Experiment:
-    """An experiment folder the plan does not know: its repetitions from its sub-folders."""
-    path = sweep.experiment_path(exp_id)
-    reps = [int(n) for n in os.listdir(path) if n.isdigit()] if os.path.isdir(path) else []
-    return Experiment(exp_id, max(reps) + 1 if os.path.isdir(os.path.join(path, "0")) else 1,
-                      {})
 
 
 class _Removal:

@@ -156,7 +156,7 @@ def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None,
     workflow.code_id = code_id(workflow)
     stored = values.Externalizer(digest, settings.inline_max_kb)  # after the snapshot: a
     workflow.cfgs = [stored.cfg(cfg) for cfg in cfg_list]  # script's classes by their name
-    workflow.stored_values = bool(stored.pending) or any(map(values.has_refs, workflow.cfgs))
+    workflow.stored_values = stored.holds_refs
     prep = Prepared(base, settings, sweep, workflow, [], fingerprints, collected, cache_key,
                     values=stored.pending)
     formatversion.check_readable(sweep)  # never match against a newer dagrun's plan

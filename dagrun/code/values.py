@@ -145,6 +145,7 @@ class Externalizer:
         self._digest = digest  # value -> hex digest (dagrun.code.digest.digest)
         self.limit = int(limit_kb * 1024)
         self.pending: dict[str, tuple[ValueRef, Any]] = {}
+        self.holds_refs = False  # a cfg given or made holds a ValueRef (stages resolve them)
         self._seen: dict[int, ValueRef | None] = {}  # id -> its ref (None: not stored)
 
     def cfg(self, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -154,12 +155,16 @@ class Externalizer:
 
     def _walk(self, value: Any, depth: int) -> Any:
         kind = type(value)
-        if kind in _SCALARS or kind is ValueRef:
+        if kind in _SCALARS:
+            return value
+        if kind is ValueRef:  # kept from an earlier plan (a resumed workflow)
+            self.holds_refs = True
             return value
         known = id(value)
         if known in self._seen:
             ref = self._seen[known]
             if ref is not None:
+                self.holds_refs = True
                 return ref
         else:
             found = _describe(value, self.limit)
@@ -168,6 +173,7 @@ class Externalizer:
                 ref = self._store(value, *found)
             self._seen[known] = ref
             if ref is not None:
+                self.holds_refs = True
                 return ref
         if depth >= _DEPTH:
             return value
@@ -192,20 +198,6 @@ class Externalizer:
                 return None
             self.pending[digest] = (ref, payload)
         return ref
-
-
-def has_refs(value: Any, depth: int = 0) -> bool:
-    """Whether ``value`` (a cfg) holds a ``ValueRef`` anywhere a stage would see it."""
-    kind = type(value)
-    if kind is ValueRef:
-        return True
-    if depth >= _DEPTH:
-        return False
-    if kind is dict:
-        return any(has_refs(v, depth + 1) for v in value.values())
-    if kind is list or kind is tuple:
-        return any(has_refs(v, depth + 1) for v in value)
-    return False
 
 
 def resolve(value: Any, sweep: SweepDir, depth: int = 0) -> Any:

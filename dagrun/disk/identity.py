@@ -288,24 +288,25 @@ def _fresh_ids(sweep: SweepDir, state: PlanState, count: int) -> list[int]:
 
 
 def _found_in_folders(sweep: SweepDir) -> list[Experiment]:
-    """Experiments known only from their folders (OUT/.dagrun was lost): each folder's
-    config digest from the markers of its first run, its layout from its sub-folders."""
-    found = []
-    for exp_id in _folder_ids(sweep):
-        path = sweep.experiment_path(exp_id)
-        first = os.path.join(path, "0")
-        if os.path.isdir(first):
-            reps = 1 + max(_folder_ids_in(path), default=0)
-            run = RunDir(first)
-        else:
-            reps, run = 1, RunDir(path)
-        for stage in STAGES:
-            marker = Marker.read(run, stage)
-            if marker is not None and marker.config:
-                found.append(Experiment(exp_id, max(reps, 2) if run.path == first else 1,
-                                        {}, marker.config))
-                break
-    return found
+    """Experiments known only from their folders (OUT/.dagrun was lost): those whose
+    markers say their config digest."""
+    return [e for e in (in_folder(sweep, i) for i in _folder_ids(sweep)) if e.digest]
+
+
+def in_folder(sweep: SweepDir, exp_id: int) -> Experiment:
+    """The experiment an experiment folder holds, as far as the folder says: its layout and
+    repetitions from its numbered sub-folders (several when ``0/`` exists), its config digest
+    from the first marker of its first run that has one (empty when none does)."""
+    path = sweep.experiment_path(exp_id)
+    first = os.path.join(path, "0")
+    several = os.path.isdir(first)
+    reps = max(2, 1 + max(_folder_ids_in(path), default=0)) if several else 1
+    run = RunDir(first if several else path)
+    for stage in STAGES:
+        marker = Marker.read(run, stage)
+        if marker is not None and marker.config:
+            return Experiment(exp_id, reps, {}, marker.config)
+    return Experiment(exp_id, reps, {})
 
 
 def _folder_ids(sweep: SweepDir) -> list[int]:
