@@ -221,10 +221,12 @@ def _read_marker(venv: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _installed_versions(python: Path, env: dict[str, str]) -> dict[str, str]:
+def _installed_versions(
+    python: Path, env: dict[str, str], distributions: tuple[str, ...] = PEER_DISTRIBUTIONS
+) -> dict[str, str]:
     code = (
         "import importlib.metadata as m, json, sys\n"
-        f"names = {list(PEER_DISTRIBUTIONS)!r}\n"
+        f"names = {list(distributions)!r}\n"
         "print(json.dumps({n: m.version(n) for n in names}))\n"
     )
     out = subprocess.run(
@@ -242,10 +244,17 @@ def _installed_versions(python: Path, env: dict[str, str]) -> dict[str, str]:
     return versions
 
 
-def ensure_venv(venv: Path = DEFAULT_VENV, *, verbose: bool = True) -> VenvInfo:
+def ensure_venv(
+    venv: Path = DEFAULT_VENV,
+    *,
+    verbose: bool = True,
+    requirements: tuple[str, ...] = PEER_REQUIREMENTS,
+    distributions: tuple[str, ...] = PEER_DISTRIBUTIONS,
+) -> VenvInfo:
     """Create the peers' virtual environment unless a complete one is already there.
 
-    A venv is complete when its marker file lists the current ``PEER_REQUIREMENTS`` and its
+    A venv is complete when its marker file lists the current ``requirements`` (default
+    ``PEER_REQUIREMENTS``; ``distributions``: whose versions it records) and its
     interpreter exists. An incomplete venv (interrupted install, other requirements) is
     removed and built again; a non-empty folder that is not a venv is never removed.
     """
@@ -255,7 +264,7 @@ def ensure_venv(venv: Path = DEFAULT_VENV, *, verbose: bool = True) -> VenvInfo:
     marker = _read_marker(venv)
     if (
         marker is not None
-        and marker.get("requirements") == list(PEER_REQUIREMENTS)
+        and marker.get("requirements") == list(requirements)
         and python.exists()
     ):
         versions = marker.get("versions")
@@ -279,18 +288,18 @@ def ensure_venv(venv: Path = DEFAULT_VENV, *, verbose: bool = True) -> VenvInfo:
             "install",
             "--quiet",
             "--disable-pip-version-check",
-            *PEER_REQUIREMENTS,
+            *requirements,
         ],
         env=env,
         check=True,
         timeout=INSTALL_TIMEOUT_S,
     )
-    versions = _installed_versions(python, env)
+    versions = _installed_versions(python, env, distributions)
     setup_seconds = time.perf_counter() - t0
     (venv / MARKER_NAME).write_text(
         json.dumps(
             {
-                "requirements": list(PEER_REQUIREMENTS),
+                "requirements": list(requirements),
                 "versions": versions,
                 "setup_seconds": round(setup_seconds, 1),
             },

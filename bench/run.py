@@ -16,7 +16,13 @@ Tables:
 7. planning 100,000 plain cfgs (``dagrun plan``, first and again), this tree beside the
    previous commit (``HEAD~1``, checked out in a temporary worktree) in the same run;
 8. data in configs: big cfg values stored once (64 MB and 8 MB arrays shared by cfgs, a
-   1 GB array, the leaf-refinement shape against the original tool's loop).
+   1 GB array, the leaf-refinement shape against the original tool's loop);
+9. ``dagrun results`` on 100,000 experiments (3 repetitions and 1), first read and again,
+   this tree beside the previous commit (``bench/results_read.py``);
+10. adaptive search against its peers (Optuna in memory and on its journal file, Ray Tune
+   with OptunaSearch and ASHA, Hydra's Optuna sweeper from its own venv): 50 trials of one
+   objective, overhead per trial, and what a kill -9 of the driver midway leaves
+   (``bench/search_peers.py``, about 2 minutes).
 
 ``--quick`` (about 5 minutes on an idle 2-core machine): smaller sizes, no 100,000 rows, no Ray
 table, Hydra and Snakemake at 200 runs only, labtech's 3-task form, exca's TaskInfra and dagrun
@@ -248,6 +254,28 @@ def data_table(tmp: Path, quick: bool) -> None:
            data_in_cfgs.HEADER, data_in_cfgs.rows(tmp, quick))
 
 
+def results_table(tmp: Path, quick: bool) -> None:
+    """``dagrun results`` on 100,000 experiments, this tree beside the previous commit."""
+    import results_read
+
+    rows = results_read.rows(tmp, [(100_000, 3), (100_000, 1)], "HEAD~1",
+                             repeat=3 if quick else 5)
+    _print("dagrun results on a large sweep, whole process (seconds, median of alternating "
+           "runs; first read: no kept columns; x this tree)", results_read.HEADER, rows)
+
+
+def search_table() -> None:
+    """Adaptive search against its peers: same objective and budget, and a kill -9 midway
+    (``bench/search_peers.py``)."""
+    import search_peers
+
+    _print(f"Adaptive search against its peers: {search_peers.TRIALS} trials of a 2-D "
+           f"quadratic (TPE, seed 0, one at a time, {search_peers.SLEEP * 1000:.0f} ms each), "
+           "whole driver processes; then SIGKILL of the driver's process tree after half the "
+           "trials and the same command again", search_peers.HEADER,
+           search_peers.measure_all())
+
+
 def cached_peers_table(quick: bool) -> None:
     """labtech and exca beside dagrun: whole processes at 200 and 2,000 no-op configs."""
     try:
@@ -297,14 +325,15 @@ def main() -> None:
                         help="small sizes, no Ray, slow peers at 200 runs (~5 minutes)")
     parser.add_argument("--only", choices=["overhead", "efficiency", "sweeps", "ray", "peers",
                                            "cached-peers", "fingerprints", "planning",
-                                           "data"],
+                                           "data", "results", "search"],
                         action="append", help="run only these tables")
     parser.add_argument("--ram", default="/dev/shm", metavar="DIR",
                         help="RAM-backed folder for the per-run overhead table "
                              "(default /dev/shm; '' for the temp folder)")
     args = parser.parse_args()
     only = set(args.only or ["overhead", "efficiency", "sweeps", "ray", "peers",
-                             "cached-peers", "fingerprints", "planning", "data"])
+                             "cached-peers", "fingerprints", "planning", "data",
+                             "results", "search"])
     print(f"dagrun benchmarks on {os.cpu_count()} cores, Python {sys.version.split()[0]}"
           f"{' (quick)' if args.quick else ''}")
     ram = args.ram if args.ram and os.access(args.ram, os.W_OK) else None
@@ -332,6 +361,10 @@ def main() -> None:
             planning_table(tmp, args.quick)
         if "data" in only:
             data_table(tmp, args.quick)
+        if "results" in only:
+            results_table(tmp, args.quick)
+        if "search" in only:
+            search_table()
 
 
 if __name__ == "__main__":

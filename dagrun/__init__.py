@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from dagrun.code.values import load_value
     from dagrun.results.table import read_runs, results_table
     from dagrun.run.summary import Summary
+    from dagrun.search.pruning import Pruned, report
+    from dagrun.search.space import Categorical, Float, Int
     from dagrun.sweep import Variation, generate_configs
 
 
@@ -30,7 +32,9 @@ _LAZY = {"read_results": "dagrun.api", "resume": "dagrun.api",
          "read_runs": "dagrun.results.table",
          "Summary": "dagrun.run.summary", "Variation": "dagrun.sweep",
          "generate_configs": "dagrun.sweep", "register_backend": "dagrun.backends",
-         "load_value": "dagrun.code.values"}
+         "load_value": "dagrun.code.values", "Float": "dagrun.search.space",
+         "Int": "dagrun.search.space", "Categorical": "dagrun.search.space",
+         "report": "dagrun.search.pruning", "Pruned": "dagrun.search.pruning"}
 
 
 def __getattr__(name: str) -> Any:
@@ -43,9 +47,13 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Categorical",
     "ChangedConfigError",
     "ConfigError",
     "DagrunError",
+    "Float",
+    "Int",
+    "Pruned",
     "Summary",
     "SweepBusyError",
     "Variation",
@@ -54,6 +62,7 @@ __all__ = [
     "read_results",
     "read_runs",
     "register_backend",
+    "report",
     "results_table",
     "resume",
     "run_experiments",

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from dagrun.code.snapshot import check_not_importing
 from dagrun.code.workflow import Workflow
+from dagrun.config import SEARCH_KEY
 from dagrun.disk.layout import SweepDir
 from dagrun.disk.planstore import require_sweep
-from dagrun.errors import UsageError
+from dagrun.errors import ConfigError, UsageError
 from dagrun.run.summary import Summary
 from dagrun.scheduler import Options, execute
 
@@ -18,17 +19,27 @@ if TYPE_CHECKING:
     import pandas
 
 
-def run_experiments(basecfg: Mapping[str, Any], cfgs: Sequence[Mapping[str, Any]], *,
-                    rerun_changed: bool = False, dry_run: bool = False) -> Summary:
+def run_experiments(basecfg: Mapping[str, Any],
+                    cfgs: Sequence[Mapping[str, Any]] | None = None, *,
+                    space: Any = None, rerun_changed: bool = False,
+                    dry_run: bool = False) -> Summary:
     """Run every (experiment, repetition) of ``cfgs`` that is not done yet, then reduce.
 
     Returns a ``Summary`` (done / skipped / failed counts, out path). A failing run never
-    raises; a bad ``basecfg``/``cfgs`` raises ``ConfigError`` before any run starts. Configs
-    that differ from what an existing sweep was run with raise ``ChangedConfigError`` unless
-    ``rerun_changed``.
+    raises; a bad ``basecfg``/``cfgs`` raises ``ConfigError`` before any run starts. With
+    basecfg ``search``, ``space`` is searched (``dagrun.optimize``; ``cfgs``, if any, are
+    its first trials).
     """
     check_not_importing()  # a workflow file being imported does not start a sweep
-    return execute(basecfg, cfgs, Options(dry_run=dry_run, rerun_changed=rerun_changed))
+    options = Options(dry_run=dry_run, rerun_changed=rerun_changed)
+    if isinstance(basecfg, Mapping) and basecfg.get(SEARCH_KEY) is not None:
+        from dagrun.optimize import run_search
+
+        return run_search(basecfg, cfgs or (), space, options)
+    if cfgs is None:
+        raise ConfigError("run_experiments needs cfgs (a list of config dicts), or basecfg "
+                          "['search'] and a space")
+    return execute(basecfg, cfgs, options)
 
 
 def stored_workflow(out_path: str | os.PathLike[str]) -> Workflow:
@@ -48,6 +59,12 @@ def resume(out_path: str | os.PathLike[str], overrides: Mapping[str, Any] | None
                "out_path": os.fspath(out_path), **(overrides or {})}
     stored = getattr(wf, "fingerprints", None) or {}  # absent in older workflow.pkl files
     known = {k: v for k, v in stored.items() if k not in (overrides or {})}
+    if basecfg.get(SEARCH_KEY) is not None:  # the study goes on from the disk
+        from dagrun.optimize import run_search
+
+        return run_search(basecfg, (), None, Options(
+            dry_run=dry_run, rerun_changed=rerun_changed, source=wf.source,
+            fingerprints=known or None, snapshot=wf.snapshot))
     return execute(basecfg, wf.cfgs, Options(dry_run=dry_run, rerun_changed=rerun_changed,
                                              source=wf.source, fingerprints=known or None,
                                              snapshot=wf.snapshot,

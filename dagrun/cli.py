@@ -208,9 +208,14 @@ def _cmd_execute(args: argparse.Namespace) -> int:
     _script_argv(args)
     basecfg, cfgs = workflow_from_file(args.workflow)
     basecfg = _slurm_workers({**basecfg, **_overrides(args)}, args.num_cpus)
-    summary = execute(basecfg, cfgs, Options(args.dry_run, args.rerun_changed,
-                                             os.path.abspath(args.workflow),
-                                             detach=args.detach))
+    options = Options(args.dry_run, args.rerun_changed, os.path.abspath(args.workflow),
+                      detach=args.detach)
+    if basecfg.get("search") is not None:  # an adaptive search (dagrun.optimize)
+        from dagrun.optimize import run_search
+
+        summary = run_search(basecfg, cfgs, None, options)
+        return EXIT_OK if summary.ok or summary.dry_run else EXIT_FAILED
+    summary = execute(basecfg, cfgs, options)
     return EXIT_OK if summary.ok or summary.dry_run or args.detach else EXIT_FAILED
 
 
@@ -237,8 +242,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     _script_argv(args)
     basecfg, cfgs = workflow_from_file(args.workflow)
     basecfg = {**basecfg, **_overrides(args)}
-    summary = execute(basecfg, cfgs, Options(args.dry_run, args.rerun_changed,
-                                             os.path.abspath(args.workflow), plan_only=True))
+    options = Options(args.dry_run, args.rerun_changed, os.path.abspath(args.workflow),
+                      plan_only=True)
+    if basecfg.get("search") is not None and not args.dry_run:  # workers extend the study
+        from dagrun.optimize import plan_search
+
+        summary = plan_search(basecfg, cfgs, None, options)
+    else:
+        summary = execute(basecfg, cfgs, options)
     if not summary.dry_run:
         todo = summary.planned - summary.skipped
         print(f"planned {summary.planned} runs in {summary.out_path} ({todo} to do); run "
@@ -247,10 +258,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from dagrun.worker import WorkerOptions, run_worker
+    from dagrun.optimize import run_search_worker
+    from dagrun.worker import WorkerOptions
 
-    return run_worker(args.out, WorkerOptions(args.num_cpus, args.lease_timeout,
-                                              args.idle_exit))
+    # a search's workers ask trials themselves; any other sweep: dagrun.worker.run_worker
+    return run_search_worker(args.out, WorkerOptions(args.num_cpus, args.lease_timeout,
+                                                     args.idle_exit))
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -302,15 +315,17 @@ def _cmd_clean(args: argparse.Namespace) -> int:
 
 def _cmd_results(args: argparse.Namespace) -> int:
     from dagrun.results.formats import format_results
+    from dagrun.results.read import gc_paused
     from dagrun.results.table import query
 
     out = _results_out(args)
-    table = query(out, sort=args.sort, desc=args.desc, top=args.top, where=args.where,
-                  group_by=args.group_by, columns=args.columns,
-                  include_incomplete=args.include_incomplete, spread=args.spread)
-    for note in table.notes:
-        print(f"dagrun: note: {note}", file=sys.stderr)
-    sys.stdout.write(format_results(table, args.format, bold_best=args.bold_best))
+    with gc_paused():  # (a process that reads, formats and exits)
+        table = query(out, sort=args.sort, desc=args.desc, top=args.top, where=args.where,
+                      group_by=args.group_by, columns=args.columns,
+                      include_incomplete=args.include_incomplete, spread=args.spread)
+        for note in table.notes:
+            print(f"dagrun: note: {note}", file=sys.stderr)
+        sys.stdout.write(format_results(table, args.format, bold_best=args.bold_best))
     return EXIT_OK
 
 

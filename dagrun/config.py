@@ -33,6 +33,9 @@ CODE_KEYS = frozenset({"include", "exclude", "max_file_mb", "max_total_mb"})
 
 # keys of the original tool that dagrun accepts and does not need (runs live in OUT)
 IGNORED_KEYS = frozenset({"malocher_dir"})
+# basecfg["search"]: an adaptive search over the workflow's ``space`` (checked by
+# dagrun.search.settings; the scheduler passes it on untouched)
+SEARCH_KEY = "search"
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,7 @@ class BaseConfig:
 
 KNOWN_KEYS = frozenset(
     {"out_path", *STAGE_KEYS, *Settings.__dataclass_fields__,
-     *KEY_ALIASES, *IGNORED_KEYS}
+     *KEY_ALIASES, *IGNORED_KEYS, SEARCH_KEY}
 )
 
 

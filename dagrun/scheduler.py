@@ -86,6 +86,10 @@ class Options:
     snapshot: Snapshot | None = None  # resume: the copy of the code the sweep was planned with
     plan_only: bool = False  # dagrun plan: write the plan, the workflow and its code; run nothing
     detach: bool = False  # a backend whose workers pull runs (slurm): start them, return
+    # the config digests of the experiments whose runs may execute now (None: all): a
+    # search's round runs its trials, not the failed ones of earlier rounds (dagrun.optimize)
+    only: frozenset[str] | None = None
+    grows: bool = False  # a search adding trials: workers attached may stay (same code)
 
 
 @dataclass
@@ -276,28 +280,31 @@ def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Sum
     formatversion.check_readable(sweep)  # never plan over a newer dagrun's sweep
     plan = make_plan(sweep, prep.experiments, prep.fingerprints, options.rerun_changed,
                      orphans=prep.orphans)
-    _refuse_replan_beside_workers(plan, prep.fingerprints)
+    _refuse_replan_beside_workers(plan, prep.fingerprints, options.grows)
     legacy = prep.identity is not None and prep.identity.legacy
     _write_state(prep, blob, write_plan_too=not plan.stored_same or legacy)
     invalidated = _invalidate(plan, options.rerun_changed)
     codecheck.remember(sweep, prep.fingerprints, plan.code, options.rerun_changed, True)
-    provenance.write(sweep, options.source, prep.settings.backend, prep.workflow.code_id,
-                     _code_files(prep))
-    for note in _notes(prep, plan):
+    writing = provenance.Writing(sweep, options.source, prep.settings.backend,
+                                 prep.workflow.code_id, _code_files(prep))
+    for note in _notes(prep, plan, options.grows):
         say(f"dagrun: {note}")
     if options.plan_only:  # workers (dagrun worker) execute it
+        _provenance_written(writing)
         return Summary(sweep.path, len(plan.runs), skipped=len(plan.runs) - len(plan.todo()))
     if options.detach and plan.todo():  # the workers execute it and reduce at the end
+        _provenance_written(writing)
         return _detach(prep, plan)
     summary = Summary(out_path=sweep.path, planned=len(plan.runs))
     started = time.time()
     fresh: dict[int, dict[str, Any]] = {}  # results lines computed during this execution
     try:
-        _run_all(prep, plan, summary, fresh)
+        _run_all(prep, plan, summary, fresh, options.only)
     except KeyboardInterrupt:
         summary.interrupted = True
         raise
     finally:
+        _provenance_written(writing)
         if not os.path.isfile(sweep.plan):  # OUT/.dagrun was deleted while this ran
             say(f"dagrun: {sweep.state} was deleted while this driver ran; writing it again")
             _write_state(prep, blob, write_plan_too=True)
@@ -313,6 +320,13 @@ def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Sum
     if summary.done or summary.failed:
         htmlreport.after_execute(sweep, prep.settings.report, prep.settings.verbose)
     return summary
+
+
+def _provenance_written(writing: provenance.Writing) -> None:
+    """Wait for the provenance record written beside the first runs; say if it failed."""
+    problem = writing.join()
+    if problem is not None:
+        say(f"dagrun: the provenance of this execute was not recorded ({problem})")
 
 
 def _planned_code(experiments: list[Experiment], fingerprints: Mapping[str, str]
@@ -339,7 +353,8 @@ def _holders_of(plan: Plan) -> list[str]:
     return found
 
 
-def _refuse_replan_beside_workers(plan: Plan, fingerprints: Mapping[str, str]) -> None:
+def _refuse_replan_beside_workers(plan: Plan, fingerprints: Mapping[str, str],
+                                  grows: bool = False) -> None:
     """``UsageError`` when this execution changes the plan or the stage code while
     ``dagrun worker``s are attached to the sweep: they run the workflow they loaded, so their
     runs would be computed with the old code or configs and counted done (and
@@ -347,6 +362,8 @@ def _refuse_replan_beside_workers(plan: Plan, fingerprints: Mapping[str, str]) -
     previous = atomic.read_json_or_none(plan.sweep.planned_code)
     if previous is None or previous == _planned_code(plan.experiments, fingerprints):
         return
+    if grows and isinstance(previous, dict) and previous.get("fingerprints") == fingerprints:
+        return  # a search's new trials: workers of the old plan claim none of them
     workers = leases.announced_workers(plan.sweep) + _holders_of(plan)
     if workers:
         more = f" and {len(workers) - 3} more" if len(workers) > 3 else ""
@@ -398,9 +415,13 @@ def _code_files(prep: Prepared) -> list[str]:
     return [*files, source] if source else files
 
 
-def _notes(prep: Prepared, plan: Plan) -> list[str]:
-    """What moved among the experiments since the last plan, then the plan's own notes."""
-    moved = prep.identity.moves.line() if prep.identity is not None else None
+def _notes(prep: Prepared, plan: Plan, grows: bool = False) -> list[str]:
+    """What moved among the experiments since the last plan, then the plan's own notes.
+    A search adding its trials (``grows``) says itself what it asked: its new experiments
+    are not news."""
+    moves = prep.identity.moves if prep.identity is not None else None
+    only_new = moves is not None and grows and moves.only_new()
+    moved = moves.line() if moves is not None and not only_new else None
     return ([moved] if moved else []) + plan.notes()
 
 
@@ -458,16 +479,18 @@ def _final_reduce(plan: Plan, summary: Summary, fresh: dict[int, dict[str, Any]]
     return None
 
 
-def _tasks(plan: Plan) -> list[RunTask]:
-    """The runs to execute, each with the reason the plan gives."""
+def _tasks(plan: Plan, only: frozenset[str] | None = None) -> list[RunTask]:
+    """The runs to execute (of the experiments of the config digests ``only``, unless
+    ``None``)."""
+    ids = None if only is None else {e.exp_id for e in plan.experiments if e.digest in only}
     return [RunTask(r.status.exp_id, r.status.rep, r.status.run.path, 1)
-            for r in plan.todo()]
+            for r in plan.todo() if ids is None or r.status.exp_id in ids]
 
 
 def _run_all(prep: Prepared, plan: Plan, summary: Summary,
-             fresh: dict[int, dict[str, Any]]) -> None:
+             fresh: dict[int, dict[str, Any]], only: frozenset[str] | None = None) -> None:
     """Execute every run the plan says to; fills ``summary`` and ``fresh``."""
-    todo = collections.deque(_tasks(plan))
+    todo = collections.deque(_tasks(plan, only))
     summary.skipped = len(plan.runs) - len(todo)
     if todo and backend_class(prep.settings.backend).pulls_runs:
         _backend(prep).run_pulled(list(todo), summary, detach=False)

@@ -41,9 +41,10 @@ def status_lines(out_path: str, listing: int = 50) -> Iterator[str]:
         yield origin
     yield f"{'stage':<6} {'done':>8} {'failed':>8} {'pending':>8}"
     # one pass over the runs; the counts below go over the few distinct kinds of run
-    kinds = collections.Counter((r.reason, r.status.done, r.status.failed) for r in runs)
-    shapes = [(PlannedRun(RunStatus(0, 0, RunDir(""), done, failed), reason), n)
-              for (reason, done, failed), n in kinds.items()]
+    kinds = collections.Counter((r.reason, r.status.done, r.status.failed, r.status.pruned)
+                                for r in runs)
+    shapes = [(PlannedRun(RunStatus(0, 0, RunDir(""), done, failed, False, pruned), reason), n)
+              for (reason, done, failed, pruned), n in kinds.items()]
     for stage in STAGES:
         done = sum(n for r, n in shapes if stage in r.done_stages)
         failed = sum(n for r, n in shapes
@@ -78,6 +79,8 @@ def status_lines(out_path: str, listing: int = 50) -> Iterator[str]:
 
 def _state(run: PlannedRun) -> RunState:
     """The state ``status`` counts a planned run in."""
+    if run.status.pruned:  # a search trial its pruner stopped (dagrun.search)
+        return RunState.PRUNED
     if run.reason is Reason.DONE:
         return RunState.DONE
     if run.reason is Reason.FAILED:

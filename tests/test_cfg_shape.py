@@ -12,6 +12,7 @@ travel through ``workflow.pkl`` first); the others check ``dagrun.code.pickling`
 
 from __future__ import annotations
 
+import collections
 import pickle
 import subprocess
 import sys
@@ -159,3 +160,27 @@ def test_run_cfg_copies_keep_the_shape() -> None:
         assert copy["loop"][0] is copy["loop"] and copy["a"] is not shared
         copy["opt"].lr = 1
         assert copy["opt"]["lr"] == 1 and cfg["opt"]["lr"] == 0.1
+
+
+def test_plain_cfgs_are_copied_by_a_walk_and_stay_independent() -> None:
+    """A small JSON-like cfg takes the walk instead of the pickle; a list shared between
+    keys, a subclass of a plain type or a large cfg go through the pickle (keeping shape)."""
+    cfg: dict[str, Any] = {"lr": 0.1, "layers": [64, [32, 16]], "opt": {"name": "adam"},
+                           "pair": (1, "a"), "flag": True, "none": None}
+    cfgs = RunCfg(cfg, CopyMemory(), [])
+    assert cfgs._plain
+    for _ in range(3):
+        copy = cfgs.fresh()
+        assert copy == cfg and copy is not cfg
+        assert copy["layers"] is not cfg["layers"] and copy["layers"][1] is not cfg["layers"][1]
+        assert copy["opt"] is not cfg["opt"]
+        copy["layers"][1].append(8)
+        copy["opt"]["name"] = "sgd"
+    assert cfg["layers"] == [64, [32, 16]] and cfg["opt"] == {"name": "adam"}
+    shared = [1, 2]
+    assert not RunCfg({"a": shared, "b": shared}, CopyMemory(), [])._plain
+    copy = RunCfg({"a": shared, "b": shared}, CopyMemory(), []).fresh()
+    assert copy["a"] is copy["b"] and copy["a"] is not shared
+    assert not RunCfg({"x": collections.OrderedDict(a=1)}, CopyMemory(), [])._plain
+    assert not RunCfg({"x": list(range(1000))}, CopyMemory(), [])._plain
+    assert not RunCfg({"x": np.float64(1.0)}, CopyMemory(), [])._plain

@@ -538,3 +538,28 @@ def test_13_newlines_escaped_wide_characters_aligned_long_values_cut(
     assert "y" * (CELL_WIDTH - 1) + "…" in lines[4] and "y" * CELL_WIDTH not in lines[4]
     starts = {display_width(line[:line.index("done")]) for line in lines[1:]}
     assert len(starts) == 1  # every row's state column starts at the same terminal column
+
+
+def test_statistics_of_few_values_are_numpys_to_the_last_bit() -> None:
+    """Fewer than 8 values are averaged without loading numpy: the same floats as numpy's
+    mean and std (ddof=0), also for values of very different sizes, ints and overflow."""
+    import random
+
+    import numpy as np
+
+    from dagrun.results.columns import stats
+
+    rng = random.Random(7)
+    cases: list[list[Any]] = [[1, 2], [-0.0, -0.0], [1e308, 1e308], [3, 1e-300, -7.5],
+                              [0.1] * 7, [10**30, 1, 2.5]]
+    for n in range(2, 10):
+        cases += [[rng.uniform(-1, 1) * 10 ** rng.randint(-12, 12) for _ in range(n)]
+                  for _ in range(300)]
+    for values in cases:
+        arr = np.asarray(values, dtype=float)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, std = float(np.mean(arr)), float(np.std(arr))
+        want = (mean if math.isfinite(mean) else None, std if math.isfinite(std) else None,
+                len(values))
+        got = stats(values)
+        assert got == want and repr(got) == repr(want), values

@@ -4,8 +4,9 @@ Every import of every module under ``dagrun/`` is read with ``ast`` — at modul
 functions (lazy imports) and under ``TYPE_CHECKING`` alike — and resolved to the dagrun
 module it names. The order (lowest first) is the one each wing's docstring states:
 
-    base (errors, config, progress, version) < disk < code < run < results < backends
-    < worker < the top-level commands (api, cli, scheduler, sweep, clean, status)
+    base (errors, config, progress, version) < disk < code < search < run < results
+    < backends < worker < the top-level commands (api, cli, scheduler, sweep, clean,
+    status, optimize)
 
 A module may import its own layer or a lower one. Module paths written as strings
 (``importlib.import_module("dagrun.api")``, ``python -m dagrun.backends.ssh.remote``) must
@@ -27,10 +28,10 @@ from dagrun.code.workflow import MOVED_MODULES
 ROOT = Path(__file__).resolve().parent.parent / "dagrun"
 
 BASE = ("dagrun.errors", "dagrun.config", "dagrun.progress", "dagrun.version")
-LAYERS = [BASE, ("dagrun.disk",), ("dagrun.code",), ("dagrun.run",), ("dagrun.results",),
-          ("dagrun.backends",), ("dagrun.worker",)]
+LAYERS = [BASE, ("dagrun.disk",), ("dagrun.code",), ("dagrun.search",), ("dagrun.run",),
+          ("dagrun.results",), ("dagrun.backends",), ("dagrun.worker",)]
 TOP = ("dagrun", "dagrun.__main__", "dagrun.api", "dagrun.cli", "dagrun.scheduler",
-       "dagrun.sweep", "dagrun.clean", "dagrun.status")
+       "dagrun.sweep", "dagrun.clean", "dagrun.status", "dagrun.optimize")
 
 
 def _modules() -> dict[str, Path]:

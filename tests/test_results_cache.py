@@ -266,3 +266,86 @@ def test_aggregating_infinite_values_warns_nothing() -> None:
         warnings.simplefilter("error")
         scores = aggregate([{"x": math.inf}, {"x": math.inf}])
     assert strict_json(scores) == {"x": [None, None], "mean_x": None, "std_x": None, "n_x": 0}
+
+
+# --------------------------------------------------------------------------------------------
+# A large file decoded in parts by several processes (dagrun.results.inparts).
+
+def _in_parts(monkeypatch: pytest.MonkeyPatch, parts: int) -> None:
+    """Every file counts as large: ``parts`` parts of whole lines, each in its own process."""
+    from dagrun.results import columnscache, inparts
+
+    monkeypatch.setattr(inparts, "cpus", lambda: parts)
+    monkeypatch.setattr(columnscache, "PART_SIZE", 1)
+    started = inparts._start
+
+    def start(*args: Any) -> tuple[int, int]:
+        FORKED.append(1)
+        return started(*args)
+    monkeypatch.setattr(inparts, "_start", start)
+
+
+FORKED: list[int] = []
+
+
+@pytest.mark.parametrize("shape", ["sorted", "a line repeated in another part",
+                                   "columns only in a later part", "older lines among new"])
+def test_decoding_in_parts_gives_the_whole_files_columns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: str) -> None:
+    lines = [_line(i, 3) for i in range(40)]
+    if shape == "a line repeated in another part":
+        lines.append(_line(3, 3, lr=99.0, opt={"m": 5}))  # a later line for 3 wins
+    elif shape == "columns only in a later part":
+        lines += [_line(i, 3, lr=0.5, extra={"x": i}, opt=7) for i in range(40, 50)]
+    elif shape == "older lines among new":
+        lines += [_line(i) for i in range(40, 50)] + [_line(i, 3) for i in range(50, 60)]
+    reps_of = {i: 1 if 40 <= i < 50 and shape == "older lines among new" else 3
+               for i in range(60)}
+    sweep = _sweep(tmp_path, lines)
+    whole = _fresh(sweep, reps_of)
+    _in_parts(monkeypatch, 4)
+    FORKED.clear()
+    parts = _fresh(sweep, reps_of)
+    assert len(FORKED) == 3  # the first part here, three in children
+    _same(parts, whole)
+    assert list(parts.config) == list(whole.config) and list(parts.means) == list(whole.means)
+    assert parts.counts == whole.counts and parts.others == whole.others
+
+
+def test_a_part_whose_process_fails_is_decoded_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dagrun.results import inparts
+
+    monkeypatch.setattr(inparts, "cpus", lambda: 3)
+    here = os.getpid()
+
+    def work(part: bytes) -> list[int]:
+        if os.getpid() != here and part.startswith(b"2"):
+            os._exit(3)  # a child dies before it answers
+        return [int(line) for line in part.split()]
+
+    data = b"".join(b"%d\n" % i for i in range(30))
+    results = inparts.map_parts(data, work, lambda r: json.dumps(r).encode(), json.loads, 1)
+    assert len(results) == 3 and [i for r in results for i in r] == list(range(30))
+
+
+def test_parts_are_not_forked_beside_other_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from dagrun.results import inparts
+
+    monkeypatch.setattr(inparts, "cpus", lambda: 4)
+    pids: list[int] = []
+
+    def work(part: bytes) -> int:
+        pids.append(os.getpid())
+        return 1
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, args=(30,))
+    other.start()
+    try:
+        results = inparts.map_parts(b"1\n2\n3\n4\n", work, lambda r: b"1", lambda b: 1, 1)
+    finally:
+        stop.set()
+        other.join(timeout=30)
+    assert results == [1] and pids == [os.getpid()]

@@ -297,3 +297,20 @@ def test_only_files_modified_after_the_process_started_are_compiled(tmp_path: Pa
     now = time.time()
     os.utime(path, (now, now))
     assert staleness.suspect(str(path))
+
+
+def _asserts_something(x: int) -> int:
+    assert x > 0, "positive"
+    return x
+
+
+def test_a_module_whose_asserts_pytest_rewrote_is_its_file() -> None:
+    """pytest loads test modules and conftest files with their ``assert`` statements
+    rewritten: compared with its plain compilation, this very module would look edited
+    whenever its file is newer than the process (a fresh clone tested at once)."""
+    module = sys.modules[__name__]
+    path = str(module.__file__)
+    data = Path(path).read_bytes()
+    assert staleness.difference(module, data, path) is None
+    edited = data.replace(b'assert x > 0, "positive"', b'assert x > 1, "positive"')
+    assert staleness.difference(module, edited, path) == "_asserts_something differs"

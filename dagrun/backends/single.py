@@ -18,18 +18,28 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+from typing import TYPE_CHECKING
 
 from dagrun.backends.base import Backend
-from dagrun.backends.process.driver import ProcessBackend
 from dagrun.run import pending
 from dagrun.run.capture import CaptureMode
 from dagrun.run.stages import RunOutcome, RunTask, StageRunner
 
+if TYPE_CHECKING:
+    from dagrun.backends.process.driver import ProcessBackend
 
-class _OneChildBackend(ProcessBackend):
-    @property
-    def workers(self) -> int:
-        return 1
+
+def _one_child_backend() -> type[ProcessBackend]:
+    """The process backend with one worker; imported only with a timeout (the process pool
+    and its library cost ~40 ms to import, a sweep of quick runs in this process none)."""
+    from dagrun.backends.process.driver import ProcessBackend
+
+    class OneChildBackend(ProcessBackend):
+        @property
+        def workers(self) -> int:
+            return 1
+
+    return OneChildBackend
 
 
 class SingleBackend(Backend):
@@ -41,7 +51,7 @@ class SingleBackend(Backend):
         self._child: ProcessBackend | None = None
         self._announcer: pending.Announcer | None = None
         if self.settings.timeout:
-            self._child = _OneChildBackend(self.settings, self.sweep, self.workflow,
+            self._child = _one_child_backend()(self.settings, self.sweep, self.workflow,
                                            self.fingerprints)
             self._child.start()
         else:

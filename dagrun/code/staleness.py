@@ -126,6 +126,7 @@ def difference(module: types.ModuleType, data: bytes, path: str) -> str | None:
     """What of ``module`` differs from ``data`` (its file's content now), or ``None``."""
     try:
         tree = ast.parse(data, path)
+        _as_loaded(module, tree, data, path)
         code = compile(tree, path, "exec", dont_inherit=True)
     except (SyntaxError, ValueError):
         return "the file no longer compiles"
@@ -141,6 +142,21 @@ def difference(module: types.ModuleType, data: bytes, path: str) -> str | None:
                                   or namespace[name] != value):
             return f"{name} is {namespace[name]!r} in memory, {value!r} in the file"
     return None
+
+
+def _as_loaded(module: types.ModuleType, tree: ast.Module, data: bytes, path: str) -> None:
+    """Transform ``tree`` the way ``module``'s loader transformed its source: pytest imports
+    test modules and conftest files through a hook that rewrites their ``assert``
+    statements, so the code in memory is the rewritten one (without this, an unchanged
+    conftest modified just before the process started would compare as edited)."""
+    loader = getattr(getattr(module, "__spec__", None), "loader", None)
+    if type(loader).__name__ != "AssertionRewritingHook":
+        return
+    try:
+        from _pytest.assertion.rewrite import rewrite_asserts
+    except ImportError:  # a loader of that name that is not pytest's: compare as is
+        return
+    rewrite_asserts(tree, data, path, getattr(loader, "config", None))
 
 
 def check(module: types.ModuleType, data: bytes, path: str) -> None:

@@ -30,6 +30,7 @@ from dagrun.code import mainref
 from dagrun.code import snapshot as snapshots
 from dagrun.code.safety import check_pickle
 from dagrun.code.snapshot import Snapshot
+from dagrun.config import SEARCH_KEY
 from dagrun.disk.layout import Stage
 from dagrun.errors import ConfigError, UsageError
 
@@ -250,12 +251,18 @@ def workflow_from_file(path: str) -> tuple[dict[str, Any], list[Any]]:
     base = os.path.basename(path)
     if not hasattr(module, "basecfg"):
         raise UsageError(f"{base} defines no 'basecfg' (a dict with at least 'out_path')")
-    if not hasattr(module, "cfgs"):
-        raise UsageError(f"{base} defines no 'cfgs' (a list of config dicts)")
     basecfg = module.basecfg
     if not isinstance(basecfg, dict):
         raise UsageError(f"{base}: basecfg must be a dict, got {type(basecfg).__name__}")
     basecfg = dict(basecfg)
+    search = basecfg.get(SEARCH_KEY)
+    if isinstance(search, dict):  # a search: the space instead of (or beside) cfgs
+        if not hasattr(module, "space") and "space" not in search:
+            raise UsageError(f"{base} has basecfg['search'] but defines no 'space' (a dict "
+                             "of dagrun.Float/Int/Categorical, or a function space(trial))")
+        basecfg[SEARCH_KEY] = {"space": getattr(module, "space", None), **search}
+    elif not hasattr(module, "cfgs"):
+        raise UsageError(f"{base} defines no 'cfgs' (a list of config dicts)")
     for stage in Stage:
         if stage.value in basecfg:
             continue
@@ -268,7 +275,7 @@ def workflow_from_file(path: str) -> tuple[dict[str, Any], list[Any]]:
             raise UsageError(f"{base}: {stage.value} must be a function, got "
                              f"{type(value).__name__}")
         basecfg[stage.value] = value
-    return basecfg, module.cfgs
+    return basecfg, getattr(module, "cfgs", [])
 
 
 def sys_path_for(source: str | None) -> list[str]:

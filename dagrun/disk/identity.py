@@ -56,6 +56,11 @@ class Moves:
     relaid: int = 0  # new because their repetitions moved between 1 and more
     diff: str = ""  # the readable change of the first edited cfg
 
+    def only_new(self) -> bool:
+        """Whether nothing moved but new experiments being added."""
+        return not (self.found or self.reordered or self.edited or self.back or self.relaid
+                    or self.migrated or self.gone)
+
     def line(self) -> str | None:
         """``"3 experiments reordered, 2 new, 1 no longer in cfgs"`` (None: nothing moved)."""
         parts = []

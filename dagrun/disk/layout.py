@@ -20,6 +20,9 @@ class Stage(str, enum.Enum):
     FIT = "fit"
     POST = "post"
 
+    # ``stage._value_`` (the plain attribute behind ``.value``) is read where names are
+    # built: ``.value`` is a descriptor call, and a run builds ~30 names
+
     @property
     def order(self) -> int:
         return STAGES.index(self)
@@ -30,12 +33,15 @@ class Stage(str, enum.Enum):
 
 
 STAGES: tuple[Stage, ...] = (Stage.PRE, Stage.FIT, Stage.POST)
+STAGE_NAMED: dict[str, Stage] = {s._value_: s for s in STAGES}  # ``Stage(name)``, cheaper
 
 RESULTS = "results.jsonl"
 CONFIG = "config.json"
 STATE_DIR = ".dagrun"
 CODE_DIR = "code"  # OUT/.dagrun/code/<digest>/: the copy of the workflow's code
 LEASE = "lease.json"
+PRUNED = "pruned.json"  # a search trial its pruner stopped (dagrun.search.pruning)
+REPORTS = "reports.json"  # the intermediate values a search trial reported
 
 
 class RunDir(NamedTuple):
@@ -50,22 +56,33 @@ class RunDir(NamedTuple):
     def artifact(self, stage: Stage) -> str:
         """pre.pkl / fit.pkl hold pickled outputs; post.json holds the metrics."""
         ext = "json" if stage is Stage.POST else "pkl"
-        return f"{self.path}{os.sep}{stage.value}.{ext}"
+        return f"{self.path}{os.sep}{stage._value_}.{ext}"
 
     def marker(self, stage: Stage) -> str:
-        return f"{self.path}{os.sep}{stage.value}.done"
+        return f"{self.path}{os.sep}{stage._value_}.done"
 
     def error(self, stage: Stage) -> str:
-        return f"{self.path}{os.sep}{stage.value}.error"
+        return f"{self.path}{os.sep}{stage._value_}.error"
 
     def log(self, stage: Stage) -> str:
-        return f"{self.path}{os.sep}{stage.value}.log"
+        return f"{self.path}{os.sep}{stage._value_}.log"
 
     @property
     def lease(self) -> str:
         """JSON naming the worker executing the run now (``dagrun.disk.leases``); only while it
         runs."""
         return f"{self.path}{os.sep}{LEASE}"
+
+    @property
+    def pruned(self) -> str:
+        """JSON: the run was stopped by the search's pruner (stage, step, value); the run
+        is done."""
+        return f"{self.path}{os.sep}{PRUNED}"
+
+    @property
+    def reports(self) -> str:
+        """JSON: the intermediate values ``dagrun.report`` recorded (search sweeps only)."""
+        return f"{self.path}{os.sep}{REPORTS}"
 
     def entry(self, name: str) -> str:
         """The path of ``name`` in the run folder (an attempt folder, a name listed)."""
@@ -81,11 +98,11 @@ class RunDir(NamedTuple):
 
 
 def marker_name(stage: Stage) -> str:
-    return f"{stage.value}.done"
+    return f"{stage._value_}.done"
 
 
 def error_name(stage: Stage) -> str:
-    return f"{stage.value}.error"
+    return f"{stage._value_}.error"
 
 
 @dataclass(frozen=True)
@@ -222,6 +239,21 @@ class SweepDir:
     def slurm_script(self, job: str) -> str:
         """The batch script an array ran (kept to read what a worker was told)."""
         return os.path.join(self.slurm, f"worker-{job}.sh")
+
+    @property
+    def search(self) -> str:
+        """Folder of an adaptive search (``dagrun.search``): one record per trial asked,
+        and the lock under which trials are asked."""
+        return os.path.join(self.state, "search")
+
+    def trial_record(self, number: int) -> str:
+        """JSON: trial ``number`` as it was asked (its parameters, its config's digest,
+        the sampler's state after asking it)."""
+        return os.path.join(self.search, f"trial-{number:06d}.json")
+
+    @property
+    def search_lock(self) -> str:
+        return os.path.join(self.search, "lock")
 
     def experiment_path(self, exp_id: int) -> str:
         # plain concatenation: called for every run when planning a 100,000-run sweep

@@ -143,7 +143,7 @@ def make_plan(sweep: SweepDir, experiments: Sequence[Experiment],
 
 def _planned(status: RunStatus, exp: Experiment, code: CodeChanges | None) -> PlannedRun:
     """The one reason of one run."""
-    if status.verified:
+    if status.verified or status.pruned:  # a pruned trial is done (dagrun.search)
         return PlannedRun(status, Reason.DONE)
     last = status.last_done
     if last is not None and exp.digest:

@@ -38,16 +38,101 @@ KEY_PACKAGES = ("numpy", "pandas", "scipy", "sklearn", "torch", "jax", "tensorfl
                 "xgboost", "lightgbm", "cloudpickle", "pebble", "plotly")
 
 
+def _git_env() -> dict[str, str]:
+    return {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
+
+
+def _git_start(folder: str, *args: str) -> subprocess.Popen[str] | None:
+    """``git -C folder ARGS`` started (not waited for); ``None`` when git is missing."""
+    try:
+        return subprocess.Popen(["git", "-C", folder, *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                text=True, env=_git_env())
+    except OSError:
+        return None
+
+
+def _git_output(proc: subprocess.Popen[str] | None, deadline: float) -> str | None:
+    """What a started git printed, or ``None`` when it failed or outlived ``deadline``
+    (a ``time.monotonic`` time; it is then killed)."""
+    if proc is None:
+        return None
+    try:
+        out, _ = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return None
+    return out if proc.returncode == 0 else None
+
+
 def _git(folder: str, *args: str) -> str | None:
     """``git -C folder ARGS``'s stdout, or ``None`` when git is missing, fails or is slow."""
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
-    try:
-        proc = subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True,
-                              timeout=GIT_TIMEOUT, stdin=subprocess.DEVNULL, env=env,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout if proc.returncode == 0 else None
+    return _git_output(_git_start(folder, *args), time.monotonic() + GIT_TIMEOUT)
+
+
+def _repository_root(folder: str) -> str | None:
+    """The nearest folder at or above ``folder`` holding ``.git`` (a folder, or a file in a
+    worktree or submodule): where git itself starts looking; ``None`` when there is none."""
+    here = os.path.realpath(folder)
+    while True:
+        if os.path.exists(os.path.join(here, ".git")):
+            return here
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
+
+
+class GitQuery:
+    """``git_info``'s three questions asked at once, as processes started now and read
+    later (``result``): a sweep pays for starting them, not for waiting on them, and no
+    thread of the driver competes with its runs. Outside a repository (no ``.git`` above
+    the folder, no ``GIT_DIR``) nothing is started."""
+
+    def __init__(self, folder: str, files: Sequence[str] = ()) -> None:
+        self.folder = folder
+        self.files = tuple(files)
+        self.root = _repository_root(folder)
+        self.started = time.monotonic()
+        self.head = self.status = self.listed = None
+        self.inside: list[str] = []
+        if self.root is None and "GIT_DIR" not in os.environ:
+            return
+        self.head = _git_start(folder, "rev-parse", "--show-toplevel", "HEAD",
+                               "--abbrev-ref", "HEAD")
+        self.status = _git_start(folder, "status", "--porcelain", "--untracked-files=no")
+        if self.root is not None:
+            self.inside = _inside(self.root, self.files)
+            if self.inside:
+                self.listed = _git_start(self.root, "ls-files", "-z", "--", *self.inside)
+
+    def result(self) -> dict[str, Any] | None:
+        """What ``git_info`` returns (see there)."""
+        deadline = self.started + GIT_TIMEOUT
+        head = _git_output(self.head, deadline)
+        status = _git_output(self.status, deadline)
+        listed = _git_output(self.listed, deadline)
+        if head is None:
+            return None
+        parts = head.splitlines()
+        if len(parts) < 3:
+            return None
+        root = parts[0]
+        info: dict[str, Any] = {"commit": parts[1], "branch": parts[2], "root": root,
+                                "dirty": None if status is None else bool(status.strip())}
+        if self.root is None or os.path.realpath(root) != self.root:  # git knows better
+            untracked = _untracked(root, self.files)
+        elif not self.inside:
+            untracked = []
+        else:
+            untracked = None if listed is None else _not_listed(self.inside, listed)
+        if untracked is None:
+            info["dirty"] = None if not info["dirty"] else True
+        elif untracked:
+            info["dirty"] = True
+            info["untracked"] = untracked[:10]
+        return info
 
 
 def git_info(folder: str, files: Sequence[str] = ()) -> dict[str, Any] | None:
@@ -55,37 +140,28 @@ def git_info(folder: str, files: Sequence[str] = ()) -> dict[str, Any] | None:
     ``None`` outside a repository. ``dirty`` is ``None`` when ``git status`` timed out.
     ``files``: the user's code files the sweep imports; one inside the repository that git
     does not track makes it dirty (listed under ``untracked``)."""
-    head = _git(folder, "rev-parse", "--show-toplevel", "HEAD", "--abbrev-ref", "HEAD")
-    if head is None:
-        return None
-    parts = head.splitlines()
-    if len(parts) < 3:
-        return None
-    root = parts[0]
-    status = _git(folder, "status", "--porcelain", "--untracked-files=no")
-    info: dict[str, Any] = {"commit": parts[1], "branch": parts[2], "root": root,
-                            "dirty": None if status is None else bool(status.strip())}
-    untracked = _untracked(root, files)
-    if untracked is None:
-        info["dirty"] = None if not info["dirty"] else True
-    elif untracked:
-        info["dirty"] = True
-        info["untracked"] = untracked[:10]
-    return info
+    return GitQuery(folder, files).result()
+
+
+def _inside(root: str, files: Sequence[str]) -> list[str]:
+    """``files`` inside ``root``, relative to it (sorted, each once)."""
+    real_root = os.path.join(os.path.realpath(root), "")
+    return sorted({os.path.relpath(os.path.realpath(f), real_root) for f in files
+                   if os.path.realpath(f).startswith(real_root)})
+
+
+def _not_listed(inside: list[str], listed: str) -> list[str]:
+    tracked = set(listed.split("\0"))
+    return [f for f in inside if f not in tracked]
 
 
 def _untracked(root: str, files: Sequence[str]) -> list[str] | None:
     """Which of ``files`` inside ``root`` git does not track (``None``: git did not say)."""
-    real_root = os.path.join(os.path.realpath(root), "")
-    inside = sorted({os.path.relpath(os.path.realpath(f), real_root) for f in files
-                     if os.path.realpath(f).startswith(real_root)})
+    inside = _inside(root, files)
     if not inside:
         return []
     listed = _git(root, "ls-files", "-z", "--", *inside)
-    if listed is None:
-        return None
-    tracked = set(listed.split("\0"))
-    return [f for f in inside if f not in tracked]
+    return None if listed is None else _not_listed(inside, listed)
 
 
 def packages() -> dict[str, str]:
@@ -108,10 +184,18 @@ def command_line() -> str:
     return shlex.join(argv)
 
 
-def collect(source: str | None, backend: str, files: Sequence[str] = ()) -> dict[str, Any]:
+_ASK = object()  # ``git``: not given, ask git now
+
+
+def collect(source: str | None, backend: str, files: Sequence[str] = (),
+            cwd: str | None = None, command: str | None = None,
+            git: Any = _ASK) -> dict[str, Any]:
     """The provenance of an execute started now; ``source`` is the workflow file, if any;
-    ``files`` the user's code files the sweep imports."""
-    folder = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
+    ``files`` the user's code files the sweep imports; ``cwd`` and ``command``: the working
+    folder and command line as they were when the execute started (default: now)."""
+    cwd = os.getcwd() if cwd is None else cwd
+    source = os.path.join(cwd, source) if source else None
+    folder = os.path.dirname(source) if source else cwd
     try:
         user = getpass.getuser()
     except (OSError, KeyError):
@@ -124,19 +208,21 @@ def collect(source: str | None, backend: str, files: Sequence[str] = ()) -> dict
         "executable": sys.executable,
         "platform": platform.platform(terse=True),
         "packages": packages(),
-        "command": command_line(),
-        "cwd": os.getcwd(),
-        "workflow": os.path.abspath(source) if source else None,
+        "command": command_line() if command is None else command,
+        "cwd": cwd,
+        "workflow": os.path.normpath(source) if source else None,
         "backend": backend,
-        "git": git_info(folder, files) if os.path.isdir(folder) else None,
+        "git": (git_info(folder, files) if os.path.isdir(folder) else None)
+        if git is _ASK else git,
     }
 
 
 def write(sweep: SweepDir, source: str | None, backend: str, code_id: str | None = None,
-          files: Sequence[str] = ()) -> dict[str, Any]:
+          files: Sequence[str] = (), cwd: str | None = None,
+          command: str | None = None, git: Any = _ASK) -> dict[str, Any]:
     """Record the provenance of this execute in ``OUT/.dagrun/provenance.json``, and, the
     first time this version of the code (``code_id``) is planned, in its own record."""
-    info = collect(source, backend, files)
+    info = collect(source, backend, files, cwd, command, git)
     if code_id:
         info["code_id"] = code_id
         path = record_path(sweep, code_id)
@@ -145,6 +231,33 @@ def write(sweep: SweepDir, source: str | None, backend: str, code_id: str | None
             atomic.write_json(path, info)
     atomic.write_json(sweep.provenance, info)
     return info
+
+
+class Writing:
+    """``write`` in two halves: its ``git`` questions are started when the execute begins
+    (``GitQuery``: processes, not a thread) and the record is written at ``join``, when the
+    runs are over, so a short sweep does not wait ~10 ms for git before its first run. A
+    driver that dies before ``join`` leaves no record for this execute; the next execute
+    with the same code writes its code's record."""
+
+    def __init__(self, sweep: SweepDir, source: str | None, backend: str,
+                 code_id: str | None = None, files: Sequence[str] = ()) -> None:
+        self._args = (sweep, source, backend, code_id, tuple(files))
+        # what a stage running meanwhile in this process may change: taken now
+        self._cwd, self._command = os.getcwd(), command_line()
+        folder = os.path.dirname(os.path.join(self._cwd, source)) if source else self._cwd
+        self._git = GitQuery(folder, files) if os.path.isdir(folder) else None
+
+    def join(self) -> str | None:
+        """Write the record; what went wrong writing it (``None``: it is written). A
+        provenance that cannot be written (a full disk) is said, not a failed sweep."""
+        sweep, source, backend, code_id, files = self._args
+        git = self._git.result() if self._git is not None else None
+        try:
+            write(sweep, source, backend, code_id, files, self._cwd, self._command, git=git)
+        except OSError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
 
 def record_path(sweep: SweepDir, code_id: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 from dagrun.disk import atomic
 from dagrun.disk.fence import Attempt
-from dagrun.disk.layout import RunDir, Stage
+from dagrun.disk.layout import STAGE_NAMED, RunDir, Stage
 from dagrun.errors import FailureKind
 
 
@@ -31,12 +31,20 @@ def hostname() -> str:
     return socket.gethostname()
 
 
+_last_second: tuple[int, str, str] = (-1, "", "")  # a whole second, its stamp's halves
+
+
 def iso(t: float) -> str:
-    """Local time with offset, to the millisecond (one localtime call: markers are written
-    three times per run)."""
-    local = time.localtime(t)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", local)
-    return f"{stamp[:19]}.{int((t % 1) * 1000):03d}{stamp[19:]}"
+    """Local time with offset, to the millisecond. The formatted second is kept (replaced
+    whole, so threads never see half of it): markers are written three times per run, many
+    runs a second, and ``localtime`` + ``strftime`` are most of the cost."""
+    global _last_second
+    second = int(t // 1)
+    cached = _last_second
+    if cached[0] != second:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(second))
+        cached = _last_second = (second, stamp[:19], stamp[19:])  # the zone may change
+    return f"{cached[1]}.{int((t % 1) * 1000):03d}{cached[2]}"
 
 
 def stage_seconds(started: float, finished: float) -> float:
@@ -65,12 +73,12 @@ class Marker:
     def now(cls, stage: Stage, started: float, finished: float, attempt: int,
             code: str | None, config: str | None = None, token: int | None = None,
             origin: str | None = None) -> Marker:
-        return cls(stage.value, iso(started), iso(finished), stage_seconds(started, finished),
+        return cls(stage._value_, iso(started), iso(finished), stage_seconds(started, finished),
                    hostname(), os.getpid(), attempt, code, config, token, origin)
 
     def write(self, run: RunDir, via: Attempt | None = None) -> None:
         """Write the marker; ``via``: the holder's attempt (``dagrun.disk.fence``)."""
-        (via or Attempt(run, None)).write_json(run.marker(Stage(self.stage)),
+        (via or Attempt(run, None)).write_json(run.marker(STAGE_NAMED[self.stage]),
                                                dict(vars(self)), indent=None)
 
     @classmethod

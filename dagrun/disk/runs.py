@@ -13,7 +13,15 @@ import os
 from collections.abc import Iterable, Iterator, Set
 from typing import NamedTuple
 
-from dagrun.disk.layout import STAGES, RunDir, Stage, SweepDir, error_name, marker_name
+from dagrun.disk.layout import (
+    PRUNED,
+    STAGES,
+    RunDir,
+    Stage,
+    SweepDir,
+    error_name,
+    marker_name,
+)
 
 _MARKERS = {marker_name(s): s for s in STAGES}
 _ERRORS = {error_name(s): s for s in STAGES}
@@ -24,6 +32,7 @@ class RunState(str, enum.Enum):
     PENDING = "pending"  # nothing done yet
     INCOMPLETE = "incomplete"  # some stages done, none failed (e.g. interrupted)
     FAILED = "failed"  # the next stage to run failed last time
+    PRUNED = "pruned"  # a search's pruner stopped it: done, never run again
 
 
 class Experiment(NamedTuple):
@@ -60,6 +69,7 @@ class RunStatus(NamedTuple):
     done: frozenset[Stage]
     failed: frozenset[Stage]
     verified: bool = False  # complete, and listed in results.jsonl for the same config
+    pruned: bool = False  # a search's pruner stopped it (RUN/pruned.json): done
 
     @property
     def next_stage(self) -> Stage | None:
@@ -95,6 +105,8 @@ class RunStatus(NamedTuple):
 
     @property
     def state(self) -> RunState:
+        if self.pruned:
+            return RunState.PRUNED
         if self.next_stage is None:
             return RunState.DONE
         if self.failed_stage is not None:
@@ -122,7 +134,7 @@ def scan_run(exp_id: int, rep: int, run: RunDir) -> RunStatus:
     done = frozenset(_MARKERS[n] for n in present) if present else _EMPTY
     errors = _ERROR_NAMES.intersection(names)
     failed = frozenset(_ERRORS[n] for n in errors) if errors else _EMPTY
-    return RunStatus(exp_id, rep, run, done, failed)
+    return RunStatus(exp_id, rep, run, done, failed, False, PRUNED in names)
 
 
 def run_dirs(sweep: SweepDir, exp: Experiment) -> Iterator[tuple[int, RunDir]]:

@@ -5,7 +5,7 @@ At 100,000 experiments a Python object or dict per row costs more than decoding 
 everything between the decoded JSON and the table is a list comprehension over a column:
 configs flattened to dotted keys (``config_columns``), which keys vary (``split_keys``), each
 metric's mean, std and count (``MetricColumns``, with the one definition of those
-statistics, ``stats``), and parts over disjoint rows joined (``merge``).
+statistics, ``stats``), and parts over disjoint rows joined (``Rows.merge``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import itertools
 import json
 import operator
 from collections.abc import Iterable, Mapping, Sequence
-from math import isfinite
+from math import isfinite, sqrt
 from typing import Any
 
 FIT_TIME = "fit_time"
@@ -43,16 +43,24 @@ def config_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {}
     for key in dict.fromkeys(itertools.chain.from_iterable(rows)):
         if key not in LINE_KEYS:
-            _add_column(out, str(key), [r.get(key, MISSING) for r in rows])
+            _add_column(out, str(key), _column(rows, key, MISSING))
     return out
+
+
+def _column(rows: Sequence[Mapping[str, Any]], key: str, default: Any = None) -> list[Any]:
+    """``row.get(key, default)`` of every row (one C loop when every row has the key)."""
+    try:
+        return list(map(operator.itemgetter(key), rows))
+    except KeyError:
+        return [r.get(key, default) for r in rows]
 
 
 def _add_column(out: dict[str, list[Any]], name: str, column: list[Any]) -> None:
     """Put ``column`` under ``name``, its non-empty dicts spread over ``name.sub`` columns."""
-    if any(type(v) is dict and v for v in column):
+    if dict in set(map(type, column)) and any(type(v) is dict and v for v in column):
         subs = [v if type(v) is dict and v else None for v in column]
         rest = [MISSING if d is not None else v for v, d in zip(column, subs, strict=True)]
-        if any(v is not MISSING for v in rest):
+        if rest.count(MISSING) < len(rest):
             _put(out, name, rest)
         for sub in dict.fromkeys(itertools.chain.from_iterable(d for d in subs if d)):
             _add_column(out, f"{name}.{sub}",
@@ -77,6 +85,9 @@ def same_key(value: Any) -> Any:
     return ("json", json.dumps(value, sort_keys=True, allow_nan=True))
 
 
+_INT_FLOAT = {int, float}
+
+
 def split_keys(columns: Mapping[str, list[Any]]) -> tuple[list[str], dict[str, Any]]:
     """Config keys that vary (different values, or missing somewhere), in column order, and
     the constant ones with their value. The comparisons are done by ``list.count`` (this runs
@@ -87,12 +98,13 @@ def split_keys(columns: Mapping[str, list[Any]]) -> tuple[list[str], dict[str, A
         if not column:
             continue
         first = column[0]
-        same_type = len(set(map(type, column))) == 1
-        if same_type and first is not MISSING and column.count(first) == len(column):
+        types = set(map(type, column))
+        if len(types) == 1:
+            same = first is not MISSING and column.count(first) == len(column)
+        else:  # 1 and 1.0 are the same value; values of other types never are
+            same = types == _INT_FLOAT and len({same_key(v) for v in column}) == 1
+        if same:
             constant[key] = first
-        elif (not same_type and all(v is not MISSING for v in column)
-              and len({same_key(v) for v in column}) == 1):
-            constant[key] = first  # ints and floats mixed: 1 and 1.0 are the same value
         else:
             varied.append(key)
     return varied, constant
@@ -131,11 +143,34 @@ def stats(values: Sequence[Any]) -> Stats | None:
         return None, None, 0
     if n == 1:
         return float(nums[0]), 0.0, 1  # numpy's mean and std of one value, without numpy
+    if n < _PAIRWISE:
+        return _few_stats(nums)
     import numpy as np  # imported here: most commands never aggregate, and it is slow to load
 
     arr = np.asarray(nums, dtype=float)
     with np.errstate(invalid="ignore", over="ignore"):  # a sum may overflow to inf
         mean, std = float(np.mean(arr)), float(np.std(arr))
+    return (mean if isfinite(mean) else None, std if isfinite(std) else None, n)
+
+
+_PAIRWISE = 8  # numpy sums fewer values than this one after the other, from 0.0
+
+
+def _few_stats(nums: list[int | float]) -> Stats:
+    """``stats`` of 2 to 7 numbers without numpy (loading it costs more than a sweep's
+    reading): numpy's mean and std (ddof=0) computed as numpy does for so few values, a
+    plain sum from 0.0 in order, so the floats are the same (tests compare them)."""
+    total = 0.0
+    values = [float(v) for v in nums]
+    for v in values:
+        total += v
+    n = len(values)
+    mean = total / n
+    squares = 0.0
+    for v in values:
+        d = v - mean
+        squares += d * d
+    std = sqrt(squares / n)
     return (mean if isfinite(mean) else None, std if isfinite(std) else None, n)
 
 
@@ -217,6 +252,15 @@ def _written(scores: Mapping[str, Any], name: str, values: list[Any]) -> Stats |
 _PLAIN_KINDS = {int, float, type(None), _Missing}
 
 
+def _all_usual(values: list[Any], means: list[Any], stds: list[Any], counts: list[Any],
+               reps: list[int]) -> bool:
+    """Whether every line holds the metric as usual (checked a column at a time): a list
+    of its repetitions' values, all of which entered a float mean and std."""
+    return (set(map(type, values)) == {list} and set(map(type, means)) == {float}
+            and set(map(type, stds)) == {float} and set(map(type, counts)) == {int}
+            and min(counts) > 0 and counts == reps and list(map(len, values)) == reps)
+
+
 class MetricColumns:
     """Each metric's mean, std and count per experiment, filled a group of experiments at a
     time (results lines of either format, and experiments read from their runs): one list
@@ -282,12 +326,15 @@ class MetricColumns:
         statistics are taken as written where consistent (``_written``; checked a column
         at a time for the usual line), else computed from the list with ``stats``."""
         for name in dict.fromkeys(itertools.chain.from_iterable(scores)):
-            values: list[Any] = [s.get(name) for s in scores]
+            values = _column(scores, name)
             if list not in set(map(type, values)):
                 continue  # a mean_M/std_M/n_M, or not a metric
-            means: list[Any] = [s.get("mean_" + name) for s in scores]
-            stds: list[Any] = [s.get("std_" + name) for s in scores]
-            counts: list[Any] = [s.get("n_" + name) for s in scores]
+            means = _column(scores, "mean_" + name)
+            stds = _column(scores, "std_" + name)
+            counts = _column(scores, "n_" + name)
+            if _all_usual(values, means, stds, counts, reps):
+                self._put(name, rows, means, stds, counts)
+                continue
             usual = [type(c) is int and type(m) is float and type(d) is float
                      and type(v) is list and 0 < c == len(v) == n
                      for v, m, d, c, n in zip(values, means, stds, counts, reps, strict=True)]
@@ -314,30 +361,39 @@ class MetricColumns:
             self.others[name] = sorted(set(kinds).union(self.others.get(name, ())))
 
 
-def merge(size: int, parts: Sequence[tuple[Sequence[int], Mapping[str, list[Any]]]],
-          fill: Any) -> dict[str, list[Any]]:
-    """Columns over all ``size`` rows from parts over disjoint rows that cover them all
-    (each part: its rows' positions, and its columns in that order); a row whose part lacks
-    a column holds ``fill`` there. Names in first-seen order. Each column is the parts'
-    lists joined, then put in row order by one permutation (C loops, no per-row Python)."""
-    parts = [(positions, columns) for positions, columns in parts if positions]
-    if sum(len(positions) for positions, _ in parts) != size:
-        raise ValueError(f"merge: the parts cover {sum(len(p) for p, _ in parts)} of "
-                         f"{size} rows")
-    if len(parts) == 1:
-        return dict(parts[0][1])
-    joined = [p for positions, _ in parts for p in positions]
-    order = None if joined == sorted(joined) else \
-        sorted(range(len(joined)), key=joined.__getitem__)
-    names = dict.fromkeys(itertools.chain.from_iterable(columns for _, columns in parts))
-    out: dict[str, list[Any]] = {}
-    for name in names:
-        column: list[Any] = []
-        for positions, columns in parts:
-            column.extend(columns.get(name) or [fill] * len(positions))
-        out[name] = column if order is None or len(order) < 2 else \
-            list(operator.itemgetter(*order)(column))
-    return out
+class Rows:
+    """Disjoint parts of ``size`` rows that cover them all (each part: its rows' positions),
+    with the permutation that puts the parts' rows, joined, in row order: computed once for
+    every set of columns merged over the same parts."""
+
+    def __init__(self, size: int, parts: Sequence[Sequence[int]]) -> None:
+        self.used = [k for k, positions in enumerate(parts) if positions]
+        self.lengths = [len(parts[k]) for k in self.used]
+        if sum(self.lengths) != size:
+            raise ValueError(f"merge: the parts cover {sum(self.lengths)} of {size} rows")
+        joined = [p for k in self.used for p in parts[k]]
+        self.order = None if len(self.used) == 1 or joined == sorted(joined) else \
+            sorted(range(len(joined)), key=joined.__getitem__)
+
+    def merge(self, parts: Sequence[Mapping[str, list[Any]]], fill: Any
+              ) -> dict[str, list[Any]]:
+        """Columns over all rows from the parts' columns (in the order of the parts given
+        to the constructor); a row whose part lacks a column holds ``fill`` there. Names in
+        first-seen order. Each column is the parts' lists joined, then put in row order by
+        one permutation (C loops, no per-row Python)."""
+        used = [parts[k] for k in self.used]
+        if len(used) == 1:
+            return dict(used[0])
+        order = self.order
+        names = dict.fromkeys(itertools.chain.from_iterable(used))
+        out: dict[str, list[Any]] = {}
+        for name in names:
+            column: list[Any] = []
+            for columns, length in zip(used, self.lengths, strict=True):
+                column.extend(columns.get(name) or [fill] * length)
+            out[name] = column if order is None or len(order) < 2 else \
+                list(operator.itemgetter(*order)(column))
+        return out
 
 
 def numeric_metrics(counts: Mapping[str, list[int | None]]) -> list[str]:

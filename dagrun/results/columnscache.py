@@ -9,7 +9,8 @@ decoded; lines appended since (a running sweep) are decoded alone. Anything else
 an edit, another plan, another Python) decodes the file anew. The cache is written atomically
 and only ever read by checksum, so a stale or damaged one costs a decode, never a wrong row.
 It is marshal, not pickle: loading it cannot run code. A reader that cannot write it (a
-read-only OUT) goes without.
+read-only OUT) goes without. A large file without kept columns is decoded in parts by
+several processes at once (``dagrun.results.inparts``), one file's columns in the end.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from typing import Any
 from dagrun.disk import atomic
 from dagrun.disk.layout import SweepDir
 from dagrun.disk.planstore import stored_digest
-from dagrun.results.columns import MISSING, MetricColumns, config_columns, merge
+from dagrun.results import inparts
+from dagrun.results.columns import MISSING, MetricColumns, Rows, config_columns
 
 _FORMAT = 2  # 2: counts (n_M) and metrics that are not numbers kept too
 _PYTHON = list(sys.version_info[:2])  # marshal's format may change between versions
@@ -59,7 +61,7 @@ def read_listed(sweep: SweepDir, plan_key: str | None, reps_of: Mapping[int, int
     end = data.rfind(b"\n") + 1  # what follows the last newline may be half-written
     listed = _kept_and_appended(sweep, plan_key, data[:end], reps_of)
     if listed is None:
-        listed = _build(decode_lines(data[:end]), reps_of)
+        listed = _decoded(data[:end], reps_of)
         if plan_key is not None:
             _store(sweep, plan_key, data[:end], listed)
     if data[end:].strip():
@@ -106,12 +108,27 @@ def decode_lines(data: bytes) -> dict[int, dict[str, Any]]:
     """Results lines by experiment id (a later line for an id wins); a line that does not
     parse (being appended while we read, or damaged) or holds no scores is left out, and
     that experiment is read from its runs instead."""
+    text = data.decode("utf-8", errors="replace")
     out = {}
-    for _text, value in split_lines(data.decode("utf-8", errors="replace")):
+    for value in _whole(text) or [value for _text, value in split_lines(text)]:
         exp_id = line_id(value)
         if exp_id is not None:
             out[exp_id] = value
     return out
+
+
+def _whole(text: str) -> list[Any] | None:
+    """The values of results.jsonl's lines, decoded as one JSON array when every line
+    holds exactly one value (the usual file: no list of line texts is built); ``None``
+    otherwise (a blank, damaged or half-written line: ``split_lines`` then)."""
+    body = text[:-1] if text.endswith("\n") else text
+    if not body:
+        return None
+    try:
+        values = json.loads("[" + body.replace("\n", ",") + "]")
+    except ValueError:
+        return None
+    return values if len(values) == body.count("\n") + 1 else None
 
 
 def split_lines(text: str) -> list[tuple[str, Any]]:
@@ -157,37 +174,86 @@ def _build(lines: Mapping[int, dict[str, Any]], reps_of: Mapping[int, int]) -> L
                   metrics.others)
 
 
-def _combine(first: Listed, second: Listed) -> Listed:
-    """Two sets of lines for different experiments as one, ids ascending."""
-    if not second.ids:
-        return first
-    ids = sorted(first.ids + second.ids)
+PART_SIZE = 8 << 20  # bytes of results lines worth decoding in a process of their own
+
+
+def _decoded(data: bytes, reps_of: Mapping[int, int]) -> Listed:
+    """The columns of the whole lines ``data``; a large file is decoded in parts by several
+    processes at once (``dagrun.results.inparts``), each part's columns then joined. The
+    joined columns are the whole file's when no experiment has lines in two parts and every
+    part has the same columns in the same order (then the column order, first seen, is the
+    same too); otherwise, a rare file, it is decoded again as a whole."""
+    def work(part: bytes) -> Listed:
+        return _build(decode_lines(part), reps_of)
+
+    parts = inparts.map_parts(data, work, lambda listed: marshal.dumps(_payload(listed)),
+                              lambda payload: _listed(marshal.loads(payload)), PART_SIZE)
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    names = (list(first.config), list(first.means))
+    if sum(len(p.ids) for p in parts) != len(set().union(*(p.ids for p in parts))) or \
+            any((list(p.config), list(p.means)) != names for p in parts):
+        return work(data)
+    return _combine(*parts)
+
+
+def _combine(*parts: Listed) -> Listed:
+    """Sets of lines for different experiments as one, ids ascending."""
+    parts = tuple(p for p in parts if p.ids) or parts[:1]
+    if len(parts) == 1:
+        return parts[0]
+    ids = sorted(i for p in parts for i in p.ids)
     where = {exp_id: k for k, exp_id in enumerate(ids)}
-    parts = [[where[i] for i in first.ids], [where[i] for i in second.ids]]
-    return Listed(ids,
-                  merge(len(ids), [(parts[0], first.config), (parts[1], second.config)],
-                        MISSING),
-                  merge(len(ids), [(parts[0], first.means), (parts[1], second.means)], None),
-                  merge(len(ids), [(parts[0], first.stds), (parts[1], second.stds)], None),
-                  merge(len(ids), [(parts[0], first.counts), (parts[1], second.counts)],
-                        None),
-                  {name: sorted({*first.others.get(name, ()), *second.others.get(name, ())})
-                   for name in {**first.others, **second.others}})
+    rows = Rows(len(ids), [[where[i] for i in p.ids] for p in parts])
+    others: dict[str, set[str]] = {}
+    for p in parts:
+        for name, kinds in p.others.items():
+            others.setdefault(name, set()).update(kinds)
+    return Listed(ids, rows.merge([p.config for p in parts], MISSING),
+                  rows.merge([p.means for p in parts], None),
+                  rows.merge([p.stds for p in parts], None),
+                  rows.merge([p.counts for p in parts], None),
+                  {name: sorted(kinds) for name, kinds in others.items()})
 
 
 # --------------------------------------------------------------------------------------------
 # The file. marshal holds JSON's values; MISSING is written as None plus its positions.
 
-def _store(sweep: SweepDir, plan_key: str, data: bytes, listed: Listed) -> None:
+def _payload(listed: Listed) -> dict[str, Any]:
+    """The columns as values marshal holds (``MISSING``: None plus its positions)."""
     config = {}
     for name, column in listed.config.items():
-        absent = [k for k, v in enumerate(column) if v is MISSING]
+        absent = [k for k, v in enumerate(column) if v is MISSING] \
+            if type(MISSING) in set(map(type, column)) else []
         config[name] = ([None if v is MISSING else v for v in column] if absent else column,
                         absent)
+    return {"ids": listed.ids, "config": config, "means": listed.means, "stds": listed.stds,
+            "counts": listed.counts, "others": listed.others}
+
+
+def _listed(payload: dict[str, Any]) -> Listed:
+    """``_payload`` read back, checked (``ValueError`` when damaged)."""
+    ids = payload["ids"]
+    config = {}
+    for name, (column, absent) in payload["config"].items():
+        for k in absent:
+            column[k] = MISSING
+        config[name] = column
+    listed = Listed(ids, config, payload["means"], payload["stds"], payload["counts"],
+                    payload["others"])
+    columns = [*config.values(), *listed.means.values(), *listed.stds.values(),
+               *listed.counts.values()]
+    if not (type(ids) is list and type(listed.others) is dict
+            and listed.means.keys() == listed.stds.keys() == listed.counts.keys()
+            and all(type(c) is list and len(c) == len(ids) for c in columns)):
+        raise ValueError("damaged columns")
+    return listed
+
+
+def _store(sweep: SweepDir, plan_key: str, data: bytes, listed: Listed) -> None:
     payload = {"format": _FORMAT, "python": _PYTHON, "plan": plan_key, "size": len(data),
-               "crc": zlib.crc32(data), "ids": listed.ids, "config": config,
-               "means": listed.means, "stds": listed.stds, "counts": listed.counts,
-               "others": listed.others}
+               "crc": zlib.crc32(data), **_payload(listed)}
     with contextlib.suppress(OSError, ValueError):  # read-only OUT, full disk: decode again
         atomic.write_bytes(sweep.results_cache, marshal.dumps(payload))
 
@@ -201,20 +267,9 @@ def _load(sweep: SweepDir, plan_key: str) -> tuple[int, int, Listed] | None:
         if not (type(payload) is dict and payload.get("format") == _FORMAT
                 and payload.get("python") == _PYTHON and payload.get("plan") == plan_key):
             return None
-        ids, size, crc = payload["ids"], payload["size"], payload["crc"]
-        config = {}
-        for name, (column, absent) in payload["config"].items():
-            for k in absent:
-                column[k] = MISSING
-            config[name] = column
-        listed = Listed(ids, config, payload["means"], payload["stds"], payload["counts"],
-                        payload["others"])
-        columns = [*config.values(), *listed.means.values(), *listed.stds.values(),
-                   *listed.counts.values()]
-        if not (type(ids) is list and type(size) is int and type(crc) is int
-                and type(listed.others) is dict
-                and listed.means.keys() == listed.stds.keys() == listed.counts.keys()
-                and all(type(c) is list and len(c) == len(ids) for c in columns)):
+        size, crc = payload["size"], payload["crc"]
+        listed = _listed(payload)
+        if not (type(size) is int and type(crc) is int):
             return None
         return size, crc, listed
     except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError):

@@ -259,14 +259,20 @@ def _texts(values: list[Any]) -> list[str]:
         return list(map(repr, values))
     if types <= {float, type(None)}:
         return ["" if v is None else repr(v) for v in values]
-    if types <= {str}:
+    if types <= {int, type(None)}:
+        return ["" if v is None else str(v) for v in values]
+    if types <= {str}:  # each distinct text tested once
         search = _NOT_PLAIN.search
-        return [value_text(v) if search(v) else v for v in values]
+        shown = {v: value_text(v) if search(v) else v for v in set(values)}
+        return list(map(shown.__getitem__, values))
     return [value_text(v) for v in values]
 
 
 # --------------------------------------------------------------------------------------------
 # The table for people: metrics as mean ± spread.
+
+_FIXED = tuple(f"%.{d}f" for d in range(10))  # a mean and spread to d decimals
+
 
 def _metric_parts(table: Table, metric: str, means: list[Any], spreads: list[Any] | None
                   ) -> tuple[list[str], list[str], list[str]]:
@@ -287,6 +293,8 @@ def _metric_parts(table: Table, metric: str, means: list[Any], spreads: list[Any
     spread_parts: list[str] = []
     add_mean, add_spread = mean_parts.append, spread_parts.append
     log10, floor, inf = math.log10, math.floor, math.inf
+    fixed = _FIXED
+    alone: dict[float, str] = {}  # mean_text of the means with a spread of 0, by value
     for mean, spread, count in zip(means, spreads, counts, strict=True):
         if type(mean) is float and type(spread) is float and 0.0 < spread < inf \
                 and (count is None or count > 1) and -1e9 < mean < 1e9 \
@@ -295,10 +303,18 @@ def _metric_parts(table: Table, metric: str, means: list[Any], spreads: list[Any
             if spread * 10.0 ** decimals >= 99.5:  # rounds up to three digits: one less
                 decimals -= 1
             if 0 <= decimals <= 9:
-                # %-formatting takes the precision as an argument: faster than an f-string
-                add_mean("%.*f" % (decimals, mean))  # noqa: UP031
-                add_spread("%.*f" % (decimals, spread))  # noqa: UP031
+                form = fixed[decimals]
+                add_mean(form % mean)
+                add_spread(form % spread)
                 continue
+        elif spread == 0.0 and type(mean) is float and type(spread) is float \
+                and (count is None or count > 1):
+            text = alone.get(mean)  # (equal floats have one text: 0.0 and -0.0 are "0")
+            if text is None:
+                text = alone[mean] = mean_text(mean)
+            add_mean(text)
+            add_spread("0")
+            continue
         if mean is None or type(mean) not in (int, float):
             add_mean("")
             add_spread("")
@@ -320,6 +336,9 @@ def _metric_cells(parts: tuple[list[str], list[str], list[str]], fmt: str,
         wn = max(map(len, notes), default=0)
         if not ws and not wn:
             return [m.rjust(wm) for m in means]
+        if not wn and all(spreads):  # a spread in every row: one format per cell
+            form = f"%{wm}s{PLUS_MINUS}%-{ws}s"
+            return [form % pair for pair in zip(means, spreads, strict=True)]
         out = []
         for m, s, n in zip(means, spreads, notes, strict=True):
             cell = m.rjust(wm)

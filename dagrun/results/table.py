@@ -36,6 +36,7 @@ from dagrun.results.read import (
     Collected,
     ExpState,
     collect,
+    gc_paused,
     is_running,
     smaller_is_better,
 )
@@ -236,6 +237,15 @@ def query(out: str | os.PathLike[str], *, sort: str | None = None, desc: bool | 
         raise UsageError(f"--spread takes {', '.join(SPREADS)}, got {spread!r}")
     if group_by is not None and sort is None:
         raise UsageError("--group-by needs --sort: it keeps the best row of each group")
+    with gc_paused():
+        return _query(out, sort=sort, desc=desc, top=top, where=where, group_by=group_by,
+                      columns=columns, include_incomplete=include_incomplete, spread=spread)
+
+
+def _query(out: str | os.PathLike[str], *, sort: str | None, desc: bool | None,
+           top: int | None, where: Mapping[str, Any] | Sequence[str] | str | None,
+           group_by: str | None, columns: Sequence[str] | str | None,
+           include_incomplete: bool, spread: str) -> Table:
     collected = collect(out)
     metrics, single = collected.metrics, collected.single
     cols = _all_columns(collected, spread)
@@ -245,6 +255,7 @@ def query(out: str | os.PathLike[str], *, sort: str | None = None, desc: bool | 
         default.extend(metric_columns([m], single, spread))
         if m in counted:
             default.append(f"n_{m}")
+    _add_best(collected, cols, default)
     default += [collected.state_column, collected.n_column]
     known = list(dict.fromkeys([*default, *cols]))
     notes = _metric_notes(collected)
@@ -266,6 +277,17 @@ def query(out: str | os.PathLike[str], *, sort: str | None = None, desc: bool | 
                      {m: _smaller(m, sort, desc, resolve) for m in shown_metrics})
     return Table(picked, shown_metrics, single, counts, _pick(collected.done, rows), spread,
                  best, collected.state_column, notes)
+
+
+def _add_best(collected: Collected, cols: dict[str, list[Any]], default: list[str]) -> None:
+    """A search's column ``dagrun.best`` (the best objective so far, ``dagrun.results.search``),
+    shown before the state; nothing for a sweep that is not a search."""
+    from dagrun.results.search import BEST, best_column
+
+    best = best_column(collected)
+    if best is not None and BEST not in cols:
+        cols[BEST] = best
+        default.append(BEST)
 
 
 class _BestRows(dict):  # type: ignore[type-arg]

@@ -36,6 +36,7 @@ import contextlib
 import enum
 import faulthandler
 import fcntl
+import functools
 import logging
 import operator
 import os
@@ -44,7 +45,7 @@ import sys
 import termios
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, TextIO
 
@@ -66,11 +67,14 @@ def _separator(attempt: int, host: str) -> str:
     return f"----- dagrun: attempt {attempt} on {host} at {when} -----\n"
 
 
+Separator = Callable[[], str]  # the line before a later attempt's output, made when needed
+
+
 class _LazyLog:
     """Opens the log file on the first write, so silent stages leave no file; writes after
     ``close`` are dropped (a stream a stage kept must not raise later)."""
 
-    def __init__(self, path: str, separator: str) -> None:
+    def __init__(self, path: str, separator: Separator) -> None:
         self.path = path
         self.separator = separator
         self._file: IO[bytes] | None = None
@@ -82,7 +86,7 @@ class _LazyLog:
         if self._file is None:
             self._file = open(self.path, "ab")  # noqa: SIM115
             if self._file.tell() > 0:
-                self._file.write(self.separator.encode())
+                self._file.write(self.separator().encode())
         self._file.write(data)
 
     def flush(self) -> None:
@@ -117,7 +121,7 @@ class _Tee:
 
 
 @contextlib.contextmanager
-def _tee(path: str, separator: str) -> Iterator[None]:
+def _tee(path: str, separator: Separator) -> Iterator[None]:
     log = _LazyLog(path, separator)
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
@@ -130,8 +134,10 @@ def _tee(path: str, separator: str) -> Iterator[None]:
 
 def _flush_std() -> None:
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):  # a stream the user replaced or closed
+        try:  # noqa: SIM105 - cheaper than suppress (twice per stage call)
             stream.flush()
+        except Exception:  # a stream the user replaced or closed
+            pass
 
 
 def _partial(buf: bytes, token: bytes) -> int:
@@ -187,26 +193,29 @@ class _FdTee:
                 cls._instance = cls()
         return cls._instance
 
-    @contextlib.contextmanager
-    def capture(self, path: str, separator: str) -> Iterator[None]:
+    def capture(self, path: str, separator: Separator) -> _TeeCall:
+        return _TeeCall(self, _LazyLog(path, separator))
+
+    def begin(self, log: _LazyLog) -> None:
+        """Output from now on goes to ``log`` (and the terminal)."""
         _flush_std()
-        log = _LazyLog(path, separator)
+        self._log = log  # the thread reads it under the condition; one store is atomic
+        terminal = self._terminal
+        dup2 = os.dup2
+        dup2(1, terminal[0])  # where 1 and 2 point now is where output goes
+        dup2(2, terminal[1])
+        dup2(self._pipes[0][1], 1)
+        dup2(self._pipes[1][1], 2)
+
+    def end(self, log: _LazyLog) -> None:
+        """Output goes to the terminal only again, once all of it reached ``log``."""
+        _flush_std()
+        os.dup2(self._terminal[0], 1)
+        os.dup2(self._terminal[1], 2)
+        self._drain()
         with self._cond:
-            self._log = log
-        os.dup2(1, self._terminal[0])  # where 1 and 2 point now is where output goes
-        os.dup2(2, self._terminal[1])
-        os.dup2(self._pipes[0][1], 1)
-        os.dup2(self._pipes[1][1], 2)
-        try:
-            yield
-        finally:
-            _flush_std()
-            os.dup2(self._terminal[0], 1)
-            os.dup2(self._terminal[1], 2)
-            self._drain()
-            with self._cond:
-                self._log = None
-            log.close()
+            self._log = None
+        log.close()
 
     def _drain(self) -> None:
         """Wait until the thread has copied everything written to the pipes so far."""
@@ -266,33 +275,58 @@ class _FdTee:
             atomic.write_all(self._terminal[index], data)
 
 
-@contextlib.contextmanager
-def _fd(path: str, separator: str) -> Iterator[None]:
-    had_content = os.path.exists(path) and os.path.getsize(path) > 0
-    _flush_std()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    if had_content:
-        os.write(fd, separator.encode())
-    start = os.lseek(fd, 0, os.SEEK_END)
-    saved = (os.dup(1), os.dup(2))
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    faulthandler.enable(file=sys.stderr, all_threads=True)
-    try:
-        yield
-    finally:
+class _TeeCall:
+    """One stage call's output through the process's ``_FdTee`` (a class, not a generator:
+    this runs three times per run)."""
+
+    __slots__ = ("_log", "_tee")
+
+    def __init__(self, tee: _FdTee, log: _LazyLog) -> None:
+        self._tee, self._log = tee, log
+
+    def __enter__(self) -> None:
+        self._tee.begin(self._log)
+
+    def __exit__(self, *exc: object) -> None:
+        self._tee.end(self._log)
+
+
+class _FdCall:
+    """One stage call's output straight into its log: file descriptors 1 and 2 point at it
+    (``faulthandler`` writes a crash's traceback to 2: the log, too)."""
+
+    __slots__ = ("_fd", "_path", "_saved", "_separator", "_start")
+
+    def __init__(self, path: str, separator: Separator) -> None:
+        self._path, self._separator = path, separator
+
+    def __enter__(self) -> None:
         _flush_std()
+        self._fd = fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        size = os.fstat(fd).st_size
+        if size:
+            os.write(fd, self._separator().encode())
+            size = os.lseek(fd, 0, os.SEEK_END)
+        self._start = size
+        self._saved = (os.dup(1), os.dup(2))
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        faulthandler.enable(file=sys.stderr, all_threads=True)  # a stage may re-point it
+
+    def __exit__(self, *exc: object) -> None:
+        _flush_std()
+        saved, fd = self._saved, self._fd
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
-        for d in saved:
-            os.close(d)
-        end = os.lseek(fd, 0, os.SEEK_END)
+        os.close(saved[0])
+        os.close(saved[1])
+        end = os.fstat(fd).st_size
         os.close(fd)
-        if end == start and not had_content:
+        if end == 0:  # nothing written, now or by an earlier attempt
             with contextlib.suppress(OSError):
-                os.unlink(path)
-        elif end > start:
-            _cap_quietly(path)
+                os.unlink(self._path)
+        elif end > self._start:
+            _cap_quietly(self._path)
 
 
 _HANDLERS = operator.attrgetter("handlers")
@@ -356,6 +390,12 @@ class ProcessState:
                    loggers, list(map(tuple, map(_HANDLERS, loggers))),
                    list(map(_SETTINGS, loggers)), logging.Logger.manager.disable,
                    registered)
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
 
     def restore(self) -> None:
         """Put back what changed since ``now`` (only that: most calls change nothing)."""
@@ -430,23 +470,18 @@ def _close_unused(handlers: list[logging.Handler]) -> None:
                 handler.close()
 
 
-@contextlib.contextmanager
-def isolated() -> Iterator[None]:
-    """Put back the working folder, environment, ``sys.path`` and logging configuration
-    that the code inside changed (see the module's docstring)."""
-    state = ProcessState.now()
-    try:
-        yield
-    finally:
-        state.restore()
+def isolated() -> ProcessState:
+    """Context manager that puts back the working folder, environment, ``sys.path`` and
+    logging configuration that the code inside changed (see the module's docstring)."""
+    return ProcessState.now()
 
 
 def capture(mode: CaptureMode, path: str, attempt: int,
             host: str) -> contextlib.AbstractContextManager[None]:
     """Context manager that sends what the code inside prints to ``path``."""
-    separator = _separator(attempt, host)
+    separator = functools.partial(_separator, attempt, host)
     if mode is CaptureMode.FD:
-        return _fd(path, separator)
+        return _FdCall(path, separator)
     tee = _FdTee.get()
     return tee.capture(path, separator) if tee is not None else _tee(path, separator)
 

@@ -121,7 +121,7 @@ class _ToWatchdog(Announcer):
     def close(self) -> None:
         watchdog, self.watchdog = self.watchdog, None
         self.pipe.fd = None
-        proctree.stop_watchdog(watchdog)
+        proctree.stop_watchdog(watchdog, wait=False)  # it kills nothing: see there
 
 
 def announcer() -> Announcer:

@@ -50,6 +50,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from types import FrameType
 from typing import Any
@@ -278,14 +279,29 @@ def start_watchdog(var: str, prefix: str) -> subprocess.Popen[bytes] | None:
         return None
 
 
-def stop_watchdog(watchdog: subprocess.Popen[bytes] | None) -> None:
+def stop_watchdog(watchdog: subprocess.Popen[bytes] | None, *, wait: bool = True) -> None:
     """The watched work is over: the watchdog kills what is left and exits; wait for that
-    (bounded), so that a finished sweep leaves no process behind, the watchdog included."""
-    if watchdog is not None and watchdog.stdin is not None:
-        with contextlib.suppress(OSError):
-            watchdog.stdin.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            watchdog.wait(KILL_GRACE + 2.0)
+    (bounded), so that a finished sweep leaves no process behind, the watchdog included.
+
+    ``wait=False`` for a watchdog that kills nothing (``var`` ``""``: it only keeps a run's
+    last word, and no run is pending now): it ends by itself as soon as it reads the end of
+    its input, and a thread reaps it, so the sweep does not wait for a fresh interpreter
+    that may still be starting (tens of ms, most of a short sweep's fixed cost)."""
+    if watchdog is None or watchdog.stdin is None:
+        return
+    with contextlib.suppress(OSError):
+        watchdog.stdin.close()
+    if not wait:
+        threading.Thread(target=_reap, args=(watchdog,), name="dagrun-watchdog-reaper",
+                         daemon=True).start()
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        watchdog.wait(KILL_GRACE + 2.0)
+
+
+def _reap(watchdog: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        watchdog.wait(KILL_GRACE + 2.0 + CHECK_EVERY)
 
 
 PENDING = b"P "  # a line ``P <json>``: the record to commit should the driver end now

@@ -14,9 +14,11 @@ resumed at ``fit`` (its ``pre`` ran in another process, or days ago) behave exac
 that never stopped. The cfg is pickled once per run (protocol 5, NumPy buffers left out of
 band) and unpickled for each stage call, arrays copied with one ``memcpy`` each: for large
 graphs of Python objects this is several times faster than ``copy.deepcopy``
-(``bench/cfg_copy.py``). A value that does not pickle (a lambda, a class that cannot be
-imported here) is copied with ``copy.deepcopy``; one that cannot be copied at all (a lock,
-an open file) is passed as is, with one warning per key and process. The copy keeps the
+(``bench/cfg_copy.py``); a small JSON-like cfg (the usual sweep's) is rebuilt by a plain
+walk instead, cheaper again than a pickle round trip. A value that does not pickle (a
+lambda, a class that cannot be imported here) is copied with ``copy.deepcopy``; one that
+cannot be copied at all (a lock, an open file) is passed as is, with one warning per key
+and process. The copy keeps the
 cfg's shape: values shared between keys, cycles, and attribute dicts (a ``dict`` whose
 ``__dict__`` is itself) stay what they are (``dagrun.code.pickling``); only a value shared
 between a key that pickles and one that does not becomes two. Likewise, the working
@@ -47,6 +49,7 @@ from dagrun.disk.records import Failure, Marker, hostname, read_scores, stage_se
 from dagrun.errors import FailureKind, UnsafePickleError, UsageError
 from dagrun.run.capture import CaptureMode, capture, isolated
 from dagrun.run.runwarning import RunWarning, WarningKind
+from dagrun.search import pruning
 
 
 @dataclass(frozen=True)
@@ -275,12 +278,14 @@ class CopyMemory:
 class RunCfg:
     """Hands out independent deep copies of one run's cfg, one per stage call.
 
-    The way each key is copied is settled once per run, on the first copy: the whole cfg
-    as one pickle when it pickles (shared references between keys survive); otherwise the
-    keys that pickle as one pickle, the others with one ``copy.deepcopy``, and keys that
-    neither can copy are passed as is (``CopyMemory.uncopyable`` warns); a reference shared
-    between a key of the pickle and one of the deep copy is then two. The original is
-    never handed out, so later runs of the same experiment start from it unchanged.
+    The way each key is copied is settled once per run, on the first copy: a small plain
+    cfg (``_plain``: JSON-like values, nothing shared) by a walk that rebuilds it; else
+    the whole cfg as one pickle when it pickles (shared references between keys survive);
+    otherwise the keys that pickle as one pickle, the others with one ``copy.deepcopy``,
+    and keys that neither can copy are passed as is (``CopyMemory.uncopyable`` warns); a
+    reference shared between a key of the pickle and one of the deep copy is then two. The
+    original is never handed out, so later runs of the same experiment start from it
+    unchanged.
     """
 
     def __init__(self, cfg: dict[str, Any], memory: CopyMemory,
@@ -289,10 +294,15 @@ class RunCfg:
         self._blob: _Blob | None = None
         self._deep: list[str] = []
         self._shared: list[str] = []
-        self._first: dict[str, Any] | None = self._plan(memory, warnings)
+        self._plain = _plain(cfg)
+        self._first: dict[str, Any] | None = None if self._plain else self._plan(memory,
+                                                                                  warnings)
 
     def fresh(self) -> dict[str, Any]:
         """A copy of the cfg that no other stage call receives."""
+        if self._plain:
+            copied: dict[str, Any] = _copy_plain(self._cfg)
+            return copied
         if self._first is not None:
             first, self._first = self._first, None
             return first
@@ -345,6 +355,52 @@ class RunCfg:
         return {k: picked[k] if k in picked else rest[k] for k in self._cfg}
 
 
+_PLAIN_LEAVES = frozenset({str, int, float, bool, type(None)})
+_PLAIN_MAX = 256  # values a plain cfg may hold: beyond, one pickle copies faster
+
+
+def _plain(cfg: dict[str, Any]) -> bool:
+    """Whether ``cfg`` is small and plain: ``dict``/``list``/``tuple`` (exactly those
+    types, ``str`` keys) of ``str``/``int``/``float``/``bool``/``None``, no container
+    reached twice (a shared list must stay shared: that needs the pickle). Such a cfg is
+    copied by ``_copy_plain`` in a fraction of a pickle round trip; the copy is the same."""
+    seen: set[int] = set()
+    stack: list[Any] = [cfg]
+    count = 0
+    while stack:
+        value = stack.pop()
+        kind = type(value)
+        count += 1
+        if count > _PLAIN_MAX:
+            return False
+        if kind in _PLAIN_LEAVES:
+            continue
+        if kind is not dict and kind is not list and kind is not tuple:
+            return False
+        if id(value) in seen:
+            return False
+        seen.add(id(value))
+        if kind is dict:
+            if any(type(k) is not str for k in value):
+                return False
+            stack.extend(value.values())
+        else:
+            stack.extend(value)
+    return True
+
+
+def _copy_plain(value: Any) -> Any:
+    """A deep copy of a value ``_plain`` accepted."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _copy_plain(v) for k, v in value.items()}
+    if kind is list:
+        return [_copy_plain(v) for v in value]
+    if kind is tuple:
+        return tuple(_copy_plain(v) for v in value)
+    return value
+
+
 def _pickles(key: str, value: Any, memory: CopyMemory) -> bool:
     """Whether ``value`` pickles; a key that does not is remembered in ``memory``."""
     if key in memory.unpicklable:
@@ -390,7 +446,13 @@ class StageRunner:
             if resume.start is not None:
                 if CONFIG not in resume.names:
                     self._write_config(task, run, via)
-                scores = self._run_from(task, run, via, resume.start, resume, warnings, ran)
+                with pruning.scope(self.workflow, task.exp_id, run, via,
+                                   self._repetitions):  # what dagrun.report needs
+                    scores = self._run_from(task, run, via, resume.start, resume, warnings,
+                                            ran)
+        except pruning.Pruned as exc:  # the search's pruner stopped it: done (dagrun.search)
+            superseded = not pruning.record_pruned(run, via, exc)
+            return RunOutcome(task, None, tuple(ran), tuple(warnings), superseded=superseded)
         except Superseded:
             return RunOutcome(task, None, tuple(ran), tuple(warnings), superseded=True)
         except _StageFailed as failed:
@@ -438,7 +500,7 @@ class StageRunner:
             started = time.time()
             value = self._call(stage, task, run, cfg, value)
             finished = time.time()
-            ran.append(stage.value)
+            ran.append(stage._value_)
             if stage is Stage.FIT:
                 fit_time = stage_seconds(started, finished)
             try:
@@ -473,6 +535,8 @@ class StageRunner:
         try:
             with isolated(), capture(self.mode, run.log(stage), task.attempt, hostname()):
                 return fn(*args)
+        except pruning.Pruned:
+            raise
         except KeyboardInterrupt as exc:
             if self.mode is CaptureMode.TEE:  # the driver's own process: it may be Ctrl-C
                 raise
@@ -503,7 +567,7 @@ class StageRunner:
             via.write_json(run.artifact(stage), scores, indent=None)
         elif not _save_output(run, via, stage, value, warnings):
             return None
-        Marker.now(stage, started, finished, task.attempt, self.fingerprints.get(stage.value),
+        Marker.now(stage, started, finished, task.attempt, self.fingerprints.get(stage._value_),
                    self.workflow.config_digest(task.exp_id), via.token,
                    getattr(self.workflow, "code_id", None)).write(run, via)
         return scores

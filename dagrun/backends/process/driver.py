@@ -1,23 +1,26 @@
 """``multiprocessing``: up to ``num_cpus`` reused worker processes on this machine.
 
-Built on ``pebble.ProcessPool`` (repaired in ``pool.py``): per-task timeouts that kill the
-worker (SIGTERM, then SIGKILL after a short grace) and replace it, and a typed error for a
-worker that died, whatever its exit code. Workers are started with ``spawn`` (safe with
-threads in the driver: the progress bar, user libraries) and get the workflow once, through
-the pool initializer. No more workers are started than there are runs to do.
+Built on ``RunPool`` (``runpool.py``): each worker is given its runs through its own pipe
+and reports each outcome without being asked, so the driver always knows which run a worker
+executes: per-run timeouts kill the worker (SIGTERM, then SIGKILL after a short grace) and
+replace it, and a worker that died fails exactly its current run, whatever its exit code.
+Workers are started with ``spawn`` (safe with threads in the driver: the progress bar, user
+libraries) and get the workflow once, through the pool initializer. No more workers are
+started than there are runs to do.
 
-With ``num_gpus`` per run the workers are a ``SlotPool`` (``slots.py``): one process per GPU
-slot (``dagrun.run.gpus``), each pinned to its slot's ``CUDA_VISIBLE_DEVICES`` for life, so runs
-never share a GPU unless fractions were asked for; ``min(num_cpus, slots)`` runs at once.
+With ``num_gpus`` per run the workers are a ``SlotPool`` (``slots.py``, on pebble): one
+process per GPU slot (``dagrun.run.gpus``), each pinned to its slot's
+``CUDA_VISIBLE_DEVICES`` for life, so runs never share a GPU unless fractions were asked
+for; ``min(num_cpus, slots)`` runs at once.
 
 Every process a run starts is stopped with it (``dagrun.run.proctree``): a worker stops its own
 tree when it is sent SIGTERM; after a worker was killed or crashed the driver kills what its
 runs left (its process group and the processes tagged with it); a watchdog outside the tree
 kills every process of the sweep when the driver ends, ``kill -9`` included.
 
-The driver's own cost per run is kept independent of how many runs are in flight: a finished
-future puts itself into one queue (``add_done_callback``) that ``poll`` waits on, and the
-number of running runs is a count the pool keeps, not a scan of the futures.
+The driver's own cost per run is kept independent of how many runs are in flight: the run
+pool reads whatever outcomes arrived in one wait; with GPU slots a finished future puts
+itself into one queue (``add_done_callback``) that ``poll`` waits on.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import pebble
 from tqdm import tqdm
 
 from dagrun.backends.base import Backend
-from dagrun.backends.process.pool import Pool
+from dagrun.backends.process.runpool import RunPool, RunTimedOut, WorkerDied
 from dagrun.backends.process.slots import SlotPool
 from dagrun.backends.process.spawning import WORKER_CONTEXT
 from dagrun.backends.process.worker import init_worker, pool_args, run_task
@@ -52,8 +55,10 @@ JOIN_TIMEOUT = 30.0
 
 def lost_run_failure(task: RunTask, exc: BaseException, timeout: float) -> Failure:
     """The failure record of a run whose worker process was killed or died."""
-    if isinstance(exc, cf.TimeoutError):
+    if isinstance(exc, (cf.TimeoutError, RunTimedOut)):
         return timeout_failure(task, timeout)
+    if isinstance(exc, WorkerDied):
+        return crashed_failure(task, exc.exitcode)
     if isinstance(exc, pebble.ProcessExpired):
         return crashed_failure(task, exc.exitcode or 0)
     return lost_run(task, FailureKind.ENGINE, f"{type(exc).__name__}: {exc}")
@@ -61,7 +66,7 @@ def lost_run_failure(task: RunTask, exc: BaseException, timeout: float) -> Failu
 
 class ProcessBackend(Backend):
     name = "multiprocessing"
-    _pool: Pool | SlotPool | None = None
+    _pool: RunPool | SlotPool | None = None
     _watchdog: Any = None
 
     @classmethod
@@ -94,8 +99,8 @@ class ProcessBackend(Backend):
         args = pool_args(blob, self.fingerprints, self._token)
         cudas = self.gpu_slots
         if cudas is None:
-            self._pool = Pool(max_workers=self._pool_size(), initializer=init_worker,
-                              initargs=args, context=WORKER_CONTEXT)
+            self._pool = RunPool(self._pool_size(), init_worker, args, WORKER_CONTEXT,
+                                 self.settings.timeout or None, run_task)
         else:
             self._note_capped()
             self._pool = SlotPool(cudas[:self._pool_size()], init_worker, args)
@@ -134,6 +139,9 @@ class ProcessBackend(Backend):
         timeout = self.settings.timeout or None
         if self._pool is None:
             raise RuntimeError("the process pool is not running")
+        if isinstance(self._pool, RunPool):
+            self._pool.submit(task)
+            return
         future = self._pool.schedule(run_task, args=(task,), timeout=timeout)
         self._futures[future] = task
         future.add_done_callback(self._finished.put)  # at once when it is done already
@@ -141,6 +149,9 @@ class ProcessBackend(Backend):
     def poll(self, timeout: float) -> list[RunOutcome]:
         """The outcomes of the futures that finished: waits for the first one at most
         ``timeout`` s, then takes the others already there (O(finished), not O(in flight))."""
+        if isinstance(self._pool, RunPool):
+            return [outcome if isinstance(outcome, RunOutcome) else self._lost(task, outcome)
+                    for task, outcome in self._pool.poll(timeout)]
         if not self._futures:
             return []
         if isinstance(self._pool, SlotPool):
@@ -162,8 +173,12 @@ class ProcessBackend(Backend):
             return outcome
         except (cf.TimeoutError, pebble.ProcessExpired, cf.CancelledError, OSError,
                 RuntimeError) as exc:
-            self._kill_orphans()
-            return failures.commit(lost_run_failure(task, exc, self.settings.timeout), task)
+            return self._lost(task, exc)
+
+    def _lost(self, task: RunTask, exc: BaseException) -> RunOutcome:
+        """The outcome of a run whose worker could not report on it (killed, crashed)."""
+        self._kill_orphans()
+        return failures.commit(lost_run_failure(task, exc, self.settings.timeout), task)
 
     def _kill_orphans(self) -> None:
         """Kill what the runs of workers that ended (killed, crashed) left running."""

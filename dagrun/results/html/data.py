@@ -16,7 +16,6 @@ repetition, the value itself), or from the runs of experiments not listed there 
 from __future__ import annotations
 
 import collections
-import json
 import math
 import os
 import re
@@ -26,18 +25,18 @@ from typing import Any
 
 from dagrun.disk import lock, provenance
 from dagrun.disk.atomic import read_json_or_none, strict_json
-from dagrun.disk.layout import STAGES, RunDir, Stage, SweepDir
+from dagrun.disk.layout import STAGES, RunDir, Stage
 from dagrun.disk.records import Failure, iso, read_scores
 from dagrun.disk.runs import RunState, RunStatus, scan_run
 from dagrun.results.columns import FIT_TIME, MISSING, is_number, line_metrics
 from dagrun.results.columnscache import decode_lines
 from dagrun.results.read import Collected, ExpState, collect, smaller_is_better
+from dagrun.results.search import plan_settings, search_data
 
 FAILURES_LISTED = 2000  # failed runs listed in the page (all are counted)
 SLOWEST_LISTED = 20
 PRIMARY_SETTING = "report_metric"  # basecfg key naming the metric the report ranks by
 _TIMEOUT_RE = re.compile(r"timeout of ([0-9.eE+-]+) s")
-_SETTINGS_RE = re.compile(r'"settings":\s*')
 
 
 def _round(value: float | None) -> float | None:
@@ -233,26 +232,6 @@ def _times_and_failures(collected: Collected, timeout: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # The whole page's data.
 
-def plan_settings(sweep: SweepDir) -> dict[str, Any]:
-    """basecfg's JSON view as the plan stores it, decoded alone: plan.json begins with it,
-    before the experiments (a 100,000-experiment plan is not decoded for it)."""
-    try:
-        with open(sweep.plan, "rb") as f:
-            text = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return {}
-    found = _SETTINGS_RE.search(text)
-    if found is None or -1 < text.find('"experiments":') < found.start():
-        data = read_json_or_none(sweep.plan)  # not a plan this dagrun wrote: decode it all
-        settings = data.get("settings") if isinstance(data, dict) else None
-        return settings if isinstance(settings, dict) else {}
-    try:
-        settings, _ = json.JSONDecoder().raw_decode(text, found.end())
-    except ValueError:
-        return {}
-    return settings if isinstance(settings, dict) else {}
-
-
 def _backend(prov: dict[str, Any] | None, settings: Mapping[str, Any]) -> str:
     for source in (prov or {}, settings):
         if isinstance(source.get("backend"), str):
@@ -291,4 +270,7 @@ def report_data(out: str | os.PathLike[str], in_driver: bool = False) -> dict[st
         "older_code": _older_code(collected),
         **runs,
     }
+    search = search_data(sweep)
+    if search is not None:  # an adaptive search: its history and parameter importances
+        data["search"] = search
     return dict(strict_json(data))

@@ -1082,8 +1082,56 @@
     old.replaceWith(t);
   }
 
+  // ----------------------------------------------------------------------------------------
+  // An adaptive search: the optimisation history and the parameter importances.
+
+  function renderSearch() {
+    const s = data.search;
+    if (!s) { byId("search").remove(); byId("search-link").remove(); return; }
+    byId("search").hidden = false;
+    byId("search-link").hidden = false;
+    const complete = s.trials.filter((t) => t[1] === "complete").length;
+    byId("search-note").textContent = s.trials.length + " trial(s) asked, " + complete +
+      " complete; objective: the mean of " + s.metric + ", to " + s.direction + ".";
+    const hover = (t) => plotlyText("trial " + t[0] + " (" + t[1] + "): " + fmtNum(t[2]));
+    const shown = s.trials.filter((t) => t[2] !== null && (t[1] === "complete" || t[1] === "pruned"));
+    const div = byId("history-plot");
+    if (!shown.length) div.replaceWith(el("p", "No trial has a value yet.", "note"));
+    else {
+      const traces = ["complete", "pruned"].map((state) => {
+        const pts = shown.filter((t) => t[1] === state);
+        return { type: "scatter", mode: "markers", name: state, x: pts.map((t) => t[0]),
+          y: pts.map((t) => t[2]), text: pts.map(hover), hoverinfo: "text",
+          marker: { color: STATE_COLORS[state === "complete" ? "done" : state], size: 7 } };
+      }).filter((t) => t.x.length);
+      const best = s.trials.filter((t) => t[3] !== null);
+      traces.push({ type: "scatter", mode: "lines", line: { shape: "hv", color: "#c0392b" },
+        name: "best so far", x: best.map((t) => t[0]), y: best.map((t) => t[3]), hoverinfo: "y" });
+      const ys = shown.map((t) => t[2]);
+      enqueue(() => Plotly.newPlot(div, traces, { margin: { l: 70, r: 16, t: 16, b: 44 }, height: 360,
+        xaxis: { title: { text: "trial" } },
+        yaxis: { title: { text: axisText(s.metric) }, type: spansDecades(ys) && ys.every((v) => v > 0) ? "log" : "linear" } },
+      { displaylogo: false, responsive: true }).then(() => { div.dataset.rendered = "true"; }));
+    }
+    const imp = byId("importances-plot");
+    if (!s.importances) {
+      byId("importances-note").textContent = s.importances_note || "Parameter importances are missing.";
+      imp.remove();
+      return;
+    }
+    byId("importances-note").textContent = "Share of the objective's variance each parameter explains, by " +
+      s.evaluator + ", over the complete trials.";
+    const rows = s.importances.slice().reverse();
+    enqueue(() => Plotly.newPlot(imp, [{ type: "bar", orientation: "h", x: rows.map((r) => r[1]),
+      y: rows.map((r) => axisText(r[0])), text: rows.map((r) => plotlyText(r[0])), textposition: "none", hoverinfo: "text+x",
+      marker: { color: "#2f6db5" } }], { margin: { l: 160, r: 16, t: 16, b: 40 },
+      height: Math.max(200, 40 + 28 * rows.length), xaxis: { title: { text: "importance" }, rangemode: "tozero" } },
+    { displaylogo: false, responsive: true }).then(() => { imp.dataset.rendered = "true"; }));
+  }
+
   renderRunning();
   renderOverview();
+  renderSearch();
   setupRanking();
   renderBest();
   setupTable();

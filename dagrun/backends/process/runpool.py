@@ -1,0 +1,343 @@
+"""A pool of worker processes that run dagrun runs: no round trip per run, each run fenced.
+
+Why not pebble (still used for GPU slots, ``slots.py``): pebble hands every task through a
+manager thread, a shared channel and an acknowledgement, so each run costs the driver a
+round trip and three threads' worth of GIL hand-offs (~0.3 ms) — the largest part of a
+no-op run's cost on ``multiprocessing``. Here each worker has its own pipe and a queue of
+runs the driver gave it, in order:
+
+* the driver sends a worker the runs it is to execute next (several in one message when
+  runs are quick: ``depth``), and the worker goes from one to the next without asking;
+* the worker sends each run's outcome as soon as the run ends (one message, never waited
+  for); the driver reads whatever has arrived in one go;
+* the driver knows at every moment which run a worker executes: the first of that worker's
+  queue whose outcome has not arrived. So a worker that dies (``os._exit``, a segfault,
+  SIGKILL, exit code 0 included) fails exactly that run as ``crashed``; a run that
+  overstays its timeout is that run's, and its worker is sent SIGTERM (its handler stops
+  the run's process tree, ``dagrun.run.proctree``), then SIGKILL; the runs queued behind it
+  go back to the pool's queue only once the worker is gone, so no run ever has two
+  processes at once. A replacement worker is started while runs are left.
+* how deep a worker's queue is adapts to how long runs take: one run at a time (plus the
+  one it executes) once runs last longer than ``QUICK`` s, so no idle worker waits while
+  another holds queued runs; deeper while runs are quick, so workers never wait for the
+  driver.
+
+The timeout clock of a queued run starts when the outcome of the run before it arrives (a
+few hundred microseconds after the run really started): a timeout is never early.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import multiprocessing.connection
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from dagrun.disk.layout import Stage
+from dagrun.disk.records import Failure
+from dagrun.errors import FailureKind
+from dagrun.run.proctree import KILL_GRACE
+from dagrun.run.stages import RunOutcome, RunTask
+
+QUICK = 0.02  # seconds: runs shorter than this get a deeper per-worker queue
+DEEP = 8  # runs a worker may hold (the one it executes included) while runs are quick
+EXIT_WAIT = 2.0  # seconds idle workers get to end by themselves when a closed pool stops
+STOP_WAIT = KILL_GRACE + 2.0  # seconds between SIGTERM and SIGKILL of a worker
+
+
+class WorkerDied(Exception):
+    """The worker executing a run ended before the run did; ``exitcode`` as
+    ``multiprocessing`` gives it (negative: killed by that signal)."""
+
+    def __init__(self, exitcode: int) -> None:
+        super().__init__(f"worker ended with exit code {exitcode}")
+        self.exitcode = exitcode
+
+
+class RunTimedOut(Exception):
+    """The run exceeded the pool's timeout; its worker was stopped."""
+
+
+Event = tuple[RunTask, "RunOutcome | BaseException"]
+
+
+def serve(conn: Connection, initializer: Callable[..., None], initargs: tuple[Any, ...],
+          run: Callable[[RunTask], RunOutcome]) -> None:
+    """A worker's life: ``initializer(*initargs)``, then run what the driver sends, in
+    order, sending each outcome as soon as the run ends; ``None`` or the end of the pipe
+    ends it."""
+    initializer(*initargs)
+    queue: collections.deque[RunTask] = collections.deque()
+    while True:
+        if not queue or conn.poll():  # keep the queue as the driver sees it
+            try:
+                batch = conn.recv()
+            except (EOFError, OSError):
+                return
+            if batch is None:
+                return
+            queue.extend(batch)
+            continue
+        task = queue.popleft()
+        try:
+            outcome = run(task)
+        except Exception as exc:  # the worker boundary: the run fails, the worker goes on
+            outcome = RunOutcome(task, Failure.make(
+                Stage.PRE, FailureKind.ENGINE, f"{type(exc).__name__}: {exc}", task.attempt))
+        try:
+            conn.send(outcome)
+        except (OSError, ValueError):  # the driver is gone (or its pipe closed)
+            return
+
+
+@dataclass
+class _Worker:
+    process: Any  # a multiprocessing process of the pool's context
+    conn: Connection
+    queue: collections.deque[RunTask] = field(default_factory=collections.deque)
+    since: float = 0.0  # monotonic time the first run of ``queue`` started (as seen here)
+    stopping_at: float | None = None  # SIGTERM sent then: SIGKILL after ``STOP_WAIT``
+    outbox: list[RunTask] = field(default_factory=list)  # given, not sent yet
+
+
+class RunPool:
+    """Up to ``workers`` processes of ``context`` executing runs (see the module docstring).
+
+    ``submit`` queues a run; ``poll`` returns ``(task, outcome)`` pairs, where the outcome
+    is the worker's ``RunOutcome``, or ``RunTimedOut`` / ``WorkerDied`` for a run its worker
+    could not report on. Single-threaded: everything happens in the caller's calls.
+    """
+
+    def __init__(self, workers: int, initializer: Callable[..., None],
+                 initargs: tuple[Any, ...], context: Any, timeout: float | None,
+                 run: Callable[[RunTask], RunOutcome]) -> None:
+        self._size = workers
+        self._start_args = (initializer, initargs, run)
+        self._context = context
+        self._timeout = timeout or None
+        self._waiting: collections.deque[RunTask] = collections.deque()
+        self._workers: list[_Worker] = []
+        self._events: list[Event] = []
+        self._ended: set[int] = set()
+        self._closed = False
+        self._stopped = False  # ``stop``: nothing is given to any worker any more
+        self._mean: float | None = None  # seconds a run takes, smoothed (None: not seen)
+        for _ in range(workers):
+            self._start_worker()
+
+    # -- the caller's side ---------------------------------------------------------------
+
+    def submit(self, task: RunTask) -> None:
+        if self._closed:
+            raise RuntimeError("the run pool is closed")
+        self._waiting.append(task)
+        self._dispatch()
+
+    def running(self) -> int:
+        """Runs a worker executes now (the first of each worker's queue)."""
+        return sum(1 for w in self._workers if w.queue and w.stopping_at is None)
+
+    def pending(self) -> int:
+        """Runs given to the pool whose outcome has not been returned yet."""
+        return len(self._waiting) + sum(len(w.queue) for w in self._workers) + len(
+            self._events)
+
+    def take_ended(self) -> set[int]:
+        """pids of the workers that ended since the last call (killed, crashed, exited)."""
+        ended, self._ended = self._ended, set()
+        return ended
+
+    def poll(self, timeout: float) -> list[Event]:
+        """The runs that ended: waits for the first at most ``timeout`` s."""
+        self._flush()
+        if not self._events:
+            self._wait(timeout)
+        events, self._events = self._events, []
+        return events
+
+    # -- dispatch --------------------------------------------------------------------------
+
+    def _depth(self) -> int:
+        return DEEP if self._mean is not None and self._mean < QUICK else 1
+
+    def _dispatch(self) -> None:
+        """Give waiting runs to the workers with the shortest queues, up to ``_depth``."""
+        if not self._waiting or self._stopped:
+            return
+        depth = self._depth()
+        live = [w for w in self._workers if w.stopping_at is None]
+        while self._waiting and live:
+            worker = min(live, key=lambda w: len(w.queue))
+            if len(worker.queue) >= depth:
+                return
+            task = self._waiting.popleft()
+            if not worker.queue:
+                worker.since = time.monotonic()
+            worker.queue.append(task)
+            worker.outbox.append(task)
+
+    def _flush(self) -> None:
+        """Send each worker the runs given to it since the last send (one message each)."""
+        for worker in self._workers:
+            if worker.outbox:
+                batch, worker.outbox = worker.outbox, []
+                with contextlib.suppress(OSError, ValueError):  # it died: its sentinel
+                    worker.conn.send(batch)  # says so next
+
+    def _wait(self, timeout: float) -> None:
+        now = time.monotonic()
+        deadline = now + timeout
+        for worker in self._workers:  # wake up for the next timeout or SIGKILL due
+            due = self._due(worker)
+            if due is not None:
+                deadline = min(deadline, max(due, now))
+        handles: list[Any] = []
+        for worker in self._workers:
+            handles += [worker.conn, worker.process.sentinel]
+        if handles:
+            multiprocessing.connection.wait(handles, max(0.0, deadline - now))
+        else:
+            time.sleep(max(0.0, min(timeout, 0.05)))
+        self._collect()
+        self._enforce_timeouts()
+        self._dispatch()
+        self._flush()
+
+    def _due(self, worker: _Worker) -> float | None:
+        if worker.stopping_at is not None:
+            return worker.stopping_at + STOP_WAIT
+        if worker.queue and self._timeout is not None:
+            return worker.since + self._timeout
+        return None
+
+    # -- outcomes, deaths, timeouts --------------------------------------------------------
+
+    def _collect(self) -> None:
+        for worker in list(self._workers):
+            self._read(worker)
+            if not worker.process.is_alive():
+                self._read(worker)  # what it sent before it ended
+                self._bury(worker)
+
+    def _read(self, worker: _Worker) -> None:
+        conn = worker.conn
+        try:
+            while conn.poll():
+                outcome = conn.recv()
+                self._finished(worker, outcome)
+        except (EOFError, OSError):
+            return
+
+    def _finished(self, worker: _Worker, outcome: RunOutcome) -> None:
+        if not worker.queue or worker.queue[0].label != outcome.task.label:
+            return  # not a run this pool gave it (never happens): ignored
+        if worker.stopping_at is not None:
+            return  # its timeout was already reported; the run is that record's
+        worker.queue.popleft()
+        now = time.monotonic()
+        took = now - worker.since
+        self._mean = took if self._mean is None else 0.8 * self._mean + 0.2 * took
+        worker.since = now
+        self._events.append((outcome.task, outcome))
+
+    def _bury(self, worker: _Worker) -> None:
+        """A worker ended: its current run failed (unless its timeout was reported), the
+        runs queued behind it go back first in line; a replacement starts when needed."""
+        self._workers.remove(worker)
+        pid = worker.process.pid
+        if pid is not None:
+            self._ended.add(pid)
+        worker.process.join(0)
+        code = worker.process.exitcode if worker.process.exitcode is not None else 0
+        with contextlib.suppress(OSError):
+            worker.conn.close()
+        queue = worker.queue
+        if queue and worker.stopping_at is None:
+            task = queue.popleft()
+            self._events.append((task, WorkerDied(code)))
+        elif queue:
+            queue.popleft()  # the run that timed out: already reported
+        self._waiting.extendleft(reversed(queue))
+        if self._waiting and len(self._workers) < self._size and not self._closed:
+            self._start_worker()
+
+    def _enforce_timeouts(self) -> None:
+        now = time.monotonic()
+        for worker in self._workers:
+            if worker.stopping_at is not None:
+                if now >= worker.stopping_at + STOP_WAIT:
+                    with contextlib.suppress(OSError, AttributeError):
+                        worker.process.kill()
+                continue
+            if worker.queue and self._timeout is not None \
+                    and now - worker.since > self._timeout:
+                worker.stopping_at = now
+                self._events.append((worker.queue[0], RunTimedOut()))
+                with contextlib.suppress(OSError, AttributeError):
+                    worker.process.terminate()  # its handler stops the run's tree first
+                if self._waiting or len(worker.queue) > 1:
+                    self._start_worker()  # the others' runs need not wait for its end
+
+    def _start_worker(self) -> None:
+        if len([w for w in self._workers if w.stopping_at is None]) >= self._size:
+            return
+        ours, theirs = self._context.Pipe(duplex=True)
+        # not daemonic: a run may start processes of its own (a stage's own Pool)
+        process = self._context.Process(target=serve, args=(theirs, *self._start_args),
+                                        daemon=False, name="dagrun-worker")
+        process.start()
+        theirs.close()
+        self._workers.append(_Worker(process, ours))
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """No new runs; the given ones are finished (``join``), then the workers end."""
+        self._closed = True
+
+    def stop(self) -> None:
+        """End now: every worker is sent SIGTERM (each stops its runs' trees meanwhile)."""
+        self._closed = self._stopped = True
+        self._waiting.clear()
+        for worker in self._workers:
+            with contextlib.suppress(OSError, AttributeError):
+                worker.process.terminate()
+
+    def join(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) for the given runs, when closed, then for the
+        workers to end; those still alive are stopped (SIGTERM, then SIGKILL)."""
+        deadline = time.monotonic() + timeout
+        while self._closed and self.pending() and self._workers \
+                and time.monotonic() < deadline:
+            self._events.clear()  # nobody polls any more: outcomes are on disk
+            self._wait(min(0.1, max(0.0, deadline - time.monotonic())))
+        for worker in self._workers:
+            with contextlib.suppress(OSError, ValueError):
+                worker.conn.send(None)
+        end = min(deadline, time.monotonic() + EXIT_WAIT)
+        for worker in self._workers:
+            worker.process.join(max(0.0, end - time.monotonic()))
+        alive = [w for w in self._workers if w.process.is_alive()]
+        for worker in alive:
+            with contextlib.suppress(OSError, AttributeError):
+                worker.process.terminate()
+        end = time.monotonic() + STOP_WAIT
+        for worker in alive:
+            worker.process.join(max(0.0, end - time.monotonic()))
+            if worker.process.is_alive():
+                with contextlib.suppress(OSError, AttributeError):
+                    worker.process.kill()
+                worker.process.join(1.0)
+        for worker in self._workers:
+            if worker.process.pid is not None:
+                self._ended.add(worker.process.pid)
+            with contextlib.suppress(OSError):
+                worker.conn.close()
+        self._workers.clear()
+
+
+__all__ = ["RunPool", "RunTimedOut", "WorkerDied"]

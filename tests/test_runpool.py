@@ -1,0 +1,182 @@
+"""The multiprocessing backend's run pool (``dagrun.backends.process.runpool``): runs queued
+in a worker ahead of time, outcomes reported without a round trip, and still every run's
+death its own.
+
+Quick runs make the pool queue several runs per worker (``runpool.DEEP``). A run in the
+middle of them ends its worker (``os._exit(0)``, SIGKILL) or overstays its timeout: that run
+alone fails, with the right kind; the runs queued behind it in the same worker go back to
+the pool and run once each, never twice, never lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dagrun.backends.process.runpool import DEEP, RunPool, RunTimedOut, WorkerDied
+from dagrun.backends.process.spawning import WORKER_CONTEXT
+from dagrun.run.stages import RunOutcome, RunTask
+from tests.helpers import read_jsonl, run_dagrun
+
+pytestmark = pytest.mark.timeout(180)
+
+RUNS = 80
+BAD = 37  # the experiment that misbehaves, in the middle of a burst of quick runs
+
+WORKFLOW = '''
+import os
+import signal
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CALLS = os.path.join(HERE, "calls")
+
+
+def _count(stage, cfg):
+    with open(os.path.join(CALLS, "%s-%d" % (stage, cfg["experiment_id"])), "a") as f:
+        f.write("x\\n")
+
+
+def pre(cfg):
+    _count("pre", cfg)
+    return None
+
+
+def fit(cfg, x):
+    _count("fit", cfg)
+    endings = {"exit0": lambda: os._exit(0), "hang": lambda: time.sleep(60),
+               "sigkill": lambda: os.kill(os.getpid(), signal.SIGKILL)}
+    if cfg["i"] == @BAD@:
+        endings[cfg["how"]]()
+    return None
+
+
+def post(cfg, x):
+    _count("post", cfg)
+    return {"i": cfg["i"]}
+
+
+basecfg = {"out_path": os.path.join(HERE, "OUT"), "retries": 0, "verbose": False,
+           "report": False, "timeout": float(os.environ.get("RUNPOOL_TIMEOUT", "0"))}
+cfgs = [{"i": i, "how": os.environ["RUNPOOL_HOW"]} for i in range(@RUNS@)]
+'''.replace("@BAD@", str(BAD)).replace("@RUNS@", str(RUNS))
+
+
+def _sweep(tmp_path: Path, how: str, timeout: float = 0.0) -> tuple[int, str]:
+    (tmp_path / "calls").mkdir()
+    (tmp_path / "wf.py").write_text(WORKFLOW)
+    env = {"RUNPOOL_HOW": how, "RUNPOOL_TIMEOUT": str(timeout)}
+    result = run_dagrun("execute", tmp_path / "wf.py", "--backend", "multiprocessing",
+                        "-j", "2", cwd=tmp_path, env=env, timeout=150)
+    return result.rc, result.stderr
+
+
+def _calls(tmp_path: Path, stage: str, exp: int) -> int:
+    path = tmp_path / "calls" / f"{stage}-{exp}"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+@pytest.mark.parametrize(("how", "kind", "timeout"), [
+    ("exit0", "crashed", 0.0),
+    ("sigkill", "crashed", 0.0),
+    ("hang", "timeout", 2.0),
+])
+def test_one_run_ends_its_worker_among_quick_runs_and_fails_alone(
+        tmp_path: Path, how: str, kind: str, timeout: float) -> None:
+    code, err = _sweep(tmp_path, how, timeout)
+    assert code == 1, err
+    out = tmp_path / "OUT"
+    error = json.loads((out / str(BAD) / "fit.error").read_text())
+    assert error["kind"] == kind, error
+    if how == "exit0":  # exit code 0 is not a normal end for a worker that holds a run
+        assert "exit" in error["message"] and "0" in error["message"], error
+    assert _calls(tmp_path, "fit", BAD) == 1
+    assert not (out / str(BAD) / "post.done").exists()
+    for exp in range(RUNS):
+        if exp == BAD:
+            continue
+        assert (out / str(exp) / "post.done").exists(), f"run {exp} not done: {err}"
+        assert not (out / str(exp) / "fit.error").exists(), exp
+        for stage in ("pre", "fit", "post"):  # each stage once: none lost, none twice
+            assert _calls(tmp_path, stage, exp) == 1, (stage, exp)
+    rows = read_jsonl(out / "results.jsonl")
+    assert sorted(r["experiment_id"] for r in rows) == [e for e in range(RUNS) if e != BAD]
+    assert "failed" in err
+
+
+# -- the pool itself, with a run function of this module (imported by the workers) -------
+
+def _nothing() -> None:
+    pass
+
+
+def _fake_run(task: RunTask) -> RunOutcome:
+    """Counts itself in the run's file; run BAD misbehaves as its path's name says."""
+    folder = os.path.dirname(task.path)
+    with open(os.path.join(folder, f"ran-{task.exp_id}"), "a") as f:
+        f.write("x\n")
+    if task.exp_id == BAD:
+        _ENDINGS[os.path.basename(task.path)]()
+    return RunOutcome(task)
+
+
+_ENDINGS: dict[str, Callable[[], object]] = {
+    "exit0": lambda: os._exit(0),
+    "sigkill": lambda: os.kill(os.getpid(), signal.SIGKILL),
+    "hang": lambda: time.sleep(60),
+}
+
+
+@pytest.mark.parametrize(("how", "error"), [("exit0", WorkerDied), ("sigkill", WorkerDied),
+                                             ("hang", RunTimedOut)])
+def test_the_pool_queues_quick_runs_deep_and_a_death_is_its_runs_alone(
+        tmp_path: Path, how: str, error: type[BaseException]) -> None:
+    pool = RunPool(2, _nothing, (), WORKER_CONTEXT, 2.0 if how == "hang" else None, _fake_run)
+    depths: list[int] = []
+    results: dict[int, list[object]] = {}
+    try:
+        for exp in range(RUNS):
+            pool.submit(RunTask(exp, 0, str(tmp_path / how), 1))
+        deadline = time.monotonic() + 60
+        while sum(map(len, results.values())) < RUNS and time.monotonic() < deadline:
+            for task, outcome in pool.poll(0.5):
+                results.setdefault(task.exp_id, []).append(outcome)
+            depths.append(max((len(w.queue) for w in pool._workers), default=0))
+        pool.close()
+    finally:
+        pool.join(10.0)
+    assert max(depths) > 1, "quick runs should have been queued ahead in a worker"
+    assert sorted(results) == list(range(RUNS))
+    for exp, outcomes in results.items():
+        assert len(outcomes) == 1, (exp, outcomes)
+        if exp == BAD:
+            assert isinstance(outcomes[0], error), outcomes
+        else:
+            assert isinstance(outcomes[0], RunOutcome) and outcomes[0].ok, outcomes
+        ran = (tmp_path / f"ran-{exp}").read_text().splitlines()
+        assert len(ran) == 1, f"run {exp} executed {len(ran)} times"
+    assert DEEP > 1
+    assert pool.take_ended(), "the worker that died (and the ones joined) are reported"
+
+
+def test_slow_runs_are_given_one_at_a_time_so_no_worker_idles_beside_a_queue(
+        tmp_path: Path) -> None:
+    """After a slow run, a worker holds only the run it executes: a worker that frees
+    up takes the next run instead of waiting behind a long one elsewhere."""
+    pool = RunPool(2, _nothing, (), WORKER_CONTEXT, None, _fake_run)
+    pool._mean = 0.5  # measured: runs of half a second
+    try:
+        for exp in range(6):
+            pool.submit(RunTask(exp, 0, str(tmp_path / "fine"), 1))
+        assert max(len(w.queue) for w in pool._workers) == 1
+        assert pool.pending() == 6
+        pool.close()
+    finally:
+        pool.join(30.0)
+    assert pool.pending() == 0
