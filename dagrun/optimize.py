@@ -28,7 +28,7 @@ from typing import Any
 from dagrun.code.digest import config_digest
 from dagrun.code.workflow import Workflow
 from dagrun.config import SEARCH_KEY, parse_basecfg
-from dagrun.disk import atomic
+from dagrun.disk import atomic, formatversion
 from dagrun.disk.layout import SweepDir
 from dagrun.errors import ConfigError
 from dagrun.progress import say
@@ -392,8 +392,9 @@ def stored_search(out: str) -> Workflow | None:
     from dagrun.disk.planstore import require_sweep
 
     sweep = require_sweep(out)
-    if not os.path.isfile(sweep.workflow):
-        return None
+    formatversion.check_joinable(sweep)  # before any user code is loaded from the sweep
+    if not os.path.isdir(sweep.search) or not os.path.isfile(sweep.workflow):
+        return None  # not a search (its trials' records would be there): the plain worker
     wf = Workflow.load(sweep.workflow)
     return wf if wf.basecfg.get(SEARCH_KEY) is not None else None
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.helpers import (
@@ -299,3 +300,58 @@ def test_the_watchdog_commits_nothing_fenced_cleared_or_cut_short(tmp_path: Path
     assert proctree._lines(line + b"C\n", None)[1] is None  # the run ended
     rest, pending = proctree._lines(b"C\n" + line[:-40], None)  # the driver died writing
     assert pending is None and rest == line[:-40]
+
+
+SHARED = '''
+import os
+import dagrun
+from dagrun.run import pending
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def pre(cfg):
+    return cfg["x"]
+
+
+def fit(cfg, value):
+    if cfg.get("end"):
+        os._exit(0)
+    return value
+
+
+def post(cfg, value):
+    return {"value": value}
+
+
+def sweep(name, cfgs):
+    dagrun.run_experiments({"out_path": os.path.join(HERE, name), "pre": pre, "fit": fit,
+                            "post": post, "report": False, "verbose": False}, cfgs)
+
+
+sweep("FIRST", [{"x": 1}])
+first = pending._idle.watchdog.pid
+sweep("SECOND", [{"x": 2}])
+assert pending._idle.watchdog.pid == first, "the second sweep started a watchdog of its own"
+with open(os.path.join(HERE, "watchdog.pid"), "w") as f:
+    f.write(str(first))
+sweep("THIRD", [{"x": 3, "end": True}])
+'''
+
+
+def test_one_watchdog_serves_a_processs_sweeps_and_records_the_last_ones_crash(
+        tmp_path: Path) -> None:
+    """Sweeps of one process (a notebook, a search's rounds) share its watchdog; it still
+    records the run that ends the process, then ends itself."""
+    script = write_workflow(tmp_path, SHARED, name="sweeps.py")
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=child_env(),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    watchdog = int((tmp_path / "watchdog.pid").read_text())
+    record = tmp_path / "THIRD" / "0" / "fit.error"
+    wait_for(record.exists, 30, "the shared watchdog to write the record")
+    assert json.loads(record.read_text())["kind"] == "crashed"
+    assert (tmp_path / "FIRST" / "0" / "post.done").is_file()
+    wait_for(lambda: not psutil.pid_exists(watchdog) or psutil.Process(watchdog).status()
+             == psutil.STATUS_ZOMBIE, 30, "the watchdog to end with its process")

@@ -27,7 +27,9 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import os
 import subprocess
+import threading
 import time
 
 from dagrun.disk.layout import STAGES, RunDir, Stage
@@ -93,6 +95,7 @@ class _ToWatchdog(Announcer):
             with contextlib.suppress(OSError, AttributeError):  # F_SETPIPE_SZ: Linux
                 fcntl.fcntl(self.pipe.fd, fcntl.F_SETPIPE_SZ, supervisor.PIPE_SIZE)
         self._around: dict[tuple[Stage, int], tuple[str, str]] = {}
+        self.pid = os.getpid()  # a forked child must not announce on its parent's pipe
 
     def _record(self, stage: Stage, attempt: int, stamp: str) -> str:
         """``failures.ended_driver(stage, attempt).content()`` as of ``stamp`` (its time in
@@ -118,18 +121,44 @@ class _ToWatchdog(Announcer):
     def end(self) -> None:
         self.pipe.send(proctree.CLEAR + b"\n")
 
+    def alive(self) -> bool:
+        """Whether the watchdog still reads what this process announces."""
+        return self.watchdog is not None and self.pipe.fd is not None \
+            and self.watchdog.poll() is None
+
     def close(self) -> None:
+        global _idle
+        with _idle_lock:
+            if _idle is None and self.pid == os.getpid() and self.alive():
+                _idle = self  # kept for this process's next sweep: see ``announcer``
+                return
         watchdog, self.watchdog = self.watchdog, None
         self.pipe.fd = None
         proctree.stop_watchdog(watchdog, wait=False)  # it kills nothing: see there
 
 
+_idle: _ToWatchdog | None = None  # this process's watchdog between two sweeps
+_idle_lock = threading.Lock()
+
+
 def announcer() -> Announcer:
-    """Where this process announces the runs it executes in itself: its supervisor, else a
-    watchdog started now (``close`` stops it), else nobody (it could not be started)."""
+    """Where this process announces the runs it executes in itself: its supervisor, else
+    its watchdog, else nobody (one could not be started).
+
+    One watchdog serves every sweep of a process in turn (a notebook's, a search's rounds):
+    the sweep that ends hands it to the next (its last line cleared the run it announced),
+    so a sweep does not start a fresh interpreter for it (tens of ms of CPU, most of a
+    short sweep's fixed cost). It ends when this process ends: it reads the end of its
+    pipe, or sees its parent gone. A sweep that starts while another of this process still
+    holds it (another thread) gets one of its own, stopped when that sweep ends."""
+    global _idle
     fd = supervisor.pipe()
     if fd is not None:
         return _ToSupervisor(fd)
+    with _idle_lock:
+        kept, _idle = _idle, None
+    if kept is not None and kept.pid == os.getpid() and kept.alive():
+        return kept
     with contextlib.suppress(OSError):
         watchdog = proctree.start_watchdog("", "")
         if watchdog is not None:
