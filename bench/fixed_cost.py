@@ -68,8 +68,8 @@ if parts:
     wrap(scheduler, "make_plan", "plan: markers read against the plan")
     wrap(proctree, "start_watchdog", "watchdog: start")
     wrap(proctree, "stop_watchdog", "watchdog: stop")
-    wrap(provenance, "write", "provenance (on the driver's path when not threaded)")
-    wrap(scheduler, "_provenance_written", "provenance: wait for its thread")
+    wrap(provenance, "write", "provenance: the record written (with git's answers)")
+    wrap(scheduler, "_provenance_written", "provenance: git's answers read, record written")
     wrap(scheduler, "_run_all", "the runs (backend start and stop included)")
     wrap(scheduler, "_final_reduce", "final reduce (results.jsonl)")
 base = {"out_path": out, "pre": floor.noop_pre, "fit": floor.noop_fit, "post": floor.noop_post,
@@ -102,13 +102,15 @@ def measure(code_root: Path, tmp: Path, backend: str, small: int, large: int
     out = tmp / "sweep"
     shutil.rmtree(out, ignore_errors=True)
     imported, _ = _python(code_root, "-c", "import dagrun")
+    engine, _ = _python(code_root, "-c", "import dagrun.api, dagrun.scheduler")
     _, big = _python(code_root, "-c", SWEEP, str(out), str(large), backend, "0")
     shutil.rmtree(out, ignore_errors=True)
     whole, few = _python(code_root, "-c", SWEEP, str(out), str(small), backend, "1")
     shutil.rmtree(out, ignore_errors=True)
     per_run = big["inside"] / large
     return {"import": imported, "per_run": per_run, "whole": whole,
-            "fixed": whole - small * per_run - imported, "parts": few["parts"]}
+            "fixed": whole - small * per_run - imported, "engine": engine - imported,
+            "parts": few["parts"]}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -142,7 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     for key, label in (("whole", f"whole process, {args.small} runs"),
                        ("import", "python -c 'import dagrun'"),
                        ("per_run", f"per run (at {args.large:,} runs)"),
-                       ("fixed", "fixed cost = whole - runs x per run - import")):
+                       ("fixed", "fixed cost = whole - runs x per run - import"),
+                       ("engine", "  of which: importing the engine (dagrun.scheduler)")):
         cells = [f"{statistics.median(s[key] for s in samples[n]) * 1000:.3f}"
                  if key == "per_run" else
                  f"{statistics.median(s[key] for s in samples[n]) * 1000:.1f}" for n in names]

@@ -22,7 +22,10 @@ Tables:
 10. adaptive search against its peers (Optuna in memory and on its journal file, Ray Tune
    with OptunaSearch and ASHA, Hydra's Optuna sweeper from its own venv): 50 trials of one
    objective, overhead per trial, and what a kill -9 of the driver midway leaves
-   (``bench/search_peers.py``, about 2 minutes).
+   (``bench/search_peers.py``, about 2 minutes);
+11. the fixed cost per sweep (a 16-run no-op sweep as a whole process, less 16 runs at the
+   per-run cost of 2,000, less ``import dagrun``) with its parts, this tree beside the
+   previous commit (``bench/fixed_cost.py``).
 
 ``--quick`` (about 5 minutes on an idle 2-core machine): smaller sizes, no 100,000 rows, no Ray
 table, Hydra and Snakemake at 200 runs only, labtech's 3-task form, exca's TaskInfra and dagrun
@@ -246,6 +249,14 @@ def planning_table(tmp: Path, quick: bool) -> None:
            ["cfgs", "code", "first s", "again s", "first x", "again x"], rows)
 
 
+def fixed_cost_table(quick: bool) -> None:
+    """The fixed cost per sweep and the per-run cost as whole processes, this tree beside
+    the previous commit (bench/fixed_cost.py)."""
+    import fixed_cost
+
+    fixed_cost.main(["--baseline", "HEAD~1", "--repeat", "3" if quick else "5"])
+
+
 def data_table(tmp: Path, quick: bool) -> None:
     """Big values in cfgs, stored once (bench/data_in_cfgs.py)."""
     import data_in_cfgs
@@ -325,7 +336,7 @@ def main() -> None:
                         help="small sizes, no Ray, slow peers at 200 runs (~5 minutes)")
     parser.add_argument("--only", choices=["overhead", "efficiency", "sweeps", "ray", "peers",
                                            "cached-peers", "fingerprints", "planning",
-                                           "data", "results", "search"],
+                                           "data", "results", "search", "fixed"],
                         action="append", help="run only these tables")
     parser.add_argument("--ram", default="/dev/shm", metavar="DIR",
                         help="RAM-backed folder for the per-run overhead table "
@@ -333,7 +344,7 @@ def main() -> None:
     args = parser.parse_args()
     only = set(args.only or ["overhead", "efficiency", "sweeps", "ray", "peers",
                              "cached-peers", "fingerprints", "planning", "data",
-                             "results", "search"])
+                             "results", "search", "fixed"])
     print(f"dagrun benchmarks on {os.cpu_count()} cores, Python {sys.version.split()[0]}"
           f"{' (quick)' if args.quick else ''}")
     ram = args.ram if args.ram and os.access(args.ram, os.W_OK) else None
@@ -359,6 +370,8 @@ def main() -> None:
             fingerprints(tmp)
         if "planning" in only:
             planning_table(tmp, args.quick)
+        if "fixed" in only:
+            fixed_cost_table(args.quick)
         if "data" in only:
             data_table(tmp, args.quick)
         if "results" in only:
