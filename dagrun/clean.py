@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from dagrun.disk import atomic, leases
 from dagrun.disk.identity import experiment_folders, in_folder
-from dagrun.disk.layout import Stage, SweepDir
+from dagrun.disk.layout import RunDir, Stage, SweepDir
 from dagrun.disk.lock import driver_lock
 from dagrun.disk.plan import Experiment, RunState, RunStatus, scan
 from dagrun.disk.planstore import forget_orphans, read_plan, read_state, require_sweep
@@ -165,8 +165,26 @@ def _set_aside(removal: _Removal, statuses: Iterable[RunStatus], stage: Stage
                 if removal.set_aside(path):
                     touched = True
                     stages += path == status.run.marker(s)
+        for path in _search_records(status.run, stage):
+            touched = removal.set_aside(path) or touched
         runs += touched
     return runs, stages
+
+
+def _search_records(run: RunDir, stage: Stage) -> tuple[str, ...]:
+    """A search trial's files that cleaning ``stage`` (and the stages after it) makes
+    stale: its pruning record when the pruned stage runs again (a record naming no stage,
+    or unreadable, too), and its reported values when the pruning goes or a stage before
+    post runs again (values are reported while stages run, mostly in fit)."""
+    found: list[str] = []
+    if os.path.exists(run.pruned):
+        record = atomic.read_json_or_none(run.pruned)
+        pruned_at = record.get("stage") if isinstance(record, dict) else None
+        if pruned_at is None or pruned_at in {s.value for s in stage.and_after()}:
+            found.append(run.pruned)
+    if os.path.exists(run.reports) and (found or stage is not Stage.POST):
+        found.append(run.reports)
+    return tuple(found)
 
 
 def _rewrite(sweep: SweepDir, experiments: Iterable[Experiment], removal: _Removal) -> int:

@@ -230,3 +230,24 @@ def test_kill_the_driver_at_random_points_then_resume(tmp_path: Path) -> None:
     wf2 = write_workflow(tmp_path, KILLABLE.format(out=str(clean), n=n), "clean.py")
     assert run_dagrun("execute", wf2).rc == 0
     assert [r.params for r in _records(clean)] == [r.params for r in found]
+
+
+def test_clean_decides_pruning_again_only_for_the_stages_it_cleans(tmp_path: Path) -> None:
+    """``dagrun clean --stage post`` keeps a trial pruned in fit (fit is not run again);
+    ``--stage fit`` removes its pruning record and reported values, so the next execute
+    runs fit again and the pruner decides again."""
+    out = tmp_path / "out"
+    _search(out, curve, {"lr": dagrun.Float(0.0, 1.0)}, n_trials=12, sampler="tpe", seed=0,
+            pruner="median")
+    pruned = sorted(int(p.parent.name) for p in out.glob("*/pruned.json"))
+    assert pruned, "nothing was pruned: the test proves nothing"
+    assert run_dagrun("clean", out, "--stage", "post").rc == 0
+    assert sorted(int(p.parent.name) for p in out.glob("*/pruned.json")) == pruned
+    one = out / str(pruned[0])
+    assert run_dagrun("clean", out, "--stage", "fit", "--ids", str(pruned[0])).rc == 0
+    assert not (one / "pruned.json").exists() and not (one / "reports.json").exists()
+    assert (one / "pre.done").exists()
+    others = sorted(int(p.parent.name) for p in out.glob("*/pruned.json"))
+    assert others == pruned[1:]
+    status = run_dagrun("status", out)
+    assert status.rc == 0 and "pruned" in status.stdout
