@@ -180,3 +180,46 @@ def test_slow_runs_are_given_one_at_a_time_so_no_worker_idles_beside_a_queue(
     finally:
         pool.join(30.0)
     assert pool.pending() == 0
+
+
+def _outcomes(initializer: Callable[[], None], timeout: float | None, tmp_path: Path,
+              runs: int) -> list[object]:
+    """A pool of 2 workers started with ``initializer`` given ``runs`` well-behaved runs:
+    their outcomes (at most 60 s of waiting), the pool stopped after."""
+    pool = RunPool(2, initializer, (), WORKER_CONTEXT, timeout, _fake_run)
+    outcomes: list[object] = []
+    try:
+        for exp in range(runs):
+            pool.submit(RunTask(exp, 0, str(tmp_path / "fine"), 1))
+        deadline = time.monotonic() + 60
+        while len(outcomes) < runs and time.monotonic() < deadline:
+            outcomes += [outcome for _, outcome in pool.poll(0.5)]
+        pool.stop()
+    finally:
+        pool.join(10.0)
+    return outcomes
+
+
+def _slow_start() -> None:
+    time.sleep(2.5)  # a workflow whose import takes seconds (a big library)
+
+
+def _dies_starting() -> None:
+    os._exit(3)
+
+
+def test_a_workers_start_is_not_its_first_runs_time(tmp_path: Path) -> None:
+    """The timeout clock of a worker's first run starts when the worker is ready: a start
+    longer than the timeout times out no run."""
+    outcomes = _outcomes(_slow_start, 1.0, tmp_path, 6)
+    assert len(outcomes) == 6
+    assert all(isinstance(o, RunOutcome) and o.ok for o in outcomes), outcomes
+
+
+def test_workers_that_die_starting_up_fail_runs_instead_of_looping(tmp_path: Path) -> None:
+    """A worker that dies before it is ready started no run: its runs go to the others;
+    when workers keep dying that way, runs fail (crashed) so that the sweep ends."""
+    outcomes = _outcomes(_dies_starting, None, tmp_path, 3)
+    assert len(outcomes) == 3
+    assert all(isinstance(o, WorkerDied) and o.exitcode == 3 for o in outcomes), outcomes
+    assert not list(tmp_path.glob("ran-*")), "no run began"

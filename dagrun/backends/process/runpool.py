@@ -23,7 +23,9 @@ runs the driver gave it, in order:
   driver.
 
 The timeout clock of a queued run starts when the outcome of the run before it arrives (a
-few hundred microseconds after the run really started): a timeout is never early.
+few hundred microseconds after the run really started), and that of a worker's first run
+when the worker says it is ready (its start and the workflow's import, which may take
+seconds, are not the run's): a timeout is never early.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ QUICK = 0.02  # seconds: runs shorter than this get a deeper per-worker queue
 DEEP = 8  # runs a worker may hold (the one it executes included) while runs are quick
 EXIT_WAIT = 2.0  # seconds idle workers get to end by themselves when a closed pool stops
 STOP_WAIT = KILL_GRACE + 2.0  # seconds between SIGTERM and SIGKILL of a worker
+STARTUP_DEATHS = 3  # workers in a row dying before they are ready fail a run each
 
 
 class WorkerDied(Exception):
@@ -63,6 +66,7 @@ class RunTimedOut(Exception):
 
 
 Event = tuple[RunTask, "RunOutcome | BaseException"]
+READY = "ready"  # a worker's first message: initialized, about to take runs
 
 
 def serve(conn: Connection, initializer: Callable[..., None], initargs: tuple[Any, ...],
@@ -71,6 +75,10 @@ def serve(conn: Connection, initializer: Callable[..., None], initargs: tuple[An
     order, sending each outcome as soon as the run ends; ``None`` or the end of the pipe
     ends it."""
     initializer(*initargs)
+    try:
+        conn.send(READY)
+    except (OSError, ValueError):  # the driver is gone
+        return
     queue: collections.deque[RunTask] = collections.deque()
     while True:
         if not queue or conn.poll():  # keep the queue as the driver sees it
@@ -101,6 +109,7 @@ class _Worker:
     queue: collections.deque[RunTask] = field(default_factory=collections.deque)
     since: float = 0.0  # monotonic time the first run of ``queue`` started (as seen here)
     stopping_at: float | None = None  # SIGTERM sent then: SIGKILL after ``STOP_WAIT``
+    ready: bool = False  # it said it is initialized (its first run's clock starts then)
     outbox: list[RunTask] = field(default_factory=list)  # given, not sent yet
 
 
@@ -126,6 +135,7 @@ class RunPool:
         self._closed = False
         self._stopped = False  # ``stop``: nothing is given to any worker any more
         self._mean: float | None = None  # seconds a run takes, smoothed (None: not seen)
+        self._startup_deaths = 0  # workers in a row that died before they were ready
         for _ in range(workers):
             self._start_worker()
 
@@ -175,7 +185,7 @@ class RunPool:
             if len(worker.queue) >= depth:
                 return
             task = self._waiting.popleft()
-            if not worker.queue:
+            if not worker.queue and worker.ready:
                 worker.since = time.monotonic()
             worker.queue.append(task)
             worker.outbox.append(task)
@@ -210,7 +220,7 @@ class RunPool:
     def _due(self, worker: _Worker) -> float | None:
         if worker.stopping_at is not None:
             return worker.stopping_at + STOP_WAIT
-        if worker.queue and self._timeout is not None:
+        if worker.queue and worker.ready and self._timeout is not None:
             return worker.since + self._timeout
         return None
 
@@ -227,8 +237,12 @@ class RunPool:
         conn = worker.conn
         try:
             while conn.poll():
-                outcome = conn.recv()
-                self._finished(worker, outcome)
+                message = conn.recv()
+                if isinstance(message, str) and message == READY:
+                    worker.ready, worker.since = True, time.monotonic()
+                    self._startup_deaths = 0
+                    continue
+                self._finished(worker, message)
         except (EOFError, OSError):
             return
 
@@ -256,7 +270,13 @@ class RunPool:
         with contextlib.suppress(OSError):
             worker.conn.close()
         queue = worker.queue
-        if queue and worker.stopping_at is None:
+        if not worker.ready and worker.stopping_at is None:
+            # it died starting up: none of its runs began; they go to the others, unless
+            # workers keep dying that way (then the first run fails, or nothing would end)
+            self._startup_deaths += 1
+            if queue and self._startup_deaths >= STARTUP_DEATHS:
+                self._events.append((queue.popleft(), WorkerDied(code)))
+        elif queue and worker.stopping_at is None:
             task = queue.popleft()
             self._events.append((task, WorkerDied(code)))
         elif queue:
@@ -273,7 +293,7 @@ class RunPool:
                     with contextlib.suppress(OSError, AttributeError):
                         worker.process.kill()
                 continue
-            if worker.queue and self._timeout is not None \
+            if worker.queue and worker.ready and self._timeout is not None \
                     and now - worker.since > self._timeout:
                 worker.stopping_at = now
                 self._events.append((worker.queue[0], RunTimedOut()))
