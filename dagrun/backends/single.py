@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 from typing import TYPE_CHECKING
 
 from dagrun.backends.base import Backend
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from dagrun.backends.process.driver import ProcessBackend
 
 
+@functools.cache
 def _one_child_backend() -> type[ProcessBackend]:
     """The process backend with one worker; imported only with a timeout (the process pool
     and its library cost ~40 ms to import, a sweep of quick runs in this process none)."""

@@ -85,7 +85,7 @@ def _repository_root(folder: str) -> str | None:
 
 
 class GitQuery:
-    """``git_info``'s three questions asked at once, as processes started now and read
+    """git's three questions about a folder asked at once, as processes started now and read
     later (``result``): a sweep pays for starting them, not for waiting on them, and no
     thread of the driver competes with its runs. Outside a repository (no ``.git`` above
     the folder, no ``GIT_DIR``) nothing is started."""
@@ -108,7 +108,10 @@ class GitQuery:
                 self.listed = _git_start(self.root, "ls-files", "-z", "--", *self.inside)
 
     def result(self) -> dict[str, Any] | None:
-        """What ``git_info`` returns (see there)."""
+        """Commit, branch, repository root and dirty flag of the repository holding the
+        folder; ``None`` outside a repository. ``dirty`` is ``None`` when ``git status``
+        timed out. A file of ``files`` (the user's code files the sweep imports) inside the
+        repository that git does not track makes it dirty (listed under ``untracked``)."""
         deadline = self.started + GIT_TIMEOUT
         head = _git_output(self.head, deadline)
         status = _git_output(self.status, deadline)
@@ -133,14 +136,6 @@ class GitQuery:
             info["dirty"] = True
             info["untracked"] = untracked[:10]
         return info
-
-
-def git_info(folder: str, files: Sequence[str] = ()) -> dict[str, Any] | None:
-    """Commit, branch, repository root and dirty flag of the repository holding ``folder``;
-    ``None`` outside a repository. ``dirty`` is ``None`` when ``git status`` timed out.
-    ``files``: the user's code files the sweep imports; one inside the repository that git
-    does not track makes it dirty (listed under ``untracked``)."""
-    return GitQuery(folder, files).result()
 
 
 def _inside(root: str, files: Sequence[str]) -> list[str]:
@@ -194,8 +189,10 @@ def collect(source: str | None, backend: str, files: Sequence[str] = (),
     ``files`` the user's code files the sweep imports; ``cwd`` and ``command``: the working
     folder and command line as they were when the execute started (default: now)."""
     cwd = os.getcwd() if cwd is None else cwd
+    if git is _ASK:
+        query = _git_query(source, cwd, files)
+        git = query.result() if query is not None else None
     source = os.path.join(cwd, source) if source else None
-    folder = os.path.dirname(source) if source else cwd
     try:
         user = getpass.getuser()
     except (OSError, KeyError):
@@ -212,9 +209,15 @@ def collect(source: str | None, backend: str, files: Sequence[str] = (),
         "cwd": cwd,
         "workflow": os.path.normpath(source) if source else None,
         "backend": backend,
-        "git": (git_info(folder, files) if os.path.isdir(folder) else None)
-        if git is _ASK else git,
+        "git": git,
     }
+
+
+def _git_query(source: str | None, cwd: str, files: Sequence[str]) -> GitQuery | None:
+    """git's questions about the folder of the workflow file (``source``, relative to
+    ``cwd``), else of ``cwd``; ``None`` when that folder is gone."""
+    folder = os.path.dirname(os.path.join(cwd, source)) if source else cwd
+    return GitQuery(folder, files) if os.path.isdir(folder) else None
 
 
 def write(sweep: SweepDir, source: str | None, backend: str, code_id: str | None = None,
@@ -245,8 +248,7 @@ class Writing:
         self._args = (sweep, source, backend, code_id, tuple(files))
         # what a stage running meanwhile in this process may change: taken now
         self._cwd, self._command = os.getcwd(), command_line()
-        folder = os.path.dirname(os.path.join(self._cwd, source)) if source else self._cwd
-        self._git = GitQuery(folder, files) if os.path.isdir(folder) else None
+        self._git = _git_query(source, self._cwd, files)
 
     def join(self) -> str | None:
         """Write the record; what went wrong writing it (``None``: it is written). A

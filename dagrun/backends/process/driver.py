@@ -136,13 +136,13 @@ class ProcessBackend(Backend):
             tqdm.write(f"dagrun: note: {self._capped()}", file=sys.stderr)
 
     def submit(self, task: RunTask) -> None:
-        timeout = self.settings.timeout or None
         if self._pool is None:
             raise RuntimeError("the process pool is not running")
         if isinstance(self._pool, RunPool):
             self._pool.submit(task)
             return
-        future = self._pool.schedule(run_task, args=(task,), timeout=timeout)
+        future = self._pool.schedule(run_task, args=(task,),
+                                     timeout=self.settings.timeout or None)
         self._futures[future] = task
         future.add_done_callback(self._finished.put)  # at once when it is done already
 
