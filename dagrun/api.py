@@ -1,4 +1,10 @@
-"""The Python API: ``run_experiments``, ``read_results`` and ``resume``."""
+"""The Python API: ``run_experiments``, ``read_results`` and ``resume``.
+
+The engine (``dagrun.scheduler`` and the backends it imports) is imported when a sweep
+starts, not with this module: a workflow file's ``from dagrun import run_experiments`` is
+executed again in every worker process that loads the file's stage functions, and a worker
+never plans a sweep (~20 ms of every worker's start).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,6 @@ from dagrun.disk.layout import SweepDir
 from dagrun.disk.planstore import require_sweep
 from dagrun.errors import ConfigError, UsageError
 from dagrun.run.summary import Summary
-from dagrun.scheduler import Options, execute
 
 if TYPE_CHECKING:
     import pandas
@@ -31,6 +36,8 @@ def run_experiments(basecfg: Mapping[str, Any],
     its first trials).
     """
     check_not_importing()  # a workflow file being imported does not start a sweep
+    from dagrun.scheduler import Options, execute
+
     options = Options(dry_run=dry_run, rerun_changed=rerun_changed)
     if isinstance(basecfg, Mapping) and basecfg.get(SEARCH_KEY) is not None:
         from dagrun.optimize import run_search
@@ -54,6 +61,8 @@ def stored_workflow(out_path: str | os.PathLike[str]) -> Workflow:
 def resume(out_path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None,
            *, rerun_changed: bool = False, dry_run: bool = False) -> Summary:
     """Continue a sweep from what ``out_path`` stores; no workflow file needed."""
+    from dagrun.scheduler import Options, execute
+
     wf = stored_workflow(out_path)
     basecfg = {**wf.basecfg, "pre": wf.pre, "fit": wf.fit, "post": wf.post,
                "out_path": os.fspath(out_path), **(overrides or {})}

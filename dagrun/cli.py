@@ -214,7 +214,7 @@ def _cmd_execute(args: argparse.Namespace) -> int:
         from dagrun.optimize import run_search
 
         summary = run_search(basecfg, cfgs, None, options)
-        return EXIT_OK if summary.ok or summary.dry_run else EXIT_FAILED
+        return EXIT_OK if summary.ok or summary.dry_run or args.detach else EXIT_FAILED
     summary = execute(basecfg, cfgs, options)
     return EXIT_OK if summary.ok or summary.dry_run or args.detach else EXIT_FAILED
 

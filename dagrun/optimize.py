@@ -3,18 +3,22 @@
 A search is a sweep whose cfgs are its trials. Under the search lock
 (``OUT/.dagrun/search/lock``) the study is rebuilt from the disk (``dagrun.search``), new
 trials are asked, and each is recorded before it is planned, so a killed driver loses
-none and asks none twice. The driver then executes a round: the trials not finished yet,
-as many as the backend runs at once (``only``: failed trials of earlier rounds are not
-retried), and tells the study their outcomes. ``dagrun worker``s of a search sweep ask
-one trial at a time under the same lock, plan it, and execute what is there to claim.
+none and asks none twice. The driver asks as many trials as the backend runs at once and
+executes them; while that execution runs, a new trial is asked whenever a slot frees and
+planned into the running sweep (``dagrun.scheduler.Feed``), and each trial is told as
+soon as its experiment's runs have ended (failed trials of earlier starts are not
+retried: ``only``). A backend whose workers pull runs (slurm) executes in rounds instead.
+``dagrun worker``s of a search sweep ask one trial at a time under the same lock, plan
+it, and execute what is there to claim.
 
-    lock: rebuild from disk -> ask (record) -> execute(cfgs = every trial, only = this
-    round) -> outcomes from the runs' folders -> tell -> ask ...
+    lock: rebuild from disk -> ask (record) -> execute(first trials, feed) -- a slot
+    frees --> outcome from the run folders -> tell -> ask (record) -> plan -> run ...
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import math
@@ -23,13 +27,17 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from dagrun.backends import backend_class
+from dagrun.backends.base import Backend
 from dagrun.code.digest import config_digest
 from dagrun.code.workflow import Workflow
 from dagrun.config import SEARCH_KEY, parse_basecfg
 from dagrun.disk import atomic, formatversion
 from dagrun.disk.layout import SweepDir
+from dagrun.disk.plan import Experiment
+from dagrun.disk.records import hostname
 from dagrun.errors import ConfigError
 from dagrun.progress import say
 from dagrun.results import html as htmlreport
@@ -47,6 +55,9 @@ from dagrun.search.settings import (
 )
 from dagrun.search.trials import Outcome, TrialRecord, TrialState
 
+if TYPE_CHECKING:
+    from dagrun.worker import WorkerOptions
+
 LOCK_WAIT = 0.05  # seconds between tries of a busy search lock
 
 
@@ -60,10 +71,18 @@ class Trial:
     outcome: Outcome | None = None  # once told
 
 
+DRIVER = "driver"  # what the search lock's file says while a driver asks the trials
+WORKERS_GONE_WAIT = 120.0  # seconds a round waits for the last round's workers to leave
+
+
 @contextlib.contextmanager
-def asking_lock(sweep: SweepDir, wait: float | None = None) -> Iterator[bool]:
+def asking_lock(sweep: SweepDir, wait: float | None = None, driver: bool = False,
+                yield_to_driver: bool = False) -> Iterator[bool]:
     """Hold the search lock (who may ask trials and plan them); yields whether it was
-    got (``wait`` seconds at most; ``None``: as long as it takes)."""
+    got (``wait`` seconds at most; ``None``: as long as it takes). A ``driver`` that asks
+    every trial of its execute says so in the lock's file while it holds it; a worker
+    that would ``yield_to_driver`` gives up at once when it finds the lock held so (the
+    driver plans the trials; the worker runs what is planned)."""
     atomic.makedirs(sweep.search)
     fd = os.open(sweep.search_lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -75,13 +94,30 @@ def asking_lock(sweep: SweepDir, wait: float | None = None) -> Iterator[bool]:
             except OSError as exc:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise
-            if deadline is not None and time.monotonic() >= deadline:
+            if (deadline is not None and time.monotonic() >= deadline) or \
+                    (yield_to_driver and _held_by_driver(fd)):
                 yield False
                 return
             time.sleep(LOCK_WAIT)
-        yield True
+        os.ftruncate(fd, 0)  # what a driver that died holding it wrote is not true now
+        if driver:
+            os.pwrite(fd, f"{DRIVER} {hostname()} {os.getpid()}\n".encode(), 0)
+        try:
+            yield True
+        finally:
+            if driver:
+                os.ftruncate(fd, 0)
     finally:
         os.close(fd)
+
+
+def _held_by_driver(fd: int) -> bool:
+    """Whether the search lock's holder is a driver (its file says so; a driver that died
+    released the lock with its process, so a busy lock saying so is a live driver's)."""
+    try:
+        return os.pread(fd, 64, 0).startswith(DRIVER.encode())
+    except OSError:
+        return False
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -277,7 +313,7 @@ def run_search(basecfg: Mapping[str, Any], cfgs: Sequence[Mapping[str, Any]] = (
     total = Summary(study.sweep.path)
     started = time.time()
     atomic.makedirs(study.sweep.path)
-    with asking_lock(study.sweep, wait=0.0) as got:
+    with asking_lock(study.sweep, wait=0.0, driver=not options.detach) as got:
         if not got:
             from dagrun.errors import SweepBusyError
 
@@ -286,23 +322,31 @@ def run_search(basecfg: Mapping[str, Any], cfgs: Sequence[Mapping[str, Any]] = (
         study.load()
         if options.dry_run:
             return _dry_run(study, rounds, options)
+        if options.detach:  # the workers started ask the rest (the lock is free then)
+            return _detach(study, rounds, options, width, verbose)
         if study.trials:  # what an earlier start left: every run not done (failed, code
             _add(total, execute(rounds, study.trial_cfgs(), Options(  # changed) runs first
                 rerun_changed=options.rerun_changed, source=options.source,
                 fingerprints=options.fingerprints, snapshot=options.snapshot, grows=True)))
             study.load(quiet=True, failed_final=True)  # their outcomes, as the disk says
-        while True:
+        backend = backend_class(parse_basecfg(study.basecfg).settings.backend)
+        feed = None if backend.pulls_runs else _Asking(study, verbose)
+        while True:  # one execute asking as slots free; rounds where workers pull runs
             batch = _next_round(study, width, verbose)
             if not batch:
                 break
+            if backend.pulls_runs:  # the last round's workers left (they plan nothing)
+                _workers_gone(backend, study.sweep)
             only = frozenset(t.record.digest for t in batch)
             done = execute(rounds, study.trial_cfgs(),
                            Options(source=options.source, fingerprints=options.fingerprints,
-                                   snapshot=options.snapshot, only=only, grows=True))
+                                   snapshot=options.snapshot, only=only, grows=True,
+                                   feed=feed))
             _add(total, done)
-            for trial in batch:
+            for trial in study.unfinished():  # what no end was told of: as the disk says
                 _finish(study, trial, verbose)
-    total.planned = len(study.trial_cfgs())
+    # runs, not trials (a trial has its repetitions): as the last execute planned them
+    total.planned = max(total.planned, total.done + total.failed)
     total.skipped = max(total.planned - total.done - total.failed, 0)
     total.seconds = time.time() - started
     if verbose:
@@ -317,6 +361,30 @@ def run_search(basecfg: Mapping[str, Any], cfgs: Sequence[Mapping[str, Any]] = (
     if total.done or total.failed:
         htmlreport.after_execute(study.sweep, bool(basecfg.get("report", True)), verbose)
     return total
+
+
+def _workers_gone(backend: type[Backend], sweep: SweepDir) -> None:
+    """Wait (``WORKERS_GONE_WAIT`` s at most) until the workers an earlier round started
+    have left: they know only the trials planned before them, and a round must start its
+    own."""
+    deadline = time.monotonic() + WORKERS_GONE_WAIT
+    while backend.workers_alive(sweep) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def _detach(study: Study, rounds: Mapping[str, Any], options: Options, width: int,
+            verbose: bool) -> Summary:
+    """``--detach``: ask the first trials, plan them and start the workers (slurm), who
+    ask the rest of the study themselves once this driver has let go of the lock."""
+    batch = _next_round(study, width, verbose)
+    if not batch:
+        if verbose:
+            say(f"dagrun: search done: {study.asked} trial(s) asked of n_trials="
+                f"{study.settings.n_trials}; nothing to start")
+        return Summary(study.sweep.path, len(study.trial_cfgs()))
+    return execute(rounds, study.trial_cfgs(),
+                   Options(source=options.source, fingerprints=options.fingerprints,
+                           snapshot=options.snapshot, detach=True, grows=True))
 
 
 def _next_round(study: Study, width: int, verbose: bool) -> list[Trial]:
@@ -337,6 +405,48 @@ def _next_round(study: Study, width: int, verbose: bool) -> list[Trial]:
     return batch
 
 
+class _Asking:
+    """The search as a ``dagrun.scheduler.Feed``: a new trial whenever a slot frees (the
+    trials running meanwhile are running trials of the study: TPE's constant liar), and
+    each trial told as soon as its experiment's runs have ended."""
+
+    def __init__(self, study: Study, verbose: bool) -> None:
+        self.study = study
+        self.verbose = verbose
+
+    def more(self, count: int) -> list[Any]:
+        """Ask until ``count`` trials need runs, or ``n_trials`` are asked; a suggestion
+        equal to a finished trial is told from the disk, one equal to a running trial
+        waits for that trial's end."""
+        study = self.study
+        out: list[Any] = []
+        while len(out) < count and study.asked < study.settings.n_trials:
+            trial = study.ask()
+            answer = study.answered(trial)
+            if answer is not None:
+                study.tell(trial, answer)
+                if self.verbose:
+                    say(study.describe(trial))
+                continue
+            if any(t is not trial and t.outcome is None and
+                   t.record.digest == trial.record.digest for t in study.trials):
+                continue
+            out.append(trial.cfg)
+        return out
+
+    def ended(self, exp: Experiment) -> None:
+        """Tell the study the outcome of every trial whose config is ``exp``'s."""
+        study = self.study
+        for trial in study.trials:
+            if trial.outcome is None and trial.record.digest == exp.digest:
+                found = records.outcome(study.sweep, exp, study.settings.metric)
+                if found.state is TrialState.RUNNING:  # a repetition held elsewhere
+                    found = Outcome(TrialState.FAILED)
+                study.tell(trial, found)
+                if self.verbose:
+                    say(study.describe(trial))
+
+
 def _finish(study: Study, trial: Trial, verbose: bool) -> None:
     if trial.outcome is not None:
         return
@@ -349,6 +459,7 @@ def _finish(study: Study, trial: Trial, verbose: bool) -> None:
 
 
 def _add(total: Summary, part: Summary) -> None:
+    total.planned = part.planned  # each execute plans every trial asked so far
     total.done += part.done
     total.failed += part.failed
     total.failed_runs.extend(part.failed_runs)
@@ -399,7 +510,7 @@ def stored_search(out: str) -> Workflow | None:
     return wf if wf.basecfg.get(SEARCH_KEY) is not None else None
 
 
-def run_search_worker(out: str, options: Any) -> int:
+def run_search_worker(out: str, options: WorkerOptions) -> int:
     """``dagrun worker`` of a search: ask a trial when none is left to claim, plan it, run
     what there is to claim; until ``n_trials`` are asked and none is left."""
     from dagrun.worker import run_worker
@@ -411,9 +522,13 @@ def run_search_worker(out: str, options: Any) -> int:
         basecfg = {**wf.basecfg, "pre": wf.pre, "fit": wf.fit, "post": wf.post,
                    "out_path": out}
         asked = False
-        with asking_lock(SweepDir.at(out)):
+        with asking_lock(SweepDir.at(out), yield_to_driver=True) as got:
+            if not got:  # a driver asks this search's trials: run what it planned
+                return run_worker(out, options)
             study = Study(basecfg, ())
-            study.load(quiet=True)
+            # a failed trial is failed for the study (a worker retries a run within its
+            # attempts; a trial still "to run" would be claimable for ever: nothing asked)
+            study.load(quiet=True, failed_final=True)
             if study.asked < study.settings.n_trials and not _claimable(study):
                 trial = study.ask()
                 asked = True
@@ -421,7 +536,10 @@ def run_search_worker(out: str, options: Any) -> int:
                       flush=True)
                 _plan(study, Options(source=wf.source, fingerprints=wf.fingerprints or None,
                                      snapshot=wf.snapshot))
-        code = run_worker(out, options)
+        by_digest = records.experiments_by_digest(SweepDir.at(out))
+        unfinished = frozenset(by_digest[t.record.digest].exp_id for t in study.unfinished()
+                               if t.record.digest in by_digest)
+        code = run_worker(out, dataclasses.replace(options, experiments=unfinished))
         if not asked and study.asked >= study.settings.n_trials:
             # (a run left to the next plan is no failure: the disk says what failed)
             study.load(quiet=True, failed_final=True)

@@ -32,6 +32,12 @@ class Progress:
                 f"done={self.done} failed={self.failed} running={running}", refresh=False)
             self._bar.update(1)
 
+    def grow(self, runs: int) -> None:
+        """``runs`` more runs in the sweep (a search's trials asked while it runs)."""
+        if self._bar is not None and runs:
+            self._bar.total = (self._bar.total or 0) + runs
+            self._bar.refresh()
+
     def set_running(self, running: int) -> None:
         if self._bar is not None:
             self._bar.set_postfix_str(

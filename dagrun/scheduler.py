@@ -7,6 +7,7 @@ calls user code and never trusts memory over the disk: what is done is read from
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import heapq
 import itertools
@@ -16,7 +17,7 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from dagrun.backends import backend_class, validate_basecfg
 from dagrun.backends.base import Backend
@@ -29,7 +30,7 @@ from dagrun.code.fingerprint import fingerprint
 from dagrun.code.snapshot import Snapshot
 from dagrun.code.usercode import Rule
 from dagrun.code.values import ValueRef
-from dagrun.code.workflow import Workflow, sys_path_for
+from dagrun.code.workflow import Addition, Workflow, sys_path_for
 from dagrun.config import (
     BaseConfig,
     Settings,
@@ -71,6 +72,19 @@ PREFETCH = 8  # at most this many runs queued in the backend beyond its capacity
 QUICK_RUN = 1.0  # seconds per run and slot under which the backend's queue may be deeper
 
 
+class Feed(Protocol):
+    """Who adds experiments to a sweep while it runs (``dagrun.optimize``: a search that
+    asks a trial whenever a slot frees)."""
+
+    def more(self, count: int) -> list[Any]:
+        """Up to ``count`` new cfgs to plan and run now; ``[]``: none now (the sweep ends
+        once nothing else runs)."""
+
+    def ended(self, exp: Experiment) -> None:
+        """Every run of ``exp`` that this execution had to do has ended (done, pruned, or
+        failed with no attempt left)."""
+
+
 @dataclass(frozen=True)
 class Options:
     """How to execute, beyond the basecfg: the command line's switches."""
@@ -90,6 +104,9 @@ class Options:
     # search's round runs its trials, not the failed ones of earlier rounds (dagrun.optimize)
     only: frozenset[str] | None = None
     grows: bool = False  # a search adding trials: workers attached may stay (same code)
+    # adds experiments while the runs execute (a search asking as slots free); a backend
+    # whose workers pull runs (slurm) executes what was planned before it started
+    feed: Feed | None = None
 
 
 @dataclass
@@ -107,6 +124,7 @@ class Prepared:
     identity: Assignment | None = None  # how the cfgs were matched to the sweep's experiments
     # the big cfg values to write into the values store (digest -> (ref, payload))
     values: dict[str, tuple[ValueRef, Any]] = field(default_factory=dict)
+    cfgs: list[dict[str, Any]] = field(default_factory=list)  # as given, validated
 
     def match(self) -> None:
         """Give each cfg its experiment id: the experiment of the same content this sweep
@@ -162,7 +180,7 @@ def prepare(basecfg: Mapping[str, Any], cfgs: Sequence[Any], source: str | None,
     workflow.cfgs = [stored.cfg(cfg) for cfg in cfg_list]  # script's classes by their name
     workflow.stored_values = stored.holds_refs
     prep = Prepared(base, settings, sweep, workflow, [], fingerprints, collected, cache_key,
-                    values=stored.pending)
+                    values=stored.pending, cfgs=cfg_list)
     formatversion.check_readable(sweep)  # never match against a newer dagrun's plan
     prep.match()
     return prep
@@ -298,8 +316,9 @@ def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Sum
     summary = Summary(out_path=sweep.path, planned=len(plan.runs))
     started = time.time()
     fresh: dict[int, dict[str, Any]] = {}  # results lines computed during this execution
+    growth = _Growth(options.feed, prep, plan, options) if options.feed is not None else None
     try:
-        _run_all(prep, plan, summary, fresh, options.only)
+        _run_all(prep, plan, summary, fresh, options.only, growth)
     except KeyboardInterrupt:
         summary.interrupted = True
         raise
@@ -310,6 +329,8 @@ def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Sum
             _write_state(prep, blob, write_plan_too=True)
             codecheck.remember(sweep, prep.fingerprints, plan.code, options.rerun_changed,
                                True)
+        if growth is not None:
+            prep, plan = growth.prep, growth.plan  # with the experiments added meanwhile
         problem = _final_reduce(plan, summary, fresh, invalidated)
         summary.seconds = time.time() - started
         text = summary.text(prep.settings.verbose)
@@ -488,14 +509,17 @@ def _tasks(plan: Plan, only: frozenset[str] | None = None) -> list[RunTask]:
 
 
 def _run_all(prep: Prepared, plan: Plan, summary: Summary,
-             fresh: dict[int, dict[str, Any]], only: frozenset[str] | None = None) -> None:
-    """Execute every run the plan says to; fills ``summary`` and ``fresh``."""
+             fresh: dict[int, dict[str, Any]], only: frozenset[str] | None = None,
+             growth: _Growth | None = None) -> None:
+    """Execute every run the plan says to (and those ``growth`` adds meanwhile); fills
+    ``summary`` and ``fresh``."""
     todo = collections.deque(_tasks(plan, only))
     summary.skipped = len(plan.runs) - len(todo)
-    if todo and backend_class(prep.settings.backend).pulls_runs:
+    pulls = backend_class(prep.settings.backend).pulls_runs
+    if todo and pulls:
         _backend(prep).run_pulled(list(todo), summary, detach=False)
-    elif todo:
-        _Execution(prep, summary, fresh).run(todo, len(plan.runs))
+    elif todo or (growth is not None and not pulls):
+        _Execution(prep, summary, fresh, None if pulls else growth).run(todo, len(plan.runs))
 
 
 def _backend(prep: Prepared) -> Backend:
@@ -511,13 +535,63 @@ def _detach(prep: Prepared, plan: Plan) -> Summary:
     return summary
 
 
+class _Growth:
+    """A sweep that gains experiments while it runs. Each cfg its ``Feed`` gives is planned
+    the way ``execute`` plans (the same validation, identity, plan, values store and
+    workflow.pkl, under the driver lock this execution holds) before any of its runs is
+    handed out; a run of an experiment planned after the backend started carries it
+    (``RunTask.adds``) to processes that loaded the workflow before."""
+
+    def __init__(self, feed: Feed, prep: Prepared, plan: Plan, options: Options) -> None:
+        self.feed = feed
+        self.prep = prep
+        self.plan = plan
+        self.options = options
+        self.adds: dict[int, Addition] = {}  # new experiments' ids -> what their runs carry
+
+    def more(self, count: int) -> tuple[list[RunTask], list[Experiment]] | None:
+        """Plan up to ``count`` cfgs the feed gives now: their runs to do, and their
+        experiments; ``None`` when the feed gives none."""
+        cfgs = self.feed.more(count)
+        if not cfgs:
+            return None
+        old, wf = self.prep, self.prep.workflow
+        cfg_list = validate_cfgs(cfgs, old.settings.repetitions)
+        with shared_objects():
+            digests = [config_digest(cfg) for cfg in cfg_list]
+        basecfg = {**wf.basecfg, "pre": wf.pre, "fit": wf.fit, "post": wf.post}
+        prep = prepare(basecfg, [*old.cfgs, *cfg_list], self.options.source, old.fingerprints,
+                       wf.snapshot, [*wf.digests, *digests])
+        _check_path_lengths(prep)
+        new = frozenset(digests)
+        added = [e for e in prep.experiments if e.digest in new]
+        # only the new experiments' runs are looked at: the others' are this execution's
+        # (their outcomes count as they come; the first plan's view of them stays the
+        # final reduce's, as without growth), and scanning them per trial asked would make
+        # a study's cost grow with the square of its trials
+        part = make_plan(prep.sweep, added, prep.fingerprints, False, compare=False)
+        ids = {e.exp_id for e in prep.experiments}
+        plan = Plan(prep.sweep, prep.experiments,
+                    [r for r in self.plan.runs if r.status.exp_id in ids] + part.runs,
+                    self.plan.code)
+        _refuse_replan_beside_workers(plan, prep.fingerprints, grows=True)
+        _write_state(prep, _workflow_blob(prep), write_plan_too=True)
+        self.prep, self.plan = prep, plan
+        for exp in added:
+            self.adds[exp.exp_id] = Addition(exp.exp_id, prep.workflow.cfg(exp.exp_id),
+                                             exp.digest, prep.workflow.stored_values)
+        return _tasks(part, new), added
+
+
 class _Execution:
     """One pass over the runs to do: feeds the backend, counts outcomes, retries failures,
     and appends each experiment's results line as soon as its last repetition is done."""
 
     def __init__(self, prep: Prepared, summary: Summary,
-                 fresh: dict[int, dict[str, Any]]) -> None:
+                 fresh: dict[int, dict[str, Any]], growth: _Growth | None = None) -> None:
         self.prep = prep
+        self.growth = growth
+        self.left: collections.Counter[int] = collections.Counter()  # runs not ended
         self.settings = prep.settings
         self.summary = summary
         self.fresh = fresh
@@ -529,14 +603,15 @@ class _Execution:
         self.next_state_check = 0.0
 
     def run(self, todo: collections.deque[RunTask], total: int) -> None:
-        remaining = collections.Counter(t.exp_id for t in todo)
+        self.remaining = collections.Counter(t.exp_id for t in todo)  # runs not done
+        self.left = collections.Counter(self.remaining)
         # scores reported by runs of experiments not complete yet: {id: {rep: scores}}
         scores: collections.defaultdict[int, dict[int, dict[str, Any]]] = \
             collections.defaultdict(dict)
         self.progress = Progress(total, self.summary.skipped, self.settings.verbose)
         backend = backend_class(self.settings.backend)(
             self.settings, self.prep.sweep, self.prep.workflow, self.prep.fingerprints)
-        backend.expected_runs = len(todo)
+        backend.expected_runs = len(todo) if self.growth is None else None
         gate = leases.Gate(self.prep.sweep, self.settings.lease_timeout)  # workers' runs wait
         try:
             with gate, backend:
@@ -545,13 +620,18 @@ class _Execution:
                         f"dagrun: {len(todo)} of {total} runs to execute on "
                         f"{backend.describe()}; out: {self.prep.sweep.path}")
                 outstanding, finished, began = 0, 0, time.monotonic()
-                while todo or outstanding or gate.waiting or self.delayed:
+                while True:
+                    if self.growth is not None and not todo:
+                        self._grow(backend, todo, backend.capacity - outstanding -
+                                   gate.waiting - len(self.delayed))
+                    if not (todo or outstanding or gate.waiting or self.delayed):
+                        break
                     quick = quick_runs(backend.capacity, finished, time.monotonic() - began)
                     window = submit_window(backend.capacity, quick)
                     while todo and outstanding < window:
                         admitted = self._admit(gate, todo.popleft(), backend)
                         if admitted is not None:
-                            backend.submit(admitted)
+                            backend.submit(self._carrying(admitted))
                             outstanding += 1
                     todo.extend(gate.ready(idle=not outstanding))
                     todo.extend(self._due_retries(idle=not (todo or outstanding)))
@@ -568,8 +648,8 @@ class _Execution:
                             exp_id = outcome.task.exp_id
                             if outcome.scores is not None:
                                 scores[exp_id][outcome.task.rep] = outcome.scores
-                            remaining[exp_id] -= 1
-                            if remaining[exp_id] == 0:
+                            self.remaining[exp_id] -= 1
+                            if self.remaining[exp_id] == 0:
                                 self._append_result(self.by_id[exp_id], scores.pop(exp_id, {}))
                     self.progress.set_running(backend.running() + gate.waiting)
                     self.appender.flush_due()  # lines gathered in a burst, at most 0.2 s late
@@ -578,6 +658,47 @@ class _Execution:
             self.progress.close()
             self.appender.close()
             self.summary.notes.extend(backend.notes())
+
+    def _grow(self, backend: Backend, todo: collections.deque[RunTask], free: int) -> None:
+        """Fill ``free`` slots with the runs of experiments the feed adds now (one slot per
+        run; an experiment of several repetitions takes as many)."""
+        assert self.growth is not None
+        per = max(1, self.settings.repetitions)
+        while free > 0:
+            found = self.growth.more(max(1, free // per))
+            if found is None:
+                return
+            tasks, added = found
+            prep = self.growth.prep
+            self.prep = prep
+            self.by_id = {e.exp_id: e for e in prep.experiments}
+            backend.extend(prep.workflow)
+            runs = sum(e.repetitions for e in added)
+            self.summary.planned = len(self.growth.plan.runs)
+            self.summary.skipped += runs - len(tasks)
+            self.progress.grow(runs)
+            for task in tasks:
+                self.remaining[task.exp_id] += 1
+                self.left[task.exp_id] += 1
+            todo.extend(tasks)
+            free -= len(tasks)
+            for exp in added:  # nothing to run (done before, by content): ended already
+                if not self.left[exp.exp_id]:
+                    self.growth.feed.ended(exp)
+
+    def _carrying(self, task: RunTask) -> RunTask:
+        """``task`` with its experiment when that was planned after the backend started
+        (every attempt carries it: a retry may go to a process that never saw it)."""
+        if self.growth is None or task.adds is not None:
+            return task
+        added = self.growth.adds.get(task.exp_id)
+        return task if added is None else dataclasses.replace(task, adds=added)
+
+    def _run_ended(self, task: RunTask) -> None:
+        """A run ended for good (done, pruned, or failed with no attempt left)."""
+        self.left[task.exp_id] -= 1
+        if self.growth is not None and self.left[task.exp_id] == 0:
+            self.growth.feed.ended(self.by_id[task.exp_id])
 
     def _watch_state(self) -> None:
         """Say once, at once, when OUT/.dagrun vanishes while this driver runs (the lock on
@@ -623,6 +744,7 @@ class _Execution:
         if failure is None:
             summary.done += 1
             progress.finished(True, running)
+            self._run_ended(task)
             return
         retries = self.settings.retries
         if task.attempt <= retries:
@@ -634,6 +756,7 @@ class _Execution:
         summary.failed_runs.append(FailedRun(task.label, task.path, failure.stage,
                                              failure.kind, failure.message, missing))
         progress.finished(False, running)
+        self._run_ended(task)
 
     def _retry_later(self, task: RunTask, stage: str, first_line: str) -> None:
         """Schedule the next attempt after a backoff (``RETRY_DELAY`` doubling per attempt,

@@ -473,3 +473,67 @@ def test_objects_shared_by_cfgs_digest_the_same_when_encoded_once() -> None:
     shared.value = [3.0]
     with shared_objects():
         assert config_digest(cfgs[0]) != alone[0]
+
+
+def test_a_big_array_shared_by_cfgs_is_hashed_once_and_digests_the_same() -> None:
+    """Under ``shared_objects`` an array met again after the same stream takes the hash's
+    state from the first time: the digests are those computed one cfg at a time (the array
+    after other keys, under another key, beside another array, a changed copy), and the
+    array is read once where the stream before it is the same."""
+    import numpy as np
+
+    from dagrun.code import encoding
+    from dagrun.code.digest import config_digest
+    from dagrun.code.encoding import shared_objects
+
+    X = np.arange(100_000, dtype=np.float64)
+    other = X.copy()
+    other[-1] = -1.0
+    cfgs = [{"X": X, "k": 0}, {"X": X, "k": 1}, {"X": other, "k": 2}, {"A": 1, "X": X},
+            {"Y": X}, {"X": X, "Z": X}, {"X": X.reshape(1000, 100)}, {"X": X[::2]}]
+    alone = [config_digest(cfg) for cfg in cfgs]
+    assert len(set(alone)) == len(alone)
+    hashed: list[object] = []  # the arrays hashed (each time a state is kept)
+
+    class Kept(dict):  # type: ignore[type-arg]
+        def __setitem__(self, key: object, value: tuple[object, object]) -> None:
+            hashed.append(value[0])
+            super().__setitem__(key, value)
+
+    assert encoding._STATES is None
+    encoding._STATES = Kept()  # the block below uses it (as an outer block's)
+    try:
+        with shared_objects():
+            together = [config_digest(cfg) for cfg in cfgs]
+    finally:
+        encoding._STATES = None
+    assert together == alone
+    # X is met 6 times: in cfgs 0, 1, 3, 4 and twice in 5. In cfg 1 and first in cfg 5 it
+    # follows the same bytes as in cfg 0: not hashed again
+    assert sum(1 for owner in hashed if owner is X) == 4
+    with shared_objects():
+        pass
+    assert encoding._STATES is None  # nothing kept after the block
+
+
+def test_the_digest_cache_key_covers_array_bytes_without_copying_them() -> None:
+    """``cfgs_key`` hashes arrays out of band: an equal array (another object) gives the
+    same key, one changed element, another shape or another order of the same bytes
+    another."""
+    import numpy as np
+
+    from dagrun.code.digest import cfgs_key
+
+    X = np.arange(200_000, dtype=np.float64)
+    key = cfgs_key([{"X": X, "k": 0}, {"X": X, "k": 1}])
+    assert key is not None
+    same = X.copy()
+    assert cfgs_key([{"X": same, "k": 0}, {"X": same, "k": 1}]) == key
+    changed = X.copy()
+    changed[123_456] += 1.0
+    assert cfgs_key([{"X": changed, "k": 0}, {"X": X, "k": 1}]) != key
+    assert cfgs_key([{"X": X.reshape(2, -1), "k": 0}, {"X": X, "k": 1}]) != key
+    fortran = np.asfortranarray(X.reshape(400, 500))
+    assert cfgs_key([{"X": fortran}]) != cfgs_key([{"X": X.reshape(400, 500)}])
+    strided = cfgs_key([{"X": X[::2]}])  # not contiguous: in band
+    assert strided is not None and cfgs_key([{"X": changed[::2]}]) != strided

@@ -242,6 +242,45 @@ def test_resources_reach_ray(faulty: tuple[subprocess.CompletedProcess[str], Pat
     assert "redis_password'] is ignored" in proc.stderr  # Ray 2.60 has no such parameter
 
 
+SEARCH = '''
+import ray
+import dagrun
+
+
+def pre(cfg):
+    return cfg["x"]
+
+
+def fit(cfg, x):
+    return {{"x": x, "res": ray.get_runtime_context().get_assigned_resources()}}
+
+
+def post(cfg, m):
+    return {{"loss": (m["x"] - 0.3) ** 2, "cpus": m["res"].get("CPU")}}
+
+
+space = {{"x": dagrun.Float(0.0, 1.0), "num_cpus": dagrun.Categorical([1, 2])}}
+basecfg = {{"out_path": {out!r}, "backend": "ray", "verbose": False,
+           "search": {{"metric": "loss", "n_trials": 6, "seed": 1, "sampler": "random"}}}}
+'''
+
+
+def test_search_on_ray_asks_as_slots_free(cluster: RayCluster, tmp_path: Path) -> None:
+    """A search on Ray: trials asked while others run reach the Ray workers (which loaded
+    the workflow before they were planned), each with its own resource request."""
+    out = tmp_path / "OUT"
+    wf = tmp_path / "search.py"
+    wf.write_text(SEARCH.format(out=str(out)))
+    proc = run(dagrun_env(cluster), "execute", wf, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 6
+    for row in rows:
+        assert row["scores"]["mean_cpus"] == row["num_cpus"], row
+        assert row["scores"]["mean_loss"] == pytest.approx((row["x"] - 0.3) ** 2)
+    assert len({r["num_cpus"] for r in rows}) == 2  # both requests were asked and met
+
+
 def test_hung_run_is_stopped_by_timeout(
         faulty: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     _proc, out = faulty

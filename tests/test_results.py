@@ -111,6 +111,46 @@ def test_the_disk_alone_gives_the_same_table(sweep: Path, tmp_path: Path) -> Non
     (copy / "results.jsonl").unlink()
     pd.testing.assert_frame_equal(results_table(copy), results_table(sweep))
 
+def _counting_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make ``inparts`` see 3 CPUs and count its forked steps (one item per start)."""
+    from dagrun.results import inparts
+
+    forked: list[int] = []
+    started = inparts._start_steps
+
+    def start(*args: Any) -> Any:
+        forked.append(1)
+        return started(*args)
+
+    monkeypatch.setattr(inparts, "cpus", lambda: 3)
+    monkeypatch.setattr(inparts, "_start_steps", start)
+    return forked
+
+
+
+def test_runs_read_in_parts_give_the_same_rows(sweep: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Experiments results.jsonl does not list are read from their runs in parts by several
+    processes at once, the last part's child keeping the columns meanwhile: the same rows,
+    runs and states as one process reads, and the columns kept when the read returns."""
+    from dagrun.results import read
+
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep, copy)
+    (copy / "results.jsonl").unlink()
+    kept = copy / ".dagrun" / "results-columns.marshal"
+    kept.unlink(missing_ok=True)
+    whole = read.collect(copy)
+    assert kept.is_file() and len(whole.runs) == len(CFGS)
+    kept.unlink()
+    forked = _counting_forks(monkeypatch)
+    monkeypatch.setattr(read, "SCAN_PART", 1)
+    parts = read.collect(copy)
+    assert len(forked) == 2 and kept.is_file()
+    for field in ("ids", "states", "done", "config", "means", "stds", "counts", "others",
+                  "runs", "varied", "constant", "metrics"):
+        assert getattr(parts, field) == getattr(whole, field), field
+
 
 def test_a_second_read_uses_the_kept_columns_and_gives_the_same_table(sweep: Path,
                                                                      tmp_path: Path) -> None:
@@ -213,6 +253,40 @@ def test_json_stays_strict_with_an_infinite_config_value() -> None:
                     {"experiment_id": 1, "clip": 1.0, "acc": None, "state": "failed", "n": 0}]
     assert format_results(table, "csv").splitlines()[1] == "0,inf,0.5,done,1"
     assert "inf" in format_results(table, "table").splitlines()[1]
+
+
+@pytest.mark.parametrize("rows", [9, 0])
+def test_the_terminal_table_made_in_parts_is_the_table_made_whole(
+        monkeypatch: pytest.MonkeyPatch, rows: int) -> None:
+    """A large table's rows are formatted by several processes at once, each part's cells
+    measured before any line is made: the text is the same as one process makes, also
+    where only one part has a wide character, a note, a spread, a long value or a number
+    among texts (the widths, headers and alignment every part shares)."""
+    from dagrun.results import formats
+    from dagrun.results.table import Table
+
+    every: dict[str, list[Any]] = {
+        "experiment_id": list(range(9)),
+        "model": ["a", "b", "c", "d", "多言語", "f", "g", "h", "i"],
+        "label": ["x", "y", "z", "x", "y", "z", "x" * 50, 3, "z"],
+        "mean_acc": [0.5, 0.25, None, 0.125, 0.5, 0.75, 1234.5, 0.5, 0.5],
+        "std_acc": [None, None, None, 0.01, 0.0, 0.02, 0.5, None, 0.001],
+        "mean_loss": [1.0] * 9, "std_loss": [None] * 8 + [0.25],
+        "state": ["done"] * 8 + ["running"], "n": [1, 1, 0, 3, 3, 3, 3, 1, 2]}
+    counts: dict[str, list[Any]] = {"acc": [1, 1, None, 3, 2, 3, 3, 1, 2],
+                                    "loss": [1, 1, 0, 3, 3, 3, 3, 1, 2]}
+    table = Table({name: column[:rows] for name, column in every.items()}, ["acc", "loss"],
+                  False, counts={m: c[:rows] for m, c in counts.items()},
+                  done=every["n"][:rows])
+    whole = formats.format_results(table, "table")
+    forked = _counting_forks(monkeypatch)
+    monkeypatch.setattr(formats, "ROWS_PER_PART", 1)
+    assert formats.format_results(table, "table") == whole
+    assert len(forked) == (2 if rows else 0)
+    if rows:
+        lines = whole.splitlines()
+        assert "(2/3)" in lines[5] and "多言語" in lines[5] and "…" in lines[7]
+        assert "loss ± std" in lines[0]  # (the last part's spread: every part's header)
 
 
 def _cells(line: str, sep: str) -> list[str]:

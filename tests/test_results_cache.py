@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,12 @@ cfgs = [{{"x": 1, "opt": {{"m": 0.9}}}}, {{"x": 2}}, {{"x": 3, "opt": {{"m": 0.5
 """
 
 
+def test_a_later_line_for_an_id_wins() -> None:
+    data = (_line(0, lr=0.1) + _line(1, lr=0.2) + _line(0, lr=0.3)).encode()
+    lines = decode_lines(data)
+    assert list(lines) == [0, 1] and lines[0]["lr"] == 0.3 and lines[1]["lr"] == 0.2
+
+
 def test_the_writer_keeps_the_columns_of_what_it_wrote(tmp_path: Path) -> None:
     """An execute (here without the report, which reads the sweep too) leaves the columns
     of the results.jsonl it rewrote, also after a retry that copied most lines."""
@@ -277,23 +284,25 @@ def _in_parts(monkeypatch: pytest.MonkeyPatch, parts: int) -> None:
 
     monkeypatch.setattr(inparts, "cpus", lambda: parts)
     monkeypatch.setattr(columnscache, "PART_SIZE", 1)
-    started = inparts._start
+    started = inparts._start_steps
 
-    def start(*args: Any) -> tuple[int, int]:
+    def start(*args: Any) -> Any:
         FORKED.append(1)
         return started(*args)
-    monkeypatch.setattr(inparts, "_start", start)
+    monkeypatch.setattr(inparts, "_start_steps", start)
 
 
 FORKED: list[int] = []
 
 
-@pytest.mark.parametrize("shape", ["sorted", "a line repeated in another part",
+@pytest.mark.parametrize("shape", ["sorted", "not sorted", "a line repeated in another part",
                                    "columns only in a later part", "older lines among new"])
 def test_decoding_in_parts_gives_the_whole_files_columns(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: str) -> None:
     lines = [_line(i, 3) for i in range(40)]
-    if shape == "a line repeated in another part":
+    if shape == "not sorted":  # (a later part's ids before an earlier one's)
+        lines = lines[20:] + lines[:7] + lines[13:20] + lines[7:13]
+    elif shape == "a line repeated in another part":
         lines.append(_line(3, 3, lr=99.0, opt={"m": 5}))  # a later line for 3 wins
     elif shape == "columns only in a later part":
         lines += [_line(i, 3, lr=0.5, extra={"x": i}, opt=7) for i in range(40, 50)]
@@ -306,26 +315,91 @@ def test_decoding_in_parts_gives_the_whole_files_columns(
     _in_parts(monkeypatch, 4)
     FORKED.clear()
     parts = _fresh(sweep, reps_of)
-    assert len(FORKED) == 3  # the first part here, three in children
+    assert len(FORKED) == 4  # every part in a child
     _same(parts, whole)
     assert list(parts.config) == list(whole.config) and list(parts.means) == list(whole.means)
     assert parts.counts == whole.counts and parts.others == whole.others
 
 
-def test_a_part_whose_process_fails_is_decoded_here(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_large_file_is_decoded_while_the_plan_is_read(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """``collect`` reads the plan index after results.jsonl: the children decoding its parts
+    start first, and are given the plan's repetitions when it is read. With columns kept
+    for these bytes nothing is started; with columns kept for another plan the file is
+    decoded once that is known."""
+    from dagrun.results.columnscache import Reading
+
+    reps_of = {i: 3 for i in range(40)}
+    sweep = _sweep(tmp_path, [_line(i, 3) for i in range(40)])
+    whole = _fresh(sweep, reps_of)
+    _in_parts(monkeypatch, 4)
+    for plan, forked_first, forked in [(PLAN_KEY, 4, 4), (PLAN_KEY, 0, 0), ("plan-b", 0, 4)]:
+        FORKED.clear()
+        with Reading(sweep) as reading:
+            assert len(FORKED) == forked_first
+            listed = reading.listed(plan, reps_of)
+        assert len(FORKED) == forked
+        _same(listed, whole)
+        assert listed.counts == whole.counts
+
+
+@pytest.mark.parametrize("when", ["before its measure", "after its measure"])
+@pytest.mark.parametrize("first_here", [True, False])
+def test_a_part_whose_process_fails_is_done_here(monkeypatch: pytest.MonkeyPatch,
+                                                 when: str, first_here: bool) -> None:
     from dagrun.results import inparts
 
     monkeypatch.setattr(inparts, "cpus", lambda: 3)
     here = os.getpid()
+    pids: set[int] = set()
 
-    def work(part: bytes) -> list[int]:
-        if os.getpid() != here and part.startswith(b"2"):
+    def first(part: bytes) -> tuple[list[int], int]:
+        if os.getpid() != here and part.startswith(b"2") and when == "before its measure":
             os._exit(3)  # a child dies before it answers
-        return [int(line) for line in part.split()]
+        numbers = [int(line) for line in part.split()]
+        return numbers, max(numbers)
+
+    def then(numbers: list[int], top: int) -> list[int]:
+        if os.getpid() != here and numbers[0] >= 20 and when == "after its measure":
+            os._exit(3)
+        return [os.getpid(), *(top - n for n in numbers)]
 
     data = b"".join(b"%d\n" % i for i in range(30))
-    results = inparts.map_parts(data, work, lambda r: json.dumps(r).encode(), json.loads, 1)
-    assert len(results) == 3 and [i for r in results for i in r] == list(range(30))
+    parts = [data[a:b] for a, b in inparts.spans(data, inparts.count(len(data), 1))]
+    assert len(parts) == 3 and parts[2].startswith(b"2") and b"".join(parts) == data
+    with inparts.Steps(parts, first, then, lambda r: json.dumps(r).encode(), json.loads,
+                       here=first_here) as steps:
+        results = steps.results(max(steps.measures()))
+    pids = {r[0] for r in results}
+    assert [i for r in results for i in r[1:]] == [29 - i for i in range(30)]
+    assert results[2][0] == here  # (the part whose child failed)
+    assert (results[0][0] == here) == first_here and len(pids) == (2 if first_here else 3)
+
+
+def test_parts_start_before_what_their_second_step_needs_is_known(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decoding of results.jsonl starts before the plan it needs is read: the children
+    go on while this process works; what the meeting gives may be larger than a pipe
+    holds."""
+    from dagrun.results import inparts
+
+    monkeypatch.setattr(inparts, "cpus", lambda: 2)
+    pids: list[int] = []
+
+    def first(part: bytes) -> tuple[bytes, None]:
+        return part, None
+
+    def then(part: bytes, scales: dict[int, int]) -> list[int]:
+        return [os.getpid(), *(int(line) * scales[int(line)] for line in part.split())]
+
+    parts = [b"1\n2\n", b"3\n4\n"]
+    with inparts.Steps(parts, first, then, lambda r: json.dumps(r).encode(),
+                       json.loads) as steps:
+        time.sleep(0.1)  # (what the caller does meanwhile)
+        results = steps.results({i: 10 for i in range(200_000)})  # (1.4 MB)
+    pids = [r[0] for r in results]
+    assert [r[1:] for r in results] == [[10, 20], [30, 40]]
+    assert pids[0] == os.getpid() != pids[1]
 
 
 def test_parts_are_not_forked_beside_other_threads(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -336,16 +410,17 @@ def test_parts_are_not_forked_beside_other_threads(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(inparts, "cpus", lambda: 4)
     pids: list[int] = []
 
-    def work(part: bytes) -> int:
+    def first(part: bytes) -> tuple[bytes, None]:
         pids.append(os.getpid())
-        return 1
+        return part, None
 
     stop = threading.Event()
     other = threading.Thread(target=stop.wait, args=(30,))
     other.start()
     try:
-        results = inparts.map_parts(b"1\n2\n3\n4\n", work, lambda r: b"1", lambda b: 1, 1)
+        results = inparts.map_steps([b"1\n", b"2\n", b"3\n", b"4\n"], first, len,
+                                    lambda part, _: 1, lambda r: b"1", lambda b: 1)
     finally:
         stop.set()
         other.join(timeout=30)
-    assert results == [1] and pids == [os.getpid()]
+    assert results == [1] * 4 and pids == [os.getpid()] * 4

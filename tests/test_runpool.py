@@ -14,7 +14,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -182,18 +182,27 @@ def test_slow_runs_are_given_one_at_a_time_so_no_worker_idles_beside_a_queue(
     assert pool.pending() == 0
 
 
+def _given(pool: RunPool, folder: Path, exps: Iterable[int], attempt: int = 1
+           ) -> list[object]:
+    """Give ``pool`` a run of each of ``exps`` in ``folder``; their outcomes (at most 60 s
+    of waiting)."""
+    exps = list(exps)
+    for exp in exps:
+        pool.submit(RunTask(exp, 0, str(folder), attempt))
+    outcomes: list[object] = []
+    deadline = time.monotonic() + 60
+    while len(outcomes) < len(exps) and time.monotonic() < deadline:
+        outcomes += [outcome for _, outcome in pool.poll(0.5)]
+    return outcomes
+
+
 def _outcomes(initializer: Callable[[], None], timeout: float | None, tmp_path: Path,
               runs: int) -> list[object]:
     """A pool of 2 workers started with ``initializer`` given ``runs`` well-behaved runs:
     their outcomes (at most 60 s of waiting), the pool stopped after."""
     pool = RunPool(2, initializer, (), WORKER_CONTEXT, timeout, _fake_run)
-    outcomes: list[object] = []
     try:
-        for exp in range(runs):
-            pool.submit(RunTask(exp, 0, str(tmp_path / "fine"), 1))
-        deadline = time.monotonic() + 60
-        while len(outcomes) < runs and time.monotonic() < deadline:
-            outcomes += [outcome for _, outcome in pool.poll(0.5)]
+        outcomes = _given(pool, tmp_path / "fine", range(runs))
         pool.stop()
     finally:
         pool.join(10.0)
@@ -223,3 +232,104 @@ def test_workers_that_die_starting_up_fail_runs_instead_of_looping(tmp_path: Pat
     assert len(outcomes) == 3
     assert all(isinstance(o, WorkerDied) and o.exitcode == 3 for o in outcomes), outcomes
     assert not list(tmp_path.glob("ran-*")), "no run began"
+
+
+def test_a_run_given_after_every_worker_died_gets_a_new_worker(tmp_path: Path) -> None:
+    """Both workers die on their runs while nothing else waits (a sweep's retries come
+    back only after a delay): the runs given afterwards still start new workers and run
+    (they waited for ever)."""
+    pool = RunPool(2, _nothing, (), WORKER_CONTEXT, None, _fake_run)
+    try:
+        outcomes = _given(pool, tmp_path / "exit0", (BAD, BAD))
+        assert len(outcomes) == 2 and all(isinstance(o, WorkerDied) for o in outcomes), \
+            outcomes
+        assert not pool._workers, "both workers are gone, none replaced while idle"
+        later = _given(pool, tmp_path / "fine", range(3), attempt=2)  # the retries, later
+        pool.stop()
+    finally:
+        pool.join(10.0)
+    assert len(later) == 3 and all(isinstance(o, RunOutcome) and o.ok for o in later), later
+
+
+# -- workers start side by side, and end without a slow teardown -------------------------
+
+SLOW_START = """
+import os, time
+if os.environ.get("DAGRUN_TEST_SLOW_START"):
+    time.sleep(float(os.environ["DAGRUN_TEST_SLOW_START"]))
+"""
+
+
+def _stamp_start(folder: str, payload: bytes) -> None:
+    """Initializer: note when this worker began (its arguments came with the workflow)."""
+    assert len(payload) == 4 << 20
+    with open(os.path.join(folder, f"started-{os.getpid()}"), "w") as f:
+        f.write(repr(time.time()))
+
+
+def test_workers_start_side_by_side_not_one_after_the_others_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The initializer's arguments (MBs of pickled workflow) go to each worker once all
+    are started: a worker whose interpreter takes long to start up does not hold back the
+    start of the next one (each here sleeps 2 s in ``sitecustomize``)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SLOW_START)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    monkeypatch.setenv("DAGRUN_TEST_SLOW_START", "2.0")
+    pool = RunPool(2, _stamp_start, (str(tmp_path), b"x" * (4 << 20)), WORKER_CONTEXT,
+                   None, _fake_run)
+    try:
+        _given(pool, tmp_path / "fine", range(2))
+        pool.close()
+    finally:
+        pool.join(10.0)
+    starts = sorted(float(p.read_text()) for p in tmp_path.glob("started-*"))
+    assert len(starts) == 2, starts
+    assert starts[1] - starts[0] < 1.5, f"the second worker waited for the first: {starts}"
+
+
+def _leaves_garbage(task: RunTask) -> RunOutcome:
+    """A run that leaves a reference cycle whose finalizer writes a file, and an atexit
+    handler that notes whether the garbage collector was frozen when the worker ended."""
+    import atexit
+    import gc
+
+    folder = os.path.dirname(task.path)
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+        def __del__(self) -> None:
+            with open(os.path.join(folder, f"finalized-{task.exp_id}"), "w") as f:
+                f.write("x")
+
+    Cycle()
+
+    def at_exit() -> None:
+        with open(os.path.join(folder, f"exit-{task.exp_id}"), "w") as f:
+            f.write(str(gc.get_freeze_count()))
+
+    atexit.register(at_exit)
+    return RunOutcome(task)
+
+
+def test_a_worker_ends_frozen_after_its_runs_garbage_was_finalized(tmp_path: Path) -> None:
+    """When a worker leaves, the garbage of its runs is collected (finalizers run), atexit
+    handlers run, and what is left is frozen, so that the interpreter's teardown does not
+    walk it (0.2-0.3 s with scikit-learn loaded)."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    pool = RunPool(1, _nothing, (), WORKER_CONTEXT, None, _leaves_garbage)
+    try:
+        outcomes = _given(pool, folder / "run", range(3))
+        pool.close()
+    finally:
+        pool.join(10.0)
+    assert all(isinstance(o, RunOutcome) and o.ok for o in outcomes), outcomes
+    assert sorted(p.name for p in folder.glob("finalized-*")) == \
+        [f"finalized-{exp}" for exp in range(3)]
+    exits = list(folder.glob("exit-*"))
+    assert len(exits) == 3 and all(int(p.read_text()) > 0 for p in exits), exits

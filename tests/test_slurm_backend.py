@@ -453,3 +453,67 @@ def test_a_task_with_nothing_left_to_claim_leaves_the_array(tmp_path: Path) -> N
             release.touch()
         wait_for(lambda: cluster.jobs() == [], 90, "the array ending")
     assert len(read_jsonl(out / "results.jsonl")) == 4
+
+
+SEARCH = '''
+import dagrun
+
+def pre(cfg):
+    return None
+
+def fit(cfg, data):
+    return (cfg["x"] - 0.3) ** 2
+
+def post(cfg, value):
+    return {{"loss": value}}
+
+space = {{"x": dagrun.Float(0.0, 1.0)}}
+basecfg = {{"out_path": {out!r}, "report": False,
+           "search": {{"metric": "loss", "n_trials": 6, "seed": 0, "sampler": "random"}}}}
+'''
+
+
+def _search_done(out: Path) -> None:
+    from dagrun.disk.layout import SweepDir
+    from dagrun.search import trials
+
+    found = trials.read_records(SweepDir.at(out))
+    assert [r.number for r in found] == list(range(6))
+    assert len({r.digest for r in found}) == 6  # none asked twice
+    rows = read_jsonl(out / "results.jsonl")
+    assert len(rows) == 6
+    for row in rows:
+        assert row["scores"]["mean_loss"] == pytest.approx((row["x"] - 0.3) ** 2)
+
+
+def test_a_search_on_slurm_workers_extend_the_study(awkward_dir: Path,
+                                                    cluster: SlurmCluster) -> None:
+    """An attached search on slurm runs in rounds: the driver asks every trial (it holds
+    the search's lock), each round's array runs the trials planned for it, and its
+    workers, finding the lock held by the driver, ask none (they waited on it for ever)."""
+    sweep = make_sweep(awkward_dir, "search")
+    write_workflow(sweep.folder, SEARCH.format(out=str(sweep.out)), sweep.workflow.name)
+    result = _slurm(sweep, cluster, "-j", "2")
+    assert result.rc == 0, result.stderr
+    _search_done(sweep.out)
+    logs = list((sweep.out / ".dagrun" / "slurm").glob("worker-*_*.log"))
+    assert logs and not any("asked trial" in p.read_text() for p in logs)
+    assert len(_job_ids(sweep.out)) == 3  # 6 trials, 2 at a time
+
+
+def test_a_detached_search_on_slurm_is_finished_by_its_workers(awkward_dir: Path,
+                                                               cluster: SlurmCluster) -> None:
+    """``--detach``: the driver asks the first trials, submits the array and returns; the
+    workers ask the rest and reduce."""
+    sweep = make_sweep(awkward_dir, "detached")
+    write_workflow(sweep.folder, SEARCH.format(out=str(sweep.out)), sweep.workflow.name)
+    result = _slurm(sweep, cluster, "-j", "2", "--detach")
+    assert result.rc == 0, result.stderr
+    assert "submitted Slurm array" in result.stdout + result.stderr
+    wait_for(lambda: (sweep.out / "results.jsonl").exists() and
+             len(read_jsonl(sweep.out / "results.jsonl")) == 6, 150, "the workers' study")
+    wait_for(lambda: cluster.jobs() == [], 60, "the array ending")
+    _search_done(sweep.out)
+    logs = list((sweep.out / ".dagrun" / "slurm").glob("worker-*_*.log"))
+    assert sum(p.read_text().count("asked trial") for p in logs) == 4  # 2 by the driver
+    assert len(_job_ids(sweep.out)) == 1

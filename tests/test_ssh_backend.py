@@ -143,6 +143,28 @@ def test_sweep_over_ssh(server: SshServer, tmp_path: Path) -> None:
         assert not (where / "pwned").exists() and not (where / "pwned2").exists()
 
 
+def test_search_over_ssh(server: SshServer, tmp_path: Path) -> None:
+    """A search on two ssh slots: the trials asked while others run are planned into
+    workflow.pkl before their runs go out (a host loads it for every run)."""
+    side = tmp_path / "side"
+    side.mkdir()
+    out = tmp_path / "out"
+    basecfg = base(out, hosts=[server.host_alias + ":2"], ssh_config=str(server.config_path),
+                   search={"metric": "acc", "direction": "maximize", "n_trials": 6,
+                           "seed": 0, "sampler": "random"})
+    summary = dagrun.run_experiments(
+        basecfg, space={"x": dagrun.Float(0.0, 1.0), "sleep": 0.0, "side": str(side)})
+    assert summary.failed == 0, str(summary)
+    rows = read_jsonl(out / "results.jsonl")
+    assert len(rows) == 6
+    for row in rows:
+        assert row["scores"]["mean_acc"] == pytest.approx(row["x"] * 10 + 0.5)
+        marker = json.loads((out / str(row["experiment_id"]) / "fit.done").read_text())
+        assert marker["pid"] != os.getpid()
+    assert len(list(side.glob("pre-*"))) == 6
+    assert all(json.loads(p.read_text())["ssh"] for p in side.glob("pre-*"))
+
+
 CTRL_C_WORKFLOW = """
 import os, subprocess, time
 

@@ -137,3 +137,98 @@ def test_a_changed_array_is_a_new_experiment(tmp_path: Path) -> None:
     assert [line["experiment_id"] for line in lines] == [4, 5, 6, 7]
     assert [line["scores"]["mean_total"] for line in lines] == [100_007.0 * s for s in (1, 2, 3, 4)]
     assert len(os.listdir(out / ".dagrun" / "values")) == 2
+
+
+WRITING = '''
+import numpy as np
+
+
+def pre(cfg):
+    seen = float(cfg["X"][0, 0])
+    cfg["X"][0, 0] += 1.0  # a stage writing into its array: its own copy only
+    cfg["X"][:, 1] = -1.0
+    return seen
+
+
+def fit(cfg, seen):
+    assert cfg["X"].flags.writeable
+    before = float(cfg["X"][0, 0])
+    cfg["X"] *= 2.0
+    return [seen, before, float(cfg["X"][:, 1].sum())]
+
+
+def post(cfg, seen):
+    return {{"pre": seen[0], "fit": seen[1], "column": seen[2],
+             "post": float(cfg["X"][0, 0]), "post_column": float(cfg["X"][:, 1].sum())}}
+
+
+X = np.full((1000, 4), 3.0)
+basecfg = {{"out_path": "out", "pre": pre, "fit": fit, "post": post, "report": False,
+           "verbose": False, "repetitions": 3, "backend": "{backend}", "num_cpus": 1}}
+cfgs = [{{"X": X, "k": k}} for k in range(3)]
+'''
+
+
+def test_a_stage_writing_into_a_stored_array_changes_it_for_no_other_call(
+        tmp_path: Path) -> None:
+    """Each stage call maps the stored array anew, copy-on-write: what pre writes reaches
+    neither fit nor post nor any later run of the same process, nor the store."""
+    for backend in ("single", "multiprocessing"):
+        folder = tmp_path / backend
+        folder.mkdir()
+        wf = write_workflow(folder, WRITING.format(backend=backend), "wf.py")
+        result = run_dagrun("execute", wf, cwd=folder)
+        assert result.rc == 0, result.stderr
+        lines = read_jsonl(folder / "out" / "results.jsonl")
+        assert len(lines) == 3
+        for line in lines:
+            scores = line["scores"]
+            assert scores["pre"] == scores["fit"] == scores["post"] == [3.0] * 3, scores
+            assert scores["column"] == [6000.0] * 3 and scores["post_column"] == [3000.0] * 3
+        (stored,) = (folder / "out" / ".dagrun" / "values").iterdir()
+        assert (np.load(stored) == 3.0).all()
+
+
+def test_the_loader_reads_a_header_once_and_a_rewritten_file_anew(tmp_path: Path) -> None:
+    """``values.Loader`` keeps what an array file's header says for as long as the file is
+    the same file: every load is its own writable copy-on-write mapping, and a file
+    written again under its name (another shape) is read by its new header."""
+    from dagrun.code import values
+    from dagrun.disk.layout import SweepDir
+
+    sweep = SweepDir.at(str(tmp_path / "out"))
+    first = np.arange(12.0).reshape(3, 4)
+    ref = values.ValueRef("d" * 32, values.NPY, ())
+    assert values.put(sweep, ref, first)
+    loader = values.Loader()
+    a, b = loader.load(sweep, ref), loader.load(sweep, ref)
+    assert type(a) is np.ndarray and a.flags.writeable and (a == first).all()
+    a[...] = -1.0
+    assert (b == first).all() and (loader.load(sweep, ref) == first).all()
+    assert (np.load(values.path_of(sweep, ref.digest, ref.kind)) == first).all()
+    os.unlink(values.path_of(sweep, ref.digest, ref.kind))
+    other = np.asfortranarray(np.arange(30, dtype=np.int32).reshape(5, 6))
+    assert values.put(sweep, ref, other)  # same name, another header
+    again = loader.load(sweep, ref)
+    assert again.dtype == np.int32 and again.shape == (5, 6) and (again == other).all()
+    empty = values.ValueRef("e" * 32, values.NPY, ())
+    values.put(sweep, empty, np.zeros((0, 3)))
+    assert loader.load(sweep, empty).shape == (0, 3)
+    cut = values.ValueRef("c" * 32, values.NPY, ())
+    values.put(sweep, cut, np.ones(1000))
+    path = values.path_of(sweep, cut.digest, cut.kind)
+    os.truncate(path, os.path.getsize(path) - 8000)  # its data lost: refused, as np.load does
+    for load in (loader.load, values.load):
+        try:
+            load(sweep, cut)
+        except (TypeError, ValueError):
+            pass
+        else:
+            raise AssertionError("a truncated array file must not load")
+    os.unlink(values.path_of(sweep, ref.digest, ref.kind))
+    try:
+        loader.load(sweep, ref)
+    except dagrun.errors.UsageError as exc:
+        assert "lost a cfg value" in str(exc)
+    else:
+        raise AssertionError("a missing value must fail as values.load fails")

@@ -42,6 +42,12 @@ class Backend(abc.ABC):
         """Check this backend's own settings (and per-cfg values it reads) before anything
         is written; raise ``ConfigError`` or ``BackendUnavailableError``. Nothing by default."""
 
+    @classmethod
+    def workers_alive(cls, sweep: SweepDir) -> bool:
+        """Whether workers an earlier execute of ``sweep`` started are still there (a
+        ``pulls_runs`` backend's; they outlive that execute by a moment)."""
+        return False
+
     @property
     def capacity(self) -> int:
         """How many runs the backend can execute at once (the scheduler keeps it fed)."""
@@ -49,6 +55,13 @@ class Backend(abc.ABC):
 
     def start(self) -> None:  # noqa: B027 - a hook that does nothing by default
         """Acquire resources (processes, cluster connection). Does nothing by default."""
+
+    def extend(self, workflow: Workflow) -> None:
+        """The sweep gained experiments while it runs (a search's trials asked as slots
+        free): ``workflow`` knows them too. Processes already started learn each new
+        experiment from its runs (``RunTask.adds``); a backend that reads cfgs in the driver
+        (resources per cfg) reads them here."""
+        self.workflow = workflow
 
     @abc.abstractmethod
     def submit(self, task: RunTask) -> None:

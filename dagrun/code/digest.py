@@ -99,8 +99,18 @@ class _KeyPickler(pickle.Pickler):
     their digest by name, as the digest names them (module and qualified name)."""
 
     def __init__(self, file: io.BytesIO, rule: Rule) -> None:
-        super().__init__(file, protocol=5)
+        super().__init__(file, protocol=5, buffer_callback=self._out_of_band)
         self._rule = rule
+        self.buffers: list[memoryview] = []  # the out-of-band buffers, in the pickle's order
+
+    def _out_of_band(self, buffer: pickle.PickleBuffer) -> bool:
+        """Keep a contiguous buffer (an array's data) out of band; pickle any other in
+        band (returns True)."""
+        try:
+            self.buffers.append(buffer.raw())
+        except BufferError:
+            return True
+        return False
 
     def reducer_override(self, obj: Any) -> Any:
         if is_users_code(obj, self._rule):
@@ -113,16 +123,25 @@ def cfgs_key(cfgs: Sequence[Any]) -> str | None:
     pickle, or hold the user's code), under this ``DIGEST_VERSION`` and the environment's
     rule of what is the user's code. Equal pickles mean equal values, so equal keys mean
     equal digests; a different pickle of equal values (another module name) only costs a
-    recomputation."""
+    recomputation.
+
+    Arrays are pickled out of band (protocol 5) and hashed where they are, each after its
+    length: a data set in the cfgs is read once, never copied into the pickle first (that
+    copy cost as much as the hashing: ~45 ms per 64 MB)."""
     rule = Rule.of(None)
     buffer = io.BytesIO()
     buffer.write(b"dagrun digests %d %s %s\0" % (DIGEST_VERSION, str(sorted(rule.include)).encode(),
                                                   str(list(rule.exclude)).encode()))
+    pickler = _KeyPickler(buffer, rule)
     try:
-        _KeyPickler(buffer, rule).dump(list(cfgs))
+        pickler.dump(list(cfgs))
     except Exception:  # anything that cannot be pickled, or the user's code: no cache
         return None
-    return hashlib.sha256(buffer.getbuffer()).hexdigest()
+    key = hashlib.sha256(buffer.getbuffer())
+    for data in pickler.buffers:
+        key.update(b"\0buffer %d\0" % data.nbytes)
+        key.update(data)
+    return key.hexdigest()
 
 
 def cached_digests(path: str, key: str | None, count: int) -> list[str] | None:

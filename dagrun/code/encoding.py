@@ -82,6 +82,9 @@ def _qualname(obj: Any) -> str:
 # Objects met again while ``shared_objects`` is on: id -> (the object, its encoding).
 _SHARED: dict[int, tuple[Any, bytes]] | None = None
 _SHARED_MAX = 1 << 20  # bytes: an object encoded in more than this is not kept
+# Big arrays hashed while ``shared_objects`` is on: (digest of the stream before the array,
+# id of the array) -> (the array, the hash's state after it).
+_STATES: dict[tuple[bytes, int], tuple[Any, Any]] | None = None
 
 
 @contextlib.contextmanager
@@ -90,13 +93,20 @@ def shared_objects() -> Iterator[None]:
     values is encoded once: digesting 16 cfgs that hold the same 48 fitted trees walks the
     trees once. The objects are kept alive meanwhile, so an id names one object; an object
     whose encoding depends on where it is met (it refers back to a container around it) or
-    holds big buffers is never kept."""
-    global _SHARED
+    holds big buffers is never kept.
+
+    A big array (``_BIG`` bytes or more) met again after the same stream (two cfgs that
+    hold the same data set under the same key, before the keys where they differ: dict
+    keys are encoded in sorted order) is not hashed again either: the hash's state after
+    it is taken from the first time (a copy of it), which is what hashing the same bytes
+    after the same bytes gives."""
+    global _SHARED, _STATES
     outer, _SHARED = _SHARED, {} if _SHARED is None else _SHARED
+    outer_states, _STATES = _STATES, {} if _STATES is None else _STATES
     try:
         yield
     finally:
-        _SHARED = outer
+        _SHARED, _STATES = outer, outer_states
 
 
 class _Encoder:
@@ -120,12 +130,24 @@ class _Encoder:
             self._parts.clear()
         self._flushes += 1
 
-    def _raw(self, data: bytes | memoryview) -> None:
-        if len(data) >= _BIG:
-            self._flush()
-            self._hash.update(data)
-        else:
+    def _raw(self, data: bytes | memoryview, owner: Any = None) -> None:
+        """Append ``data``; a big one is hashed in place. ``owner``: the user's object whose
+        bytes ``data`` are (an array of a cfg), whose hashing ``shared_objects`` may reuse."""
+        if len(data) < _BIG:
             self._parts.append(bytes(data))
+            return
+        self._flush()
+        states = _STATES
+        if states is None or owner is None:
+            self._hash.update(data)
+            return
+        key = (self._hash.copy().digest(), id(owner))
+        found = states.get(key)
+        if found is not None and found[0] is owner:
+            self._hash = found[1].copy()
+            return
+        self._hash.update(data)
+        states[key] = (owner, self._hash.copy())
 
     def _text(self, tag: bytes, text: str) -> None:
         data = text.encode("utf-8", "surrogatepass")
@@ -173,7 +195,7 @@ class _Encoder:
                                 types.MethodType)):
             self._function(value)
         elif _module_root(kind) == "numpy":
-            self._numpy(value)
+            self._numpy(value, shared=True)
         elif _is_pandas(kind):
             self._pandas(value)
         else:
@@ -232,7 +254,9 @@ class _Encoder:
         for item in sorted(value_digest(v, self._code, self._on_fallback) for v in value):
             self._parts.append(item.encode())
 
-    def _numpy(self, value: Any) -> None:
+    def _numpy(self, value: Any, shared: bool = False) -> None:
+        """An array by dtype, shape and bytes (``shared``: ``value`` is the user's own
+        object, not one made here, so ``shared_objects`` may reuse its hashing)."""
         import numpy as np
 
         if isinstance(value, np.ndarray) and not value.dtype.hasobject:
@@ -244,7 +268,7 @@ class _Encoder:
             else:
                 arr = np.ascontiguousarray(value)
                 self._text(b"a", f"{arr.dtype.str}{arr.shape}")
-            self._raw(arr.reshape(-1).view(np.uint8).data)
+            self._raw(arr.reshape(-1).view(np.uint8).data, value if shared else None)
         elif isinstance(value, np.ndarray):  # objects (or fields of them): by their values
             self._text(b"A", f"{value.shape}")
             self.add(value.tolist())

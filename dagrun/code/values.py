@@ -13,6 +13,7 @@ summary, e.g. ``{"ndarray": {"shape": [19020, 10], "dtype": "float64", "digest":
 
 from __future__ import annotations
 
+import mmap
 import os
 import pickle
 from dataclasses import dataclass
@@ -87,6 +88,72 @@ def load(sweep: SweepDir, ref: ValueRef, writable: bool = True) -> Any:
         raise UsageError(
             f"{path} is missing: the values store of {sweep.path} lost a cfg value; run "
             "the workflow file again (`dagrun execute WORKFLOW.py`) to write it anew") from None
+
+
+class Loader:
+    """``load`` for the stage calls of one process, which reads each array file's header
+    once: an array is then one ``open`` and one copy-on-write mapping per call (~10 µs
+    instead of ~70 µs: fifteen values in a run's three stage calls add up).
+
+    What a header says is kept with the file's identity (inode, size, modification time),
+    checked on the descriptor each call opens: a file written anew (a lost value written
+    again, by any process) is read anew. Nothing else is kept: every call gets its own
+    mapping, so a stage's writes stay its own, as with ``load``."""
+
+    def __init__(self) -> None:
+        # path -> (identity, (offset, dtype, shape, fortran order))
+        self._headers: dict[str, tuple[tuple[int, ...], tuple[int, Any, Any, bool]]] = {}
+
+    def load(self, sweep: SweepDir, ref: ValueRef) -> Any:
+        """The value of ``ref`` for one stage call (see ``load``)."""
+        if ref.kind != NPY:
+            return load(sweep, ref)
+        path = path_of(sweep, ref.digest, ref.kind)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        except FileNotFoundError:
+            return load(sweep, ref)  # which says what is missing and what to do
+        try:
+            status = os.fstat(fd)
+            identity = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+            known = self._headers.get(path)
+            if known is None or known[0] != identity:
+                header = _npy_header(fd)
+                if header is None:
+                    return load(sweep, ref)
+                known = self._headers[path] = identity, header
+            offset, dtype, shape, fortran = known[1]
+            import numpy as np
+
+            if 0 in shape or dtype.itemsize == 0:  # an empty array: nothing to map
+                return np.empty(shape, dtype, order="F" if fortran else "C")
+            mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)
+        finally:
+            os.close(fd)  # the mapping keeps what it needs
+        return np.ndarray(shape, dtype, buffer=mapped, offset=offset,
+                          order="F" if fortran else "C")
+
+
+def _npy_header(fd: int) -> tuple[int, Any, Any, bool] | None:
+    """(data offset, dtype, shape, Fortran order) of the ``.npy`` file open at ``fd``;
+    ``None`` for what ``np.load`` is left to read (or to refuse): another format version,
+    an array of objects, a header that does not parse."""
+    from numpy.lib import format as npy
+
+    with os.fdopen(os.dup(fd), "rb") as f:
+        try:
+            version = npy.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = npy.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = npy.read_array_header_2_0(f)
+            else:
+                return None
+        except ValueError:
+            return None
+        if dtype.hasobject:
+            return None
+        return f.tell(), dtype, shape, fortran
 
 
 def find(sweep: SweepDir, digest: str) -> ValueRef | None:
@@ -200,18 +267,20 @@ class Externalizer:
         return ref
 
 
-def resolve(value: Any, sweep: SweepDir, depth: int = 0) -> Any:
+def resolve(value: Any, sweep: SweepDir, depth: int = 0, loader: Loader | None = None
+            ) -> Any:
     """``value`` with every ``ValueRef`` replaced by the stored value, loaded anew (a fresh
-    copy-on-write mapping for an array): what one stage call receives."""
+    copy-on-write mapping for an array): what one stage call receives. ``loader``: the
+    process's ``Loader`` (else each array's header is read again)."""
     kind = type(value)
     if kind is ValueRef:
-        return load(sweep, value)
+        return load(sweep, value) if loader is None else loader.load(sweep, value)
     if depth >= _DEPTH:
         return value
     if kind is dict:
-        return {k: resolve(v, sweep, depth + 1) for k, v in value.items()}
+        return {k: resolve(v, sweep, depth + 1, loader) for k, v in value.items()}
     if kind is list or kind is tuple:
-        items = [resolve(v, sweep, depth + 1) for v in value]
+        items = [resolve(v, sweep, depth + 1, loader) for v in value]
         return items if kind is list else tuple(items)
     return value
 

@@ -87,6 +87,18 @@ class FunctionRef:
         return obj  # type: ignore[no-any-return]
 
 
+@dataclass(frozen=True)
+class Addition:
+    """An experiment planned after a process loaded the workflow (a search's trial asked
+    while the sweep runs): what that process needs to run it. A run of such an experiment
+    carries it (``RunTask.adds``), so workers started before it was planned learn it."""
+
+    exp_id: int
+    cfg: dict[str, Any]  # as ``Workflow.cfgs`` holds it (big values as references)
+    digest: str
+    stored_values: bool = False  # ``cfg`` holds references into the values store
+
+
 @dataclass
 class Workflow:
     """Stage functions, original cfgs and the basecfg, as the driver was given them."""
@@ -119,6 +131,28 @@ class Workflow:
         except KeyError:
             raise UsageError(f"experiment {exp_id} is not in this sweep's plan (its cfgs "
                              "changed since this process loaded the workflow)") from None
+
+    def learn(self, added: Addition) -> None:
+        """Know experiment ``added.exp_id`` from now on (its cfg replaces an earlier one
+        of the same id: the driver's plan is the truth). Cheap when already known."""
+        if not getattr(self, "ids", None):  # an older workflow: ids were positions
+            self.ids = list(range(len(self.cfgs)))
+        digests = list(getattr(self, "digests", None) or ())
+        if len(digests) != len(self.cfgs):
+            self.digests = [*digests, *[""] * len(self.cfgs)][:len(self.cfgs)]
+        where: dict[int, int] | None = self.__dict__.get("_where")
+        if where is None:
+            where = self.__dict__["_where"] = {i: p for p, i in enumerate(self.ids)}
+        position = where.get(added.exp_id)
+        if position is None:
+            where[added.exp_id] = len(self.cfgs)
+            self.ids.append(added.exp_id)
+            self.cfgs.append(added.cfg)
+            self.digests.append(added.digest)
+        elif self.digests[position] != added.digest:
+            self.cfgs[position] = added.cfg
+            self.digests[position] = added.digest
+        self.stored_values = self.stored_values or added.stored_values
 
     def cfg(self, exp_id: int) -> dict[str, Any]:
         """The original cfg of experiment ``exp_id``."""

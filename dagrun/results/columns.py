@@ -43,11 +43,11 @@ def config_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {}
     for key in dict.fromkeys(itertools.chain.from_iterable(rows)):
         if key not in LINE_KEYS:
-            _add_column(out, str(key), _column(rows, key, MISSING))
+            _add_column(out, str(key), get_column(rows, key, MISSING))
     return out
 
 
-def _column(rows: Sequence[Mapping[str, Any]], key: str, default: Any = None) -> list[Any]:
+def get_column(rows: Sequence[Mapping[str, Any]], key: str, default: Any = None) -> list[Any]:
     """``row.get(key, default)`` of every row (one C loop when every row has the key)."""
     try:
         return list(map(operator.itemgetter(key), rows))
@@ -57,7 +57,12 @@ def _column(rows: Sequence[Mapping[str, Any]], key: str, default: Any = None) ->
 
 def _add_column(out: dict[str, list[Any]], name: str, column: list[Any]) -> None:
     """Put ``column`` under ``name``, its non-empty dicts spread over ``name.sub`` columns."""
-    if dict in set(map(type, column)) and any(type(v) is dict and v for v in column):
+    kinds = set(map(type, column))
+    if kinds == {dict} and all(column):  # the usual nested key: a dict everywhere, in C loops
+        for sub in dict.fromkeys(itertools.chain.from_iterable(column)):
+            _add_column(out, f"{name}.{sub}", get_column(column, sub, MISSING))
+        return
+    if dict in kinds and any(type(v) is dict and v for v in column):
         subs = [v if type(v) is dict and v else None for v in column]
         rest = [MISSING if d is not None else v for v, d in zip(column, subs, strict=True)]
         if rest.count(MISSING) < len(rest):
@@ -297,10 +302,17 @@ class MetricColumns:
                   reps: list[int]) -> None:
         """Results lines, of any format: lines that hold lists split from the older lines
         of one repetition that hold the values themselves."""
-        listed = [k for k, (s, r) in enumerate(zip(scores, reps, strict=True))
-                  if is_line_list_format(s, r)]
+        if 1 not in reps:  # several repetitions everywhere: every line holds lists
+            listed = list(range(len(rows)))
+        else:  # (is_line_list_format, a column at a time)
+            kinds = list(map(type, get_column(scores, FIT_TIME)))
+            listed = [k for k, (kind, r) in enumerate(zip(kinds, reps, strict=True))
+                      if r != 1 or kind is list]
         if len(listed) == len(rows):
             self.add_aggregates(rows, scores, reps)
+            return
+        if not listed:
+            self.add_values(rows, scores)
             return
         alone = sorted(set(range(len(rows))) - set(listed))
         self.add_values([rows[k] for k in alone], [scores[k] for k in alone])
@@ -324,14 +336,19 @@ class MetricColumns:
                        reps: list[int]) -> None:
         """Lines that hold each metric as the list of its values per repetition: the
         statistics are taken as written where consistent (``_written``; checked a column
-        at a time for the usual line), else computed from the list with ``stats``."""
-        for name in dict.fromkeys(itertools.chain.from_iterable(scores)):
-            values = _column(scores, name)
+        at a time for the usual line), else computed from the list with ``stats``. Each
+        key's column is taken from the lines once (a pass over 100,000 dicts is most of
+        the cost), the statistics' columns copied (they are changed in place below)."""
+        names = dict.fromkeys(itertools.chain.from_iterable(scores))
+        columns = {name: get_column(scores, name) for name in names}
+        absent = [None] * len(scores)  # (what get_column gives for a key no line has)
+        for name, values in columns.items():
             if list not in set(map(type, values)):
                 continue  # a mean_M/std_M/n_M, or not a metric
-            means = _column(scores, "mean_" + name)
-            stds = _column(scores, "std_" + name)
-            counts = _column(scores, "n_" + name)
+            # (lists of their own: the rows not usual are changed in place below)
+            means = list(columns.get("mean_" + name, absent))
+            stds = list(columns.get("std_" + name, absent))
+            counts = list(columns.get("n_" + name, absent))
             if _all_usual(values, means, stds, counts, reps):
                 self._put(name, rows, means, stds, counts)
                 continue

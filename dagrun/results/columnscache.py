@@ -10,17 +10,19 @@ an edit, another plan, another Python) decodes the file anew. The cache is writt
 and only ever read by checksum, so a stale or damaged one costs a decode, never a wrong row.
 It is marshal, not pickle: loading it cannot run code. A reader that cannot write it (a
 read-only OUT) goes without. A large file without kept columns is decoded in parts by
-several processes at once (``dagrun.results.inparts``), one file's columns in the end.
+several processes at once (``dagrun.results.inparts``), one file's columns in the end; the
+decoding starts as soon as the file is read (``Reading``), before the plan it needs is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import marshal
 import sys
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +30,7 @@ from dagrun.disk import atomic
 from dagrun.disk.layout import SweepDir
 from dagrun.disk.planstore import stored_digest
 from dagrun.results import inparts
-from dagrun.results.columns import MISSING, MetricColumns, Rows, config_columns
+from dagrun.results.columns import MISSING, MetricColumns, Rows, config_columns, get_column
 
 _FORMAT = 2  # 2: counts (n_M) and metrics that are not numbers kept too
 _PYTHON = list(sys.version_info[:2])  # marshal's format may change between versions
@@ -53,23 +55,88 @@ def read_listed(sweep: SweepDir, plan_key: str | None, reps_of: Mapping[int, int
     """The lines of results.jsonl of planned experiments (``reps_of``: id -> repetitions,
     which decide how a line's scores read); ``plan_key`` (the plan's digest) lets the
     columns be kept and reused, ``None`` never."""
-    try:
-        with open(sweep.results, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        data = b""
-    end = data.rfind(b"\n") + 1  # what follows the last newline may be half-written
-    listed = _kept_and_appended(sweep, plan_key, data[:end], reps_of)
-    if listed is None:
-        listed = _decoded(data[:end], reps_of)
-        if plan_key is not None:
-            _store(sweep, plan_key, data[:end], listed)
-    if data[end:].strip():
-        last = _build(decode_lines(data[end:]), reps_of)
-        if set(last.ids) & set(listed.ids):  # it replaces an earlier line: the rare case
-            return _build(decode_lines(data), reps_of)
-        listed = _combine(listed, last)
-    return listed
+    with Reading(sweep) as reading:
+        return reading.listed(plan_key, reps_of)
+
+
+class Reading:
+    """results.jsonl being read (``read_listed`` in two halves): made, it reads the file's
+    bytes and the kept columns, and when those cannot serve (none kept, or kept for other
+    bytes) a large file starts being decoded in parts at once, in forked children
+    (``dagrun.results.inparts.Steps``), while the caller reads the plan that ``listed``
+    (asked once) needs. The columns decoded are kept (``_store``) on leaving it (a
+    ``with`` block, which also stops the children a ``listed`` did not wait for), unless
+    the caller took that work (``keeping``) to do beside its own."""
+
+    def __init__(self, sweep: SweepDir) -> None:
+        self.sweep = sweep
+        try:
+            with open(sweep.results, "rb") as f:
+                self._data = f.read()
+        except FileNotFoundError:
+            self._data = b""
+        # what follows the last newline may be half-written
+        self._end = self._data.rfind(b"\n") + 1
+        self._kept = _load(sweep)
+        if self._kept is not None:  # (none when kept for bytes the file does not start with)
+            _plan, size, crc, _listed = self._kept
+            if size > self._end or zlib.crc32(memoryview(self._data)[:size]) != crc:
+                self._kept = None
+        self._decoding = _decoding(self._data[:self._end]) if self._kept is None else None
+        self._unkept: tuple[str, bytes, Listed] | None = None  # (plan, bytes, their columns)
+
+    def __enter__(self) -> Reading:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._decoding is not None:
+            self._decoding.close()
+        self.keeping()()
+
+    def keeping(self) -> Callable[[], None]:
+        """The keeping of the columns ``listed`` decoded (or combined with lines appended
+        since they were kept), handed to the caller to run where it likes (a forked child
+        writes the same file): not done here any more."""
+        unkept, self._unkept = self._unkept, None
+        if unkept is None:
+            return lambda: None
+        return lambda: _store(self.sweep, *unkept)
+
+    def listed(self, plan_key: str | None, reps_of: Mapping[int, int]) -> Listed:
+        """``read_listed``'s columns of the bytes read: the kept columns where they are for
+        this plan, else the lines decoded."""
+        data, end = self._data, self._end
+        listed = self._kept_and_appended(plan_key, reps_of)
+        if listed is None:
+            listed = _decoded(data[:end], reps_of, self._decoding)
+            self._decoding = None
+            if plan_key is not None:
+                self._unkept = (plan_key, data[:end], listed)
+        if data[end:].strip():
+            last = _build(decode_lines(data[end:]), reps_of)
+            if set(last.ids) & set(listed.ids):  # it replaces an earlier line: the rare case
+                return _build(decode_lines(data), reps_of)
+            listed = _combine(listed, last)
+        return listed
+
+    def _kept_and_appended(self, plan_key: str | None, reps_of: Mapping[int, int]
+                           ) -> Listed | None:
+        """The kept columns plus the lines appended since, when they are for this plan
+        (results.jsonl starts with exactly the bytes they were decoded from: checked when
+        read); ``None`` otherwise."""
+        if self._kept is None or plan_key is None or self._kept[0] != plan_key:
+            return None
+        _plan, size, _crc, listed = self._kept
+        data = self._data[:self._end]
+        if size == len(data):
+            return listed
+        appended = _build(decode_lines(data[size:]), reps_of)
+        if set(appended.ids) & set(listed.ids):  # a line was replaced: decode everything
+            return None
+        listed = _combine(listed, appended)
+        if len(appended.ids) * _REWRITE_SHARE >= len(listed.ids):
+            self._unkept = (plan_key, data, listed)
+        return listed
 
 
 def keep(sweep: SweepDir, data: bytes, lines: Mapping[int, dict[str, Any]],
@@ -83,34 +150,18 @@ def keep(sweep: SweepDir, data: bytes, lines: Mapping[int, dict[str, Any]],
         _store(sweep, plan_key, data, _build(usable, reps_of))
 
 
-def _kept_and_appended(sweep: SweepDir, plan_key: str | None, data: bytes,
-                       reps_of: Mapping[int, int]) -> Listed | None:
-    """The kept columns plus the lines appended since, when ``data`` (whole lines) starts
-    with exactly the bytes they were decoded from; ``None`` otherwise."""
-    kept = _load(sweep, plan_key) if plan_key is not None else None
-    if kept is None:
-        return None
-    size, crc, listed = kept
-    if size > len(data) or zlib.crc32(memoryview(data)[:size]) != crc:
-        return None
-    if size == len(data):
-        return listed
-    appended = _build(decode_lines(data[size:]), reps_of)
-    if set(appended.ids) & set(listed.ids):  # a line was replaced: decode everything
-        return None
-    listed = _combine(listed, appended)
-    if plan_key is not None and len(appended.ids) * _REWRITE_SHARE >= len(listed.ids):
-        _store(sweep, plan_key, data, listed)
-    return listed
-
-
-def decode_lines(data: bytes) -> dict[int, dict[str, Any]]:
+def decode_lines(data: bytes | memoryview) -> dict[int, dict[str, Any]]:
     """Results lines by experiment id (a later line for an id wins); a line that does not
     parse (being appended while we read, or damaged) or holds no scores is left out, and
     that experiment is read from its runs instead."""
-    text = data.decode("utf-8", errors="replace")
+    text = str(data, "utf-8", "replace")  # (a part of the file's bytes: decoded where it is)
+    values = _whole(text) or [value for _text, value in split_lines(text)]
+    if set(map(type, values)) == {dict}:  # the usual file: every line's id and scores checked
+        ids = get_column(values, "experiment_id")  # a column at a time, not a call per line
+        if set(map(type, ids)) == {int} and set(map(type, get_column(values, "scores"))) == {dict}:
+            return dict(zip(ids, values, strict=True))
     out = {}
-    for value in _whole(text) or [value for _text, value in split_lines(text)]:
+    for value in values:
         exp_id = line_id(value)
         if exp_id is not None:
             out[exp_id] = value
@@ -176,26 +227,50 @@ def _build(lines: Mapping[int, dict[str, Any]], reps_of: Mapping[int, int]) -> L
 
 PART_SIZE = 8 << 20  # bytes of results lines worth decoding in a process of their own
 
+# The decoding of results lines in parts: each part's lines (by id), then its columns.
+_Decoding = inparts.Steps[tuple[int, int], dict[int, dict[str, Any]], Listed]
 
-def _decoded(data: bytes, reps_of: Mapping[int, int]) -> Listed:
-    """The columns of the whole lines ``data``; a large file is decoded in parts by several
-    processes at once (``dagrun.results.inparts``), each part's columns then joined. The
+
+def _decoding(data: bytes) -> _Decoding:
+    """The decoding of the whole lines ``data`` started: in parts by several processes at
+    once where the file is large (``PART_SIZE``; ``dagrun.results.inparts``), each part's
+    lines decoded at once and made columns when the plan's repetitions are sent
+    (``_decoded``). Every part is decoded in a child then: this process reads the plan
+    meanwhile and gets the columns, never the decoded lines (most of the memory, and
+    their freeing costs)."""
+    view = memoryview(data)
+
+    def decode(span: tuple[int, int]) -> tuple[dict[int, dict[str, Any]], None]:
+        return decode_lines(view[span[0]:span[1]]), None  # (nothing to measure)
+
+    return inparts.Steps(inparts.spans(data, inparts.count(len(data), PART_SIZE)), decode,
+                         _build, lambda listed: marshal.dumps(_payload(listed), inparts.MARSHAL),
+                         lambda payload: _listed(marshal.loads(payload)), here=False)
+
+
+def _decoded(data: bytes, reps_of: Mapping[int, int], decoding: _Decoding | None = None
+             ) -> Listed:
+    """The columns of the whole lines ``data`` (``decoding``: their decoding started by
+    ``_decoding``, or started here); a large file's parts' columns are joined. The
     joined columns are the whole file's when no experiment has lines in two parts and every
     part has the same columns in the same order (then the column order, first seen, is the
     same too); otherwise, a rare file, it is decoded again as a whole."""
-    def work(part: bytes) -> Listed:
-        return _build(decode_lines(part), reps_of)
-
-    parts = inparts.map_parts(data, work, lambda listed: marshal.dumps(_payload(listed)),
-                              lambda payload: _listed(marshal.loads(payload)), PART_SIZE)
+    with decoding if decoding is not None else _decoding(data) as steps:
+        parts = steps.results(reps_of if type(reps_of) is dict else dict(reps_of))
     if len(parts) == 1:
         return parts[0]
     first = parts[0]
     names = (list(first.config), list(first.means))
-    if sum(len(p.ids) for p in parts) != len(set().union(*(p.ids for p in parts))) or \
-            any((list(p.config), list(p.means)) != names for p in parts):
-        return work(data)
+    disjoint = _in_order(parts) or \
+        sum(len(p.ids) for p in parts) == len(set().union(*(p.ids for p in parts)))
+    if not disjoint or any((list(p.config), list(p.means)) != names for p in parts):
+        return _build(decode_lines(data), reps_of)
     return _combine(*parts)
+
+
+def _in_order(parts: Sequence[Listed]) -> bool:
+    """Whether every part's ids (ascending) come after the ids of the part before it."""
+    return all(a.ids[-1] < b.ids[0] for a, b in itertools.pairwise(parts) if a.ids and b.ids)
 
 
 def _combine(*parts: Listed) -> Listed:
@@ -203,9 +278,18 @@ def _combine(*parts: Listed) -> Listed:
     parts = tuple(p for p in parts if p.ids) or parts[:1]
     if len(parts) == 1:
         return parts[0]
-    ids = sorted(i for p in parts for i in p.ids)
-    where = {exp_id: k for k, exp_id in enumerate(ids)}
-    rows = Rows(len(ids), [[where[i] for i in p.ids] for p in parts])
+    positions: list[Sequence[int]] = []
+    if _in_order(parts):  # (the parts of a file in id order: their rows one after another)
+        ids = list(itertools.chain.from_iterable(p.ids for p in parts))
+        start = 0
+        for p in parts:
+            positions.append(range(start, start + len(p.ids)))
+            start += len(p.ids)
+    else:
+        ids = sorted(i for p in parts for i in p.ids)
+        where = {exp_id: k for k, exp_id in enumerate(ids)}
+        positions = [[where[i] for i in p.ids] for p in parts]
+    rows = Rows(len(ids), positions)
     others: dict[str, set[str]] = {}
     for p in parts:
         for name, kinds in p.others.items():
@@ -258,19 +342,20 @@ def _store(sweep: SweepDir, plan_key: str, data: bytes, listed: Listed) -> None:
         atomic.write_bytes(sweep.results_cache, marshal.dumps(payload))
 
 
-def _load(sweep: SweepDir, plan_key: str) -> tuple[int, int, Listed] | None:
-    """The kept columns, the size and CRC of the bytes they came from; ``None`` when there
-    are none for this plan and Python, or they are damaged."""
+def _load(sweep: SweepDir) -> tuple[str, int, int, Listed] | None:
+    """The kept columns with the plan digest they were read with, and the size and CRC of
+    the bytes they came from; ``None`` when there are none for this Python, or they are
+    damaged."""
     try:
         with open(sweep.results_cache, "rb") as f:
             payload = marshal.loads(f.read())
         if not (type(payload) is dict and payload.get("format") == _FORMAT
-                and payload.get("python") == _PYTHON and payload.get("plan") == plan_key):
+                and payload.get("python") == _PYTHON and type(payload.get("plan")) is str):
             return None
         size, crc = payload["size"], payload["crc"]
         listed = _listed(payload)
         if not (type(size) is int and type(crc) is int):
             return None
-        return size, crc, listed
+        return payload["plan"], size, crc, listed
     except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError):
         return None

@@ -15,20 +15,26 @@ Config values are shown so that different values look different: floats in full 
 and ``0.1000000000001``), ``inf``/``nan``, text that would read as something else in quotes
 (``"0.1"``, ``"true"``), newlines and other control characters escaped (``\\n``); the
 terminal measures East Asian wide characters as two columns and cuts long values with ``…``.
+A large terminal table is formatted in parts by several processes at once
+(``dagrun.results.inparts``): the same text.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
+import marshal
 import math
+import operator
 import re
 import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from dagrun.disk.atomic import strict_json
+from dagrun.results import inparts
 
 if TYPE_CHECKING:
     from dagrun.results.table import Table
@@ -59,7 +65,7 @@ def format_results(table: Table, fmt: str, bold_best: bool = False) -> str:
         return _markdown(*_display(table, "markdown", bold_best))
     if fmt == "latex":
         return _latex(*_display(table, "latex", bold_best))
-    return _aligned(*_display(table, "table", False))
+    return _aligned(table)
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,19 +280,23 @@ def _texts(values: list[Any]) -> list[str]:
 _FIXED = tuple(f"%.{d}f" for d in range(10))  # a mean and spread to d decimals
 
 
-def _metric_parts(table: Table, metric: str, means: list[Any], spreads: list[Any] | None
-                  ) -> tuple[list[str], list[str], list[str]]:
+def _metric_parts(means: list[Any], spreads: list[Any] | None, counts: list[Any] | None,
+                  done: list[Any] | None) -> tuple[list[str], list[str], list[str]]:
     """Per row: the mean's text, the spread's text ('' for none) and the ``(n/done)`` note
-    ('' when every value done entered the mean). The usual cell (a float mean, a positive
-    spread of a few decimals over at least two values) is formatted inline: at 100,000 rows
-    a call per cell is most of the cost."""
+    ('' when every value done entered the mean), from a metric's means, spreads, counts
+    (``n_M``) and repetitions done. The usual cell (a float mean, a positive spread of a few
+    decimals over at least two values) is formatted inline: at 100,000 rows a call per cell
+    is most of the cost. Each row's texts depend on that row alone."""
     size = len(means)
-    counts = table.counts.get(metric) or [None] * size
-    done: list[int | None] = list(table.done) if table.done is not None else [None] * size
+    counts = counts or [None] * size
+    done = list(done) if done is not None else [None] * size
     spreads = spreads or [None] * size
-    notes = [""] * size if counts == done else \
-        ["" if c is None or d is None or c >= d else f"({c}/{d})"
-         for c, d in zip(counts, done, strict=True)]
+    notes = [""] * size
+    if counts != done:  # (the rows where they differ, found in C loops)
+        for k in itertools.compress(range(size), map(operator.ne, counts, done)):
+            c, d = counts[k], done[k]
+            if c is not None and d is not None and c < d:
+                notes[k] = f"({c}/{d})"
     if not any(s is not None for s in spreads):  # one repetition everywhere: means alone
         return _mean_texts(means), [""] * size, notes
     mean_parts: list[str] = []
@@ -327,27 +337,15 @@ def _metric_parts(table: Table, metric: str, means: list[Any], spreads: list[Any
     return mean_parts, spread_parts, notes
 
 
+def _metric_header(metric: str, spread: str, spread_shown: bool) -> str:
+    """A metric's column header: ``acc ± std`` where some row shows a spread, else ``acc``."""
+    return f"{metric}{PLUS_MINUS}{spread}" if spread_shown else metric
+
+
 def _metric_cells(parts: tuple[list[str], list[str], list[str]], fmt: str,
                   bold: list[bool] | None) -> list[str]:
+    """Markdown's and LaTeX's metric cells: ``mean ± spread`` and the note, as markup."""
     means, spreads, notes = parts
-    if fmt == "table":  # aligned on the ±
-        wm = max(map(len, means), default=0)
-        ws = max(map(len, spreads), default=0)
-        wn = max(map(len, notes), default=0)
-        if not ws and not wn:
-            return [m.rjust(wm) for m in means]
-        if not wn and all(spreads):  # a spread in every row: one format per cell
-            form = f"%{wm}s{PLUS_MINUS}%-{ws}s"
-            return [form % pair for pair in zip(means, spreads, strict=True)]
-        out = []
-        for m, s, n in zip(means, spreads, notes, strict=True):
-            cell = m.rjust(wm)
-            if ws:
-                cell += PLUS_MINUS + s.ljust(ws) if s else " " * (ws + len(PLUS_MINUS))
-            if wn:
-                cell += " " + n.ljust(wn)
-            out.append(cell)
-        return out
     out = []
     for k, (m, s, n) in enumerate(zip(means, spreads, notes, strict=True)):
         strong = bold is not None and bold[k] and m != ""
@@ -367,42 +365,53 @@ def _latex_number(text: str) -> str:
     return f"{mantissa} \\cdot 10^{{{int(exp)}}}" if sep else text
 
 
-def _display(table: Table, fmt: str, bold_best: bool
-             ) -> tuple[list[str], list[list[str]], list[bool], list[bool]]:
-    """Headers, cell texts column by column, which columns hold numbers, and which are
-    metrics (their cells are markup already: not escaped)."""
+def _layout(table: Table) -> list[tuple[str, str | None]]:
+    """The columns shown, in order: each column's name and the metric whose mean (or single
+    value) it holds, ``None`` for the others. A metric's spread and ``n_M`` columns are not
+    columns of their own: its mean's cells show them."""
     columns = table.columns
-    spread = table.spread
-    headers: list[str] = []
-    cells: list[list[str]] = []
-    numeric: list[bool] = []
-    metric_flags: list[bool] = []
     means: dict[str, str] = {}  # the column holding a metric's mean (or its single value)
     for m in table.metrics:
         name = m if table.single else f"mean_{m}"
         if name in columns:
             means[name] = m
-    merged = {f"{spread}_{m}" for m in means.values()} | {f"n_{m}" for m in means.values()}
-    for name, values in columns.items():
-        if name in merged and name not in means:
-            continue
-        metric = means.get(name)
+    merged = {f"{table.spread}_{m}" for m in means.values()} | \
+        {f"n_{m}" for m in means.values()}
+    return [(name, means.get(name)) for name in columns if name in means or name not in merged]
+
+
+def _part(values: list[Any] | None, lo: int, hi: int) -> list[Any] | None:
+    return None if values is None else values[lo:hi]
+
+
+def _metric_parts_of(table: Table, metric: str, values: list[Any], lo: int, hi: int
+                     ) -> tuple[list[str], list[str], list[str]]:
+    """``_metric_parts`` of rows ``lo`` to ``hi`` of the column ``values`` (a metric's)."""
+    return _metric_parts(values[lo:hi],
+                         _part(table.columns.get(f"{table.spread}_{metric}"), lo, hi),
+                         _part(table.counts.get(metric), lo, hi), _part(table.done, lo, hi))
+
+
+def _display(table: Table, fmt: str, bold_best: bool
+             ) -> tuple[list[str], list[list[str]], list[bool], list[bool]]:
+    """Markdown's and LaTeX's headers, cell texts column by column, which columns hold
+    numbers, and which are metrics (their cells are markup already: not escaped)."""
+    headers: list[str] = []
+    cells: list[list[str]] = []
+    numeric: list[bool] = []
+    metric_flags: list[bool] = []
+    size = len(table)
+    for name, metric in _layout(table):
+        values = table.columns[name]
         if metric is not None:
-            spreads = columns.get(f"{spread}_{metric}")
-            parts = _metric_parts(table, metric, values, spreads)
+            parts = _metric_parts_of(table, metric, values, 0, size)
             bold = table.best.get(metric) if bold_best else None
             cells.append(_metric_cells(parts, fmt, bold))
-            title = f"{metric}{PLUS_MINUS}{spread}" if any(parts[1]) else metric
-            headers.append(title)
+            headers.append(_metric_header(metric, table.spread, any(parts[1])))
             numeric.append(True)
             metric_flags.append(True)
             continue
-        shown = _texts(values)
-        if fmt == "table":  # (20 characters are at most 40 columns wide)
-            half = CELL_WIDTH // 2
-            if max(map(len, shown), default=0) > half:
-                shown = [t if len(t) <= half else truncate(t) for t in shown]
-        cells.append(shown)
+        cells.append(_texts(values))
         headers.append(name)
         numeric.append(set(map(type, values)) <= _NUMBER_TYPES)
         metric_flags.append(False)
@@ -418,29 +427,133 @@ def _rows(cells: list[list[str]]) -> list[list[str]]:
     return [list(r) for r in zip(*cells, strict=True)] if cells else []
 
 
-def _aligned(headers: list[str], cells: list[list[str]], numeric: list[bool],
-             metric: list[bool]) -> str:
-    """Columns two spaces apart, numbers right-aligned, widths in terminal columns: one
-    ``%`` format per row, after the cells of a column with wide characters are padded to
-    the same width by hand (a metric column holds digits, ``±`` and ``e``: one terminal
-    column per character)."""
-    specs, texts = [], []
-    for header, col, num, narrow in zip(headers, cells, numeric, metric, strict=True):
-        head = display_width(header)
-        if narrow or "".join(col).isascii():
-            width = max(head, max(map(len, col), default=0))
-            pad = " " * (width - head)
-            texts.append([pad + header if num else header + pad, *col])
-            specs.append(f"%{width}s" if num else f"%-{width}s")
+# --------------------------------------------------------------------------------------------
+# The terminal table, a part of its rows at a time.
+
+ROWS_PER_PART = 20_000  # rows of the terminal table worth formatting in a process of their own
+
+# What the widths of a part's cells say about a column: a metric's (widest mean, spread and
+# note texts, whether some row shows a spread); another column's (widest cell in terminal
+# columns, whether every cell is ASCII, whether every value is a number or None).
+_Measure = tuple[int, int, int, bool] | tuple[int, bool, bool]
+# How a column is laid out over all rows: header, width, right-aligned, ASCII cells, metric,
+# and a metric's widest mean, spread and note.
+_Layout = tuple[str, int, bool, bool, bool, int, int, int]
+
+
+def _aligned(table: Table) -> str:
+    """The terminal table: columns two spaces apart, numbers right-aligned, widths in
+    terminal columns, a metric's cells aligned on the ``±``. Made a part of the rows at a
+    time in two steps: each part's cell texts and their widths (``_table_cells``), the
+    widths of every part met (``_table_layout``), then each part's lines (``_table_lines``);
+    the parts of a large table are made by several processes at once
+    (``inparts.map_steps``), and the text is the same however the rows were cut."""
+    layout = _layout(table)
+    size = len(table)
+    bounds = inparts.bounds(size, inparts.count(size, ROWS_PER_PART))
+    texts = inparts.map_steps(list(itertools.pairwise(bounds)),
+                              lambda rows: _table_cells(table, layout, *rows),
+                              lambda measures: _table_layout(table, layout, measures),
+                              _table_lines, lambda text: marshal.dumps(text, inparts.MARSHAL),
+                              marshal.loads)
+    return "".join(texts)
+
+
+def _table_cells(table: Table, layout: list[tuple[str, str | None]], lo: int, hi: int
+                 ) -> tuple[tuple[int, list[Any]], list[_Measure]]:
+    """The cell texts of rows ``lo`` to ``hi`` column by column (a metric's as its mean,
+    spread and note texts), and each column's measure (``_Measure``)."""
+    cells: list[Any] = []
+    measures: list[_Measure] = []
+    half = CELL_WIDTH // 2  # (20 characters are at most 40 columns wide)
+    for name, metric in layout:
+        values = table.columns[name]
+        if metric is not None:
+            parts = _metric_parts_of(table, metric, values, lo, hi)
+            means, spreads, notes = parts
+            cells.append(parts)
+            measures.append((max(map(len, means), default=0), max(map(len, spreads), default=0),
+                             max(map(len, notes), default=0), any(spreads)))
             continue
-        widths = [head, *map(display_width, col)]
-        width = max(widths)
-        texts.append([(" " * (width - w) + t) if num else (t + " " * (width - w))
-                      for t, w in zip([header, *col], widths, strict=True)])
+        values = values[lo:hi]
+        shown = _texts(values)
+        longest = max(map(len, shown), default=0)
+        if longest > half:
+            shown = [t if len(t) <= half else truncate(t) for t in shown]
+            longest = max(map(len, shown), default=0)
+        ascii_only = "".join(shown).isascii()
+        widest = longest if ascii_only else max(map(display_width, shown), default=0)
+        cells.append(shown)
+        measures.append((widest, ascii_only, set(map(type, values)) <= _NUMBER_TYPES))
+    return (lo, cells), measures
+
+
+def _table_layout(table: Table, layout: list[tuple[str, str | None]],
+                  measures: list[list[_Measure]]) -> list[_Layout]:
+    """Each column's ``_Layout`` from every part's measures (``_table_cells``)."""
+    out: list[_Layout] = []
+    for k, (name, metric) in enumerate(layout):
+        found: list[Any] = [part[k] for part in measures]
+        if metric is not None:
+            wm, ws, wn = (max(m[i] for m in found) for i in range(3))
+            header = _metric_header(metric, table.spread, any(m[3] for m in found))
+            cell = wm + (ws + len(PLUS_MINUS) if ws else 0) + (wn + 1 if wn else 0)
+            out.append((header, max(display_width(header), cell), True, True, True,
+                        wm, ws, wn))
+            continue
+        widest = max(m[0] for m in found)
+        out.append((name, max(display_width(name), widest), all(m[2] for m in found),
+                    all(m[1] for m in found), False, 0, 0, 0))
+    return out
+
+
+def _table_lines(product: tuple[int, list[Any]], layout: list[_Layout]) -> str:
+    """The lines of a part's rows (the header first in the part of the first row), each
+    ending with a newline: one ``%`` format per row, after the cells of a column with wide
+    characters are padded to the same width by hand (a metric's cells hold digits, ``±``
+    and ``e``: one terminal column per character)."""
+    lo, cells = product
+    specs, headers, texts = [], [], []
+    for col, (header, width, right, ascii_only, metric, wm, ws, wn) in \
+            zip(cells, layout, strict=True):
+        if metric:
+            col = _metric_table_cells(col, wm, ws, wn)
+        pad = " " * (width - display_width(header))
+        headers.append(pad + header if right else header + pad)
+        if ascii_only:
+            specs.append(f"%{width}s" if right else f"%-{width}s")
+            texts.append(col)
+            continue
         specs.append("%s")
+        texts.append([(" " * (width - w) + t) if right else (t + " " * (width - w))
+                      for t, w in zip(col, map(display_width, col), strict=True)])
     row = "  ".join(specs)
     lines = [(row % values).rstrip() for values in zip(*texts, strict=True)]
-    return "\n".join(lines) + "\n"
+    if lo == 0:
+        lines.insert(0, (row % tuple(headers)).rstrip())
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _metric_table_cells(parts: tuple[list[str], list[str], list[str]], wm: int, ws: int,
+                        wn: int) -> list[str]:
+    """A metric's cells in the terminal table, aligned on the ``±`` (``wm``, ``ws``, ``wn``:
+    the widest mean, spread and note of every row): each ``wm + 3 + ws + 1 + wn`` long,
+    less the parts no row has."""
+    means, spreads, notes = parts
+    if not ws and not wn:
+        return [m.rjust(wm) for m in means]
+    if not wn and all(spreads):  # a spread in every row: one format per cell
+        form = f"%{wm}s{PLUS_MINUS}%-{ws}s"
+        return [form % pair for pair in zip(means, spreads, strict=True)]
+    out = []
+    for m, s, n in zip(means, spreads, notes, strict=True):
+        cell = m.rjust(wm)
+        if ws:
+            cell += PLUS_MINUS + s.ljust(ws) if s else " " * (ws + len(PLUS_MINUS))
+        if wn:
+            cell += " " + n.ljust(wn)
+        out.append(cell)
+    return out
 
 
 def markdown_escape(text: str) -> str:

@@ -11,6 +11,10 @@ run folder's markers and ``post.json`` plus the experiment's config, decoded fro
 ``plan.json`` at the offset the index records (only those runs and configs are read).
 ``Collected`` is the one definition of an experiment's row every view shares.
 
+On a large sweep the work is shared by forked processes (``dagrun.results.inparts``):
+results.jsonl is decoded in parts while the plan is read here, and many experiments' runs
+are read in parts while the columns are kept and the configs read.
+
 Everything is kept column by column (``dagrun.results.columns``: a list per config key and per
 metric), not as an object per experiment: at 100,000 experiments a Python object and a dict
 per row cost more than decoding the file.
@@ -22,15 +26,19 @@ import contextlib
 import enum
 import gc
 import itertools
+import marshal
+import operator
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dagrun.disk.layout import STAGE_NAMED, STAGES, RunDir, Stage
 from dagrun.disk.planstore import PlanIndex, read_configs, read_index, read_plan, require_sweep
 from dagrun.disk.records import read_scores
-from dagrun.disk.runs import Experiment, RunState, RunStatus, run_dirs, scan_run
+from dagrun.disk.runs import Experiment, RunState, RunStatus, scan_run
+from dagrun.results import inparts
 from dagrun.results.columns import (
     MISSING,
     MetricColumns,
@@ -42,7 +50,7 @@ from dagrun.results.columns import (
     stats,
     value_kind,
 )
-from dagrun.results.columnscache import read_listed
+from dagrun.results.columnscache import Reading
 
 if TYPE_CHECKING:
     from dagrun.disk.layout import SweepDir
@@ -189,31 +197,34 @@ def collect(out: str | os.PathLike[str]) -> Collected:
 
 def _collect(out: str | os.PathLike[str]) -> Collected:
     sweep = require_sweep(os.fspath(out))
-    index = read_index(sweep)
-    ids, reps, plan = _planned(sweep, index)
-    listed = read_listed(sweep, index.digest if index is not None else None,
-                         dict(zip(ids, reps, strict=True)))
-    listed_ids = set(listed.ids)
-    where = {exp_id: j for j, exp_id in enumerate(ids)}
-    unlisted = [j for j, exp_id in enumerate(ids) if exp_id not in listed_ids]
-    unlisted_ids = [ids[j] for j in unlisted]
-    stored = read_configs(sweep, index, unlisted_ids) if plan is None else \
-        {i: plan[i].config for i in unlisted_ids}
+    with Reading(sweep) as reading:  # (a large results.jsonl is decoded meanwhile)
+        index = read_index(sweep)
+        ids, reps, plan = _planned(sweep, index)
+        listed = reading.listed(index.digest if index is not None else None,
+                                dict(zip(ids, reps, strict=True)))
+        where = {exp_id: j for j, exp_id in enumerate(ids)}
+        listed_rows = list(map(where.__getitem__, listed.ids))
+        unlisted = list(itertools.compress(range(len(ids)), map(
+            operator.not_, map(set(listed.ids).__contains__, ids))))  # (C loops: 100,000 ids)
+        unlisted_ids = [ids[j] for j in unlisted]
+        with _scanning(sweep, [(ids[j], reps[j]) for j in unlisted],
+                       reading.keeping()) as scanning:  # (the runs are read meanwhile)
+            stored = read_configs(sweep, index, unlisted_ids) if plan is None else \
+                {i: plan[i].config for i in unlisted_ids}
+            scans = itertools.chain.from_iterable(scanning.results(None))
     states, done = [ExpState.DONE] * len(ids), list(reps)
     runs: dict[int, list[RunStatus]] = {}
     found_rows: list[dict[str, Stats]] = []
     others: dict[str, set[str]] = {}
-    for j in unlisted:
-        exp = Experiment(ids[j], reps[j], {})
-        scanned = [scan_run(exp.exp_id, rep, run) for rep, run in run_dirs(sweep, exp)]
-        runs[exp.exp_id] = scanned
-        states[j], done[j], found, kinds = _from_runs(scanned, exp.repetitions)
+    for j, (statuses, state, n_done, found, kinds) in zip(unlisted, scans, strict=True):
+        runs[ids[j]] = _statuses(sweep, ids[j], reps[j], statuses)
+        states[j], done[j] = _EXP_STATES[state], n_done
         found_rows.append(found)
         for name, what in kinds.items():
             others.setdefault(name, set()).update(what)
     metrics = MetricColumns(len(unlisted))
     metrics.add_stats(list(range(len(unlisted))), found_rows, others)
-    parts = Rows(len(ids), [[where[i] for i in listed.ids], unlisted])
+    parts = Rows(len(ids), [listed_rows, unlisted])
     config = parts.merge([listed.config, config_columns(
         [stored.get(i, {}) for i in unlisted_ids])], MISSING)
     means = parts.merge([listed.means, metrics.means], None)
@@ -221,13 +232,13 @@ def _collect(out: str | os.PathLike[str]) -> Collected:
     counts = parts.merge([listed.counts, metrics.counts], None)
     kinds_of = {name: sorted({*listed.others.get(name, ()), *metrics.others.get(name, ())})
                 for name in {**listed.others, **metrics.others}}
-    _restore_non_finite(sweep, index, plan, config, [where[i] for i in listed.ids], ids)
+    _restore_non_finite(sweep, index, plan, config, listed_rows, ids)
     varied, constant = split_keys(config)
     names = numeric_metrics(counts)
     state_column, n_column = own_columns(config)
     return Collected(sweep, ids, reps, states, done, config, {m: means[m] for m in names},
                      {m: stds[m] for m in names}, {m: counts[m] for m in names}, kinds_of,
-                     runs, varied, constant, names, all(r == 1 for r in reps),
+                     runs, varied, constant, names, reps.count(1) == len(reps),
                      state_column, n_column)
 
 
@@ -285,6 +296,76 @@ def _planned(sweep: SweepDir, index: PlanIndex | None
     return ids, reps, None
 
 
+# --------------------------------------------------------------------------------------------
+# The runs of the experiments results.jsonl does not list, read in parts.
+
+SCAN_PART = 500  # experiments read from their runs worth a process of their own
+
+# An experiment read from its runs as plain data (a forked child sends it back): each run's
+# rep, the names of its stages done and failed and whether it was pruned, then
+# ``_from_runs``'s state (its value), repetitions done, statistics and metrics that are not
+# numbers.
+_Scan = tuple[list[tuple[int, tuple[str, ...], tuple[str, ...], bool]], str, int,
+              dict[str, Stats], dict[str, set[str]]]
+_EXP_STATES = {state.value: state for state in ExpState}
+
+
+def _scanning(sweep: SweepDir, experiments: list[tuple[int, int]], keep: Callable[[], None]
+              ) -> inparts.Steps[tuple[list[tuple[int, int]], bool], list[_Scan], list[_Scan]]:
+    """The reading of ``experiments`` (id, repetitions) from their runs started, in parts by
+    several processes at once where there are many (``SCAN_PART``); ``results(None)``
+    gives each part's ``_Scan`` list, in order. ``keep`` (the keeping of results.jsonl's
+    columns, ``Reading.keeping``) is done before the last part's runs are read, by its
+    child where it has one: beside the work this process does meanwhile."""
+    bounds = inparts.bounds(len(experiments), inparts.count(len(experiments), SCAN_PART))
+    parts = [(experiments[a:b], b == len(experiments))
+             for a, b in itertools.pairwise(bounds)]
+
+    def first(part: tuple[list[tuple[int, int]], bool]) -> tuple[list[_Scan], None]:
+        runs, last = part
+        if last:
+            keep()
+        return _scan(sweep, runs), None
+
+    return inparts.Steps(parts, first, lambda scans, _: scans,
+                         lambda scans: marshal.dumps(scans, inparts.MARSHAL), marshal.loads)
+
+
+def _scan(sweep: SweepDir, experiments: list[tuple[int, int]]) -> list[_Scan]:
+    """Each experiment's runs (``scan_run``) and what they say (``_from_runs``)."""
+    out: list[_Scan] = []
+    for exp_id, repetitions in experiments:
+        statuses = [scan_run(exp_id, rep, RunDir(path))
+                    for rep, path in enumerate(sweep.run_paths(exp_id, repetitions))]
+        state, done, found, kinds = _from_runs(statuses, repetitions)
+        out.append(([(s.rep, _names(s.done), _names(s.failed), s.pruned) for s in statuses],
+                    state.value, done, found, kinds))
+    return out
+
+
+def _names(stages: frozenset[Stage]) -> tuple[str, ...]:
+    return tuple(stage._value_ for stage in STAGES if stage in stages)
+
+
+_STAGE_SETS: dict[tuple[str, ...], frozenset[Stage]] = {}
+
+
+def _statuses(sweep: SweepDir, exp_id: int, repetitions: int,
+              runs: list[tuple[int, tuple[str, ...], tuple[str, ...], bool]]
+              ) -> list[RunStatus]:
+    """The ``RunStatus`` of each run of a ``_Scan``, as ``scan_run`` gave it."""
+    paths = sweep.run_paths(exp_id, repetitions)
+    return [RunStatus(exp_id, rep, RunDir(paths[rep]), _stage_set(done), _stage_set(failed),
+                      False, pruned) for rep, done, failed, pruned in runs]
+
+
+def _stage_set(names: tuple[str, ...]) -> frozenset[Stage]:
+    found = _STAGE_SETS.get(names)
+    if found is None:
+        found = _STAGE_SETS[names] = frozenset(STAGE_NAMED[name] for name in names)
+    return found
+
+
 def is_running(status: RunStatus) -> bool:
     """Whether a run that is not done is held by a lease now (a worker, or a driver beside
     workers, executes it)."""
@@ -295,10 +376,12 @@ def _from_runs(runs: Sequence[RunStatus], repetitions: int
                ) -> tuple[ExpState, int, dict[str, Stats], dict[str, set[str]]]:
     """An experiment results.jsonl does not list yet, from its runs' markers and post.json:
     its state, repetitions done, each metric's statistics over those (``stats``), and the
-    metrics with values that are not numbers."""
+    metrics with values that are not numbers. Each run's state is worked out once (a
+    property that walks its markers: thousands of runs are read this way)."""
+    run_states = [status.state for status in runs]
     per_rep = []
-    for status in runs:
-        if status.state is RunState.DONE:
+    for status, run_state in zip(runs, run_states, strict=True):
+        if run_state is RunState.DONE:
             scores = read_scores(status.run)
             if scores is not None:
                 per_rep.append(scores)
@@ -314,11 +397,12 @@ def _from_runs(runs: Sequence[RunStatus], repetitions: int
                if v is not None and type(v) not in (int, float)}
         if odd:
             kinds[name] = odd
-    if any(is_running(s) for s in runs):
+    if any(run_state is not RunState.DONE and os.path.exists(status.run.lease)
+           for status, run_state in zip(runs, run_states, strict=True)):  # is_running
         state = ExpState.RUNNING
-    elif any(s.state is RunState.FAILED for s in runs):
+    elif RunState.FAILED in run_states:
         state = ExpState.FAILED
-    elif any(s.state is RunState.PRUNED for s in runs):
+    elif RunState.PRUNED in run_states:
         state = ExpState.PRUNED
     elif len(per_rep) == repetitions:
         state = ExpState.DONE

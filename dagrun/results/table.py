@@ -18,6 +18,7 @@ each group by the direction of the sort column's metric (``smaller_is_better``),
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import operator
@@ -38,6 +39,7 @@ from dagrun.results.read import (
     collect,
     gc_paused,
     is_running,
+    rankable,
     smaller_is_better,
 )
 
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     import pandas
 
 SPREADS = ("std", "sem", "ci95")  # what follows ± : ddof=0 std, standard error, 95 % CI
+_STATE_TEXT = {state: state.value for state in ExpState}  # (a lookup, not .value per row)
 
 
 class PandasMissing(DagrunError, ImportError):
@@ -187,7 +190,7 @@ def _all_columns(collected: Collected, spread: str) -> dict[str, list[Any]]:
             own[f"{spread}_{m}"] = spread_values(collected.stds[m], collected.counts[m],
                                                  spread)
         own[f"n_{m}"] = collected.counts[m]
-    own[collected.state_column] = [s.value for s in collected.states]
+    own[collected.state_column] = list(map(_STATE_TEXT.__getitem__, collected.states))
     own[collected.n_column] = list(collected.done)
     for name, column in own.items():
         cols.setdefault(name, column)
@@ -205,9 +208,11 @@ def _cells(column: list[Any]) -> list[Any]:
 def _informative_counts(collected: Collected, metric: str) -> bool:
     """Whether some experiment's mean of ``metric`` is over fewer values than it has
     repetitions done (then its ``n_M`` column is shown)."""
-    counts = collected.counts[metric]
-    return counts != collected.done and any(
-        c is not None and c < d for c, d in zip(counts, collected.done, strict=True))
+    counts, done = collected.counts[metric], collected.done
+    if counts == done:
+        return False
+    differ = itertools.compress(zip(counts, done, strict=True), map(operator.ne, counts, done))
+    return any(c is not None and c < d for c, d in differ)
 
 
 def _pick(column: list[Any], rows: list[int]) -> list[Any]:
@@ -268,14 +273,19 @@ def _query(out: str | os.PathLike[str], *, sort: str | None, desc: bool | None,
     if collected.state_column not in shown:
         shown.append(collected.state_column)  # an experiment's state is always attached
     everything = len(rows) == len(collected) and rows == list(range(len(rows)))
-    picked = {c: cols[c] if everything else _pick(cols[c], rows) for c in shown}
+
+    def pick(column: list[Any]) -> list[Any]:  # (every row in order: the column itself)
+        return column if everything else _pick(column, rows)
+
+    picked = {c: pick(cols[c]) for c in shown}
     shown_metrics = [m for m in metrics
                      if any(c in shown for c in metric_columns([m], single, spread))]
-    counts = {m: _pick(collected.counts[m], rows) for m in shown_metrics}
-    ok = _pick(collected.rankable(include_incomplete), rows)
-    best = _BestRows({m: _pick(collected.means[m], rows) for m in shown_metrics}, ok,
+    counts = {m: pick(collected.counts[m]) for m in shown_metrics}
+    states = collected.states
+    best = _BestRows({m: pick(collected.means[m]) for m in shown_metrics},
+                     lambda: pick(rankable(states, include_incomplete)),
                      {m: _smaller(m, sort, desc, resolve) for m in shown_metrics})
-    return Table(picked, shown_metrics, single, counts, _pick(collected.done, rows), spread,
+    return Table(picked, shown_metrics, single, counts, pick(collected.done), spread,
                  best, collected.state_column, notes)
 
 
@@ -292,16 +302,21 @@ def _add_best(collected: Collected, cols: dict[str, list[Any]], default: list[st
 
 class _BestRows(dict):  # type: ignore[type-arg]
     """Per shown metric, per row: whether it has the best mean among the rows ranking
-    considers; computed when a format asks (``--bold-best``)."""
+    considers (``ok``: those rows, asked for once when first needed); computed when a
+    format asks (``--bold-best``)."""
 
-    def __init__(self, means: dict[str, list[Any]], ok: list[bool],
+    def __init__(self, means: dict[str, list[Any]], ok: Callable[[], list[bool]],
                  smaller: dict[str, bool]) -> None:
         super().__init__()
-        self._means, self._ok, self._smaller = means, ok, smaller
+        self._means, self._smaller = means, smaller
+        self._ask_ok: Callable[[], list[bool]] | None = ok
+        self._ok: list[bool] = []
 
     def __missing__(self, metric: str) -> list[bool]:
         if metric not in self._means:
             raise KeyError(metric)
+        if self._ask_ok is not None:
+            self._ok, self._ask_ok = self._ask_ok(), None
         flags = _best_flags(self._means[metric], self._ok, self._smaller[metric])
         self[metric] = flags
         return flags

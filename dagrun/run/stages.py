@@ -40,7 +40,7 @@ from typing import Any
 
 from dagrun.code import mainref, pickling, values
 from dagrun.code.safety import check_pickle
-from dagrun.code.workflow import Workflow
+from dagrun.code.workflow import Addition, Workflow
 from dagrun.config import json_view, repetitions_of
 from dagrun.disk import atomic
 from dagrun.disk.fence import Attempt, Superseded
@@ -63,6 +63,11 @@ class RunTask:
     # the holder's attempt folder in the run (``dagrun.disk.fence``), made by whoever
     # claimed the run; every write goes through it. ``None``: unfenced (tests, tools)
     folder: str | None = None
+    # the experiment, when it was planned after the workflow was loaded (a search's trial
+    # asked while the sweep runs): the process running this learns it first. Not part of
+    # the run's identity (equality, hash); the ssh protocol leaves it out (its hosts load
+    # the workflow from the disk for every run, written before the run was submitted)
+    adds: Addition | None = field(default=None, compare=False, repr=False)
 
     def retry(self) -> RunTask:
         """The next attempt of this run, by the same holder (same attempt folder)."""
@@ -428,9 +433,12 @@ class StageRunner:
         self.mode = mode
         self.fingerprints = fingerprints or {}
         self.copy_memory = CopyMemory()  # per process: runs share what it learnt
+        self.values = values.Loader()  # per process: each stored array's header read once
 
     def run(self, task: RunTask) -> RunOutcome:
         """Execute ``task`` from its first stage not done; never raises for user errors."""
+        if task.adds is not None:
+            self.workflow.learn(task.adds)
         run = RunDir(task.path)
         via = Attempt(run, task.folder)
         warnings: list[RunWarning] = []
@@ -521,7 +529,8 @@ class StageRunner:
         experiment = os.path.dirname(run.path) if self._repetitions(task.exp_id) > 1 \
             else run.path
         try:
-            resolved: dict[str, Any] = values.resolve(cfg, SweepDir(os.path.dirname(experiment)))
+            resolved: dict[str, Any] = values.resolve(
+                cfg, SweepDir(os.path.dirname(experiment)), loader=self.values)
         except UsageError as exc:
             raise _InputRefused(stage, str(exc)) from exc
         return resolved

@@ -68,6 +68,9 @@ class WorkerOptions:
     jobs: int | None = None
     lease_timeout: float | None = None
     idle_exit: float | None = None
+    # only the runs of these experiments (a search's trials not finished: a failed trial
+    # is failed for the study, and is not attempted again whenever a new trial is planned)
+    experiments: frozenset[int] | None = None
 
 
 def say(text: str) -> None:
@@ -97,7 +100,7 @@ def run_worker(out: str, options: WorkerOptions) -> int:
     workflow = Workflow.load(sweep.workflow)
     settings = worker_settings(workflow, sweep, options)
     loop = WorkerLoop(sweep, settings, slots(settings, settings.num_cpus), options.idle_exit,
-                      plan)
+                      plan, options.experiments)
     with stop_signals_interrupt():
         loop.run()
     reduce_results(sweep)
@@ -172,8 +175,10 @@ class WorkerLoop:
     """Claims, executes and releases runs until none is left for this worker."""
 
     def __init__(self, sweep: SweepDir, settings: Settings, cudas: list[str | None],
-                 idle_exit: float | None, plan: PlanWatch | None = None) -> None:
+                 idle_exit: float | None, plan: PlanWatch | None = None,
+                 experiments: frozenset[int] | None = None) -> None:
         self.sweep = sweep
+        self.experiments = experiments
         self.settings = settings
         self.idle_exit = idle_exit
         self.holder = Holder.here(settings.lease_timeout)
@@ -219,7 +224,10 @@ class WorkerLoop:
             say(line)
 
     def _load(self) -> None:
-        plan = make_plan(self.sweep, planned_runs(self.sweep), compare=False)
+        experiments = planned_runs(self.sweep)
+        if self.experiments is not None:
+            experiments = [e for e in experiments if e.exp_id in self.experiments]
+        plan = make_plan(self.sweep, experiments, compare=False)
         for planned in plan.todo():
             s = planned.status
             task = RunTask(s.exp_id, s.rep, s.run.path, 1)

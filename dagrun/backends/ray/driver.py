@@ -46,6 +46,7 @@ from dagrun.backends.ray.resources import (
     slots,
     unschedulable_reason,
 )
+from dagrun.code.workflow import Workflow
 from dagrun.config import Settings
 from dagrun.disk.records import Failure
 from dagrun.errors import BackendUnavailableError, ClusterLostError, FailureKind
@@ -153,6 +154,11 @@ class RayBackend(Backend):
             self._nodes = alive_nodes(nodes)
 
     # -- submitting -------------------------------------------------------------------
+
+    def extend(self, workflow: Workflow) -> None:
+        super().extend(workflow)
+        if self._started:
+            self._requests = requests_of(workflow.cfgs, self.settings)
 
     def submit(self, task: RunTask) -> None:
         self._queue.append(task)

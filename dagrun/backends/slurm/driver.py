@@ -36,7 +36,7 @@ from dagrun.backends.slurm.options import SlurmOptions
 from dagrun.backends.slurm.watch import RunWatch
 from dagrun.config import Settings, repetitions_of
 from dagrun.disk import atomic
-from dagrun.disk.layout import RunDir
+from dagrun.disk.layout import RunDir, SweepDir
 from dagrun.errors import BackendUnavailableError, ConfigError, FailureKind
 from dagrun.progress import Progress, say
 from dagrun.run.failures import lost_run
@@ -81,6 +81,14 @@ class SlurmBackend(Backend):
         return f"slurm ({' '.join(SlurmOptions.of(self.settings).flags) or 'default options'})"
 
     # -- the sweep -------------------------------------------------------------------------
+
+    @classmethod
+    def workers_alive(cls, sweep: SweepDir) -> bool:
+        """Whether a task of an array of ``sweep`` is pending or running (squeue)."""
+        try:
+            return bool(Arrays.read(sweep).active())
+        except BackendUnavailableError:  # Slurm does not answer: the next submit says so
+            return False
 
     def run_pulled(self, tasks: list[RunTask], summary: Summary, *, detach: bool) -> None:
         """Have Slurm workers execute ``tasks``: submit (unless an array of this sweep is

@@ -16,7 +16,7 @@ side kills its run when stdin closes or stays silent for ``heartbeat_timeout`` s
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from dagrun.disk.records import Failure
@@ -28,6 +28,12 @@ OUTCOME = "DAGRUN-OUTCOME"
 STOPPED = "DAGRUN-STOPPED"
 HEARTBEAT = b"."
 HEARTBEAT_EVERY = 1.0
+
+
+def task_json(task: RunTask) -> dict[str, Any]:
+    """The run as JSON, without what it ``adds`` (a host loads the workflow from the disk
+    for each run, and the driver wrote it before submitting the run)."""
+    return {f.name: getattr(task, f.name) for f in fields(task) if f.name != "adds"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,8 @@ class Request:
     sys_path: tuple[str, ...] = ()  # process would inherit them (shared filesystem)
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "task": asdict(self.task)}, separators=(",", ":"))
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        return json.dumps({**data, "task": task_json(self.task)}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Request:
@@ -57,7 +64,7 @@ class Request:
 def outcome_to_json(outcome: RunOutcome, recorded: bool = True) -> str:
     """One line of JSON; ``recorded`` says whether the failure is already on disk."""
     failure = asdict(outcome.failure) if outcome.failure is not None else None
-    return json.dumps({"task": asdict(outcome.task), "failure": failure,
+    return json.dumps({"task": task_json(outcome.task), "failure": failure,
                        "ran": list(outcome.ran),
                        "warnings": [w.to_json() for w in outcome.warnings],
                        "recorded": recorded, "superseded": outcome.superseded},
