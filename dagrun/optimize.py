@@ -539,7 +539,9 @@ def run_search_worker(out: str, options: WorkerOptions) -> int:
         by_digest = records.experiments_by_digest(SweepDir.at(out))
         unfinished = frozenset(by_digest[t.record.digest].exp_id for t in study.unfinished()
                                if t.record.digest in by_digest)
-        code = run_worker(out, dataclasses.replace(options, experiments=unfinished))
+        code = run_worker(out, dataclasses.replace(
+            options, experiments=unfinished,
+            leave_idle=study.asked < study.settings.n_trials))  # else: asks, not waits
         if not asked and study.asked >= study.settings.n_trials:
             # (a run left to the next plan is no failure: the disk says what failed)
             study.load(quiet=True, failed_final=True)

@@ -71,6 +71,9 @@ class WorkerOptions:
     # only the runs of these experiments (a search's trials not finished: a failed trial
     # is failed for the study, and is not attempted again whenever a new trial is planned)
     experiments: frozenset[int] | None = None
+    # leave as soon as every run left is held by others (a search's worker then asks the
+    # next trial instead of waiting for theirs; it stays on the study's last trials)
+    leave_idle: bool = False
 
 
 def say(text: str) -> None:
@@ -100,7 +103,7 @@ def run_worker(out: str, options: WorkerOptions) -> int:
     workflow = Workflow.load(sweep.workflow)
     settings = worker_settings(workflow, sweep, options)
     loop = WorkerLoop(sweep, settings, slots(settings, settings.num_cpus), options.idle_exit,
-                      plan, options.experiments)
+                      plan, options.experiments, options.leave_idle)
     with stop_signals_interrupt():
         loop.run()
     reduce_results(sweep)
@@ -176,9 +179,10 @@ class WorkerLoop:
 
     def __init__(self, sweep: SweepDir, settings: Settings, cudas: list[str | None],
                  idle_exit: float | None, plan: PlanWatch | None = None,
-                 experiments: frozenset[int] | None = None) -> None:
+                 experiments: frozenset[int] | None = None, leave_idle: bool = False) -> None:
         self.sweep = sweep
         self.experiments = experiments
+        self.leave_idle = leave_idle
         self.settings = settings
         self.idle_exit = idle_exit
         self.holder = Holder.here(settings.lease_timeout)
@@ -249,6 +253,9 @@ class WorkerLoop:
                 return
             if self.replanned:
                 self.left_undone = len(self.pending)
+                return
+            if self.leave_idle and time.monotonic() >= self._grace_end:
+                self.left_undone = len(self.pending)  # held by others (the fill took none)
                 return
             if self._idle_too_long() and self._others_stay():
                 self.pending = {p: r for p, r in self.pending.items() if not _done(p)}
