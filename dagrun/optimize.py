@@ -266,8 +266,11 @@ class Study:
                 out.append(t.cfg)
         return out
 
-    def read_outcome(self, trial: Trial) -> Outcome:
-        exp = records.experiments_by_digest(self.sweep).get(trial.record.digest)
+    def read_outcome(self, trial: Trial, exp: Experiment | None = None) -> Outcome:
+        """The trial's outcome from its run folders (``exp``: its experiment, when the
+        caller knows it; else found in the stored plan)."""
+        if exp is None:
+            exp = records.experiments_by_digest(self.sweep).get(trial.record.digest)
         return records.outcome(self.sweep, exp, self.settings.metric)
 
     def best(self) -> Trial | None:
@@ -436,21 +439,18 @@ class _Asking:
 
     def ended(self, exp: Experiment) -> None:
         """Tell the study the outcome of every trial whose config is ``exp``'s."""
-        study = self.study
-        for trial in study.trials:
+        for trial in self.study.trials:
             if trial.outcome is None and trial.record.digest == exp.digest:
-                found = records.outcome(study.sweep, exp, study.settings.metric)
-                if found.state is TrialState.RUNNING:  # a repetition held elsewhere
-                    found = Outcome(TrialState.FAILED)
-                study.tell(trial, found)
-                if self.verbose:
-                    say(study.describe(trial))
+                _finish(self.study, trial, self.verbose, exp)
 
 
-def _finish(study: Study, trial: Trial, verbose: bool) -> None:
+def _finish(study: Study, trial: Trial, verbose: bool, exp: Experiment | None = None
+            ) -> None:
+    """Tell the study the trial's outcome as the disk says (``exp``: its experiment, when
+    known) unless it was told; running there (a repetition held elsewhere) is failed."""
     if trial.outcome is not None:
         return
-    found = study.answered(trial) or study.read_outcome(trial)
+    found = study.answered(trial) or study.read_outcome(trial, exp)
     if found.state is TrialState.RUNNING:  # not run here (held by a worker): failed for now
         found = Outcome(TrialState.FAILED)
     study.tell(trial, found)

@@ -120,17 +120,21 @@ class Workflow:
     def position(self, exp_id: int) -> int:
         """Where experiment ``exp_id``'s cfg is in ``cfgs`` (ids are matched by content, not
         positions; a workflow pickled by an older dagrun has no ``ids``: they were)."""
-        ids = getattr(self, "ids", None)
-        if not ids:
+        if not getattr(self, "ids", None):
             return exp_id
-        where: dict[int, int] | None = self.__dict__.get("_where")
-        if where is None:
-            where = self.__dict__["_where"] = {i: p for p, i in enumerate(ids)}
         try:
-            return where[exp_id]
+            return self._positions()[exp_id]
         except KeyError:
             raise UsageError(f"experiment {exp_id} is not in this sweep's plan (its cfgs "
                              "changed since this process loaded the workflow)") from None
+
+    def _positions(self) -> dict[int, int]:
+        """Experiment id -> its position in ``cfgs``; made once, kept up to date by
+        ``learn``."""
+        where: dict[int, int] | None = self.__dict__.get("_where")
+        if where is None:
+            where = self.__dict__["_where"] = {i: p for p, i in enumerate(self.ids)}
+        return where
 
     def learn(self, added: Addition) -> None:
         """Know experiment ``added.exp_id`` from now on (its cfg replaces an earlier one
@@ -140,9 +144,7 @@ class Workflow:
         digests = list(getattr(self, "digests", None) or ())
         if len(digests) != len(self.cfgs):
             self.digests = [*digests, *[""] * len(self.cfgs)][:len(self.cfgs)]
-        where: dict[int, int] | None = self.__dict__.get("_where")
-        if where is None:
-            where = self.__dict__["_where"] = {i: p for p, i in enumerate(self.ids)}
+        where = self._positions()
         position = where.get(added.exp_id)
         if position is None:
             where[added.exp_id] = len(self.cfgs)

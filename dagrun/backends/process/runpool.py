@@ -322,9 +322,7 @@ class RunPool:
             self._events.append((task, WorkerDied(code)))
         elif queue:
             queue.popleft()  # the run that timed out: already reported
-        self._waiting.extendleft(reversed(queue))
-        if self._waiting and len(self._workers) < self._size and not self._closed:
-            self._start_worker()
+        self._waiting.extendleft(reversed(queue))  # a replacement: ``_dispatch``
 
     def _enforce_timeouts(self) -> None:
         now = time.monotonic()
@@ -340,8 +338,8 @@ class RunPool:
                 self._events.append((worker.queue[0], RunTimedOut()))
                 with contextlib.suppress(OSError, AttributeError):
                     worker.process.terminate()  # its handler stops the run's tree first
-                if self._waiting or len(worker.queue) > 1:
-                    self._start_worker()  # the others' runs need not wait for its end
+                if len(worker.queue) > 1:  # (runs waiting start one: ``_dispatch``)
+                    self._start_worker()  # the runs behind it need not wait for its end
 
     def _start_worker(self, hand: bool = True) -> None:
         """Start a worker (unless the pool is full) and, with ``hand``, send it its
