@@ -58,7 +58,7 @@ from dagrun.errors import ConfigError, EnvironmentProblem, FailureKind, UsageErr
 from dagrun.progress import Progress, say
 from dagrun.results import html as htmlreport
 from dagrun.results import reduce
-from dagrun.run import failures, supervisor
+from dagrun.run import failures, forking, supervisor
 from dagrun.run.signals import stop_signals_interrupt
 from dagrun.run.stages import RunOutcome, RunTask
 from dagrun.run.summary import FailedRun, Summary
@@ -219,6 +219,7 @@ def _snapshot(workflow: Workflow, sweep: SweepDir, source: str | None,
 def execute(basecfg: Mapping[str, Any], cfgs: Sequence[Any],
             options: Options | None = None) -> Summary:
     """Plan and execute a sweep; the engine behind ``run_experiments`` and ``dagrun execute``."""
+    forking.mark_entry()  # what the program holds open before dagrun opens anything
     options = options or Options()
     prep = prepare(basecfg, cfgs, options.source, options.fingerprints, options.snapshot,
                    options.digests)
@@ -608,11 +609,16 @@ class _Execution:
         # scores reported by runs of experiments not complete yet: {id: {rep: scores}}
         scores: collections.defaultdict[int, dict[int, dict[str, Any]]] = \
             collections.defaultdict(dict)
-        self.progress = Progress(total, self.summary.skipped, self.settings.verbose)
         backend = backend_class(self.settings.backend)(
             self.settings, self.prep.sweep, self.prep.workflow, self.prep.fingerprints)
         backend.expected_runs = len(todo) if self.growth is None else None
-        gate = leases.Gate(self.prep.sweep, self.settings.lease_timeout)  # workers' runs wait
+        try:  # processes first: no thread of this process (the bar's, the gate's) runs yet
+            backend.before_threads()
+            self.progress = Progress(total, self.summary.skipped, self.settings.verbose)
+            gate = leases.Gate(self.prep.sweep, self.settings.lease_timeout)
+        except BaseException:
+            backend.shutdown(kill=True)
+            raise
         try:
             with gate, backend:
                 if self.settings.verbose:

@@ -145,6 +145,26 @@ def finish(proc: subprocess.Popen[bytes], timeout: float = 120.0) -> int:
         pytest.fail(f"{proc.args!r} (pid {proc.pid}) did not finish in {timeout} s")
 
 
+def pool_workers(driver_pid: int) -> list[psutil.Process]:
+    """A driver's multiprocessing workers: the children it spawned (``spawn_main``) or
+    forked (its own command line), not the watchdog nor a resource tracker."""
+    try:
+        driver = psutil.Process(driver_pid)
+        own, children = driver.cmdline(), driver.children()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return []
+    found = []
+    for child in children:
+        try:
+            line = child.cmdline()
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        text = " ".join(line)
+        if "resource_tracker" not in text and ("spawn_main" in text or line == own):
+            found.append(child)
+    return found
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
     """Poll ``predicate`` until true; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -22,7 +22,15 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.helpers import child_env, dagrun_command, markers, read_jsonl, run_dagrun, wait_for
+from tests.helpers import (
+    child_env,
+    dagrun_command,
+    markers,
+    pool_workers,
+    read_jsonl,
+    run_dagrun,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -102,12 +110,8 @@ def tagged(tag: str) -> list[psutil.Process]:
 
 
 def workers(driver: subprocess.Popen[bytes]) -> list[psutil.Process]:
-    """The pool's worker processes: children started by multiprocessing's spawn."""
-    try:
-        children = psutil.Process(driver.pid).children()
-        return [c for c in children if "spawn_main" in " ".join(c.cmdline())]
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return []
+    """The pool's worker processes (forked or spawned)."""
+    return pool_workers(driver.pid)
 
 
 def marker_count(out: Path) -> int:

@@ -237,17 +237,24 @@ with open(sys.argv[2], "a") as f:
 """
 
 
-def test_script_without_main_guard_runs_on_multiprocessing(tmp_path: Path) -> None:
-    """Workers import the script's plan-time copy (its module-level code runs there, as in
-    the driver) but its top-level run_experiments starts no sweep in them."""
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_script_without_main_guard_runs_on_multiprocessing(tmp_path: Path, start: str
+                                                           ) -> None:
+    """Spawned workers import the script's plan-time copy (its module-level code runs there,
+    as in the driver) but its top-level run_experiments starts no sweep in them; forked
+    workers do not run the script at all."""
     script, out, trace = tmp_path / "sweep.py", tmp_path / "out", tmp_path / "trace"
     script.write_text(NO_GUARD)
     proc = subprocess.run([sys.executable, str(script), str(out), str(trace)],
-                          capture_output=True, text=True, timeout=90)
+                          capture_output=True, text=True, timeout=90,
+                          env={**os.environ, "DAGRUN_WORKER_START": start})
     assert proc.returncode == 0, proc.stderr
     trace_lines = trace.read_text().splitlines()
     assert trace_lines.count("sweep over") == 1  # only the driver ran a sweep
-    assert 2 <= trace_lines.count("top level") <= 3  # the driver and each worker process
+    if start == "spawn":  # the driver and each worker process
+        assert 2 <= trace_lines.count("top level") <= 3
+    else:
+        assert trace_lines.count("top level") == 1
     lines = (out / "results.jsonl").read_text().splitlines()
     assert [json.loads(line)["scores"]["mean_x"] for line in lines] == [1, 2, 3, 4, 5, 6]
 

@@ -18,7 +18,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers import child_env, dagrun_command, run_dagrun, wait_for, write_workflow
+from tests.helpers import (
+    child_env,
+    dagrun_command,
+    pool_workers,
+    run_dagrun,
+    wait_for,
+    write_workflow,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -209,9 +216,7 @@ def test_a_sigtermed_worker_is_killed_by_sigterm(make: Make) -> None:
 
 def _workers(driver: subprocess.Popen[str]) -> list[psutil.Process]:
     """The driver's worker processes (not the resource tracker, not the watchdog)."""
-    return [p for p in psutil.Process(driver.pid).children()
-            if "spawn_main" in " ".join(p.cmdline())
-            and "resource_tracker" not in " ".join(p.cmdline())]
+    return pool_workers(driver.pid)
 
 
 def test_no_more_workers_than_runs(make: Make) -> None:

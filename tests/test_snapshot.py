@@ -198,7 +198,11 @@ def test_execute_of_a_script_that_runs_its_sweep_at_import_is_one_clear_error(
     assert not (tmp_path / "out").exists()
 
 
-def test_names_bound_only_under_main_are_explained(tmp_path: Path) -> None:
+@pytest.mark.parametrize("start", ["spawn", "fork"])
+def test_names_bound_only_under_main_are_explained(tmp_path: Path, start: str) -> None:
+    """A spawned worker has the copy of the script, not what its ``__main__`` block bound:
+    the run fails saying so. A worker forked from the driver has the driver's (as
+    ``single`` does)."""
     script = write_workflow(tmp_path, """
         import argparse
         from dagrun import run_experiments
@@ -217,9 +221,13 @@ def test_names_bound_only_under_main_are_explained(tmp_path: Path) -> None:
             run_experiments({"pre": pre, "fit": fit, "post": post, "out_path": "out",
                              "backend": "multiprocessing", "verbose": False}, [{"x": 1}])
         """, name="script.py")
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=child_env(),
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, timeout=120,
+                          env=child_env({"DAGRUN_WORKER_START": start}),
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr  # run_experiments returns; the run failed
+    if start == "fork":
+        assert read_jsonl(tmp_path / "out" / "results.jsonl")[0]["scores"]["v"] == [3]
+        return
     error = json.loads((tmp_path / "out" / "0" / "pre.error").read_text())
     assert error["kind"] == "exception"
     assert ("name 'args' is set only inside the `if __name__ == \"__main__\":` block of "

@@ -91,6 +91,11 @@ class Backend(abc.ABC):
     def shutdown(self, *, kill: bool = False) -> None:  # noqa: B027 - a default hook
         """Release resources; with ``kill``, stop running runs at once. Idempotent."""
 
+    def before_threads(self) -> None:  # noqa: B027 - a default hook
+        """Called before the driver starts threads of its own for the execution (the
+        progress bar's, the lease gate's): a backend that forks processes starts them here
+        (``start`` is called later all the same)."""
+
     def __enter__(self) -> Backend:
         self.start()
         return self

@@ -47,7 +47,13 @@ def _one_child_backend() -> type[ProcessBackend]:
 class SingleBackend(Backend):
     name = "single"
 
+    def before_threads(self) -> None:
+        if self.settings.timeout:  # the child is forked where it can be
+            self.start()
+
     def start(self) -> None:
+        if getattr(self, "_queue", None) is not None:  # started by ``before_threads``
+            return
         self._queue: collections.deque[RunTask] = collections.deque()
         self._settled: collections.deque[RunOutcome] = collections.deque()
         self._child: ProcessBackend | None = None

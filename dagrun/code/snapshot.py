@@ -249,6 +249,15 @@ def put_on_path(snap: Snapshot) -> None:
     sys.path[:] = wanted + [p for p in sys.path if p not in wanted]
 
 
+def serve_imports(snap: Snapshot) -> None:
+    """In a worker forked from the planning driver (``dagrun.run.forking``): the modules it
+    has are the driver's (checked equal to the copy at plan time); every module of the
+    user's code it imports from now on comes from the copy, as in a process that
+    ``activate`` did (a stage's lazy import of a file edited since)."""
+    put_on_path(snap)
+    _install(_TreeFinder(snap) if snap.layout >= 2 else _CopyFinder(snap))
+
+
 def reachable(snap: Snapshot) -> None:
     """In the planning driver: the copy *last* on ``sys.path``, so that processes a stage
     starts here (its own spawn pool) can import the workflow's module by its name, while
@@ -313,10 +322,11 @@ class _TreeFinder:
 
     def find_spec(self, fullname: str, path: Sequence[str] | None = None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        entry = self.entries.get(fullname.partition(".")[0])
+        top = fullname.partition(".")[0]
+        entry = self.entries.get(top)
         if entry is None:
             return None
-        search = [self.root] if "." not in fullname else path
+        search = [self.root] if "." not in fullname else self._in_copy(top, entry, path)
         spec = importlib.machinery.PathFinder.find_spec(fullname, search)
         prefix = os.path.join(self.root, "")
         if spec is not None and spec.origin and spec.origin.endswith(".py") \
@@ -324,6 +334,21 @@ class _TreeFinder:
             spec.origin = os.path.join(entry, spec.origin[len(prefix):])
             spec.cached = None
         return spec
+
+
+    def _in_copy(self, top: str, entry: str, path: Sequence[str] | None
+                 ) -> list[str] | None:
+        """A package's ``__path__`` as the copy lays it out: a package imported from the
+        user's folder (by the driver, before a worker was forked from it) finds its
+        submodules in the copy all the same."""
+        if path is None:
+            return None
+        found = []
+        for folder in path:
+            rel = os.path.relpath(folder, entry)
+            found.append(os.path.join(self.root, rel) if rel == top or rel.startswith(
+                top + os.sep) else folder)
+        return found
 
 
 def _install(finder: _TreeFinder | _CopyFinder) -> None:

@@ -4,9 +4,10 @@ Built on ``RunPool`` (``runpool.py``): each worker is given its runs through its
 and reports each outcome without being asked, so the driver always knows which run a worker
 executes: per-run timeouts kill the worker (SIGTERM, then SIGKILL after a short grace) and
 replace it, and a worker that died fails exactly its current run, whatever its exit code.
-Workers are started with ``spawn`` (safe with threads in the driver: the progress bar, user
-libraries) and get the workflow once, through the pool initializer. No more workers are
-started than there are runs to do.
+Workers are forked from the driver where ``dagrun.run.forking`` finds that as safe as a
+spawn (it has what the workflow imported; they start before the driver's own threads), else
+spawned (a new interpreter that gets the workflow once, through the pool initializer). No
+more workers are started than there are runs to do.
 
 With ``num_gpus`` per run the workers are a ``SlotPool`` (``slots.py``, on pebble): one
 process per GPU slot (``dagrun.run.gpus``), each pinned to its slot's
@@ -36,10 +37,10 @@ import pebble
 from tqdm import tqdm
 
 from dagrun.backends.base import Backend
-from dagrun.backends.process.runpool import RunPool, RunTimedOut, WorkerDied
+from dagrun.backends.process.runpool import Forked, RunPool, RunTimedOut, WorkerDied
 from dagrun.backends.process.slots import SlotPool
 from dagrun.backends.process.spawning import WORKER_CONTEXT
-from dagrun.backends.process.worker import init_worker, pool_args, run_task
+from dagrun.backends.process.worker import init_forked, init_worker, pool_args, run_task
 from dagrun.config import Settings
 from dagrun.disk.records import Failure
 from dagrun.errors import FailureKind
@@ -91,21 +92,33 @@ class ProcessBackend(Backend):
     def capacity(self) -> int:
         return self.workers
 
+    def before_threads(self) -> None:
+        """Start the workers now, while this process may still fork them."""
+        self.start()
+
     def start(self) -> None:
+        if self._pool is not None:  # started by ``before_threads``
+            return
         self._warn_oversubscribed()
-        blob = self.workflow.dumps()
         self._token = proctree.new_token()
         self._watchdog = proctree.start_watchdog(proctree.TOKEN_ENV, self._token)
-        args = pool_args(blob, self.fingerprints, self._token)
         cudas = self.gpu_slots
         if cudas is None:
-            self._pool = RunPool(self._pool_size(), init_worker, args, WORKER_CONTEXT,
-                                 self.settings.timeout or None, run_task)
+            forked = Forked(init_forked, (self.workflow, self.fingerprints, os.getpid(),
+                                          self._token))
+            self._pool = RunPool(self._pool_size(), init_worker, self._spawn_args,
+                                 WORKER_CONTEXT, self.settings.timeout or None, run_task,
+                                 forked)
         else:
             self._note_capped()
-            self._pool = SlotPool(cudas[:self._pool_size()], init_worker, args)
+            self._pool = SlotPool(cudas[:self._pool_size()], init_worker, self._spawn_args())
         self._futures: dict[cf.Future[Any], RunTask] = {}
         self._finished: queue.SimpleQueue[cf.Future[Any]] = queue.SimpleQueue()
+
+    def _spawn_args(self) -> tuple[Any, ...]:
+        """A spawned worker's initializer arguments: the workflow pickled (made only when a
+        worker is spawned; forked ones have the driver's)."""
+        return pool_args(self.workflow.dumps(), self.fingerprints, self._token)
 
     def _pool_size(self) -> int:
         """``workers``, but never more than there are runs to do."""
@@ -199,7 +212,18 @@ class ProcessBackend(Backend):
             devices = " | ".join(str(c) for c in cudas[:self._pool_size()])
             capped = f"; {self._capped()}" if self._capped() else ""
             pinned = f", each pinned to a GPU slot (CUDA_VISIBLE_DEVICES {devices}{capped})"
-        return f"multiprocessing, {self._pool_size()} worker process(es){pinned}{timeout}"
+        return (f"multiprocessing, {self._pool_size()} worker process(es){pinned}{timeout}"
+                f"{self._started()}")
+
+    def _started(self) -> str:
+        """How the run pool's workers were started, and why not forked where they were not
+        (``dagrun.run.forking``)."""
+        pool = self._pool
+        if not isinstance(pool, RunPool):
+            return ""
+        if pool.started["spawned"] == 0:
+            return ", forked"
+        return f", spawned ({pool.spawn_reason})" if pool.spawn_reason else ""
 
     def shutdown(self, *, kill: bool = False) -> None:
         """Stop the pool; with ``kill`` (Ctrl-C, errors) the runs' trees die before this

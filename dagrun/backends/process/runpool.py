@@ -27,7 +27,12 @@ few hundred microseconds after the run really started), and that of a worker's f
 when the worker says it is ready (its start and the workflow's import, which may take
 seconds, are not the run's): a timeout is never early.
 
-Workers start side by side: the initializer's arguments (the pickled workflow, often MBs)
+A worker is forked from the driver (``Forked``) where ``dagrun.run.forking`` finds that as
+safe as a spawn, so it has what the workflow imported (no second import of scikit-learn,
+~1 s per worker); else it is spawned, as every worker started once the driver runs threads
+(a replacement) is.
+
+Spawned workers start side by side: the initializer's arguments (the pickled workflow, often MBs)
 are not part of what ``spawn`` writes to a new process, which the driver would block on
 until that process's interpreter is up, delaying the start of the next worker by as much;
 every worker is started first, then each is sent its arguments on its own pipe.
@@ -54,6 +59,7 @@ from typing import Any
 from dagrun.disk.layout import Stage
 from dagrun.disk.records import Failure
 from dagrun.errors import FailureKind
+from dagrun.run import forking
 from dagrun.run.proctree import KILL_GRACE
 from dagrun.run.stages import RunOutcome, RunTask
 
@@ -83,14 +89,26 @@ READY = "ready"  # a worker's first message: initialized, about to take runs
 
 def serve(conn: Connection, initializer: Callable[..., None],
           run: Callable[[RunTask], RunOutcome]) -> None:
-    """A worker's life: ``initializer(*initargs)`` with the arguments the driver sends
-    first, then run what it sends next, in order, sending each outcome as soon as the run
-    ends; ``None`` or the end of the pipe ends it."""
+    """A spawned worker's life: ``initializer(*initargs)`` with the arguments the driver
+    sends first, then run what it sends next, in order, sending each outcome as soon as the
+    run ends; ``None`` or the end of the pipe ends it."""
     try:
         initargs = conn.recv()
     except (EOFError, OSError):  # the driver is gone
         return
     initializer(*initargs)
+    _serve_initialized(conn, run)
+
+
+def serve_forked(conn: Connection, initializer: Callable[..., None],
+                 initargs: tuple[Any, ...], run: Callable[[RunTask], RunOutcome]) -> None:
+    """A forked worker's life (``dagrun.run.forking``): as ``serve``, its initializer's
+    arguments already in its memory."""
+    initializer(*initargs)
+    _serve_initialized(conn, run)
+
+
+def _serve_initialized(conn: Connection, run: Callable[[RunTask], RunOutcome]) -> None:
     gc.freeze()  # kept for life (modules, the workflow): no collection walks it again
     try:
         conn.send(READY)
@@ -135,6 +153,15 @@ def leave() -> None:
     gc.freeze()
 
 
+@dataclass(frozen=True)
+class Forked:
+    """How the pool forks a worker instead of spawning one, where ``forking.blocked`` lets
+    it: ``initializer(*initargs)`` in the child, the arguments objects of this process."""
+
+    initializer: Callable[..., None]
+    initargs: tuple[Any, ...]
+
+
 @dataclass
 class _Worker:
     process: Any  # a multiprocessing process of the pool's context
@@ -156,11 +183,15 @@ class RunPool:
     """
 
     def __init__(self, workers: int, initializer: Callable[..., None],
-                 initargs: tuple[Any, ...], context: Any, timeout: float | None,
-                 run: Callable[[RunTask], RunOutcome]) -> None:
+                 initargs: tuple[Any, ...] | Callable[[], tuple[Any, ...]], context: Any,
+                 timeout: float | None, run: Callable[[RunTask], RunOutcome],
+                 forked: Forked | None = None) -> None:
         self._size = workers
         self._start_args = (initializer, run)
-        self._initargs = initargs
+        self._initargs = initargs  # a callable: made when the first worker is spawned
+        self._forked = forked
+        self.started = {"forked": 0, "spawned": 0}
+        self.spawn_reason: str | None = None  # why the last worker was not forked
         self._context = context
         self._timeout = timeout or None
         self._waiting: collections.deque[RunTask] = collections.deque()
@@ -347,14 +378,35 @@ class RunPool:
         if len([w for w in self._workers if w.stopping_at is None]) >= self._size:
             return
         ours, theirs = self._context.Pipe(duplex=True)
-        # not daemonic: a run may start processes of its own (a stage's own Pool)
-        process = self._context.Process(target=serve, args=(theirs, *self._start_args),
-                                        daemon=False, name="dagrun-worker")
-        process.start()
+        process = self._fork(theirs)
+        forked = process is not None
+        if process is None:
+            # not daemonic: a run may start processes of its own (a stage's own Pool)
+            process = self._context.Process(target=serve, args=(theirs, *self._start_args),
+                                            daemon=False, name="dagrun-worker")
+            process.start()
+        self.started["forked" if forked else "spawned"] += 1
         theirs.close()
-        self._workers.append(_Worker(process, ours))
+        self._workers.append(_Worker(process, ours, handed=forked))  # forked: has its args
         if hand:
             self._hand_over()
+
+    def _fork(self, theirs: Connection) -> Any:
+        """A worker forked from this process, or ``None`` where that is not safe now
+        (``spawn_reason`` says why)."""
+        if self._forked is None:
+            return None
+        reason = forking.blocked()
+        if reason is None:
+            run = self._start_args[1]
+            try:
+                return forking.start(serve_forked, (theirs, self._forked.initializer,
+                                                    self._forked.initargs, run),
+                                     theirs.fileno(), "dagrun-worker")
+            except OSError as exc:  # no memory for the copy, too many processes
+                reason = f"fork failed: {exc}"
+        self.spawn_reason = reason
+        return None
 
     def _hand_over(self) -> None:
         """Send each started worker its initializer's arguments, once. A worker reads them
@@ -363,6 +415,8 @@ class RunPool:
         for worker in self._workers:
             if not worker.handed:
                 worker.handed = True
+                if callable(self._initargs):
+                    self._initargs = self._initargs()
                 with contextlib.suppress(OSError, ValueError):
                     worker.conn.send(self._initargs)
 
@@ -413,4 +467,4 @@ class RunPool:
         self._workers.clear()
 
 
-__all__ = ["RunPool", "RunTimedOut", "WorkerDied"]
+__all__ = ["Forked", "RunPool", "RunTimedOut", "WorkerDied"]

@@ -1,7 +1,8 @@
 """Code that runs in a worker process: receive the workflow once, then run runs.
 
-A worker process is started with the pickled workflow as its initializer argument, so the
-workflow crosses the process boundary once, not once per run. It ties its life to the
+A spawned worker is started with the pickled workflow as its initializer argument, so the
+workflow crosses the process boundary once, not once per run; a forked one
+(``dagrun.run.forking``) has the driver's. It ties its life to the
 driver's (``PR_SET_PDEATHSIG``), so even ``kill -9`` of the driver leaves no worker behind,
 and hosts its runs as ``dagrun.run.proctree.host_runs`` says: its own session, the sweep's tag
 in the environment of every process a run starts, default SIGINT for user code, and a
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from dagrun.code.snapshot import serve_imports
 from dagrun.code.workflow import Workflow
 from dagrun.disk.layout import Stage
 from dagrun.disk.records import Failure
@@ -37,6 +39,19 @@ def init_worker(blob: bytes, fingerprints: dict[str, str], parent_pid: int,
     except Exception as exc:  # the worker boundary: report, don't crash the pool
         _init_error = f"worker could not load the workflow: {type(exc).__name__}: {exc}"
         return
+    _runner = StageRunner(workflow, CaptureMode.FD, fingerprints)
+
+
+def init_forked(workflow: Workflow, fingerprints: dict[str, str], parent_pid: int,
+                token: str) -> None:
+    """Initializer of a worker forked from the driver (``dagrun.run.forking``): the
+    workflow is the driver's own object, already loaded; the user's modules imported from
+    now on come from the copy of the code."""
+    global _runner
+    die_with_parent(parent_pid)
+    host_runs(token)
+    if workflow.snapshot is not None:
+        serve_imports(workflow.snapshot)
     _runner = StageRunner(workflow, CaptureMode.FD, fingerprints)
 
 
