@@ -73,18 +73,25 @@ if __name__ == "__main__":
 """
 
 
+def _run_script(folder: Path, source: str, env: dict[str, str] | None = None) -> str:
+    """Write ``source`` as ``folder/wf.py``, run it as the user would (``python wf.py``) and
+    return what it wrote to stderr; it must exit 0."""
+    (folder / "wf.py").write_text(source)
+    proc = subprocess.run([sys.executable, "wf.py"], cwd=folder, capture_output=True,
+                          text=True, timeout=240, stdin=subprocess.DEVNULL, check=False,
+                          env=child_env(env))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stderr
+
+
 def _sweep(tmp_path: Path, setup: str = "", env: dict[str, str] | None = None
            ) -> tuple[str, list[dict[str, object]]]:
     probe = tmp_path / "probe"
     probe.mkdir()
     source = PROBE.format(setup=textwrap.indent(textwrap.dedent(setup), "    ") or "    pass")
-    (tmp_path / "wf.py").write_text(source)
-    proc = subprocess.run([sys.executable, "wf.py"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=240, stdin=subprocess.DEVNULL, check=False,
-                          env=child_env({"PROBE_DIR": str(probe), **(env or {})}))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    err = _run_script(tmp_path, source, {"PROBE_DIR": str(probe), **(env or {})})
     runs = [json.loads((probe / f"run-{k}.json").read_text()) for k in range(8)]
-    return proc.stderr, runs
+    return err, runs
 
 
 def _files(tmp_path: Path, prefix: str) -> list[str]:
@@ -162,12 +169,8 @@ if __name__ == "__main__":
 
 def test_an_openmp_pool_in_the_driver_gets_spawned_workers(tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
-    (tmp_path / "wf.py").write_text(OPENMP)
-    proc = subprocess.run([sys.executable, "wf.py"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=240, stdin=subprocess.DEVNULL, check=False,
-                          env=child_env())
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "spawned (" in proc.stderr and "OpenMP" in proc.stderr, proc.stderr[-2000:]
+    err = _run_script(tmp_path, OPENMP)
+    assert "spawned (" in err and "OpenMP" in err, err[-2000:]
     assert len(read_jsonl(tmp_path / "out" / "results.jsonl")) == 4
 
 
@@ -203,12 +206,8 @@ if __name__ == "__main__":
 def test_forked_workers_keep_the_pools_promises(tmp_path: Path) -> None:
     """A crash and a timeout in forked workers fail exactly their runs; the workers that
     replace them (spawned: the driver has threads by then) run the rest."""
-    (tmp_path / "wf.py").write_text(FAULTS)
-    proc = subprocess.run([sys.executable, "wf.py"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=240, stdin=subprocess.DEVNULL, check=False,
-                          env=child_env())
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "2 worker process(es), timeout 3 s, forked" in proc.stderr
+    err = _run_script(tmp_path, FAULTS)
+    assert "2 worker process(es), timeout 3 s, forked" in err
     errors = {p.parent.name: json.loads(p.read_text())["kind"]
               for p in (tmp_path / "out").glob("*/pre.error")}
     assert errors == {"1": "crashed", "2": "timeout"}
@@ -249,12 +248,8 @@ def test_a_forked_worker_imports_the_users_modules_from_the_copy(tmp_path: Path)
     (tmp_path / "mypkg").mkdir()
     (tmp_path / "mypkg" / "__init__.py").write_text("")
     (tmp_path / "mypkg" / "lazy.py").write_text("VALUE = 'planned'\n")
-    (tmp_path / "wf.py").write_text(LAZY)
-    proc = subprocess.run([sys.executable, "wf.py"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=240, stdin=subprocess.DEVNULL, check=False,
-                          env=child_env())
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert ", forked" in proc.stderr
+    err = _run_script(tmp_path, LAZY)
+    assert ", forked" in err
     lines = read_jsonl(tmp_path / "out" / "results.jsonl")
     assert [line["scores"]["same"] for line in lines] == [[1.0], [1.0]]
 
