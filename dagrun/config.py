@@ -6,7 +6,6 @@ written: each problem is a ``ConfigError`` naming the key and what is expected.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -181,6 +180,8 @@ def parse_basecfg(basecfg: Any) -> BaseConfig:
     given_as: dict[str, str] = {}  # dagrun's name -> the key the user wrote (alias or not)
     for key, value in basecfg.items():
         if not isinstance(key, str) or key not in KNOWN_KEYS:
+            import difflib  # only for a key that is not known
+
             close = difflib.get_close_matches(str(key), sorted(KNOWN_KEYS), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"basecfg has unknown key {key!r}{hint}")

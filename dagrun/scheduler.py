@@ -56,7 +56,6 @@ from dagrun.disk.planstore import plan_digest, stored_digest, write_plan
 from dagrun.disk.records import Failure
 from dagrun.errors import ConfigError, EnvironmentProblem, FailureKind, UsageError
 from dagrun.progress import Progress, say
-from dagrun.results import html as htmlreport
 from dagrun.results import reduce
 from dagrun.run import failures, forking, supervisor
 from dagrun.run.signals import stop_signals_interrupt
@@ -316,7 +315,7 @@ def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Sum
         return _detach(prep, plan)
     summary = Summary(out_path=sweep.path, planned=len(plan.runs))
     started = time.time()
-    fresh: dict[int, dict[str, Any]] = {}  # results lines computed during this execution
+    fresh = reduce.Fresh()  # results lines computed during this execution
     growth = _Growth(options.feed, prep, plan, options) if options.feed is not None else None
     try:
         _run_all(prep, plan, summary, fresh, options.only, growth)
@@ -339,7 +338,9 @@ def _execute_locked(prep: Prepared, options: Options, blob: bytes | None) -> Sum
             say(text)
     if problem is not None:  # after the summary: what ran is reported, then why it stops
         raise problem
-    if summary.done or summary.failed:
+    if (summary.done or summary.failed) and prep.settings.report:
+        from dagrun.results import html as htmlreport  # imported when a report is due
+
         htmlreport.after_execute(sweep, prep.settings.report, prep.settings.verbose)
     return summary
 
@@ -471,7 +472,7 @@ def _remove_stages(run: RunDir, first: Stage) -> None:
             atomic.remove(name)
 
 
-def _reduce(plan: Plan, summary: Summary, fresh: dict[int, dict[str, Any]],
+def _reduce(plan: Plan, summary: Summary, fresh: reduce.Fresh,
             invalidated: bool) -> int:
     """Rewrite results.jsonl, unless nothing ran and its record says it lists exactly the
     complete experiments, each reduced from its current config and repetitions (a no-op
@@ -482,10 +483,11 @@ def _reduce(plan: Plan, summary: Summary, fresh: dict[int, dict[str, Any]],
         if trust.up_to_date(plan.sweep, complete):
             return len(complete)
     checked = {e.exp_id for e in plan.complete()}
-    return reduce.rewrite(plan.sweep, plan.experiments, fresh, checked, plan.standing())
+    return reduce.rewrite(plan.sweep, plan.experiments, fresh, checked, plan.standing(),
+                          fresh.texts)
 
 
-def _final_reduce(plan: Plan, summary: Summary, fresh: dict[int, dict[str, Any]],
+def _final_reduce(plan: Plan, summary: Summary, fresh: reduce.Fresh,
                   invalidated: bool) -> EnvironmentProblem | None:
     """``_reduce`` into ``summary``; a rewrite that fails (a full disk) is returned, not
     raised, so the summary of what ran is still printed before the one error line."""
@@ -510,7 +512,7 @@ def _tasks(plan: Plan, only: frozenset[str] | None = None) -> list[RunTask]:
 
 
 def _run_all(prep: Prepared, plan: Plan, summary: Summary,
-             fresh: dict[int, dict[str, Any]], only: frozenset[str] | None = None,
+             fresh: reduce.Fresh, only: frozenset[str] | None = None,
              growth: _Growth | None = None) -> None:
     """Execute every run the plan says to (and those ``growth`` adds meanwhile); fills
     ``summary`` and ``fresh``."""
@@ -589,7 +591,7 @@ class _Execution:
     and appends each experiment's results line as soon as its last repetition is done."""
 
     def __init__(self, prep: Prepared, summary: Summary,
-                 fresh: dict[int, dict[str, Any]], growth: _Growth | None = None) -> None:
+                 fresh: reduce.Fresh, growth: _Growth | None = None) -> None:
         self.prep = prep
         self.growth = growth
         self.left: collections.Counter[int] = collections.Counter()  # runs not ended
@@ -794,7 +796,7 @@ class _Execution:
     def _append_result(self, exp: Experiment, known: dict[int, dict[str, Any]]) -> None:
         line = reduce.experiment_line(self.prep.sweep, exp, known)
         if line is not None:
-            self.appender.append(line)
+            self.fresh.texts[exp.exp_id] = self.appender.append(line)
             self.fresh[exp.exp_id] = line
 
 

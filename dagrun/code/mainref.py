@@ -76,9 +76,16 @@ class Pickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle has no 
         return super().reducer_override(obj)
 
 
+_ATOMS = frozenset({type(None), bool, int, float, str, bytes})  # pickled before any hook
+
+
 def dumps(obj: Any, protocol: int = pickle.HIGHEST_PROTOCOL) -> bytes:
     """Pickle ``obj`` like ``cloudpickle.dumps``, with ``Pickler``: what workflow.pkl and
-    stage outputs are written with."""
+    stage outputs are written with. A value of an atomic type (``None``, a number, a
+    string) is pickled by ``pickle`` itself: its pickler writes those before it asks any
+    hook, so the bytes are the same, without building a ``Pickler``."""
+    if type(obj) in _ATOMS:
+        return pickle.dumps(obj, protocol)
     with io.BytesIO() as f:
         Pickler(f, protocol=protocol).dump(obj)
         return f.getvalue()

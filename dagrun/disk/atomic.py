@@ -16,28 +16,34 @@ import os
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
+from dagrun.disk import jsontext
+
 _FILE_MODE = 0o644
 
 
 class _Unique:
     """Per-process part of temporary names: random bits drawn once per process (hosts may
-    share the folder), the pid, and a counter; no system call per write."""
+    share the folder), the pid, and a counter; no system call per write (a forked child
+    draws its own: ``os.register_at_fork`` below)."""
 
-    pid = -1
     prefix = ""
     count = itertools.count()
 
     @classmethod
     def next(cls) -> str:
-        pid = os.getpid()
-        if cls.pid != pid:  # first write of this process, or a forked child
-            cls.pid, cls.prefix, cls.count = pid, f"{os.urandom(4).hex()}-{pid}-", itertools.count()
+        if not cls.prefix:  # the first write of this process (or of a forked child)
+            cls.prefix, cls.count = f"{os.urandom(4).hex()}-{os.getpid()}-", itertools.count()
         return f"{cls.prefix}{next(cls.count)}"
 
+    @classmethod
+    def forget(cls) -> None:
+        cls.prefix = ""
 
-def unique() -> str:
-    """A part of a file name no other writer (process, host) uses."""
-    return _Unique.next()
+
+os.register_at_fork(after_in_child=_Unique.forget)
+
+
+unique = _Unique.next  # a part of a file name no other writer (process, host) uses
 
 
 def _temp_name(path: str) -> str:
@@ -48,9 +54,11 @@ def _temp_name(path: str) -> str:
 
 def write_all(fd: int, data: bytes) -> None:
     """Write all of ``data`` to ``fd`` (``os.write`` may take only part of it)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+    done = os.write(fd, data)  # all of it, usually (a small file, a pipe with room)
+    if done < len(data):
+        view = memoryview(data)[done:]
+        while view:
+            view = view[os.write(fd, view):]
 
 
 def create(path: str, data: bytes) -> None:
@@ -101,7 +109,7 @@ def write_json(path: str, obj: Any, *, indent: int | None = 2) -> None:
 
     Without ``indent`` the call keeps json's default arguments, which reuse its cached C
     encoder (markers are written three times per run)."""
-    text = json.dumps(obj) if indent is None else json.dumps(obj, indent=indent)
+    text = jsontext.compact(obj) if indent is None else jsontext.dumps(obj, indent)
     write_text(path, text + "\n")
 
 

@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import time
 from typing import Any
 
-from dagrun.disk import atomic
+from dagrun.disk import atomic, jsontext
 from dagrun.disk.layout import RunDir
 
 PREFIX = ".attempt-"
@@ -140,16 +139,14 @@ class Attempt:
     attempt folder (``folder`` ``None``: straight into the run, unfenced: for code that
     holds no claim, such as ``clean`` and tests)."""
 
-    __slots__ = ("folder", "run")
+    __slots__ = ("_inside", "folder", "run", "token")
 
     def __init__(self, run: RunDir, name: str | None) -> None:
         self.run = run
         self.folder = None if name is None else run.entry(name)
-
-    @property
-    def token(self) -> int | None:
-        """The lease token this attempt writes under (``None``: unfenced)."""
-        return None if self.folder is None else token_of(os.path.basename(self.folder))
+        # the lease token this attempt writes under (``None``: unfenced)
+        self.token = None if name is None else token_of(name)
+        self._inside = f"{self.folder}{os.sep}"
 
     def standing(self) -> bool:
         """Whether this attempt may still commit (its folder was not fenced)."""
@@ -161,8 +158,7 @@ class Attempt:
             raise Superseded(f"{self.run.path} was claimed by another holder")
 
     def _temp(self, path: str) -> str:
-        assert self.folder is not None
-        return f"{self.folder}{os.sep}{os.path.basename(path)}.{atomic.unique()}.tmp"
+        return f"{self._inside}{path.rpartition(os.sep)[2]}.{atomic.unique()}.tmp"
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write ``data`` to ``path`` (a file of this run): fenced and atomic."""
@@ -179,7 +175,7 @@ class Attempt:
             self._raise(exc, path)
 
     def write_json(self, path: str, obj: Any, *, indent: int | None = 2) -> None:
-        text = json.dumps(obj) if indent is None else json.dumps(obj, indent=indent)
+        text = jsontext.compact(obj) if indent is None else jsontext.dumps(obj, indent)
         self.write_bytes(path, (text + "\n").encode("utf-8"))
 
     def remove(self, path: str) -> bool:

@@ -27,10 +27,10 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from dagrun.disk import atomic, trust
+from dagrun.disk import atomic, jsontext, trust
 from dagrun.disk.layout import Stage, SweepDir
 from dagrun.disk.records import Marker, read_scores
 from dagrun.disk.runs import Experiment, run_dirs
@@ -96,7 +96,16 @@ def experiment_line(sweep: SweepDir, exp: Experiment,
 
 
 def _dumps(line: dict[str, Any]) -> str:
-    return json.dumps(line, allow_nan=False) + "\n"
+    return jsontext.compact_strict(line) + "\n"
+
+
+class Fresh(dict[int, dict[str, Any]]):
+    """The results lines computed during one execution, by experiment id; ``texts``: each
+    line's text as it was appended (the final rewrite writes it again, not re-encoded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: dict[int, str] = {}
 
 
 class Appender:
@@ -117,18 +126,21 @@ class Appender:
         self._size = 0
         self._written_at = 0.0
 
-    def append(self, line: dict[str, Any]) -> None:
+    def append(self, line: dict[str, Any]) -> str:
         """Queue one line; written at once unless a write happened less than ``EVERY`` s
-        ago (then by the next ``append``, ``flush_due`` or ``close``)."""
+        ago (then by the next ``append``, ``flush_due`` or ``close``). Returns its text
+        (the final rewrite reuses it)."""
+        text = _dumps(line)
         if self._failed:
-            return
-        data = _dumps(line).encode()
+            return text
+        data = text.encode()
         self._pending.append(data)
         self._size += len(data)
         if self._size >= self.MOST:
             self.flush()
         else:
             self.flush_due()
+        return text
 
     def flush_due(self) -> None:
         """Write the gathered lines when ``EVERY`` s have passed since the last write."""
@@ -162,7 +174,8 @@ class Appender:
 
 def rewrite(sweep: SweepDir, experiments: Iterable[Experiment],
             known: dict[int, dict[str, Any]] | None = None,
-            checked: Collection[int] = (), reuse: Collection[int] = ()) -> int:
+            checked: Collection[int] = (), reuse: Collection[int] = (),
+            texts: Mapping[int, str] | None = None) -> int:
     """Rebuild ``results.jsonl`` from disk, and its record; returns the number of lines.
 
     ``known`` holds lines computed from the disk moments ago (during this execution); they
@@ -170,9 +183,10 @@ def rewrite(sweep: SweepDir, experiments: Iterable[Experiment],
     planner has just verified against their config (their markers are not read again).
     ``reuse``: ids whose current line stands as it is (every run verified by the planner
     against that line, none run since): their line is copied, not recomputed from 100,000
-    post.json files when one run of a large sweep was retried.
+    post.json files when one run of a large sweep was retried. ``texts``: the text (with
+    its newline) of lines of ``known`` as they were appended, not encoded again.
     """
-    known = known or {}
+    known, texts = known or {}, texts or {}
     kept = current_lines(sweep, reuse)
     lines: list[str] = []
     rows: dict[int, dict[str, Any] | None] = {}  # the lines decoded, where known already
@@ -180,9 +194,12 @@ def rewrite(sweep: SweepDir, experiments: Iterable[Experiment],
     for exp in sorted(experiments, key=lambda e: e.exp_id):
         text, row = kept.get(exp.exp_id, (None, None))
         if text is None:
-            line = known.get(exp.exp_id) or experiment_line(sweep, exp,
-                                                            checked=exp.exp_id in checked)
-            text = None if line is None else _dumps(line)
+            line = known.get(exp.exp_id)
+            if line is not None:
+                text = texts.get(exp.exp_id) or _dumps(line)
+            else:
+                line = experiment_line(sweep, exp, checked=exp.exp_id in checked)
+                text = None if line is None else _dumps(line)
         if text is not None:
             lines.append(text)
             rows[exp.exp_id] = row
@@ -192,8 +209,11 @@ def rewrite(sweep: SweepDir, experiments: Iterable[Experiment],
     trust.write_record(sweep, listed)
     # new lines are decoded from their text, not taken as built: their dicts may hold numpy
     # floats or tuples, and the kept columns must be what a reader decodes
-    decoded = {i: row if row is not None else json.loads(text)
-               for (i, row), text in zip(rows.items(), lines, strict=True)}
+    # (as one JSON array: one call, not one per line)
+    new = iter(json.loads("[" + ",".join(text for row, text in zip(rows.values(), lines,
+                                                                  strict=True)
+                                         if row is None) + "]"))
+    decoded = {i: row if row is not None else next(new) for i, row in rows.items()}
     try:
         columnscache.keep(sweep, data, decoded, {e.exp_id: e.repetitions for e in experiments})
     except Exception as exc:  # a shortcut for readers: it never fails the writer

@@ -39,7 +39,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
-import multiprocessing
 import os
 import signal
 import stat
@@ -168,6 +167,8 @@ def _libraries_block() -> str | None:
 def start(target: Callable[..., None], args: tuple[Any, ...], keep: int, name: str) -> Any:
     """A ``multiprocessing`` process forked from this one, running ``target(*args)`` after
     ``_become_worker``; ``keep`` is the descriptor of its pipe. Check ``blocked`` first."""
+    import multiprocessing  # here: every sweep imports this module, a pool's start this
+
     before = _open_fds()
     process = multiprocessing.get_context("fork").Process(
         target=_child, args=(before - {0, 1, 2, keep}, target, args), daemon=False, name=name)

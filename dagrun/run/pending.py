@@ -31,6 +31,7 @@ import os
 import subprocess
 import threading
 import time
+from json.encoder import encode_basestring_ascii as _quote
 
 from dagrun.disk.layout import STAGES, RunDir, Stage
 from dagrun.disk.records import Failure, iso
@@ -97,25 +98,31 @@ class _ToWatchdog(Announcer):
         self._around: dict[tuple[Stage, int], tuple[str, str]] = {}
         self.pid = os.getpid()  # a forked child must not announce on its parent's pipe
 
-    def _record(self, stage: Stage, attempt: int, stamp: str) -> str:
-        """``failures.ended_driver(stage, attempt).content()`` as of ``stamp`` (its time in
-        JSON): built once per stage and attempt, the time put in per run (the record of
-        every run differs only there)."""
+    def _around_stamp(self, stage: Stage, attempt: int) -> tuple[str, str]:
+        """``failures.ended_driver(stage, attempt).content()`` as a JSON string, cut where
+        its time goes: made once per stage and attempt (every run's record differs only
+        there). JSON escapes character by character, so the escaped halves around the
+        escaped time are the escaped whole."""
         around = self._around.get((stage, attempt))
         if around is None:
             failure = dataclasses.replace(failures.ended_driver(stage, attempt),
                                           time=self._STAMP)
             head, _, tail = failure.content().decode().partition(json.dumps(self._STAMP))
-            around = self._around[(stage, attempt)] = (head, tail)
-        return around[0] + stamp + around[1]
+            around = self._around[(stage, attempt)] = (_quote(head)[:-1], _quote(tail)[1:])
+        return around
 
     def begin(self, task: RunTask) -> None:
+        """``P`` and one JSON object: the attempt folder, and per stage its marker, its
+        record's path and the record (built from pieces made once: a line per run)."""
         run = RunDir(task.path)
-        stamp = json.dumps(iso(time.time()))
-        records = [[run.marker(stage), run.error(stage),
-                    self._record(stage, task.attempt, stamp)] for stage in STAGES]
-        folder = None if task.folder is None else run.entry(task.folder)
-        line = json.dumps({"folder": folder, "records": records})
+        stamp = _quote(json.dumps(iso(time.time())))[1:-1]
+        records = []
+        for stage in STAGES:
+            head, tail = self._around_stamp(stage, task.attempt)
+            records.append(f"[{_quote(run.marker(stage))}, {_quote(run.error(stage))}, "
+                           f"{head}{stamp}{tail}]")
+        folder = "null" if task.folder is None else _quote(run.entry(task.folder))
+        line = f'{{"folder": {folder}, "records": [{", ".join(records)}]}}'
         self.pipe.send(proctree.PENDING + line.encode() + b"\n")
 
     def end(self) -> None:

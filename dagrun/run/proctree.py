@@ -43,7 +43,6 @@ the host's session while the host is SIGKILLed (the subreaper then re-parents it
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import select
@@ -66,6 +65,8 @@ def _prctl(option: int, value: int) -> None:
     """``prctl(option, value)`` on Linux; nothing elsewhere or when libc refuses."""
     if sys.platform.startswith("linux"):
         try:
+            import ctypes  # here: every sweep imports this module, few call this
+
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(option, value, 0, 0, 0)
         except (OSError, AttributeError):
@@ -341,8 +342,8 @@ def _lines(data: bytes, pending: dict[str, Any] | None
     """Apply the complete lines of ``data``; returns the unfinished rest and the pending
     run. A line cut short (the driver died writing it) is never applied."""
     *lines, rest = data.split(b"\n")
-    for line in lines:
-        pending = None
+    if lines:  # each line replaces what the one before said: only the last one counts
+        pending, line = None, lines[-1]
         if line.startswith(PENDING):
             with contextlib.suppress(ValueError):
                 found = json.loads(line[len(PENDING):])

@@ -30,10 +30,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import decimal
-import numbers
 import os
 import pickle
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -234,10 +233,19 @@ def _check_statistic_names(value: dict[str, Any], attempt: int) -> None:
 def _metric_value(value: Any) -> Any:
     """A metric as JSON: ``Decimal`` and ``Fraction`` become floats (so they get a mean
     and a std), everything else its JSON view."""
-    if isinstance(value, decimal.Decimal) or (
-            isinstance(value, numbers.Rational) and not isinstance(value, numbers.Integral)):
+    if type(value) in _JSON_LEAVES:
+        return value
+    # a Decimal or a Fraction exists only where its module was imported (not imported
+    # here: most sweeps have neither, and decimal costs milliseconds to import)
+    decimal, numbers = sys.modules.get("decimal"), sys.modules.get("numbers")
+    if (decimal is not None and isinstance(value, decimal.Decimal)) or (
+            numbers is not None and isinstance(value, numbers.Rational)
+            and not isinstance(value, numbers.Integral)):
         return float(value)
     return json_view(value)
+
+
+_JSON_LEAVES = frozenset({float, int, str, bool, type(None)})  # metrics json_view keeps
 
 
 _Blob = tuple[bytes, list[pickle.PickleBuffer]]
@@ -497,11 +505,17 @@ class StageRunner:
         """Run ``start`` and the stages after it; returns the scores post wrote."""
         cfgs = RunCfg(self.workflow.run_cfg(task.exp_id, task.rep, run.path),
                       self.copy_memory, warnings)
-        stored = getattr(self.workflow, "stored_values", False)  # False: an older workflow
+        workflow = self.workflow
+        stored = getattr(workflow, "stored_values", False)  # False: an older workflow
         value, fit_time = resume.value, resume.fit_time
         scores = None
+        # what each marker of this run says besides its stage and times
+        about = (workflow.config_digest(task.exp_id), via.token,
+                 getattr(workflow, "code_id", None))
+        standing = False  # the attempt folder stood a moment ago (a commit out of it)
         for stage in start.and_after():
-            via.check()  # a holder that lost the run starts no further stage
+            if not standing:  # a holder that lost the run starts no further stage
+                via.check()
             cfg = cfgs.fresh()  # before the clock starts: copying is not fit time
             if stored:  # big values from the store: a fresh copy-on-write map per call
                 cfg = self._stored_values(stage, task, run, cfg)
@@ -512,8 +526,8 @@ class StageRunner:
             if stage is Stage.FIT:
                 fit_time = stage_seconds(started, finished)
             try:
-                scores = self._persist(stage, task, run, via, value, fit_time, started,
-                                       finished, warnings)
+                standing, scores = self._persist(stage, task, run, via, value, fit_time,
+                                                 started, finished, warnings, about)
                 if error_name(stage) in resume.names:  # a failure record of an earlier attempt
                     via.remove(run.error(stage))
             except OSError as exc:
@@ -567,16 +581,22 @@ class StageRunner:
 
     def _persist(self, stage: Stage, task: RunTask, run: RunDir, via: Attempt, value: Any,
                  fit_time: float | None, started: float, finished: float,
-                 warnings: list[RunWarning]) -> dict[str, Any] | None:
-        """Write the stage's artifact, then its marker; returns post's scores."""
+                 warnings: list[RunWarning],
+                 about: tuple[str | None, int | None, str | None]
+                 ) -> tuple[bool, dict[str, Any] | None]:
+        """Write the stage's artifact, then its marker; returns whether the marker was
+        committed (renamed out of the attempt folder: it stood then, so the next stage
+        needs no check of its own) and post's scores. ``about``: the run's config digest,
+        lease token and code id, as its markers record them."""
         scores = None
         if stage is Stage.POST:
             scores = _metrics(value, fit_time, task.attempt, self._repetitions(task.exp_id),
                               warnings)
             via.write_json(run.artifact(stage), scores, indent=None)
         elif not _save_output(run, via, stage, value, warnings):
-            return None
-        Marker.now(stage, started, finished, task.attempt, self.fingerprints.get(stage._value_),
-                   self.workflow.config_digest(task.exp_id), via.token,
-                   getattr(self.workflow, "code_id", None)).write(run, via)
-        return scores
+            return False, None
+        digest, token, code_id = about
+        via.write_bytes(run.marker(stage), Marker.content_now(
+            stage, started, finished, task.attempt, self.fingerprints.get(stage._value_),
+            digest, token, code_id))
+        return True, scores

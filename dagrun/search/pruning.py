@@ -20,10 +20,6 @@ from dagrun.config import SEARCH_KEY
 from dagrun.disk.fence import Attempt, Superseded
 from dagrun.disk.layout import RunDir, SweepDir
 from dagrun.disk.runs import scan_run
-from dagrun.search import settings as search_settings
-from dagrun.search import study as studies
-from dagrun.search import trials
-from dagrun.search.trials import Outcome, TrialState
 
 REFRESH = 2.0  # seconds after which the other trials are read again (parallel searches)
 
@@ -117,6 +113,12 @@ class _Scope:
     def _build(self) -> None:
         """The study from the disk, with this run's trial running (its values so far)."""
         from optuna.trial import Trial
+
+        # the search's modules only here: every run's stage runner imports this module
+        from dagrun.search import settings as search_settings
+        from dagrun.search import study as studies
+        from dagrun.search import trials
+        from dagrun.search.trials import Outcome, TrialState
 
         settings = search_settings.parse(self.search)
         records = trials.read_records(self.sweep)

@@ -120,6 +120,19 @@ def _serve_initialized(conn: Connection, run: Callable[[RunTask], RunOutcome]) -
         leave()
 
 
+def _to_wire(task: RunTask) -> tuple[Any, ...]:
+    """A run as the pipe carries it: its fields as a tuple (a fifth of the pickle's size
+    and time of the dataclass, twice per run: to the worker and back)."""
+    return (task.exp_id, task.rep, task.path, task.attempt, task.folder, task.adds)
+
+
+def _outcome_to_wire(outcome: RunOutcome) -> tuple[Any, ...]:
+    """An outcome as the pipe carries it: without its task (the driver knows which run the
+    worker executes; its label is checked), the rest as a tuple."""
+    return (outcome.task.label, outcome.failure, outcome.ran, outcome.warnings,
+            outcome.scores, outcome.superseded)
+
+
 def _serve_runs(conn: Connection, run: Callable[[RunTask], RunOutcome]) -> None:
     queue: collections.deque[RunTask] = collections.deque()
     while True:
@@ -130,7 +143,7 @@ def _serve_runs(conn: Connection, run: Callable[[RunTask], RunOutcome]) -> None:
                 return
             if batch is None:
                 return
-            queue.extend(batch)
+            queue.extend(RunTask(*fields) for fields in batch)
             continue
         task = queue.popleft()
         try:
@@ -139,7 +152,7 @@ def _serve_runs(conn: Connection, run: Callable[[RunTask], RunOutcome]) -> None:
             outcome = RunOutcome(task, Failure.make(
                 Stage.PRE, FailureKind.ENGINE, f"{type(exc).__name__}: {exc}", task.attempt))
         try:
-            conn.send(outcome)
+            conn.send(_outcome_to_wire(outcome))
         except (OSError, ValueError):  # the driver is gone (or its pipe closed)
             return
 
@@ -268,7 +281,7 @@ class RunPool:
             if worker.outbox:
                 batch, worker.outbox = worker.outbox, []
                 with contextlib.suppress(OSError, ValueError):  # it died: its sentinel
-                    worker.conn.send(batch)  # says so next
+                    worker.conn.send([_to_wire(t) for t in batch])  # says so next
 
     def _wait(self, timeout: float) -> None:
         now = time.monotonic()
@@ -318,9 +331,11 @@ class RunPool:
         except (EOFError, OSError):
             return
 
-    def _finished(self, worker: _Worker, outcome: RunOutcome) -> None:
-        if not worker.queue or worker.queue[0].label != outcome.task.label:
+    def _finished(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+        label, failure, ran, warnings, scores, superseded = message
+        if not worker.queue or worker.queue[0].label != label:
             return  # not a run this pool gave it (never happens): ignored
+        outcome = RunOutcome(worker.queue[0], failure, ran, warnings, scores, superseded)
         if worker.stopping_at is not None:
             return  # its timeout was already reported; the run is that record's
         worker.queue.popleft()

@@ -1,0 +1,149 @@
+"""The JSON texts dagrun builds by hand on its hot path are the texts ``json`` writes.
+
+``config.json`` (indented), markers, ``post.json`` and results lines (compact) and the
+watchdog's announcement line are built from faster pieces than ``json.dumps``; each must be
+byte for byte (or, for the announcement, value for value) what ``json`` makes.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import os
+import random
+import re
+from typing import Any
+
+import pytest
+
+from dagrun.disk import jsontext
+from dagrun.disk.layout import STAGES, RunDir, Stage
+from dagrun.disk.records import Marker
+from dagrun.run import failures, pending, proctree
+from dagrun.run.stages import RunTask
+
+
+class _Str(str):
+    pass
+
+
+class _Int(int):
+    pass
+
+
+class _Level(enum.IntEnum):
+    LOW = 1
+
+
+def _random_value(rng: random.Random, depth: int = 0) -> Any:
+    leaves = [None, True, False, 0, -7, 10**30, 0.5, -0.0, 1e300, 1e-300, math.nan, math.inf,
+              -math.inf, "", "plain", "é ü \u2603 \U0001f600", 'quote " back \\ nl \n tab \t',
+              "\x00\x1f"]
+    if depth > 3 or rng.random() < 0.4:
+        return rng.choice(leaves)
+    if rng.random() < 0.5:
+        return {rng.choice(["a", "b", "", "é", "k\n"]) + str(i): _random_value(rng, depth + 1)
+                for i in range(rng.randrange(0, 4))}
+    items = [_random_value(rng, depth + 1) for _ in range(rng.randrange(0, 4))]
+    return tuple(items) if rng.random() < 0.3 else items
+
+
+@pytest.mark.parametrize("indent", [2, 4, 0])
+def test_indented_text_is_json_dumps_for_random_values(indent: int) -> None:
+    rng = random.Random(indent)
+    for _ in range(500):
+        value = _random_value(rng)
+        assert jsontext.dumps(value, indent) == json.dumps(value, indent=indent)
+
+
+@pytest.mark.parametrize("value", [
+    {1: "int key"}, {True: 1, None: 2}, [{"a": {2.5: 1}}],  # keys json converts
+    {"a": _Str("sub")}, [_Int(3)], {_Str("k"): 1}, [_Level.LOW],  # subclasses
+    {}, [], (), {"e": {}, "l": []},
+])
+def test_indented_text_hands_other_values_to_json(value: Any) -> None:
+    assert jsontext.dumps(value) == json.dumps(value, indent=2)
+
+
+def test_indented_text_refuses_a_cycle_as_json_does() -> None:
+    cyclic: dict[str, Any] = {}
+    cyclic["self"] = cyclic
+    with pytest.raises(ValueError, match="Circular"):
+        jsontext.dumps(cyclic)
+    with pytest.raises(TypeError):
+        jsontext.dumps({"f": object()})
+
+
+def test_compact_text_is_json_dumps() -> None:
+    rng = random.Random(7)
+    for _ in range(500):
+        value = {"v": _random_value(rng)}
+        assert jsontext.compact(value) == json.dumps(value)
+        strict = json.loads(json.dumps(value).replace("NaN", "null").replace(
+            "-Infinity", "null").replace("Infinity", "null"))
+        assert jsontext.compact_strict(strict) == json.dumps(strict, allow_nan=False)
+    with pytest.raises(ValueError):
+        jsontext.compact_strict({"x": math.nan})
+    assert jsontext.compact([1, "a"]) == json.dumps([1, "a"])
+
+
+def test_marker_bytes_are_those_of_the_marker_object(tmp_path: Any) -> None:
+    run = RunDir(str(tmp_path))
+    started, finished = 1_700_000_000.1234, 1_700_000_001.9876
+    for code, config, token, origin in [(None, None, None, None),
+                                        ("c0de", "d1g", 3, "0r1g\u00e9")]:
+        Marker.now(Stage.FIT, started, finished, 2, code, config, token, origin).write(run)
+        expected = (tmp_path / "fit.done").read_bytes()
+        assert Marker.content_now(Stage.FIT, started, finished, 2, code, config, token,
+                                  origin) == expected
+
+
+def test_watchdog_line_holds_what_json_would(tmp_path: Any) -> None:
+    """The announcement, built from escaped pieces, parses to the values it used to be
+    built from with json.dumps (paths with characters JSON escapes included)."""
+    announce = pending._ToWatchdog.__new__(pending._ToWatchdog)
+    announce._around = {}
+    sent: list[bytes] = []
+    announce.pipe = type("P", (), {"send": staticmethod(sent.append)})()
+    path = os.path.join(str(tmp_path), 'run "é"\\x')
+    for folder in (None, ".attempt-4-host"):
+        for attempt in (1, 3):
+            sent.clear()
+            announce.begin(RunTask(7, 1, path, attempt, folder))
+            (line,) = sent
+            assert line.startswith(proctree.PENDING) and line.endswith(b"\n")
+            found = json.loads(line[len(proctree.PENDING):])
+            run = RunDir(path)
+            assert found["folder"] == (None if folder is None else run.entry(folder))
+            for (marker, error, record), stage in zip(found["records"], STAGES, strict=True):
+                assert (marker, error) == (run.marker(stage), run.error(stage))
+                stamp = json.loads(record)["time"]
+                want = failures.ended_driver(stage, attempt)
+                assert json.loads(record) == {**json.loads(want.content()), "time": stamp}
+                assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d{4}", stamp)
+
+
+@pytest.mark.parametrize("value", [None, True, False, 0, -5, 2**70, 1.5, math.nan, "", "é",
+                                   b"", b"\x00bytes"])
+def test_atomic_outputs_pickle_as_the_pickler_writes_them(value: Any) -> None:
+    import io
+
+    from dagrun.code import mainref
+
+    with io.BytesIO() as f:
+        mainref.Pickler(f, protocol=5).dump(value)
+        assert mainref.dumps(value) == f.getvalue()
+
+
+def test_the_watchdog_keeps_only_the_last_line_of_a_chunk() -> None:
+    one = proctree.PENDING + b'{"folder": null, "records": [1]}'
+    two = proctree.PENDING + b'{"folder": null, "records": [2]}'
+    clear = proctree.CLEAR
+    assert proctree._lines(one + b"\n" + clear + b"\n" + two + b"\n", None) == (
+        b"", {"folder": None, "records": [2]})
+    assert proctree._lines(one + b"\n" + clear + b"\n", None) == (b"", None)
+    rest, pending = proctree._lines(one + b"\n" + two[:9], None)  # the driver died writing
+    assert (rest, pending) == (two[:9], {"folder": None, "records": [1]})
+    assert proctree._lines(b"", {"kept": 1}) == (b"", {"kept": 1})
+    assert proctree._lines(b"P{not json\n", {"kept": 1}) == (b"", None)
