@@ -40,6 +40,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -132,20 +133,32 @@ def _print(title: str, header: list[str], rows: list[list[str]]) -> None:
     sys.stdout.flush()
 
 
-def overhead(tmp: Path, sizes: list[int]) -> None:
+def overhead(tmp: Path, sizes: list[int], repeat: int) -> None:
+    """Per size, the median of ``repeat`` rounds, each measuring the four side by side
+    (a machine shared with other jobs drifts by 10 % between minutes: one round of each
+    would compare different moments)."""
     rows: list[list[str]] = []
     for n in sizes:
-        serial = _child(FLOOR_SERIAL, _fresh(tmp, "floor"), str(n))["seconds"]
-        pool = _child(FLOOR_POOL_CODE, _fresh(tmp, "pool"), str(n), "0")["seconds"]
-        single = _child(DAGRUN_NOOP, _fresh(tmp, "single"), str(n), "single", "0")["seconds"]
-        mp = _child(DAGRUN_NOOP, _fresh(tmp, "mp"), str(n), "multiprocessing", "0")["seconds"]
+        rounds: dict[str, list[float]] = {"serial": [], "pool": [], "single": [], "mp": []}
+        for _ in range(repeat):
+            rounds["serial"].append(
+                _child(FLOOR_SERIAL, _fresh(tmp, "floor"), str(n))["seconds"])
+            rounds["pool"].append(
+                _child(FLOOR_POOL_CODE, _fresh(tmp, "pool"), str(n), "0")["seconds"])
+            rounds["single"].append(_child(DAGRUN_NOOP, _fresh(tmp, "single"), str(n),
+                                           "single", "0")["seconds"])
+            rounds["mp"].append(_child(DAGRUN_NOOP, _fresh(tmp, "mp"), str(n),
+                                       "multiprocessing", "0")["seconds"])
+        serial, pool, single, mp = (statistics.median(rounds[k])
+                                    for k in ("serial", "pool", "single", "mp"))
         ms = 1000 / n
         _row(rows, n, "plain loop (floor)", f"{serial * ms:.3f}", "1.00")
         _row(rows, n, "dagrun single", f"{single * ms:.3f}", f"{single / serial:.2f}")
         _row(rows, n, f"multiprocessing.Pool({WORKERS}) (floor)", f"{pool * ms:.3f}", "1.00")
         _row(rows, n, f"dagrun multiprocessing -j {WORKERS}", f"{mp * ms:.3f}",
              f"{mp / pool:.2f}")
-    _print("Per-run overhead, no-op runs (wall ms per run; ratio to its floor)",
+    _print(f"Per-run overhead, no-op runs (wall ms per run, median of {repeat} rounds; "
+           "ratio to its floor)",
            ["runs", "what", "ms/run", "x floor"], rows)
 
 
@@ -153,21 +166,30 @@ def _calibrate(seconds: float) -> int:
     return int(floor.calibrate_loops(seconds))
 
 
-def efficiency(tmp: Path, runs: int) -> None:
-    loops = _calibrate(0.25)
-    t = time.perf_counter()
-    for _ in range(runs):
-        floor.cpu_work({"loops": loops})
-    serial = time.perf_counter() - t
-    pool = _child(FLOOR_POOL_CODE, _fresh(tmp, "pool"), str(runs), str(loops))["seconds"]
-    mp = _child(DAGRUN_NOOP, _fresh(tmp, "mp"), str(runs), "multiprocessing",
-                str(loops))["seconds"]
+def efficiency(tmp: Path, runs: int, repeat: int) -> None:
+    """Parallel efficiency on CPU-bound runs of ~0.25 s (``runs`` of them) and ~0.05 s
+    (five times as many): dagrun against a Pool writing the same files, each the median of
+    ``repeat`` alternating rounds."""
     rows: list[list[str]] = []
-    for name, wall in ((f"multiprocessing.Pool({WORKERS})", pool),
-                       (f"dagrun multiprocessing -j {WORKERS}", mp)):
-        _row(rows, runs, name, f"{wall:.2f}", f"{serial / (WORKERS * wall):.3f}",
-             f"{(wall - serial / WORKERS) / runs * 1000:.1f}")
-    _print(f"Parallel efficiency, {runs} runs of ~0.25 s CPU work (serial work {serial:.2f} s)",
+    for seconds, count in ((0.25, runs), (0.05, runs * 5)):
+        loops = _calibrate(seconds)
+        t = time.perf_counter()
+        for _ in range(count):
+            floor.cpu_work({"loops": loops})
+        serial = time.perf_counter() - t
+        pools, mps = [], []
+        for _ in range(repeat):
+            pools.append(_child(FLOOR_POOL_CODE, _fresh(tmp, "pool"), str(count),
+                                str(loops))["seconds"])
+            mps.append(_child(DAGRUN_NOOP, _fresh(tmp, "mp"), str(count), "multiprocessing",
+                              str(loops))["seconds"])
+        for name, wall in ((f"multiprocessing.Pool({WORKERS})", statistics.median(pools)),
+                           (f"dagrun multiprocessing -j {WORKERS}", statistics.median(mps))):
+            _row(rows, f"{count} x {seconds:g} s", name, f"{wall:.2f}",
+                 f"{serial / (WORKERS * wall):.3f}",
+                 f"{(wall - serial / WORKERS) / count * 1000:.1f}")
+    _print(f"Parallel efficiency on CPU-bound runs (serial work measured first; wall s the "
+           f"median of {repeat} alternating rounds)",
            ["runs", "what", "wall s", "efficiency", "ms/run over ideal"], rows)
 
 
@@ -353,11 +375,12 @@ def main() -> None:
         if "overhead" in only:
             print(f"\n(per-run overhead measured in {'RAM, ' + ram if ram else 'the temp folder'}"
                   ": the disk's own variance would swamp the engine's cost)")
-            overhead(tmp, [500, 2000] if args.quick else [2000, 20000])
+            overhead(tmp, [500, 2000] if args.quick else [2000, 20000],
+                     3 if args.quick else 5)
     with tempfile.TemporaryDirectory(prefix="dagrun-bench-") as d:
         tmp = Path(d)
         if "efficiency" in only:
-            efficiency(tmp, 16 if args.quick else 40)
+            efficiency(tmp, 16 if args.quick else 40, 3 if args.quick else 5)
         if "sweeps" in only:
             rerun_and_status(tmp, [2_000] if args.quick else [10_000, 100_000])
         if "ray" in only and not args.quick:  # a cluster start alone takes ~10 s

@@ -99,29 +99,55 @@ def test_marker_bytes_are_those_of_the_marker_object(tmp_path: Any) -> None:
                                   origin) == expected
 
 
-def test_watchdog_line_holds_what_json_would(tmp_path: Any) -> None:
-    """The announcement, built from escaped pieces, parses to the values it used to be
-    built from with json.dumps (paths with characters JSON escapes included)."""
+def _announcer(sent: list[bytes]) -> pending._ToWatchdog:
     announce = pending._ToWatchdog.__new__(pending._ToWatchdog)
-    announce._around = {}
-    sent: list[bytes] = []
+    announce._sent, announce._uncleared, announce.pid = set(), False, -1
     announce.pipe = type("P", (), {"send": staticmethod(sent.append)})()
+    return announce
+
+
+def test_the_watchdog_rebuilds_the_records_the_driver_announced(tmp_path: Any) -> None:
+    """What the watchdog would commit, from the driver's ``T`` and ``P`` lines, is per
+    stage the marker, the record's path and the record ``failures.ended_driver`` makes
+    (with the announcement's time), for paths with characters JSON escapes too."""
+    assert tuple(stage.value for stage in STAGES) == proctree.STAGE_NAMES
+    sent: list[bytes] = []
+    announce = _announcer(sent)
     path = os.path.join(str(tmp_path), 'run "é"\\x')
     for folder in (None, ".attempt-4-host"):
-        for attempt in (1, 3):
+        for attempt in (1, 3, 1):
             sent.clear()
             announce.begin(RunTask(7, 1, path, attempt, folder))
-            (line,) = sent
-            assert line.startswith(proctree.PENDING) and line.endswith(b"\n")
-            found = json.loads(line[len(proctree.PENDING):])
+            (data,) = sent
+            rest, found = proctree._lines(data, None)
+            assert rest == b"" and found is not None
             run = RunDir(path)
             assert found["folder"] == (None if folder is None else run.entry(folder))
-            for (marker, error, record), stage in zip(found["records"], STAGES, strict=True):
+            records = proctree._records(found)
+            assert records is not None
+            for (marker, error, record), stage in zip(records, STAGES, strict=True):
                 assert (marker, error) == (run.marker(stage), run.error(stage))
                 stamp = json.loads(record)["time"]
                 want = failures.ended_driver(stage, attempt)
                 assert json.loads(record) == {**json.loads(want.content()), "time": stamp}
                 assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d{4}", stamp)
+    assert data.count(proctree.TEMPLATE) == 0  # the halves of attempt 1: sent once
+
+
+def test_a_settled_run_is_cleared_by_the_next_announcement(tmp_path: Any) -> None:
+    sent: list[bytes] = []
+    announce = _announcer(sent)
+    announce.begin(RunTask(1, 0, str(tmp_path), 1))
+    announce.end(settled=True)
+    assert proctree._lines(b"".join(sent), None)[1] is not None  # still pending: harmless
+    announce.begin(RunTask(2, 0, str(tmp_path), 1))
+    announce.end()
+    assert proctree._lines(b"".join(sent), None)[1] is None
+    announce.begin(RunTask(3, 0, str(tmp_path), 1))
+    announce.end(settled=True)
+    announce.watchdog = None  # close: no watchdog to keep; the deferred clear is sent
+    announce.close()
+    assert sent[-1] == proctree.CLEAR + b"\n"
 
 
 @pytest.mark.parametrize("value", [None, True, False, 0, -5, 2**70, 1.5, math.nan, "", "é",

@@ -105,3 +105,24 @@ def test_results_and_the_report_flag_rows_of_older_code(tmp_path: Path) -> None:
     assert report.rc == 0, report.stderr
     page = (repo / "out" / "report.html").read_text()
     assert '"older_code": [{"code": ' in page or '"older_code":[{"code":' in page
+
+
+def test_the_platform_is_what_platform_says_without_its_uname_process() -> None:
+    """``platform_terse`` leaves out the processor ``platform`` asks ``uname -p`` for; the
+    text is the same where that is the machine's name or unknown (as on Debian)."""
+    import platform
+
+    from dagrun.disk.provenance import platform_terse
+
+    processor = platform.uname().processor
+    if processor not in ("", platform.machine()):
+        pytest.skip(f"uname -p says {processor!r} here: platform shows it")
+    assert platform_terse() == platform.platform(terse=True)
+
+
+def test_the_host_name_is_the_one_socket_gives() -> None:
+    import socket
+
+    from dagrun.disk.records import hostname
+
+    assert hostname() == socket.gethostname()

@@ -17,13 +17,14 @@ so the timeout holds even against code that swallows exceptions or sits in C.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 from typing import TYPE_CHECKING
 
 from dagrun.backends.base import Backend
 from dagrun.run import pending
-from dagrun.run.capture import CaptureMode
+from dagrun.run.capture import CaptureMode, held_output
 from dagrun.run.stages import RunOutcome, RunTask, StageRunner
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class SingleBackend(Backend):
         self._settled: collections.deque[RunOutcome] = collections.deque()
         self._child: ProcessBackend | None = None
         self._announcer: pending.Announcer | None = None
+        self._held = contextlib.ExitStack()
         if self.settings.timeout:
             self._child = _one_child_backend()(self.settings, self.sweep, self.workflow,
                                            self.fingerprints)
@@ -65,6 +67,9 @@ class SingleBackend(Backend):
         else:
             self._runner = StageRunner(self.workflow, CaptureMode.TEE, self.fingerprints)
             self._announcer = pending.announcer()
+            # after the watchdog started (its own 1 and 2 are the terminal's): the stage
+            # calls of this sweep find 1 and 2 on the tee's pipes (``capture.held_output``)
+            self._held.enter_context(held_output())
 
     def submit(self, task: RunTask) -> None:
         if self._child is not None:
@@ -87,11 +92,15 @@ class SingleBackend(Backend):
             return []
         task = self._queue.popleft()
         announcer = self._announcer or pending.Announcer()
+        settled = False
         try:
             announcer.begin(task)
-            return [self._runner.run(task)]
+            outcome = self._runner.run(task)
+            # its post marker committed now: nothing would be left to record
+            settled = outcome.ok and outcome.scores is not None
+            return [outcome]
         finally:
-            announcer.end()
+            announcer.end(settled)
 
     def running(self) -> int:
         return self._child.running() if self._child is not None else 0
@@ -108,6 +117,9 @@ class SingleBackend(Backend):
     def shutdown(self, *, kill: bool = False) -> None:
         if getattr(self, "_child", None) is not None and self._child is not None:
             self._child.shutdown(kill=kill)
+        held = getattr(self, "_held", None)
+        if held is not None:
+            held.close()  # 1 and 2 back, all output at the terminal
         announcer = getattr(self, "_announcer", None)
         if announcer is not None:
             self._announcer = None

@@ -27,7 +27,12 @@ from dagrun.errors import FailureKind
 
 @lru_cache(maxsize=1)
 def hostname() -> str:
-    import socket  # here: ~2 ms to import, and most processes ask once
+    """This machine's name, as ``socket.gethostname()`` says it (which reads the same
+    field of ``uname``), without importing ``socket`` (~2 ms)."""
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        return str(uname().nodename)
+    import socket
 
     return socket.gethostname()
 

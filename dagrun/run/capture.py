@@ -35,14 +35,13 @@ from __future__ import annotations
 import contextlib
 import enum
 import faulthandler
-import fcntl
 import functools
 import logging
 import operator
 import os
+import select
 import selectors
 import sys
-import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -158,7 +157,9 @@ class _FdTee:
     the stage's log. A stage call costs six ``dup2`` calls and a drain: when the pipes are
     empty and the thread idle (a silent stage) nothing more; otherwise dagrun writes a token
     no output contains into each pipe and waits until the thread has copied everything
-    before it.
+    before it. While ``hold`` (a sweep of ``single``), 1 and 2 stay on the pipes between
+    calls too, and a call costs two drains (one look at the pipes each, when silent): what
+    was written before the call goes to the terminal only, what the call wrote to its log.
     """
 
     _instance: _FdTee | None = None
@@ -177,6 +178,10 @@ class _FdTee:
         self._seen = [0, 0]  # drain tokens the thread has passed, per pipe
         self._sent = 0
         self._busy = False  # the thread holds data it read and has not copied yet
+        self._held = 0  # ``hold`` calls not released: 1 and 2 stay on the pipes meanwhile
+        self._poller = select.poll()  # one look at both pipes: is anything left to copy?
+        for read, _write in self._pipes:
+            self._poller.register(read, select.POLLIN)
         threading.Thread(target=self._pump, name="dagrun-output", daemon=True).start()
 
     @classmethod
@@ -196,10 +201,24 @@ class _FdTee:
     def capture(self, path: str, separator: Separator) -> _TeeCall:
         return _TeeCall(self, _LazyLog(path, separator))
 
-    def begin(self, log: _LazyLog) -> None:
-        """Output from now on goes to ``log`` (and the terminal)."""
-        _flush_std()
-        self._log = log  # the thread reads it under the condition; one store is atomic
+    def hold(self) -> None:
+        """Keep 1 and 2 on the pipes between calls too, until as many ``release`` calls."""
+        self._held += 1
+        if self._held == 1:
+            _flush_std()
+            self._to_pipes()
+
+    def release(self) -> None:
+        """1 and 2 back where they pointed, once everything written reached the terminal."""
+        if self._held == 0:
+            return
+        self._held -= 1
+        if self._held == 0:
+            _flush_std()
+            self._to_terminal()
+            self._drain()
+
+    def _to_pipes(self) -> None:
         terminal = self._terminal
         dup2 = os.dup2
         dup2(1, terminal[0])  # where 1 and 2 point now is where output goes
@@ -207,11 +226,24 @@ class _FdTee:
         dup2(self._pipes[0][1], 1)
         dup2(self._pipes[1][1], 2)
 
+    def _to_terminal(self) -> None:
+        os.dup2(self._terminal[0], 1)
+        os.dup2(self._terminal[1], 2)
+
+    def begin(self, log: _LazyLog) -> None:
+        """Output from now on goes to ``log`` (and the terminal)."""
+        _flush_std()
+        if self._held:
+            self._drain()  # what was written before the call: the terminal's only
+        else:
+            self._to_pipes()
+        self._log = log  # the thread reads it under the condition; one store is atomic
+
     def end(self, log: _LazyLog) -> None:
         """Output goes to the terminal only again, once all of it reached ``log``."""
         _flush_std()
-        os.dup2(self._terminal[0], 1)
-        os.dup2(self._terminal[1], 2)
+        if not self._held:
+            self._to_terminal()
         self._drain()
         with self._cond:
             self._log = None
@@ -233,9 +265,11 @@ class _FdTee:
         """Whether nothing written is left to copy, seen without waking the thread: both
         pipes empty (asked first: the thread sets ``_busy`` before it reads) and the
         thread holding nothing."""
-        for read, _write in self._pipes:
-            if int.from_bytes(fcntl.ioctl(read, termios.FIONREAD, bytes(4)), sys.byteorder):
+        try:
+            if self._poller.poll(0):
                 return False
+        except RuntimeError:  # another thread looks at the same moment: drain, to be sure
+            return False
         return not self._busy and not any(self._pending)
 
     def _pump(self) -> None:
@@ -485,6 +519,22 @@ def isolated() -> ProcessState:
     """Context manager that puts back the working folder, environment, ``sys.path`` and
     logging configuration that the code inside changed (see the module's docstring)."""
     return ProcessState.now()
+
+
+@contextlib.contextmanager
+def held_output() -> Iterator[None]:
+    """Keep this process's descriptors 1 and 2 on the tee's pipes for the whole block (a
+    sweep of ``single``, whose stage calls then do not move them twice each); nothing
+    where the Python streams are not 1 and 2 (they are teed per call then)."""
+    tee = _FdTee.get()
+    if tee is None:
+        yield
+        return
+    tee.hold()
+    try:
+        yield
+    finally:
+        tee.release()
 
 
 def capture(mode: CaptureMode, path: str, attempt: int,

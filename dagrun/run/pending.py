@@ -33,7 +33,7 @@ import threading
 import time
 from json.encoder import encode_basestring_ascii as _quote
 
-from dagrun.disk.layout import STAGES, RunDir, Stage
+from dagrun.disk.layout import STAGES, RunDir
 from dagrun.disk.records import Failure, iso
 from dagrun.errors import FailureKind
 from dagrun.run import failures, proctree, supervisor
@@ -66,8 +66,10 @@ class Announcer:
     def begin(self, task: RunTask) -> None:
         """``task`` is about to run here."""
 
-    def end(self) -> None:
-        """The announced run ended (done, failed, interrupted)."""
+    def end(self, settled: bool = False) -> None:
+        """The announced run ended (done, failed, interrupted); ``settled``: its last
+        stage's marker is committed, so nothing is left to record for it whatever happens
+        now (an announcer may then leave the clearing to the next run's announcement)."""
 
     def close(self) -> None:
         """No more runs."""
@@ -82,7 +84,7 @@ class _ToSupervisor(Announcer):
                            "attempt": task.attempt, "folder": task.folder})
         self.pipe.send(supervisor.RUN + line.encode() + b"\n")
 
-    def end(self) -> None:
+    def end(self, settled: bool = False) -> None:
         self.pipe.send(supervisor.CLEAR + b"\n")
 
 
@@ -95,37 +97,41 @@ class _ToWatchdog(Announcer):
         if self.pipe.fd is not None:  # room for the lines of fast runs between two reads
             with contextlib.suppress(OSError, AttributeError):  # F_SETPIPE_SZ: Linux
                 fcntl.fcntl(self.pipe.fd, fcntl.F_SETPIPE_SZ, supervisor.PIPE_SIZE)
-        self._around: dict[tuple[Stage, int], tuple[str, str]] = {}
+        self._sent: set[int] = set()  # attempts whose ``T`` lines the watchdog has
+        self._uncleared = False  # the last run ended settled, its ``C`` not sent
         self.pid = os.getpid()  # a forked child must not announce on its parent's pipe
 
-    def _around_stamp(self, stage: Stage, attempt: int) -> tuple[str, str]:
-        """``failures.ended_driver(stage, attempt).content()`` as a JSON string, cut where
-        its time goes: made once per stage and attempt (every run's record differs only
-        there). JSON escapes character by character, so the escaped halves around the
-        escaped time are the escaped whole."""
-        around = self._around.get((stage, attempt))
-        if around is None:
+    def _templates(self, attempt: int) -> bytes:
+        """``T`` lines for ``attempt``, the first time a run of that attempt is announced
+        to this watchdog: per stage, ``failures.ended_driver(stage, attempt).content()``
+        cut where its time goes (every run's record differs only there)."""
+        if attempt in self._sent:
+            return b""
+        self._sent.add(attempt)
+        lines = []
+        for stage in STAGES:
             failure = dataclasses.replace(failures.ended_driver(stage, attempt),
                                           time=self._STAMP)
             head, _, tail = failure.content().decode().partition(json.dumps(self._STAMP))
-            around = self._around[(stage, attempt)] = (_quote(head)[:-1], _quote(tail)[1:])
-        return around
+            lines.append(proctree.TEMPLATE + json.dumps(
+                {"stage": stage.value, "attempt": attempt, "head": head, "tail": tail}
+            ).encode() + b"\n")
+        return b"".join(lines)
 
     def begin(self, task: RunTask) -> None:
-        """``P`` and one JSON object: the attempt folder, and per stage its marker, its
-        record's path and the record (built from pieces made once: a line per run)."""
-        run = RunDir(task.path)
-        stamp = _quote(json.dumps(iso(time.time())))[1:-1]
-        records = []
-        for stage in STAGES:
-            head, tail = self._around_stamp(stage, task.attempt)
-            records.append(f"[{_quote(run.marker(stage))}, {_quote(run.error(stage))}, "
-                           f"{head}{stamp}{tail}]")
-        folder = "null" if task.folder is None else _quote(run.entry(task.folder))
-        line = f'{{"folder": {folder}, "records": [{", ".join(records)}]}}'
-        self.pipe.send(proctree.PENDING + line.encode() + b"\n")
+        """``P`` and one JSON object: the run's folder, its attempt folder, the attempt and
+        the time (the ``T`` lines before it, once per attempt number)."""
+        folder = "null" if task.folder is None else _quote(f"{task.path}{os.sep}{task.folder}")
+        line = (f'{{"path": {_quote(task.path)}, "folder": {folder}, "attempt": '
+                f'{int(task.attempt)}, "time": {_quote(iso(time.time()))}}}')
+        self.pipe.send(self._templates(task.attempt) + proctree.PENDING + line.encode()
+                       + b"\n")
+        self._uncleared = False
 
-    def end(self) -> None:
+    def end(self, settled: bool = False) -> None:
+        if settled:  # the next ``P`` replaces it; until then the watchdog would find its
+            self._uncleared = True  # markers all there and write nothing
+            return
         self.pipe.send(proctree.CLEAR + b"\n")
 
     def alive(self) -> bool:
@@ -135,6 +141,9 @@ class _ToWatchdog(Announcer):
 
     def close(self) -> None:
         global _idle
+        if self._uncleared:  # the sweep's last run: cleared for the watchdog's next use
+            self._uncleared = False
+            self.pipe.send(proctree.CLEAR + b"\n")
         with _idle_lock:
             if _idle is None and self.pid == os.getpid() and self.alive():
                 _idle = self  # kept for this process's next sweep: see ``announcer``

@@ -28,9 +28,11 @@ before misses:
 
 The watchdog also keeps a run's *last word*: a driver that calls stages in its own process
 (``single`` without a timeout, ``dagrun.run.pending``) writes ``P <json>`` to it before each
-run (the run's attempt folder and, per stage, the stage's marker, its failure record's path
-and the record's bytes) and ``C`` after it. When the driver ends with a run pending (a stage
-called ``os._exit``, segfaulted, was SIGKILLed), the watchdog commits the record of the first
+run (the run's folder, its attempt folder, the attempt and the time) and ``C`` after it
+(or, once the run's last marker is committed, the next ``P``). The records to commit are
+the driver's, sent once per stage and attempt as ``T <json>`` lines (the record's text
+before and after its time). When the driver ends with a run pending (a stage called
+``os._exit``, segfaulted, was SIGKILLed), the watchdog commits the record of the first
 stage without a marker the way a fenced write does: a temporary file in the attempt folder,
 renamed onto the record's name; nothing when the attempt folder is gone (another holder
 fenced it).
@@ -305,8 +307,11 @@ def _reap(watchdog: subprocess.Popen[bytes]) -> None:
         watchdog.wait(KILL_GRACE + 2.0 + CHECK_EVERY)
 
 
-PENDING = b"P "  # a line ``P <json>``: the record to commit should the driver end now
+PENDING = b"P "  # a line ``P <json>``: the run whose record to commit should the driver end
 CLEAR = b"C"  # a line ``C``: no run pending
+TEMPLATE = b"T "  # a line ``T <json>``: {stage, attempt, head, tail}, a record around its time
+STAGE_NAMES = ("pre", "fit", "post")  # (dagrun.disk.layout.STAGES: this imports no dagrun)
+_templates: dict[tuple[str, int], tuple[str, str]] = {}  # (stage, attempt) -> head, tail
 GATHER = 0.02  # seconds a watchdog lets lines gather after it read some
 _LINE_MAX = 1 << 20  # bytes of an unfinished line kept (a driver never sends one this long)
 
@@ -342,20 +347,57 @@ def _lines(data: bytes, pending: dict[str, Any] | None
     """Apply the complete lines of ``data``; returns the unfinished rest and the pending
     run. A line cut short (the driver died writing it) is never applied."""
     *lines, rest = data.split(b"\n")
-    if lines:  # each line replaces what the one before said: only the last one counts
-        pending, line = None, lines[-1]
+    if data.startswith(TEMPLATE) or b"\n" + TEMPLATE in data:  # a few per process
+        for line in lines:
+            if line.startswith(TEMPLATE):
+                _learn(line[len(TEMPLATE):])
+    for line in reversed(lines):  # each line replaces what the one before said
+        if line.startswith(TEMPLATE):
+            continue
+        pending = None
         if line.startswith(PENDING):
             with contextlib.suppress(ValueError):
                 found = json.loads(line[len(PENDING):])
                 pending = found if isinstance(found, dict) else None
+        break
     return (rest if len(rest) <= _LINE_MAX else b""), pending
+
+
+def _learn(text: bytes) -> None:
+    """Keep a ``T`` line's record halves (one that does not parse is ignored: a run it
+    was for is then recorded by nobody, as when no watchdog runs)."""
+    with contextlib.suppress(ValueError):
+        found = json.loads(text)
+        if isinstance(found, dict) and all(isinstance(found.get(k), str)
+                                           for k in ("stage", "head", "tail")) \
+                and isinstance(found.get("attempt"), int):
+            _templates[(found["stage"], found["attempt"])] = (found["head"], found["tail"])
+
+
+def _records(pending: dict[str, Any]) -> list[Any] | None:
+    """Per stage its marker, its record's path and the record's text, as ``P`` names them:
+    built from the run's folder, attempt and time and the ``T`` lines' halves."""
+    if "records" in pending:  # the whole records in the line (a driver of before)
+        found = pending["records"]
+        return found if isinstance(found, list) else None
+    path, attempt, when = pending.get("path"), pending.get("attempt"), pending.get("time")
+    if not (isinstance(path, str) and isinstance(attempt, int) and isinstance(when, str)):
+        return None
+    records = []
+    for stage in STAGE_NAMES:
+        halves = _templates.get((stage, attempt))
+        if halves is None:
+            return None
+        records.append([f"{path}{os.sep}{stage}.done", f"{path}{os.sep}{stage}.error",
+                        halves[0] + json.dumps(when) + halves[1]])
+    return records
 
 
 def write_pending(pending: dict[str, Any]) -> str | None:
     """Commit the record of the pending run's first stage without a marker (see the module
     docstring); returns the record's path, or None when nothing was written."""
-    folder, records = pending.get("folder"), pending.get("records")
-    if not isinstance(records, list):
+    folder, records = pending.get("folder"), _records(pending)
+    if records is None:
         return None
     for entry in records:
         if not (isinstance(entry, list) and len(entry) == 3
