@@ -176,3 +176,25 @@ def test_a_claim_that_cannot_make_its_attempt_folder_leaves_no_lease(
     with pytest.raises(OSError, match="No space"):
         leases.claim(run, leases.Holder.here(60))
     assert os.listdir(run.path) == []  # neither a lease nor a temporary file
+
+
+def test_only_a_folder_the_driver_just_made_is_admitted_as_new(tmp_path: Path) -> None:
+    """``new_folder`` (the runner then does not list the run's folder) is set only when the
+    admitting driver created the folder itself; a folder that was there, and the retry of
+    a run, are listed as always."""
+    from dagrun.disk import leases
+    from dagrun.disk.layout import SweepDir
+    from dagrun.run.stages import RunTask
+
+    sweep = SweepDir(str(tmp_path / "out"))
+    (tmp_path / "out" / ".dagrun").mkdir(parents=True)
+    (tmp_path / "out" / "1").mkdir()
+    (tmp_path / "out" / "1" / "pre.pkl").write_bytes(b"")
+    with leases.Gate(sweep, 60.0) as gate:
+        fresh = gate.admit(RunTask(0, 0, str(tmp_path / "out" / "0")))
+        there = gate.admit(RunTask(1, 0, str(tmp_path / "out" / "1")))
+        assert fresh is not None and there is not None
+        assert fresh.new_folder and not there.new_folder
+        assert not fresh.retry().new_folder
+        gate.release(fresh)
+        gate.release(there)

@@ -225,3 +225,64 @@ def test_handlers_of_a_logger_created_in_a_stage_do_not_reach_the_next_run(
     scores = [line["scores"] for line in read_jsonl(tmp_path / "out" / "results.jsonl")]
     assert [(s["mean_handlers"], s["mean_held"]) for s in scores] == [(0, 0)] * 3
     assert json.loads((tmp_path / "after.json").read_text()) == {"handlers": 0, "held": 0}
+
+
+def test_a_runs_snapshot_serves_its_next_call_only_while_it_is_the_process_state(
+        tmp_path: Path) -> None:
+    """A run's stages share one snapshot of the process state (taken before the first
+    call, put back after each); it is taken again once a restore cannot make it the
+    state (the working folder is gone) or the logging registry shows a new logger."""
+    import logging
+    import os
+
+    from dagrun.run.capture import isolated
+
+    state = isolated()
+    with state:
+        os.environ["DAGRUN_TEST_SNAPSHOT"] = "1"
+    assert "DAGRUN_TEST_SNAPSHOT" not in os.environ and state.current()
+    logging.getLogger(f"dagrun-test-new-{tmp_path.name}")
+    assert not state.current()
+
+    here = os.getcwd()
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    try:
+        os.chdir(gone)
+        state = isolated()
+        with state:
+            os.chdir(here)
+            gone.rmdir()
+        assert not state.current()  # it could not go back: the next call takes its own
+    finally:
+        os.chdir(here)
+
+
+def test_a_logger_made_in_pre_is_restored_after_fit_as_pre_left_it(tmp_path: Path) -> None:
+    """pre creates a logger and sets its level (kept: it was made in the call); fit changes
+    that level and adds a handler: post sees pre's level and no handler (fit's snapshot was
+    taken afresh, since the registry changed after pre)."""
+    import logging
+
+    from dagrun.code.workflow import Workflow
+    from dagrun.run.capture import CaptureMode
+    from dagrun.run.stages import RunTask, StageRunner
+
+    name = f"dagrun-test-made-in-pre-{tmp_path.name}"
+
+    def pre(cfg: dict[str, int]) -> None:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+
+    def fit(cfg: dict[str, int], _: None) -> None:
+        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).addHandler(logging.NullHandler())
+
+    def post(cfg: dict[str, int], _: None) -> dict[str, int]:
+        made = logging.getLogger(name)
+        return {"level": made.level, "handlers": len(made.handlers)}
+
+    runner = StageRunner(Workflow(pre, fit, post, [{"x": 1}]), CaptureMode.FD)
+    outcome = runner.run(RunTask(0, 0, str(tmp_path / "run"), 1))
+    assert outcome.failure is None
+    assert outcome.scores is not None
+    assert (outcome.scores["level"], outcome.scores["handlers"]) == (logging.DEBUG, 0)

@@ -815,8 +815,10 @@ class Gate:
         with self._lock:
             if not self._leasing:  # alone on OUT: an attempt folder, no lease
                 name = self._unleased_name
+                made = False  # the run's folder is new: empty but for the attempt folder
                 try:  # a new run usually: two mkdir calls
                     os.mkdir(run.path, 0o755)
+                    made = True
                 except FileExistsError:
                     pass
                 except FileNotFoundError:  # OUT/<id> of a run of several repetitions
@@ -827,7 +829,7 @@ class Gate:
                 # claimed the run maybe before our folder was there (so without fencing it)
                 if not os.path.lexists(run.lease):
                     self._unleased[run.path] = name
-                    return dataclasses.replace(task, folder=name)
+                    return dataclasses.replace(task, folder=name, new_folder=made)
                 fence.destroy(run.entry(name))
         if not self._leasing:
             self._start_leasing()

@@ -425,6 +425,10 @@ class ProcessState:
     settings: list[tuple[int, bool, bool]]  # per logger: level, propagate, disabled
     disable: int  # ``logging.disable``'s level
     registered: list[Any]  # ``_registered()``: loggers and placeholders, to spot new ones
+    # after ``restore`` the state is this one again (so the next call of the same run may
+    # use it, not take another): false once it could not be made so (the working folder
+    # is gone) or a logger was created (the next call's snapshot includes it)
+    reusable: bool = True
 
     @classmethod
     def now(cls) -> ProcessState:
@@ -435,6 +439,12 @@ class ProcessState:
                    list(map(_SETTINGS, loggers)), logging.Logger.manager.disable,
                    registered)
 
+    def current(self) -> bool:
+        """Whether this is still the process's state, as far as a look at the logging
+        registry tells (the rest is what ``restore`` put back; between two calls of a run
+        only dagrun runs, which may import a library whose logger then appears)."""
+        return self.reusable and _registered() == self.registered
+
     def __enter__(self) -> None:
         pass
 
@@ -443,9 +453,13 @@ class ProcessState:
 
     def restore(self) -> None:
         """Put back what changed since ``now`` (only that: most calls change nothing)."""
-        if self.cwd is not None and _getcwd() != self.cwd:
-            with contextlib.suppress(OSError):  # the folder is gone: nothing to go back to
+        if self.cwd is None:
+            self.reusable = False
+        elif _getcwd() != self.cwd:
+            try:
                 os.chdir(self.cwd)
+            except OSError:  # the folder is gone: nothing to go back to
+                self.reusable = False
         data = getattr(os.environ, "_data", None)  # compared in place: no copy
         if (data if isinstance(data, dict) else os.environ.copy()) != self.environ:
             _restore_environ(self.environ)
@@ -462,6 +476,7 @@ class ProcessState:
         if logging.Logger.manager.disable != self.disable:
             logging.disable(self.disable)
         if _registered() != self.registered:  # a logger was created (rarely: after run 0)
+            self.reusable = False
             self._drop_new_handlers()
 
     def _drop_new_handlers(self) -> None:

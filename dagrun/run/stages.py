@@ -46,7 +46,7 @@ from dagrun.disk.fence import Attempt, Superseded
 from dagrun.disk.layout import CONFIG, RunDir, Stage, SweepDir, error_name, marker_name
 from dagrun.disk.records import Failure, Marker, hostname, read_scores, stage_seconds
 from dagrun.errors import FailureKind, UnsafePickleError, UsageError
-from dagrun.run.capture import CaptureMode, capture, isolated
+from dagrun.run.capture import CaptureMode, ProcessState, capture, isolated
 from dagrun.run.runwarning import RunWarning, WarningKind
 from dagrun.search import pruning
 
@@ -67,10 +67,14 @@ class RunTask:
     # the run's identity (equality, hash); the ssh protocol leaves it out (its hosts load
     # the workflow from the disk for every run, written before the run was submitted)
     adds: Addition | None = field(default=None, compare=False, repr=False)
+    # whoever admitted this attempt created the run's folder for it (``Gate.admit``): it
+    # holds nothing but ``folder``, and the runner does not list it. Not part of the
+    # identity; an attempt after this one (a retry) never has it
+    new_folder: bool = field(default=False, compare=False, repr=False)
 
     def retry(self) -> RunTask:
         """The next attempt of this run, by the same holder (same attempt folder)."""
-        return dataclasses.replace(self, attempt=self.attempt + 1)
+        return dataclasses.replace(self, attempt=self.attempt + 1, new_folder=False)
 
     @property
     def label(self) -> str:
@@ -126,14 +130,19 @@ def _load_pickle(path: str) -> Any:
         return pickle.load(f)
 
 
-def find_resume_point(run: RunDir, via: Attempt | None = None) -> _Resume:
+def find_resume_point(run: RunDir, via: Attempt | None = None,
+                      new_folder: bool = False) -> _Resume:
     """Decide from the disk where the run continues, loading the input it needs.
 
     A marker whose artifact cannot be read (missing, truncated, corrupt) is dropped with a
     warning and its stage recomputed. A refused pickle (unsafe permissions) is not dropped:
     ``_InputRefused`` propagates and the run is recorded as failed in the stage that needed
-    it (so ``dagrun status`` lists it as failed, not as incomplete).
+    it (so ``dagrun status`` lists it as failed, not as incomplete). ``new_folder``: the
+    folder was made for this attempt (``RunTask.new_folder``), so it is not listed.
     """
+    if new_folder:  # made for this attempt a moment ago: nothing of the run in it
+        return _Resume(Stage.PRE, names=frozenset(
+            () if via is None or via.folder is None else (os.path.basename(via.folder),)))
     try:
         names = set(os.listdir(run.path))
     except FileNotFoundError:
@@ -457,7 +466,7 @@ class StageRunner:
                 atomic.makedirs(run.path)
             else:
                 via.check()  # claimed by another before this attempt began
-            resume = find_resume_point(run, via)
+            resume = find_resume_point(run, via, task.new_folder)
             warnings.extend(resume.warnings)
             if resume.start is not None:
                 if CONFIG not in resume.names:
@@ -513,14 +522,17 @@ class StageRunner:
         about = (workflow.config_digest(task.exp_id), via.token,
                  getattr(workflow, "code_id", None))
         standing = False  # the attempt folder stood a moment ago (a commit out of it)
+        state: ProcessState | None = None  # as restored after each call (see there)
         for stage in start.and_after():
             if not standing:  # a holder that lost the run starts no further stage
                 via.check()
             cfg = cfgs.fresh()  # before the clock starts: copying is not fit time
             if stored:  # big values from the store: a fresh copy-on-write map per call
                 cfg = self._stored_values(stage, task, run, cfg)
+            if state is None or not state.current():
+                state = isolated()
             started = time.time()
-            value = self._call(stage, task, run, cfg, value)
+            value = self._call(stage, task, run, cfg, value, state)
             finished = time.time()
             ran.append(stage._value_)
             if stage is Stage.FIT:
@@ -550,13 +562,15 @@ class StageRunner:
         return resolved
 
     def _call(self, stage: Stage, task: RunTask, run: RunDir, cfg: dict[str, Any],
-              value: Any) -> Any:
+              value: Any, state: ProcessState) -> Any:
         """Call the user's function of ``stage`` with ``cfg`` (this call's own copy), its
-        output captured and the process state it changes put back (``dagrun.run.capture``)."""
+        output captured and the process state it changes put back to ``state``
+        (``dagrun.run.capture``: taken before the run's first call, and again only when a
+        restore could not make it the process's state once more)."""
         fn = self.workflow.function(stage)
         args = (cfg,) if stage is Stage.PRE else (cfg, value)
         try:
-            with isolated(), capture(self.mode, run.log(stage), task.attempt, hostname()):
+            with state, capture(self.mode, run.log(stage), task.attempt, hostname()):
                 return fn(*args)
         except pruning.Pruned:
             raise

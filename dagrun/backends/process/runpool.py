@@ -123,7 +123,8 @@ def _serve_initialized(conn: Connection, run: Callable[[RunTask], RunOutcome]) -
 def _to_wire(task: RunTask) -> tuple[Any, ...]:
     """A run as the pipe carries it: its fields as a tuple (a fifth of the pickle's size
     and time of the dataclass, twice per run: to the worker and back)."""
-    return (task.exp_id, task.rep, task.path, task.attempt, task.folder, task.adds)
+    return (task.exp_id, task.rep, task.path, task.attempt, task.folder, task.adds,
+            task.new_folder)
 
 
 def _outcome_to_wire(outcome: RunOutcome) -> tuple[Any, ...]:
