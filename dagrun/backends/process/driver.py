@@ -33,17 +33,17 @@ import queue
 import sys
 from typing import TYPE_CHECKING, Any
 
-import pebble
-from tqdm import tqdm
+if TYPE_CHECKING:
+    from dagrun.backends.process.slots import SlotPool
 
 from dagrun.backends.base import Backend
 from dagrun.backends.process.runpool import Forked, RunPool, RunTimedOut, WorkerDied
-from dagrun.backends.process.slots import SlotPool
 from dagrun.backends.process.spawning import WORKER_CONTEXT
 from dagrun.backends.process.worker import init_forked, init_worker, pool_args, run_task
 from dagrun.config import Settings
 from dagrun.disk.records import Failure
 from dagrun.errors import FailureKind
+from dagrun.progress import note
 from dagrun.run import failures, gpus, proctree
 from dagrun.run.failures import crashed_failure, lost_run, timeout_failure
 from dagrun.run.stages import RunOutcome, RunTask
@@ -60,7 +60,8 @@ def lost_run_failure(task: RunTask, exc: BaseException, timeout: float) -> Failu
         return timeout_failure(task, timeout)
     if isinstance(exc, WorkerDied):
         return crashed_failure(task, exc.exitcode)
-    if isinstance(exc, pebble.ProcessExpired):
+    pebble = sys.modules.get("pebble")  # loaded with GPU slots only (``SlotPool``)
+    if pebble is not None and isinstance(exc, pebble.ProcessExpired):
         return crashed_failure(task, exc.exitcode or 0)
     return lost_run(task, FailureKind.ENGINE, f"{type(exc).__name__}: {exc}")
 
@@ -110,6 +111,8 @@ class ProcessBackend(Backend):
                                  WORKER_CONTEXT, self.settings.timeout or None, run_task,
                                  forked)
         else:
+            from dagrun.backends.process.slots import SlotPool  # pebble: GPU slots only
+
             self._note_capped()
             self._pool = SlotPool(cudas[:self._pool_size()], init_worker, self._spawn_args())
         self._futures: dict[cf.Future[Any], RunTask] = {}
@@ -130,9 +133,8 @@ class ProcessBackend(Backend):
         the way the progress bar's lines are, so it does not break the bar)."""
         cpus = os.cpu_count() or 1
         if self.workers > cpus:
-            tqdm.write(f"dagrun: note: {self.workers} worker processes (num_cpus / -j) asked "
-                       f"for on a machine with {cpus} CPUs: runs will share them",
-                       file=sys.stderr)
+            note(f"dagrun: note: {self.workers} worker processes (num_cpus / -j) asked for "
+                 f"on a machine with {cpus} CPUs: runs will share them")
 
     def _capped(self) -> str:
         """Why fewer workers than ``num_cpus`` run with GPU slots ('' when not capped)."""
@@ -146,7 +148,7 @@ class ProcessBackend(Backend):
 
     def _note_capped(self) -> None:
         if self._capped():
-            tqdm.write(f"dagrun: note: {self._capped()}", file=sys.stderr)
+            note(f"dagrun: note: {self._capped()}")
 
     def submit(self, task: RunTask) -> None:
         if self._pool is None:
@@ -167,7 +169,7 @@ class ProcessBackend(Backend):
                     for task, outcome in self._pool.poll(timeout)]
         if not self._futures:
             return []
-        if isinstance(self._pool, SlotPool):
+        if self._pool is not None:  # a SlotPool (not a RunPool: that returned above)
             self._pool.retry()  # tasks waiting for GPUs another process on this node used
         try:
             finished = [self._finished.get(timeout=timeout)]
@@ -184,9 +186,13 @@ class ProcessBackend(Backend):
         try:
             outcome: RunOutcome = future.result()
             return outcome
-        except (cf.TimeoutError, pebble.ProcessExpired, cf.CancelledError, OSError,
-                RuntimeError) as exc:
+        except (cf.TimeoutError, cf.CancelledError, OSError, RuntimeError) as exc:
             return self._lost(task, exc)
+        except Exception as exc:
+            pebble = sys.modules.get("pebble")  # a SlotPool's futures: pebble is loaded
+            if pebble is not None and isinstance(exc, pebble.ProcessExpired):
+                return self._lost(task, exc)
+            raise
 
     def _lost(self, task: RunTask, exc: BaseException) -> RunOutcome:
         """The outcome of a run whose worker could not report on it (killed, crashed)."""

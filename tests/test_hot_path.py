@@ -1,8 +1,10 @@
-"""The JSON texts dagrun builds by hand on its hot path are the texts ``json`` writes.
+"""What the per-run hot path builds by its own faster means is what the general tools build.
 
-``config.json`` (indented), markers, ``post.json`` and results lines (compact) and the
-watchdog's announcement line are built from faster pieces than ``json.dumps``; each must be
-byte for byte (or, for the announcement, value for value) what ``json`` makes.
+``config.json`` (indented), markers, ``post.json`` and results lines (compact) are made by
+encoders made once, not by ``json.dumps`` per call; atomic stage outputs are pickled
+without a ``Pickler``; the watchdog learns each stage's record once and a run's
+announcement is short; a note is written without importing tqdm. Each must be byte for
+byte (or, for the watchdog, value for value) what the slower way makes.
 """
 
 from __future__ import annotations
@@ -173,3 +175,20 @@ def test_the_watchdog_keeps_only_the_last_line_of_a_chunk() -> None:
     assert (rest, pending) == (two[:9], {"folder": None, "records": [1]})
     assert proctree._lines(b"", {"kept": 1}) == (b"", {"kept": 1})
     assert proctree._lines(b"P{not json\n", {"kept": 1}) == (b"", None)
+
+
+def test_a_note_reaches_stderr_with_or_without_a_bar(capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
+    """``progress.note`` (the process backend's notes, written before any bar exists)
+    prints its line on stderr, through tqdm once tqdm is loaded."""
+    import sys
+
+    from dagrun.progress import note
+
+    note("dagrun: note: first")
+    import tqdm  # noqa: F401  (loaded: the line goes through tqdm.write)
+
+    assert "tqdm" in sys.modules
+    note("dagrun: note: second")
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["dagrun: note: first", "dagrun: note: second"]
