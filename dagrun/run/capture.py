@@ -329,41 +329,33 @@ class _FdCall:
     """One stage call's output straight into its log: file descriptors 1 and 2 point at it
     (``faulthandler`` writes a crash's traceback to 2: the log, too)."""
 
-    __slots__ = ("_fd", "_path", "_separator", "_start")
-
-    # where 1 and 2 pointed when this process first ran a stage (its pid, two duplicates):
-    # put back after every call. Taken once: between stages a worker runs only dagrun.
-    _kept: tuple[int, int, int] = (-1, -1, -1)
+    __slots__ = ("_fd", "_path", "_saved", "_separator", "_start")
 
     def __init__(self, path: str, separator: Separator) -> None:
         self._path, self._separator = path, separator
 
-    @classmethod
-    def _outside(cls) -> tuple[int, int, int]:
-        kept = cls._kept
-        if kept[0] != os.getpid():  # the first call of this process (or a forked child)
-            kept = cls._kept = (os.getpid(), os.dup(1), os.dup(2))
-        return kept
-
     def __enter__(self) -> None:
         _flush_std()
-        self._outside()
         self._fd = fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         size = os.fstat(fd).st_size
         if size:
             os.write(fd, self._separator().encode())
             size = os.lseek(fd, 0, os.SEEK_END)
         self._start = size
+        # where 1 and 2 point now (per call: a process that hosts runs may move them
+        # between two, a Ray worker or a test runner's capture)
+        self._saved = (os.dup(1), os.dup(2))
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         faulthandler.enable(file=sys.stderr, all_threads=True)  # a stage may re-point it
 
     def __exit__(self, *exc: object) -> None:
         _flush_std()
-        _pid, out, err = self._kept
-        fd = self._fd
-        os.dup2(out, 1)
-        os.dup2(err, 2)
+        saved, fd = self._saved, self._fd
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
         end = os.fstat(fd).st_size
         os.close(fd)
         if end == 0:  # nothing written, now or by an earlier attempt
