@@ -109,8 +109,7 @@ def write_json(path: str, obj: Any, *, indent: int | None = 2) -> None:
 
     Without ``indent`` the call keeps json's default arguments, which reuse its cached C
     encoder (markers are written three times per run)."""
-    text = jsontext.compact(obj) if indent is None else jsontext.dumps(obj, indent)
-    write_text(path, text + "\n")
+    write_text(path, jsontext.text(obj, indent) + "\n")
 
 
 def read_json(path: str) -> Any:

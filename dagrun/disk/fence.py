@@ -175,8 +175,7 @@ class Attempt:
             self._raise(exc, path)
 
     def write_json(self, path: str, obj: Any, *, indent: int | None = 2) -> None:
-        text = jsontext.compact(obj) if indent is None else jsontext.dumps(obj, indent)
-        self.write_bytes(path, (text + "\n").encode("utf-8"))
+        self.write_bytes(path, (jsontext.text(obj, indent) + "\n").encode("utf-8"))
 
     def remove(self, path: str) -> bool:
         """Remove ``path`` (fenced: renamed into the attempt folder, then unlinked);

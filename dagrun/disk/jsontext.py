@@ -97,6 +97,12 @@ _ENCODE_STRICT = None if _c_make_encoder is None else _c_make_encoder(
     None, _default, encode_basestring_ascii, None, ": ", ", ", False, False, False)
 
 
+def text(obj: Any, indent: int | None) -> str:
+    """``json.dumps(obj)`` without ``indent``, ``json.dumps(obj, indent=indent)`` with it:
+    what the atomic writers of JSON files write."""
+    return compact(obj) if indent is None else dumps(obj, indent)
+
+
 def compact(obj: Any) -> str:
     """``json.dumps(obj)``, through one encoder made once (markers: three a run)."""
     if _ENCODE is None or type(obj) is not dict:

@@ -83,8 +83,8 @@ class Marker:
     def now(cls, stage: Stage, started: float, finished: float, attempt: int,
             code: str | None, config: str | None = None, token: int | None = None,
             origin: str | None = None) -> Marker:
-        return cls(stage._value_, iso(started), iso(finished), stage_seconds(started, finished),
-                   hostname(), os.getpid(), attempt, code, config, token, origin)
+        return cls(*_marker_values(stage, started, finished, attempt, code, config, token,
+                                   origin))
 
     @staticmethod
     def content_now(stage: Stage, started: float, finished: float, attempt: int,
@@ -92,11 +92,9 @@ class Marker:
                     origin: str | None) -> bytes:
         """The bytes ``now(...).write`` commits, without the object (three markers a run:
         a frozen dataclass's ``__init__`` and ``vars`` cost more than the JSON)."""
-        return (jsontext.compact({
-            "stage": stage._value_, "started": iso(started), "finished": iso(finished),
-            "seconds": stage_seconds(started, finished), "host": hostname(),
-            "pid": _pid[0], "attempt": attempt, "code": code, "config": config,
-            "token": token, "origin": origin}) + "\n").encode()
+        values = _marker_values(stage, started, finished, attempt, code, config, token, origin)
+        return (jsontext.compact(dict(zip(_MARKER_FIELDS, values, strict=True)))
+                + "\n").encode()
 
     def write(self, run: RunDir, via: Attempt | None = None) -> None:
         """Write the marker; ``via``: the holder's attempt (``dagrun.disk.fence``)."""
@@ -113,6 +111,17 @@ class Marker:
             return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
         except TypeError:
             return None
+
+
+_MARKER_FIELDS = tuple(Marker.__dataclass_fields__)  # the marker's keys, in its order
+
+
+def _marker_values(stage: Stage, started: float, finished: float, attempt: int,
+                   code: str | None, config: str | None, token: int | None,
+                   origin: str | None) -> tuple[Any, ...]:
+    """A marker's fields, in ``Marker``'s order (``Marker.now`` and ``content_now``)."""
+    return (stage._value_, iso(started), iso(finished), stage_seconds(started, finished),
+            hostname(), _pid[0], attempt, code, config, token, origin)
 
 
 def read_scores(run: RunDir) -> dict[str, Any] | None:

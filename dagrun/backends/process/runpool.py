@@ -48,8 +48,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import gc
 import multiprocessing.connection
+import operator
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,18 +122,17 @@ def _serve_initialized(conn: Connection, run: Callable[[RunTask], RunOutcome]) -
         leave()
 
 
-def _to_wire(task: RunTask) -> tuple[Any, ...]:
-    """A run as the pipe carries it: its fields as a tuple (a fifth of the pickle's size
-    and time of the dataclass, twice per run: to the worker and back)."""
-    return (task.exp_id, task.rep, task.path, task.attempt, task.folder, task.adds,
-            task.new_folder)
+# A run as the pipe carries it: its fields as a tuple, in their order (a fifth of the
+# pickle's size and time of the dataclass, twice per run: to the worker and back).
+_to_wire = operator.attrgetter(*(f.name for f in dataclasses.fields(RunTask)))
+# An outcome's fields after its task (the driver knows which run the worker executes).
+_OUTCOME_REST = operator.attrgetter(*(f.name for f in dataclasses.fields(RunOutcome)[1:]))
 
 
 def _outcome_to_wire(outcome: RunOutcome) -> tuple[Any, ...]:
-    """An outcome as the pipe carries it: without its task (the driver knows which run the
-    worker executes; its label is checked), the rest as a tuple."""
-    return (outcome.task.label, outcome.failure, outcome.ran, outcome.warnings,
-            outcome.scores, outcome.superseded)
+    """An outcome as the pipe carries it: its run's label (checked by the driver), then
+    its fields but the task."""
+    return (outcome.task.label, *_OUTCOME_REST(outcome))
 
 
 def _serve_runs(conn: Connection, run: Callable[[RunTask], RunOutcome]) -> None:
@@ -333,10 +334,10 @@ class RunPool:
             return
 
     def _finished(self, worker: _Worker, message: tuple[Any, ...]) -> None:
-        label, failure, ran, warnings, scores, superseded = message
+        label, *rest = message
         if not worker.queue or worker.queue[0].label != label:
             return  # not a run this pool gave it (never happens): ignored
-        outcome = RunOutcome(worker.queue[0], failure, ran, warnings, scores, superseded)
+        outcome = RunOutcome(worker.queue[0], *rest)
         if worker.stopping_at is not None:
             return  # its timeout was already reported; the run is that record's
         worker.queue.popleft()
