@@ -7,7 +7,6 @@ import contextlib
 import os
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from dagrun.disk import atomic, leases
 from dagrun.disk.identity import experiment_folders, in_folder
@@ -16,10 +15,11 @@ from dagrun.disk.lock import driver_lock
 from dagrun.disk.plan import Experiment, RunState, RunStatus, scan
 from dagrun.disk.planstore import forget_orphans, read_plan, read_state, require_sweep
 from dagrun.errors import EnvironmentProblem, UsageError
+from dagrun.record import record
 from dagrun.results import reduce
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CleanResult:
     """What ``clean`` did: runs touched, stage markers removed, lines left in results."""
 

@@ -11,10 +11,10 @@ import math
 import os
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from dagrun.errors import ConfigError
+from dagrun.record import field, field_names, record
 
 RESERVED_CFG_KEYS = ("experiment_id", "run_id", "out_path")
 STAGE_KEYS = ("pre", "fit", "post")
@@ -37,7 +37,7 @@ IGNORED_KEYS = frozenset({"malocher_dir"})
 SEARCH_KEY = "search"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Settings:
     """A validated basecfg without its stage functions."""
 
@@ -152,7 +152,7 @@ def _validated_settings(values: dict[str, Any]) -> Settings:
     return Settings(out_path=os.fspath(out), backend=backend, hosts=hosts, **kwargs)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BaseConfig:
     """A validated basecfg: its settings and the three stage functions."""
 
@@ -163,7 +163,7 @@ class BaseConfig:
 
 
 KNOWN_KEYS = frozenset(
-    {"out_path", *STAGE_KEYS, *Settings.__dataclass_fields__,
+    {"out_path", *STAGE_KEYS, *field_names(Settings),
      *KEY_ALIASES, *IGNORED_KEYS, SEARCH_KEY}
 )
 

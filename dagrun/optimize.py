@@ -18,7 +18,6 @@ it, and execute what is there to claim.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import fcntl
 import math
@@ -26,7 +25,6 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dagrun.backends import backend_class
@@ -40,6 +38,7 @@ from dagrun.disk.plan import Experiment
 from dagrun.disk.records import hostname
 from dagrun.errors import ConfigError
 from dagrun.progress import say
+from dagrun.record import record, replace
 from dagrun.results import html as htmlreport
 from dagrun.run.summary import Summary
 from dagrun.scheduler import Options, execute
@@ -61,7 +60,7 @@ if TYPE_CHECKING:
 LOCK_WAIT = 0.05  # seconds between tries of a busy search lock
 
 
-@dataclass
+@record
 class Trial:
     """A trial of the study now: its record, its cfg, its number in the in-memory study."""
 
@@ -172,10 +171,10 @@ class Study:
         found = records.read_records(self.sweep)
         self.asked = len(found)
         kept: list[tuple[TrialRecord, dict[str, Any], dict[str, Any]]] = []
-        for record in found:
-            made = self._replayed(record)
+        for trial in found:
+            made = self._replayed(trial)
             if made is not None:
-                kept.append((record, *made))
+                kept.append((trial, *made))
         ignored = len(found) - len(kept)
         by_digest = records.experiments_by_digest(self.sweep)
         outcomes = [records.outcome(self.sweep, by_digest.get(r.digest), self.settings.metric,
@@ -539,7 +538,7 @@ def run_search_worker(out: str, options: WorkerOptions) -> int:
         by_digest = records.experiments_by_digest(SweepDir.at(out))
         unfinished = frozenset(by_digest[t.record.digest].exp_id for t in study.unfinished()
                                if t.record.digest in by_digest)
-        code = run_worker(out, dataclasses.replace(
+        code = run_worker(out, replace(
             options, experiments=unfinished,
             leave_idle=study.asked < study.settings.n_trials))  # else: asks, not waits
         if not asked and study.asked >= study.settings.n_trials:

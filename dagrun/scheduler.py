@@ -7,7 +7,6 @@ calls user code and never trusts memory over the disk: what is done is read from
 from __future__ import annotations
 
 import collections
-import dataclasses
 import hashlib
 import heapq
 import itertools
@@ -16,7 +15,6 @@ import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dagrun.backends import backend_class, validate_basecfg
@@ -56,6 +54,7 @@ from dagrun.disk.planstore import plan_digest, stored_digest, write_plan
 from dagrun.disk.records import Failure
 from dagrun.errors import ConfigError, EnvironmentProblem, FailureKind, UsageError
 from dagrun.progress import Progress, say
+from dagrun.record import field, record, replace
 from dagrun.results import reduce
 from dagrun.run import failures, forking, supervisor
 from dagrun.run.signals import stop_signals_interrupt
@@ -84,7 +83,7 @@ class Feed(Protocol):
         failed with no attempt left)."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Options:
     """How to execute, beyond the basecfg: the command line's switches."""
 
@@ -108,7 +107,7 @@ class Options:
     feed: Feed | None = None
 
 
-@dataclass
+@record
 class Prepared:
     """A validated sweep, ready to plan."""
 
@@ -700,7 +699,7 @@ class _Execution:
         if self.growth is None or task.adds is not None:
             return task
         added = self.growth.adds.get(task.exp_id)
-        return task if added is None else dataclasses.replace(task, adds=added)
+        return task if added is None else replace(task, adds=added)
 
     def _run_ended(self, task: RunTask) -> None:
         """A run ended for good (done, pruned, or failed with no attempt left)."""

@@ -4,7 +4,7 @@ Every import of every module under ``dagrun/`` is read with ``ast`` — at modul
 functions (lazy imports) and under ``TYPE_CHECKING`` alike — and resolved to the dagrun
 module it names. The order (lowest first) is the one each wing's docstring states:
 
-    base (errors, config, progress, version) < disk < code < search < run < results
+    base (errors, config, progress, version, record) < disk < code < search < run < results
     < backends < worker < the top-level commands (api, cli, scheduler, sweep, clean,
     status, optimize)
 
@@ -27,7 +27,7 @@ from dagrun.code.workflow import MOVED_MODULES
 
 ROOT = Path(__file__).resolve().parent.parent / "dagrun"
 
-BASE = ("dagrun.errors", "dagrun.config", "dagrun.progress", "dagrun.version")
+BASE = ("dagrun.errors", "dagrun.config", "dagrun.progress", "dagrun.version", "dagrun.record")
 LAYERS = [BASE, ("dagrun.disk",), ("dagrun.code",), ("dagrun.search",), ("dagrun.run",),
           ("dagrun.results",), ("dagrun.backends",), ("dagrun.worker",)]
 TOP = ("dagrun", "dagrun.__main__", "dagrun.api", "dagrun.cli", "dagrun.scheduler",

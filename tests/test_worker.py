@@ -8,7 +8,6 @@ says: no stage of any run executed twice, nothing lost.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import signal
@@ -23,6 +22,7 @@ import pytest
 from dagrun.disk import leases
 from dagrun.disk.fence import Attempt, Superseded
 from dagrun.disk.layout import RunDir, Stage, SweepDir
+from dagrun.record import replace
 from dagrun.run.stages import RunTask
 from tests.helpers import (
     Result,
@@ -273,7 +273,7 @@ def test_gate_hands_a_run_a_worker_claimed_first_to_the_worker(tmp_path: Path) -
         gate.park(mine)
         assert gate.waiting == 1
         lease.release()
-        wait_for(lambda: gate.ready(idle=True) == [dataclasses.replace(mine, folder=None)],
+        wait_for(lambda: gate.ready(idle=True) == [replace(mine, folder=None)],
                  WAIT, "the parked run back once the worker released it")
     presence.withdraw()
 

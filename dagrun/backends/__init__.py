@@ -12,13 +12,13 @@ package (never ``dagrun.worker`` or the top-level commands).
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import warnings
 from typing import TYPE_CHECKING, Any
 
 from dagrun.config import BaseConfig, parse_basecfg
 from dagrun.errors import BackendUnavailableError
+from dagrun.record import replace
 
 if TYPE_CHECKING:
     from dagrun.backends.base import Backend
@@ -68,7 +68,7 @@ def validate_basecfg(basecfg: Any) -> BaseConfig:
             HostSpec.parse(h)
     if backend == settings.backend:
         return base
-    return dataclasses.replace(base, settings=dataclasses.replace(settings, backend=backend))
+    return replace(base, settings=replace(settings, backend=backend))
 
 
 def backend_class(name: str) -> type[Backend]:

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import dataclasses
 import functools
 from typing import TYPE_CHECKING
 
 from dagrun.backends.base import Backend
+from dagrun.record import replace
 from dagrun.run import pending
 from dagrun.run.capture import CaptureMode, held_output
 from dagrun.run.stages import RunOutcome, RunTask, StageRunner
@@ -79,7 +79,7 @@ class SingleBackend(Backend):
         if crashed > self.settings.retries:  # that was its last attempt: not again here
             self._settled.append(pending.crashed_outcome(task, crashed))
         elif crashed and task.attempt == 1:  # it goes on with its next attempt
-            self._queue.append(dataclasses.replace(task, attempt=crashed + 1))
+            self._queue.append(replace(task, attempt=crashed + 1))
         else:
             self._queue.append(task)
 

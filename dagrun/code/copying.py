@@ -30,12 +30,12 @@ import importlib.machinery
 import os
 import shutil
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from dagrun.code.usercode import Rule, Top
 from dagrun.disk import atomic
 from dagrun.errors import ConfigError, UsageError
+from dagrun.record import field, record
 
 BLOBS = "files"
 INDEX = "index.json"
@@ -48,7 +48,7 @@ CODE_SUFFIXES = (".py", *importlib.machinery.EXTENSION_SUFFIXES)
 _MB = 1 << 20
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Limits:
     """Size limits of the copy (basecfg ``code``: ``max_file_mb``, ``max_total_mb``)."""
 
@@ -69,7 +69,7 @@ class Limits:
         return cls(**out)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Source:
     """One file of the copy: where it comes from and what it holds."""
 
@@ -79,7 +79,7 @@ class Source:
     data: bytes | None = None  # read already (a file checked against its loaded module)
 
 
-@dataclass
+@record
 class Collected:
     """The tree to write: its files by relative path, and what was left out."""
 

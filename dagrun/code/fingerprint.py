@@ -83,7 +83,6 @@ import sys
 import time
 import types
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from dagrun.code import sourcemap, usercode
@@ -92,6 +91,7 @@ from dagrun.code.sourcemap import ImportBinding, Located, Source
 from dagrun.code.sourcemap import library_roots as library_roots  # its former home
 from dagrun.code.usercode import Rule, Top
 from dagrun.disk import formatversion
+from dagrun.record import record
 
 #: The version of what a fingerprint covers; a sweep whose markers hold fingerprints of an
 #: older scheme cannot compare them with today's (``dagrun.disk.codecheck`` takes the code a
@@ -200,7 +200,7 @@ _ATTR_ENDS = frozenset({"STORE_ATTR", "DELETE_ATTR"})
 _DYNAMIC = frozenset({"getattr", "globals", "vars", "eval", "exec", "__import__"})
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Static:
     """A code object's own text and the names it reads."""
 

@@ -25,7 +25,6 @@ inside that block are recorded, so a stage that needs one fails with a message s
 from __future__ import annotations
 
 import ast
-import dataclasses
 import importlib
 import importlib.machinery
 import importlib.util
@@ -34,7 +33,6 @@ import re
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -43,6 +41,7 @@ from dagrun.code.copying import Collected, Limits
 from dagrun.code.usercode import Rule, Top, real_file, user_tops
 from dagrun.disk.layout import CODE_DIR
 from dagrun.errors import UsageError
+from dagrun.record import asdict, record, replace
 
 _importing = False  # True while a workflow file or its copy is being imported
 LAYOUT = 2  # 1: flat copies of imported .py files (on-disk format <= 3); 2: whole packages
@@ -66,7 +65,7 @@ def module_name(path: str) -> str:
     return f"dagrun_workflow_{stem}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Snapshot:
     """Where a sweep's code lives: everything a process needs to import it (plain data, so
     it can be read before any of the user's classes can be unpickled)."""
@@ -87,11 +86,12 @@ class Snapshot:
     def relocated(self, state_dir: str) -> Snapshot:
         """The same snapshot seen from another mount of OUT (``state_dir`` = OUT/.dagrun)."""
         folder = os.path.join(state_dir, CODE_DIR, os.path.basename(self.folder))
-        return dataclasses.replace(self, folder=folder)
+        return replace(self, folder=folder)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for ``workflow.pkl``'s first layer."""
-        return dataclasses.asdict(self)
+        data: dict[str, Any] = asdict(self)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Snapshot:
@@ -158,7 +158,7 @@ def main_workflow(functions: Iterable[Any]) -> tuple[str, str] | None:
     return os.path.abspath(path), name
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Request:
     """What to copy: the workflow (if any), the user's overrides and where OUT is."""
 

@@ -33,7 +33,8 @@ import sys
 import sysconfig
 import types
 from collections.abc import Iterator
-from dataclasses import dataclass
+
+from dagrun.record import record
 
 
 @functools.lru_cache(maxsize=1)
@@ -51,7 +52,7 @@ _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 Chains = dict[str, set[tuple[str, ...]]]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ImportBinding:
     """One name an import statement binds: ``from <level dots><module> import <name>`` or
     ``import <module>`` (``name`` None)."""
@@ -61,7 +62,7 @@ class ImportBinding:
     name: str | None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Located:
     """Where a module's code is: its source file (``None``: no ``.py`` file) and, for a
     package, its folders."""

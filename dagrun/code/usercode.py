@@ -33,11 +33,11 @@ import sys
 import sysconfig
 import types
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from dagrun.code.sourcemap import library_roots
 from dagrun.errors import ConfigError
+from dagrun.record import record
 
 INCLUDE_ENV = "DAGRUN_CODE_INCLUDE"
 EXCLUDE_ENV = "DAGRUN_CODE_EXCLUDE"
@@ -64,7 +64,7 @@ def under(path: str, roots: Iterable[str]) -> bool:
     return any(probe.startswith(r) for r in roots)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Top:
     """A top-level module or package of the user's: where it is and how it is laid out."""
 
@@ -74,7 +74,7 @@ class Top:
     package: bool
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Rule:
     """The user's overrides of the rule (basecfg ``code`` and the environment)."""
 

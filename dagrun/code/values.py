@@ -16,7 +16,6 @@ from __future__ import annotations
 import mmap
 import os
 import pickle
-from dataclasses import dataclass
 from typing import Any
 
 from dagrun.code import mainref
@@ -24,11 +23,12 @@ from dagrun.code.safety import check_pickle
 from dagrun.disk import atomic
 from dagrun.disk.layout import SweepDir
 from dagrun.errors import UsageError
+from dagrun.record import record
 
 NPY, PICKLE = "npy", "pkl"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ValueRef:
     """A big cfg value in the values store: its digest, file kind and readable summary."""
 

@@ -22,7 +22,6 @@ import os
 import pickle
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -33,6 +32,7 @@ from dagrun.code.snapshot import Snapshot
 from dagrun.config import SEARCH_KEY
 from dagrun.disk.layout import Stage
 from dagrun.errors import ConfigError, UsageError
+from dagrun.record import field, field_names, record
 
 _FORMAT = "dagrun-workflow-2"  # the first item of a two-layer workflow.pkl
 
@@ -68,7 +68,7 @@ def _loads(data: bytes) -> Any:
     return _Unpickler(io.BytesIO(data)).load()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FunctionRef:
     """A stage function of the workflow file, pickled by name: resolved in the imported
     snapshot (``module.qualname``) by whichever process loads the workflow."""
@@ -87,7 +87,7 @@ class FunctionRef:
         return obj  # type: ignore[no-any-return]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Addition:
     """An experiment planned after a process loaded the workflow (a search's trial asked
     while the sweep runs): what that process needs to run it. A run of such an experiment
@@ -99,7 +99,7 @@ class Addition:
     stored_values: bool = False  # ``cfg`` holds references into the values store
 
 
-@dataclass
+@record
 class Workflow:
     """Stage functions, original cfgs and the basecfg, as the driver was given them."""
 
@@ -194,7 +194,7 @@ class Workflow:
 
     def _with_refs(self) -> Workflow:
         """A shallow copy whose stage functions from the workflow file are ``FunctionRef``s."""
-        copy = Workflow(**{k: getattr(self, k) for k in self.__dataclass_fields__})
+        copy = Workflow(**{k: getattr(self, k) for k in field_names(self)})
         for stage in Stage:
             ref = self._ref(getattr(self, stage.value))
             if ref is not None:

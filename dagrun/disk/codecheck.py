@@ -15,19 +15,19 @@ the code of now, and code.json keeps that equivalence for the markers written th
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from functools import cached_property
 
 from dagrun.disk import atomic, formatversion
 from dagrun.disk.layout import STAGES, RunDir, Stage, SweepDir
 from dagrun.disk.records import Marker
 from dagrun.disk.runs import RunStatus
+from dagrun.record import record
 
 SCHEME = formatversion.FINGERPRINTS
 _SCHEME_KEY, _SAME_KEY = "scheme", "equivalent"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CodeChanges:
     """Runs whose marker of a stage was written by other code than the current one, and the
     fingerprints of an older scheme that stand for the current code (per stage: old -> new)."""

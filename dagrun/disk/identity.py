@@ -23,7 +23,6 @@ import json
 import os
 from bisect import bisect_left
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from dagrun.config import canonical
@@ -40,9 +39,10 @@ from dagrun.disk.planstore import (
 )
 from dagrun.disk.records import Marker
 from dagrun.disk.runs import Experiment
+from dagrun.record import field, record
 
 
-@dataclass
+@record
 class Moves:
     """What changed between the stored plan and the current cfgs, for one line."""
 
@@ -92,7 +92,7 @@ class Moves:
         return f"experiments since the last plan: {', '.join(parts)}"
 
 
-@dataclass
+@record
 class Assignment:
     """The current experiments (in cfg order, with their ids), the orphans, what moved."""
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
+
+from dagrun.record import record
 
 
 class Stage(str, enum.Enum):
@@ -105,7 +106,7 @@ def error_name(stage: Stage) -> str:
     return f"{stage._value_}.error"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SweepDir:
     """``OUT/``: run folders, results, and dagrun's own state under ``OUT/.dagrun/``."""
 

@@ -37,7 +37,6 @@ runs leased by live workers alone until their lease ends.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import json
 import os
@@ -46,12 +45,12 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from dagrun.disk import fence, keeper
 from dagrun.disk.layout import RunDir, SweepDir
 from dagrun.disk.records import hostname, iso
+from dagrun.record import record, replace
 
 LEASE_FORMAT = 2  # lease.json's layout: 2 adds the token and the fenced attempt folders
 MAX_TAKEOVERS = 3  # a run whose lease was taken over this often is recorded as crashed
@@ -71,7 +70,7 @@ def slurm_job() -> str | None:
     return job or None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Holder:
     """Who holds leases: this process, named once, with the lease timeout it renews its
     leases for (a lease says it, so that observers with a shorter timeout of their own wait
@@ -293,7 +292,7 @@ def claim(run: RunDir, holder: Holder, takeovers: int = 0, taken: int = 0,
             os.unlink(private)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Seen:
     """A lease as an observer saw it: what it looked like, since when (observer's clock)."""
 
@@ -829,7 +828,7 @@ class Gate:
                 # claimed the run maybe before our folder was there (so without fencing it)
                 if not os.path.lexists(run.lease):
                     self._unleased[run.path] = name
-                    return dataclasses.replace(task, folder=name, new_folder=made)
+                    return replace(task, folder=name, new_folder=made)
                 fence.destroy(run.entry(name))
         if not self._leasing:
             self._start_leasing()
@@ -840,7 +839,7 @@ class Gate:
                 self._parked[run.path] = task
                 return None
             self.heartbeat.add(lease)
-            return dataclasses.replace(task, folder=lease.folder)
+            return replace(task, folder=lease.folder)
 
     def _claim(self, run: RunDir) -> Lease | None:
         lease = claim(run, self.holder, index=self.index)
@@ -869,7 +868,7 @@ class Gate:
         with self._lock:
             self._unleased.pop(task.path, None)
             self.heartbeat.release(RunDir(task.path))  # removes it only if still ours
-            self._parked[task.path] = dataclasses.replace(task, folder=None)
+            self._parked[task.path] = replace(task, folder=None)
             self._next_look = min(self._next_look, time.monotonic() + self.RECHECK)
 
     def ready(self, idle: bool) -> list[Any]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import collections
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from dagrun.disk import atomic, codecheck, trust
@@ -25,6 +24,7 @@ from dagrun.disk.layout import Stage, SweepDir
 from dagrun.disk.planstore import plan_digest, stored_digest
 from dagrun.disk.records import Marker, read_scores
 from dagrun.disk.runs import Experiment, RunState, RunStatus, run_dirs, scan, scan_run
+from dagrun.record import field, record
 
 __all__ = ["Experiment", "Plan", "PlannedRun", "Reason", "RunState", "RunStatus",
            "make_plan", "run_dirs", "scan", "scan_run"]
@@ -77,7 +77,7 @@ class PlannedRun(NamedTuple):
         return self.status.done
 
 
-@dataclass
+@record
 class Plan:
     """Every run of the current experiments with its reason, and the code that changed."""
 

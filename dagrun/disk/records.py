@@ -9,13 +9,11 @@ with the plan, whatever folder it was found in.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import time
 import traceback
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -23,6 +21,7 @@ from dagrun.disk import atomic, jsontext
 from dagrun.disk.fence import Attempt
 from dagrun.disk.layout import STAGE_NAMED, RunDir, Stage
 from dagrun.errors import FailureKind
+from dagrun.record import field_names, record, replace
 
 
 @lru_cache(maxsize=1)
@@ -63,7 +62,7 @@ def stage_seconds(started: float, finished: float) -> float:
     return round(finished - started, 6)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Marker:
     """The content of ``<stage>.done``."""
 
@@ -91,7 +90,7 @@ class Marker:
                     code: str | None, config: str | None, token: int | None,
                     origin: str | None) -> bytes:
         """The bytes ``now(...).write`` commits, without the object (three markers a run:
-        a frozen dataclass's ``__init__`` and ``vars`` cost more than the JSON)."""
+        a frozen record's ``__init__`` and ``vars`` cost more than the JSON)."""
         values = _marker_values(stage, started, finished, attempt, code, config, token, origin)
         return (jsontext.compact(dict(zip(_MARKER_FIELDS, values, strict=True)))
                 + "\n").encode()
@@ -108,12 +107,12 @@ class Marker:
         if not isinstance(data, dict):
             return None
         try:
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+            return cls(**{k: data[k] for k in field_names(cls) if k in data})
         except TypeError:
             return None
 
 
-_MARKER_FIELDS = tuple(Marker.__dataclass_fields__)  # the marker's keys, in its order
+_MARKER_FIELDS = tuple(field_names(Marker))  # the marker's keys, in its order
 
 
 def _marker_values(stage: Stage, started: float, finished: float, attempt: int,
@@ -130,7 +129,7 @@ def read_scores(run: RunDir) -> dict[str, Any] | None:
     return scores if isinstance(scores, dict) else None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Failure:
     """The content of ``<stage>.error``: the last failed attempt of a stage."""
 
@@ -169,7 +168,7 @@ class Failure:
         data = atomic.read_json_or_none(run.error(stage))
         if not isinstance(data, dict):
             return None
-        fields: dict[str, Any] = {k: data.get(k, "") for k in cls.__dataclass_fields__}
+        fields: dict[str, Any] = {k: data.get(k, "") for k in field_names(cls)}
         fields["attempt"] = int(data.get("attempt", 0) or 0)
         fields["pid"] = int(data.get("pid", 0) or 0)
         return cls(**fields)
@@ -179,7 +178,7 @@ class Failure:
         message, on the same line so summaries show it."""
         if not note:
             return self
-        return dataclasses.replace(self, message=f"{self.message}; {note}")
+        return replace(self, message=f"{self.message}; {note}")
 
     @property
     def first_line(self) -> str:

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from dagrun.disk import atomic
 from dagrun.disk.layout import RunDir, Stage, SweepDir
 from dagrun.disk.plan import PlannedRun, Reason
 from dagrun.disk.records import Failure
 from dagrun.disk.runs import RunStatus, scan_run
+from dagrun.record import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Unrecorded:
     """A failure kept in ``unrecorded.jsonl``: the run, the failure, and why its own
     record could not be written."""

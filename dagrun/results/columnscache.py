@@ -23,12 +23,12 @@ import marshal
 import sys
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from dagrun.disk import atomic
 from dagrun.disk.layout import SweepDir
 from dagrun.disk.planstore import stored_digest
+from dagrun.record import record
 from dagrun.results import inparts
 from dagrun.results.columns import MISSING, MetricColumns, Rows, config_columns, get_column
 
@@ -37,7 +37,7 @@ _PYTHON = list(sys.version_info[:2])  # marshal's format may change between vers
 _REWRITE_SHARE = 20  # keep a new cache when the appended lines are 1/20 of the kept ones
 
 
-@dataclass
+@record
 class Listed:
     """The planned experiments results.jsonl lists (ids ascending) as columns: config keys
     (``MISSING`` where a config lacks one), each metric's mean, std and count (``n_M``), and

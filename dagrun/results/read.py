@@ -31,13 +31,13 @@ import operator
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dagrun.disk.layout import STAGE_NAMED, STAGES, RunDir, Stage
 from dagrun.disk.planstore import PlanIndex, read_configs, read_index, read_plan, require_sweep
 from dagrun.disk.records import read_scores
 from dagrun.disk.runs import Experiment, RunState, RunStatus, scan_run
+from dagrun.record import record
 from dagrun.results import inparts
 from dagrun.results.columns import (
     MISSING,
@@ -104,7 +104,7 @@ def own_columns(config_keys: Iterable[str]) -> tuple[str, str]:
                  for name in (STATE, N))
 
 
-@dataclass
+@record
 class Collected:
     """Every planned experiment of a sweep, in id order, with what the disk says about it:
     one list per column, each as long as ``ids``. This is the one definition of an

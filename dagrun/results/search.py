@@ -24,11 +24,11 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dagrun.disk.atomic import read_json_or_none
 from dagrun.disk.layout import SweepDir
+from dagrun.record import record
 from dagrun.results.read import OWN_PREFIX, ExpState
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def plan_settings(sweep: SweepDir) -> dict[str, Any]:
     return settings if isinstance(settings, dict) else {}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Objective:
     """What a search optimises: the mean of ``metric``, smaller or larger is better."""
 
@@ -120,10 +120,10 @@ def search_data(sweep: SweepDir) -> dict[str, Any] | None:
 
     by_digest = records.experiments_by_digest(sweep)
     found: list[tuple[TrialRecord, Outcome]] = []
-    for record in records.read_records(sweep):
-        exp = by_digest.get(record.digest)
+    for trial in records.read_records(sweep):
+        exp = by_digest.get(trial.digest)
         if exp is not None:  # (a trial of an earlier space, or not planned yet: left out)
-            found.append((record, records.outcome(sweep, exp, objective.metric)))
+            found.append((trial, records.outcome(sweep, exp, objective.metric)))
     values = [o.value if o.state is records.TrialState.COMPLETE else None for _, o in found]
     best = running_best(values, objective.smaller)
     importances, note = param_importances(objective, found)

@@ -25,11 +25,11 @@ import operator
 import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dagrun.disk import provenance
 from dagrun.errors import DagrunError, DagrunWarning, UsageError
+from dagrun.record import field, record
 from dagrun.results.columns import MISSING, line_metrics, same_key
 from dagrun.results.read import (
     EXPERIMENT_ID,
@@ -56,7 +56,7 @@ class PandasMissing(DagrunError, ImportError):
     """``results_table`` needs pandas, which is not installed."""
 
 
-@dataclass
+@record
 class Table:
     """Rows of the results as columns (``None``: no value), the metrics among them, and
     whether they are single-repetition columns ``M`` rather than ``mean_M`` and its spread.
@@ -503,7 +503,7 @@ def _first_per_group(rows: list[int], column: list[Any]) -> list[int]:
 # --------------------------------------------------------------------------------------------
 # --where.
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Filter:
     """One ``--where`` filter: ``key op value`` (``in``: ``value`` is a tuple of values)."""
 

@@ -45,10 +45,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import IO, Any, TextIO
 
 from dagrun.disk import atomic
+from dagrun.record import record
 
 
 class CaptureMode(str, enum.Enum):
@@ -396,7 +396,7 @@ def _loggers(registered: list[Any]) -> list[logging.Logger]:
     return loggers
 
 
-@dataclass
+@record
 class ProcessState:
     """The process-wide state a stage call may change and ``restore`` puts back.
 

@@ -24,7 +24,6 @@ ends the announcing.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import json
 import os
@@ -36,6 +35,7 @@ from json.encoder import encode_basestring_ascii as _quote
 from dagrun.disk.layout import STAGES, RunDir
 from dagrun.disk.records import Failure, iso
 from dagrun.errors import FailureKind
+from dagrun.record import replace
 from dagrun.run import failures, proctree, supervisor
 from dagrun.run.stages import RunOutcome, RunTask
 from dagrun.run.supervisor import Pipe
@@ -51,7 +51,7 @@ def crashed_outcome(task: RunTask, attempt: int) -> RunOutcome:
     """The outcome of a run whose last attempt (``attempt``) ended an earlier sweep's
     process of this command: its crash record (the run is not executed again here; the
     next ``dagrun execute`` runs it)."""
-    task = dataclasses.replace(task, attempt=attempt)
+    task = replace(task, attempt=attempt)
     failure = Failure.read(RunDir(task.path), failures.running_stage(task))
     if failure is None or failure.kind != FailureKind.CRASHED.value:
         failure = failures.lost_run(task, FailureKind.CRASHED,
@@ -110,7 +110,7 @@ class _ToWatchdog(Announcer):
         self._sent.add(attempt)
         lines = []
         for stage in STAGES:
-            failure = dataclasses.replace(failures.ended_driver(stage, attempt),
+            failure = replace(failures.ended_driver(stage, attempt),
                                           time=self._STAMP)
             head, _, tail = failure.content().decode().partition(json.dumps(self._STAMP))
             lines.append(proctree.TEMPLATE + json.dumps(

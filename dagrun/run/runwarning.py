@@ -20,8 +20,9 @@ where a bare string (an older dagrun) is read as a warning of kind ``other``.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from typing import Any
+
+from dagrun.record import field, record
 
 
 class WarningKind(str, enum.Enum):
@@ -35,7 +36,7 @@ class WarningKind(str, enum.Enum):
     OTHER = "other"  # anything else (its topic is its whole text)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RunWarning:
     """One warning about one run: ``message`` is the full text (naming the run's folder
     where it helps), ``topic`` the same without the run, for the summary."""
@@ -76,13 +77,13 @@ class RunWarning:
         return self.kind.value, self.stage, self.topic
 
 
-@dataclass
+@record
 class _Count:
     first: str  # the label of the first run that had it
     count: int = 1
 
 
-@dataclass
+@record
 class WarningTally:
     """The warnings of one sweep (or one worker's part of it), counted by ``key``."""
 

@@ -29,12 +29,10 @@ back after it (``dagrun.run.capture.isolated``).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
 import pickle
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from dagrun.code import mainref, pickling, values
@@ -46,12 +44,13 @@ from dagrun.disk.fence import Attempt, Superseded
 from dagrun.disk.layout import CONFIG, RunDir, Stage, SweepDir, error_name, marker_name
 from dagrun.disk.records import Failure, Marker, hostname, read_scores, stage_seconds
 from dagrun.errors import FailureKind, UnsafePickleError, UsageError
+from dagrun.record import field, record, replace
 from dagrun.run.capture import CaptureMode, ProcessState, capture, isolated
 from dagrun.run.runwarning import RunWarning, WarningKind
 from dagrun.search import pruning
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RunTask:
     """One run to execute: which experiment and repetition, where, which attempt."""
 
@@ -74,14 +73,14 @@ class RunTask:
 
     def retry(self) -> RunTask:
         """The next attempt of this run, by the same holder (same attempt folder)."""
-        return dataclasses.replace(self, attempt=self.attempt + 1, new_folder=False)
+        return replace(self, attempt=self.attempt + 1, new_folder=False)
 
     @property
     def label(self) -> str:
         return f"{self.exp_id}/{self.rep}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RunOutcome:
     """What happened to a run; ``failure`` is ``None`` when every stage is done."""
 
@@ -113,7 +112,7 @@ class _InputRefused(Exception):
         self.stage = stage
 
 
-@dataclass
+@record
 class _Resume:
     """Where a run picks up: the first stage to run and the value it takes as input."""
 
@@ -274,7 +273,7 @@ def _loads(blob: _Blob) -> Any:
     return pickling.loads(data, [bytearray(b.raw()) for b in buffers])
 
 
-@dataclass
+@record
 class CopyMemory:
     """What a process learnt about copying cfg keys; kept across the runs it executes.
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from dagrun.disk.layout import RunDir, Stage, SweepDir
+from dagrun.record import field, record
 from dagrun.run.runwarning import RunWarning, WarningTally
 
 FAILED_SHOWN = 10  # failed runs listed by name at the end of a sweep
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FailedRun:
     label: str  # "<id>/<rep>"
     path: str
@@ -20,7 +19,7 @@ class FailedRun:
     record_error: str = ""  # why RUN/<stage>.error could not be written ("" if it was)
 
 
-@dataclass
+@record
 class Summary:
     """Counts of one ``run_experiments`` / ``dagrun execute``: ``done`` ran to completion now,
     ``skipped`` were already done, ``failed`` failed (after retries); ``warnings`` counts

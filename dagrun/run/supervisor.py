@@ -39,10 +39,10 @@ import signal
 import stat
 import subprocess
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 from dagrun.disk.atomic import write_all
+from dagrun.record import record
 from dagrun.run.proctree import die_with_parent
 from dagrun.run.signals import FORWARDED, exit_code, once_per_burst
 
@@ -62,7 +62,7 @@ _SI_KERNEL = 0x80  # si_code of a signal the kernel sent (Linux): a terminal's, 
 # --------------------------------------------------------------------------------------------
 # The child: the sweep's process.
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Attached:
     fd: int  # the pipe to the supervisor
     pid: int  # the supervisor: the dagrun command the user started
@@ -139,7 +139,7 @@ class Pipe:
 # --------------------------------------------------------------------------------------------
 # The supervisor: the dagrun command's own process.
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Ended:
     status: int  # the child's returncode (negative: killed by that signal)
     said: bool  # it said it ends normally

@@ -10,12 +10,12 @@ loading the pickled workflow find it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from dagrun.config import SEARCH_KEY
 from dagrun.errors import ConfigError, UsageError
+from dagrun.record import record
 from dagrun.search.space import Space, check_space
 
 SAMPLERS = ("tpe", "random", "cmaes")
@@ -35,7 +35,7 @@ def require_optuna() -> ModuleType:
     return optuna
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SearchSettings:
     """A checked ``basecfg["search"]``."""
 

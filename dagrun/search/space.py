@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from dagrun.errors import ConfigError, UsageError
+from dagrun.record import record
 
 ChoiceType = None | bool | int | float | str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Float:
     """A float parameter in ``[low, high]`` (``log``: sampled on a log scale)."""
 
@@ -36,7 +36,7 @@ class Float:
         return value
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Int:
     """An integer parameter in ``[low, high]`` by ``step`` (``log``: on a log scale)."""
 
@@ -57,7 +57,7 @@ class Int:
         return value
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Categorical:
     """One of ``choices`` (None, bool, int, float or str each)."""
 

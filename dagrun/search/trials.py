@@ -19,7 +19,6 @@ import os
 import pickle
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from dagrun.code.safety import check_pickle
@@ -28,6 +27,7 @@ from dagrun.disk.layout import SweepDir
 from dagrun.disk.planstore import read_state
 from dagrun.disk.records import read_scores
 from dagrun.disk.runs import Experiment, RunState, run_dirs, scan_run
+from dagrun.record import field, record
 
 _RECORD = re.compile(r"trial-(\d+)\.json\Z")
 
@@ -39,7 +39,7 @@ class TrialState(str, enum.Enum):
     RUNNING = "running"  # asked, not finished (or not started)
 
 
-@dataclass
+@record
 class TrialRecord:
     """One trial as it was asked."""
 
@@ -102,7 +102,7 @@ def load_sampler(sweep: SweepDir, record: TrialRecord) -> Any:
     return pickle.loads(base64.b64decode(record.sampler))
 
 
-@dataclass
+@record
 class Outcome:
     """What happened to a trial, from its runs."""
 

@@ -13,13 +13,13 @@ import concurrent.futures as cf
 import os
 import signal
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import pebble
 
 from dagrun.backends.process.driver import lost_run_failure
 from dagrun.backends.process.slots import SlotPool
+from dagrun.record import record
 from dagrun.run import failures, proctree
 from dagrun.run.stages import RunOutcome, RunTask
 from dagrun.worker import child
@@ -28,7 +28,7 @@ JOIN_TIMEOUT = 30.0
 OWN_SIGTERM_GRACE = 1.0  # seconds to wait for our own SIGTERM after a run's process got one
 
 
-@dataclass
+@record
 class _Running:
     task: RunTask
     abandoned: bool = False

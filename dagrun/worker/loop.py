@@ -19,11 +19,9 @@ never the clocks of two hosts; a record that changed while this worker watched c
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from dagrun.backends import validate_basecfg
@@ -48,8 +46,10 @@ from dagrun.disk.plan import make_plan, scan_run
 from dagrun.disk.planstore import planned_runs, read_plan, require_sweep
 from dagrun.disk.records import Failure, failure_signature
 from dagrun.errors import FailureKind, SweepBusyError, UsageError
+from dagrun.record import record, replace
 from dagrun.results import reduce
-from dagrun.run.failures import lost_run, record
+from dagrun.run.failures import lost_run
+from dagrun.run.failures import record as record_failure
 from dagrun.run.gpus import slots
 from dagrun.run.runwarning import WarningTally
 from dagrun.run.signals import stop_signals_interrupt
@@ -61,7 +61,7 @@ RESCAN = 0.5  # seconds between looks at runs others hold, when nothing finished
 WATCH_MIN = 0.5  # seconds between looks at the other workers' announcements, at least
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class WorkerOptions:
     """The command line of ``dagrun worker``."""
 
@@ -166,7 +166,7 @@ class PlanWatch:
         return True
 
 
-@dataclass
+@record
 class _Run:
     """A run this worker may still have to execute."""
 
@@ -320,7 +320,7 @@ class WorkerLoop:
             if lease is not None:
                 self.mine[path] = lease
                 self.heartbeat.add(lease)
-                self.executor.submit(dataclasses.replace(task, folder=lease.folder))
+                self.executor.submit(replace(task, folder=lease.folder))
 
     def _replanned(self) -> None:
         """The sweep was planned again (other configs or code): this worker runs the old
@@ -368,11 +368,11 @@ class WorkerLoop:
         if lease is None:
             return None
         if lease.takeovers >= MAX_TAKEOVERS:
-            record(lost_run(task, FailureKind.CRASHED,
+            record_failure(lost_run(task, FailureKind.CRASHED,
                             f"the workers running {{stage}} stopped {lease.takeovers} times "
                             "without finishing it (each lease went stale: killed, e.g. out "
                             "of memory, or lost)"),
-                   dataclasses.replace(task, folder=lease.folder))
+                   replace(task, folder=lease.folder))
             lease.release()
             self._give_up(task.path)
             return None

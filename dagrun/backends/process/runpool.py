@@ -48,19 +48,18 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import dataclasses
 import gc
 import multiprocessing.connection
 import operator
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
 from dagrun.disk.layout import Stage
 from dagrun.disk.records import Failure
 from dagrun.errors import FailureKind
+from dagrun.record import field, fields, record
 from dagrun.run import forking
 from dagrun.run.proctree import KILL_GRACE
 from dagrun.run.stages import RunOutcome, RunTask
@@ -123,10 +122,10 @@ def _serve_initialized(conn: Connection, run: Callable[[RunTask], RunOutcome]) -
 
 
 # A run as the pipe carries it: its fields as a tuple, in their order (a fifth of the
-# pickle's size and time of the dataclass, twice per run: to the worker and back).
-_to_wire = operator.attrgetter(*(f.name for f in dataclasses.fields(RunTask)))
+# pickle's size and time of the record, twice per run: to the worker and back).
+_to_wire = operator.attrgetter(*(f.name for f in fields(RunTask)))
 # An outcome's fields after its task (the driver knows which run the worker executes).
-_OUTCOME_REST = operator.attrgetter(*(f.name for f in dataclasses.fields(RunOutcome)[1:]))
+_OUTCOME_REST = operator.attrgetter(*(f.name for f in fields(RunOutcome)[1:]))
 
 
 def _outcome_to_wire(outcome: RunOutcome) -> tuple[Any, ...]:
@@ -168,7 +167,7 @@ def leave() -> None:
     gc.freeze()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Forked:
     """How the pool forks a worker instead of spawning one, where ``forking.blocked`` lets
     it: ``initializer(*initargs)`` in the child, the arguments objects of this process."""
@@ -177,7 +176,7 @@ class Forked:
     initargs: tuple[Any, ...]
 
 
-@dataclass
+@record
 class _Worker:
     process: Any  # a multiprocessing process of the pool's context
     conn: Connection

@@ -33,11 +33,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from dagrun.backends.process.pool import Pool
 from dagrun.backends.process.spawning import WORKER_CONTEXT
+from dagrun.record import record
 
 
 def pinned(cuda: str | None, initializer: Callable[..., None], *args: Any) -> None:
@@ -65,7 +65,7 @@ class SlotFuture(cf.Future[Any]):
         return inner.cancel()
 
 
-@dataclass
+@record
 class _Waiting:
     future: SlotFuture
     function: Callable[..., Any]
@@ -73,7 +73,7 @@ class _Waiting:
     timeout: float | None
 
 
-@dataclass
+@record
 class _Slot:
     pool: Pool
     busy: bool = False

@@ -38,13 +38,13 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from dagrun.config import Settings
 from dagrun.errors import BackendUnavailableError
 from dagrun.progress import say
+from dagrun.record import record
 from dagrun.run.proctree import start_watchdog, stop_watchdog
 
 PROBE_TIMEOUT = 3.0
@@ -60,7 +60,7 @@ AUTH_HINT = ("if the cluster uses token authentication, set RAY_AUTH_MODE=token 
              "RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) in the driver's environment")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Connection:
     """How the driver is connected: the address, and whether dagrun owns the instance."""
 

@@ -30,7 +30,6 @@ import os
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -51,6 +50,7 @@ from dagrun.config import Settings
 from dagrun.disk.records import Failure
 from dagrun.errors import BackendUnavailableError, ClusterLostError, FailureKind
 from dagrun.progress import say
+from dagrun.record import record
 from dagrun.run import failures
 from dagrun.run.proctree import stop_watchdog
 from dagrun.run.stages import RunOutcome, RunTask
@@ -87,7 +87,7 @@ def import_ray() -> ModuleType:
     return ray
 
 
-@dataclass
+@record
 class _InFlight:
     """A submitted run: when it was submitted and, once cancelled by dagrun, why."""
 
@@ -99,7 +99,7 @@ class _InFlight:
     reason: str = ""
 
 
-def record(task: RunTask, kind: FailureKind, message: str) -> Failure:
+def record_lost(task: RunTask, kind: FailureKind, message: str) -> Failure:
     """A failure the driver records itself (the run could not record it), with log tail."""
     return failures.record(failures.lost_run(task, kind, plain(message)), task)
 
@@ -173,7 +173,7 @@ class RayBackend(Backend):
             reason = unschedulable_reason(request, self._nodes)
             if reason is not None:
                 self._queue.popleft()
-                failure = record(task, FailureKind.UNSCHEDULABLE, reason)
+                failure = record_lost(task, FailureKind.UNSCHEDULABLE, reason)
                 self._ready.append(RunOutcome(task, failure))
                 continue
             reserved = [f.request for f in self._inflight.values()]
@@ -260,7 +260,7 @@ class RayBackend(Backend):
         for ref in late:
             info = self._inflight.pop(ref)
             kind = info.cancelled or FailureKind.ENGINE
-            outcomes.append(RunOutcome(info.task, record(info.task, kind, info.reason)))
+            outcomes.append(RunOutcome(info.task, record_lost(info.task, kind, info.reason)))
         return outcomes
 
     def _collect(self, ref: Any) -> RunOutcome | None:
@@ -274,7 +274,7 @@ class RayBackend(Backend):
                 self._stranded.append(info.task)  # the cluster, not the run, failed
                 return None
             kind, message = self._lost(info, exc)
-            return RunOutcome(info.task, record(info.task, kind, message))
+            return RunOutcome(info.task, record_lost(info.task, kind, message))
         if outcome.failure is not None and not recorded:  # the driver sees OUT: record it
             failures.record(outcome.failure, info.task)
         result: RunOutcome = outcome

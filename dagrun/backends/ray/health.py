@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import socket
 import time
-from dataclasses import dataclass
 from types import ModuleType
 
 from dagrun.backends.ray.connect import host_port
+from dagrun.record import record
 
 PROBE_TIMEOUT = 1.0
 CHECK_EVERY = 1.0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Endpoint:
     """One server the driver depends on, e.g. ``the GCS at 10.0.0.1:6379``."""
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from dagrun.config import Settings
 from dagrun.errors import ConfigError
+from dagrun.record import record
 
 # Ray stores resources as fixed-point int64 with 4 decimals: larger values overflow (and a
 # task asking 10**15 bytes was seen running at once). Refuse them up front.
@@ -30,7 +30,7 @@ RESOURCE_UNIT_SCALING = 10_000  # ray._raylet.RESOURCE_UNIT_SCALING
 GB = float(1 << 30)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Request:
     """The resources one run reserves on one node."""
 

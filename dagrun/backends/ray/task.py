@@ -27,7 +27,6 @@ This module is imported on the Ray workers, so dagrun must be installed on every
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from dagrun.code.workflow import Workflow
 from dagrun.disk.layout import Stage
 from dagrun.disk.records import Failure
 from dagrun.errors import FailureKind
+from dagrun.record import replace
 from dagrun.run.capture import CaptureMode
 from dagrun.run.failures import not_visible_failure
 from dagrun.run.proctree import kill_tagged
@@ -112,7 +112,7 @@ def _tagged_run(runner: StageRunner, task: RunTask, cwd: str) -> RunOutcome:
         os.environ.pop(RUN_TAG, None)
         kill_tagged(RUN_TAG, tag)
     if warning is not None:
-        outcome = dataclasses.replace(outcome, warnings=(*outcome.warnings, warning))
+        outcome = replace(outcome, warnings=(*outcome.warnings, warning))
     return outcome
 
 

@@ -12,9 +12,9 @@ import enum
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from dagrun.errors import BackendUnavailableError
+from dagrun.record import record
 
 TOOLS = ("sbatch", "squeue", "scancel")
 CALL_TIMEOUT = 60.0
@@ -115,7 +115,7 @@ _ACTIVE = frozenset({TaskState.PENDING, TaskState.RUNNING, TaskState.COMPLETING,
                      TaskState.RESIZING})
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Task:
     """One array task as squeue lists it."""
 

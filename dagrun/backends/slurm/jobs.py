@@ -10,16 +10,16 @@ simply not alive.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from dagrun.backends.slurm.commands import Task, squeue
 from dagrun.disk import atomic
 from dagrun.disk.layout import SweepDir
 from dagrun.disk.records import iso
+from dagrun.record import field, record
 
 
-@dataclass
+@record
 class Arrays:
     """The arrays of one sweep, newest last."""
 

@@ -13,12 +13,12 @@ import os
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from dagrun.config import Settings
 from dagrun.disk.layout import SweepDir
 from dagrun.errors import ConfigError
+from dagrun.record import record
 
 DEFAULT_WORKERS = 100  # array tasks when neither -j nor basecfg workers says
 
@@ -57,7 +57,7 @@ def _checked(key: str, value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SlurmOptions:
     """The checked ``slurm`` dict."""
 

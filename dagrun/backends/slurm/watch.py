@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from dagrun.disk.layout import LEASE, STAGES, RunDir, Stage, error_name, marker_name
 from dagrun.disk.leases import read_lease
 from dagrun.disk.records import Failure, failure_signature
+from dagrun.record import field, record
 from dagrun.run.stages import RunTask
 from dagrun.run.summary import FailedRun
 
@@ -34,7 +34,7 @@ def _listing(path: str) -> set[str]:
         return set()
 
 
-@dataclass
+@record
 class RunWatch:
     """The runs one execution waits for, as the disk shows them."""
 

@@ -17,16 +17,16 @@ import shlex
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from dagrun.config import Settings
 from dagrun.errors import BackendUnavailableError, ConfigError
+from dagrun.record import record
 
 MAX_SLOTS = 1024
 HOSTS_FORM = "expected 'host', 'host:slots', '[ipv6]' or '[ipv6]:slots'"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HostSpec:
     """One machine of the pool and how many runs it executes at once."""
 
@@ -86,7 +86,7 @@ def parse_hosts(hosts: Sequence[str]) -> list[HostSpec]:
     return specs
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SshCommand:
     """Builds ``ssh`` argvs for one sweep's settings."""
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import dataclasses
 import os
 import queue
 import selectors
@@ -54,6 +53,7 @@ from dagrun.config import Settings
 from dagrun.disk.layout import Stage, SweepDir
 from dagrun.disk.records import Failure
 from dagrun.errors import BackendUnavailableError, ConfigError, FailureKind
+from dagrun.record import replace
 from dagrun.run import failures
 from dagrun.run.failures import crashed_failure, timeout_failure
 from dagrun.run.stages import RunOutcome, RunTask
@@ -337,7 +337,7 @@ class SshBackend(Backend):
         elif ending is Ending.CRASHED:
             failure = crashed_failure(s.task, s.proc.returncode)
             message = f"{failure.message}\nssh said: {s.reason()}"
-            self._deliver_failure(s, dataclasses.replace(failure, message=message))
+            self._deliver_failure(s, replace(failure, message=message))
         elif not self._stop.is_set():
             self._connection_failed(s, ending)
 
@@ -357,7 +357,7 @@ class SshBackend(Backend):
         self._outcomes.put(outcome)
 
     def _deliver_failure(self, s: Session, failure: Failure) -> None:
-        failure = dataclasses.replace(failure, host=s.host.name)
+        failure = replace(failure, host=s.host.name)
         self._outcomes.put(failures.commit(failure, s.task))
 
     def _watchdog_stopped(self, s: Session) -> None:

@@ -24,10 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 
 from dagrun.backends.ssh.command import HostSpec, SshCommand
 from dagrun.disk.keeper import process_state
+from dagrun.record import field, record
 
 MAX_FAILURES = 3
 RETRY_DELAY = 1.0
@@ -52,7 +52,7 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-@dataclass
+@record
 class Host:
     """One machine: its slots, master connection and health."""
 

@@ -16,10 +16,10 @@ side kills its run when stdin closes or stays silent for ``heartbeat_timeout`` s
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from dagrun.disk.records import Failure
+from dagrun.record import asdict, field, fields, record
 from dagrun.run.runwarning import RunWarning
 from dagrun.run.stages import RunOutcome, RunTask
 
@@ -36,7 +36,7 @@ def task_json(task: RunTask) -> dict[str, Any]:
     return {f.name: getattr(task, f.name) for f in fields(task) if f.name != "adds"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Request:
     """Everything the remote entry point needs to run one run (sent as one JSON argument)."""
 

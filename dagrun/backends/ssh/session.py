@@ -13,10 +13,10 @@ import enum
 import os
 import subprocess
 import time
-from dataclasses import dataclass, field
 
 from dagrun.backends.ssh.hosts import Host, last_line
 from dagrun.backends.ssh.protocol import HEARTBEAT, OUTCOME, STARTED, STOPPED
+from dagrun.record import field, record
 from dagrun.run.stages import RunTask
 
 STDERR_KEPT = 8000
@@ -40,7 +40,7 @@ class Ending(enum.Enum):
     CRASHED = "crashed"  # the remote entry point itself died without reporting
 
 
-@dataclass
+@record
 class Session:
     task: RunTask
     host: Host
