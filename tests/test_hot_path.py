@@ -192,3 +192,19 @@ def test_a_note_reaches_stderr_with_or_without_a_bar(capsys: pytest.CaptureFixtu
     note("dagrun: note: second")
     err = capsys.readouterr().err
     assert err.splitlines() == ["dagrun: note: first", "dagrun: note: second"]
+
+
+def test_the_watchdog_process_imports_only_what_its_own_path_needs() -> None:
+    """The watchdog is a fresh interpreter a short sweep waits for: json, subprocess,
+    threading, typing and contextlib stay out of its start (json comes when a line needs
+    it; the rest is the driver's side of ``proctree``)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-I", "-S", proctree.__file__,
+                           "", "prefix", str(os.getpid())],
+                          input=b"", capture_output=True, timeout=60, check=True)
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.decode().splitlines()
+                if line.startswith("import time:")}
+    assert "select" in imported  # (the listing is read right)
+    assert imported.isdisjoint({"json", "subprocess", "threading", "typing", "contextlib"})
