@@ -71,6 +71,7 @@ class _suppress:  # ``contextlib.suppress`` (contextlib would cost the watchdog 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
         return kind is not None and issubclass(kind, self._kinds)
 
+
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 TOKEN_ENV = "DAGRUN_SWEEP_TOKEN"  # the tag every process of a sweep's runs inherits
