@@ -18,11 +18,12 @@ behaviour a dataclass has, differently made:
 
 Rules kept from ``dataclasses`` (``tests/test_record.py`` holds each against a dataclass):
 fields in declaration order, a base record's first; ``ClassVar`` annotations are not
-fields; a field without a default may not follow one with a default; a list, dict or set
-default is refused (``default_factory``); equality only between instances of the very same
-class (else ``NotImplemented``), over the fields whose ``compare`` is true; a frozen record
-hashes its compared fields (or by ``hash=``), a mutable one is unhashable; a method the
-class writes itself (``__eq__``, ``__repr__``, ``__hash__``, ``__init__``) is kept.
+fields; a field without a default may not follow one with a default; an unhashable default
+(a list, dict, set) is refused (``default_factory``); equality only between instances of
+the very same class (else ``NotImplemented``), over the fields whose ``compare`` is true; a
+frozen record hashes its compared fields (or by ``hash=``), a mutable one is unhashable; a
+method the class writes itself (``__eq__``, ``__repr__``, ``__hash__``, ``__init__``) is
+kept.
 Module functions stand in for ``dataclasses``' own: ``replace``, ``fields``, ``asdict``.
 Type checkers see ``record`` as a dataclass maker (``typing.dataclass_transform``).
 """

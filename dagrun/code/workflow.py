@@ -32,7 +32,7 @@ from dagrun.code.snapshot import Snapshot
 from dagrun.config import SEARCH_KEY
 from dagrun.disk.layout import Stage
 from dagrun.errors import ConfigError, UsageError
-from dagrun.record import field, field_names, record
+from dagrun.record import field, record, replace
 
 _FORMAT = "dagrun-workflow-2"  # the first item of a two-layer workflow.pkl
 
@@ -194,7 +194,7 @@ class Workflow:
 
     def _with_refs(self) -> Workflow:
         """A shallow copy whose stage functions from the workflow file are ``FunctionRef``s."""
-        copy = Workflow(**{k: getattr(self, k) for k in field_names(self)})
+        copy = replace(self)
         for stage in Stage:
             ref = self._ref(getattr(self, stage.value))
             if ref is not None:

@@ -112,7 +112,7 @@ class Marker:
             return None
 
 
-_MARKER_FIELDS = tuple(field_names(Marker))  # the marker's keys, in its order
+_MARKER_FIELDS = field_names(Marker)  # the marker's keys, in its order
 
 
 def _marker_values(stage: Stage, started: float, finished: float, attempt: int,

@@ -53,7 +53,7 @@ import time
 # The watchdog is this file run by a fresh interpreter (``-I -S``) at the start of a sweep,
 # and a short sweep waits for it to end: it imports only what its own path needs (json when
 # a line is to be read or a record written; subprocess, threading and typing are the
-# driver's side), which halves its life from 27 to ~12 ms.
+# driver's side): its life from start to exit 27 -> 17 ms (a bare ``python -I -S``: 7.5).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess

@@ -369,10 +369,10 @@ class WorkerLoop:
             return None
         if lease.takeovers >= MAX_TAKEOVERS:
             record_failure(lost_run(task, FailureKind.CRASHED,
-                            f"the workers running {{stage}} stopped {lease.takeovers} times "
-                            "without finishing it (each lease went stale: killed, e.g. out "
-                            "of memory, or lost)"),
-                   replace(task, folder=lease.folder))
+                                    f"the workers running {{stage}} stopped "
+                                    f"{lease.takeovers} times without finishing it (each "
+                                    "lease went stale: killed, e.g. out of memory, or lost)"),
+                           replace(task, folder=lease.folder))
             lease.release()
             self._give_up(task.path)
             return None
