@@ -16,7 +16,9 @@ What counts:
 * **names a function reads**, told apart by their bytecode (``dis``): globals are looked up
   in the function's module; attribute names are followed only off a module of the user's,
   chain by chain (``settings.SCALE``, ``lab.core.train``), never matched against globals of
-  the same name (``StandardScaler().fit`` does not reach a stage named ``fit``);
+  the same name (``StandardScaler().fit`` does not reach a stage named ``fit``); a name a
+  package does not have yet is its submodule of that name where one exists (imported at run
+  time, by a stage or the package's ``__getattr__``), taken whole;
 * **classes**: the whole ``class`` statement; every member (decorated methods, properties,
   ``lru_cache`` and other wrappers, static and class methods) with what it reads; the base
   classes of the user's (inherited methods count) and what the class body reads. An
@@ -581,6 +583,9 @@ class _Walk:
         space = self.space(vars(module))
         head, rest = chain[0], chain[1:]
         if self.lookup(space, head) is _MISSING:
+            if hasattr(module, "__path__"):  # a submodule not imported yet (a stage or the
+                # package's ``__getattr__`` imports it at run time): its file, whole
+                self.later(self.import_name, f"{module.__name__}.{head}")
             if "__getattr__" in space.globals:  # PEP 562: any name may be computed
                 self.whole_module(module)
             return

@@ -121,6 +121,15 @@ SETTINGS = "SCALE = 2\nOTHER = 1\n"
 EDIT_SETTINGS = ("{p}settings.py", "SCALE = 2", "SCALE = 3")
 TWO_OPS = '[{"x": 1, "op": "double"}]'
 
+LAZY_PACKAGE = {  # a package whose submodule appears through its ``__getattr__``
+    "{p}pkg/__init__.py": "import importlib\n\n\ndef __getattr__(name):\n"
+                          '    if name in ("model", "other"):\n'
+                          '        return importlib.import_module(f"{__name__}.{name}")\n'
+                          "    raise AttributeError(name)\n",
+    "{p}pkg/model.py": "def score(x):\n    return x * 2\n",
+    "{p}pkg/other.py": "def unused(x):\n    return x - 1\n",
+    "wf.py": wf("import {p}pkg", fit=body("return {p}pkg.model.score(x)"))}
+
 POST_ONLY = {  # fit reads an attribute named like the stage post
     "{p}helpers.py": "def fit_helper(x):\n    return x + 1\n\n\n"
                      "def post_helper(y):\n    return y * 2\n",
@@ -272,6 +281,15 @@ SHAPES: list[Shape] = [
         "{p}lab/extra.py": "def go(x):\n    return x + 1\n",
         "wf.py": wf(fit=body("from {p}lab.extra import go\n\nreturn go(x)"))},
         [("{p}lab/extra.py", "x + 1", "x - 1")], {"fit"}),
+    _shape("lazy_submodule_getattr", LAZY_PACKAGE,  # pkg.model made by the package's
+           [("{p}pkg/model.py", "x * 2", "x * 3")], {"fit"}),  # __getattr__ (PEP 562)
+    _shape("lazy_submodule_other", LAZY_PACKAGE,  # a submodule nothing reaches
+           [("{p}pkg/other.py", "x - 1", "x - 2")], set()),
+    _shape("submodule_imported_later", {  # pre imports lab.core; fit reads it off lab
+        "{p}lab/__init__.py": "", "{p}lab/core.py": "def train(x):\n    return x + 1\n",
+        "wf.py": wf("import {p}lab", pre="def pre(cfg):\n    import {p}lab.core\n\n"
+                    '    return cfg["x"]\n', fit=body("return {p}lab.core.train(x)"))},
+        [("{p}lab/core.py", "x + 1", "x + 2")], {"pre", "fit"}),
     _shape("getattr_module", {"{p}ops.py": "def double(x):\n    return x * 2\n",
                               "wf.py": wf("import {p}ops",
                                           fit=body('return getattr({p}ops, cfg["op"])(x)'),
