@@ -50,7 +50,8 @@ if __name__ == "__main__":
     what, out, n, loops, workers = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
     t = time.perf_counter()
     if what == "pool":
-        floor.pool_sweep(out, n, loops, workers)
+        work = floor.pool_sweep(out, n, loops, workers)
+        seconds = time.perf_counter() - t
     else:
         from dagrun import run_experiments
         base = {"out_path": out, "pre": floor.noop_pre,
@@ -58,13 +59,15 @@ if __name__ == "__main__":
                 "backend": "multiprocessing", "num_cpus": workers, "verbose": False,
                 "report": False}
         run_experiments(base, [{"i": i, "loops": loops} for i in range(n)])
-    print(json.dumps({"seconds": time.perf_counter() - t}))
+        seconds = time.perf_counter() - t
+        work = floor.fit_seconds(out)  # read after the sweep was timed
+    print(json.dumps({"seconds": seconds, "work": work}))
 """
 
 
-def _sweep(tmp: Path, what: str, n: int, loops: int, workers: int) -> float:
+def _sweep(tmp: Path, what: str, n: int, loops: int, workers: int) -> tuple[float, float]:
     """Seconds of one sweep of ``n`` runs by ``what`` (``pool`` or ``dagrun``), in a fresh
-    interpreter, on a fresh OUT."""
+    interpreter, on a fresh OUT, and the seconds its fit calls took (summed)."""
     out = tmp / what
     shutil.rmtree(out, ignore_errors=True)
     proc = subprocess.run([sys.executable, "-c", SWEEP, what, str(out), str(n), str(loops),
@@ -73,18 +76,24 @@ def _sweep(tmp: Path, what: str, n: int, loops: int, workers: int) -> float:
     shutil.rmtree(out, ignore_errors=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{what} sweep failed:\n{proc.stderr[-3000:]}")
-    seconds: float = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
-    return seconds
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    return float(found["seconds"]), float(found["work"])
 
 
 def _alternating(tmp: Path, n: int, loops: int, workers: int, repeat: int
-                 ) -> dict[str, float]:
-    """Median seconds of ``pool`` and ``dagrun`` over ``repeat`` alternating sweeps."""
+                 ) -> tuple[dict[str, float], dict[str, float]]:
+    """Median seconds of ``pool`` and ``dagrun`` over ``repeat`` alternating sweeps, and
+    the median ms per run each spent outside its fit calls (wall less the fits' own
+    durations over the workers: what the runner adds, whatever the CPU's drift)."""
     times: dict[str, list[float]] = {"pool": [], "dagrun": []}
+    outside: dict[str, list[float]] = {"pool": [], "dagrun": []}
     for _ in range(repeat):
         for what in times:
-            times[what].append(_sweep(tmp, what, n, loops, workers))
-    return {what: statistics.median(t) for what, t in times.items()}
+            wall, work = _sweep(tmp, what, n, loops, workers)
+            times[what].append(wall)
+            outside[what].append((wall - work / workers) / n * 1000)
+    return ({what: statistics.median(t) for what, t in times.items()},
+            {what: statistics.median(o) for what, o in outside.items()})
 
 
 def _run_seconds(loops: int) -> float:
@@ -114,22 +123,23 @@ def efficiency(tmp: Path, workers: list[int], repeat: int, per_worker: dict[floa
         each = _run_seconds(loops)
         for w in workers:
             n = k * w
-            found = _alternating(tmp, n, loops, w, repeat)
+            found, outside = _alternating(tmp, n, loops, w, repeat)
             eff = {what: n * each / (w * wall) for what, wall in found.items()}
             rows.append([f"{seconds:g}", str(w), str(n), f"{found['pool']:.2f}",
                          f"{eff['pool']:.3f}", f"{found['dagrun']:.2f}",
-                         f"{eff['dagrun']:.3f}", f"{eff['dagrun'] / eff['pool']:.3f}"])
+                         f"{eff['dagrun']:.3f}", f"{eff['dagrun'] / eff['pool']:.3f}",
+                         f"{outside['pool']:.2f} / {outside['dagrun']:.2f}"])
     _table(f"Parallel efficiency on CPU-bound runs (median of {repeat} alternating runs; "
            "serial work / (workers x wall))",
            ["run s", "workers", "runs", "Pool wall s", "Pool eff", "dagrun wall s",
-            "dagrun eff", "dagrun / Pool"], rows)
+            "dagrun eff", "dagrun / Pool", "ms/run outside the work, Pool / dagrun"], rows)
 
 
 def dispatch(tmp: Path, workers: list[int], repeat: int, per_worker: int, most: int) -> None:
     rows = []
     for w in workers:
         n = min(per_worker * w, most)
-        found = _alternating(tmp, n, 0, w, repeat)
+        found, _ = _alternating(tmp, n, 0, w, repeat)
         rows.append([str(w), str(n), f"{n / found['pool']:.0f}", f"{n / found['dagrun']:.0f}",
                      f"{found['dagrun'] / found['pool']:.2f}"])
     _table(f"No-op dispatch (runs per second, median of {repeat} alternating runs)",

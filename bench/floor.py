@@ -79,10 +79,11 @@ def write_run(out: str, i: int, fit: Any = noop_fit) -> dict[str, Any]:
     _atomic(os.path.join(run, "pre.done"), _marker("pre", t))
     t = time.time()
     x = fit(cfg, x)
+    fit_time = time.time() - t  # as dagrun's results record it: the fit call's duration
     _atomic(os.path.join(run, "fit.pkl"), pickle.dumps(x))
     _atomic(os.path.join(run, "fit.done"), _marker("fit", t))
     t = time.time()
-    scores = {**noop_post(cfg, x), "fit_time": time.time() - t}
+    scores = {**noop_post(cfg, x), "fit_time": fit_time}
     _atomic(os.path.join(run, "post.json"), json.dumps(scores).encode())
     _atomic(os.path.join(run, "post.done"), _marker("post", t))
     return {**cfg, "experiment_id": i, "out_path": run, "scores": scores}
@@ -111,14 +112,28 @@ def _pool_job(i: int) -> dict[str, Any]:
     return write_run(_POOL_OUT, i, fit=_cpu_fit if _POOL_LOOPS else noop_fit)
 
 
-def pool_sweep(out: str, n: int, loops: int, workers: int) -> None:
-    """The Pool floor: ``workers`` spawned processes doing ``write_run`` for every run."""
+def pool_sweep(out: str, n: int, loops: int, workers: int) -> float:
+    """The Pool floor: ``workers`` spawned processes doing ``write_run`` for every run;
+    returns the seconds its fit calls took, summed."""
     import multiprocessing
 
     with multiprocessing.get_context("spawn").Pool(
             workers, initializer=_pool_init, initargs=(out, loops)) as pool:
         lines = list(pool.imap_unordered(_pool_job, range(n), chunksize=1))
     write_results(out, lines)
+    return float(sum(line["scores"]["fit_time"] for line in lines))
+
+
+def fit_seconds(out: str) -> float:
+    """The seconds the fit calls of a dagrun sweep in ``out`` took, summed (each run's
+    ``fit.done`` says; read after the sweep was timed)."""
+    total = 0.0
+    for name in os.listdir(out):
+        marker = os.path.join(out, name, "fit.done")
+        if os.path.isfile(marker):
+            with open(marker) as f:
+                total += json.load(f)["seconds"]
+    return total
 
 
 def serial_sweep(out: str, n: int) -> None:

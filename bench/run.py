@@ -80,8 +80,10 @@ base = {"out_path": out, "pre": floor.noop_pre, "fit": fit, "post": floor.noop_p
 cfgs = [{"i": i, "loops": loops} for i in range(n)]
 t = time.perf_counter()
 s = run_experiments(base, cfgs)
-print(json.dumps({"seconds": time.perf_counter() - t, "done": s.done, "skipped": s.skipped,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+seconds = time.perf_counter() - t
+print(json.dumps({"seconds": seconds, "done": s.done, "skipped": s.skipped,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "work": floor.fit_seconds(out) if loops else 0.0}))
 """.replace("@WORKERS@", str(WORKERS))
 
 STATUS = """
@@ -171,7 +173,12 @@ def _calibrate(seconds: float) -> int:
 def efficiency(tmp: Path, runs: int, repeat: int) -> None:
     """Parallel efficiency on CPU-bound runs of ~0.25 s (``runs`` of them) and ~0.05 s
     (five times as many): dagrun against a Pool writing the same files, each the median of
-    ``repeat`` alternating rounds."""
+    ``repeat`` alternating rounds.
+
+    Beside it, what each spent outside the work: wall time less the fit calls' own
+    durations (summed, over the workers), per run. The speed of this machine's CPU drifts
+    by a few percent between rounds seconds apart, which moves the efficiency of either
+    side by as much; the time outside the work is what the runner itself adds."""
     rows: list[list[str]] = []
     for seconds, count in ((0.25, runs), (0.05, runs * 5)):
         loops = _calibrate(seconds)
@@ -179,20 +186,24 @@ def efficiency(tmp: Path, runs: int, repeat: int) -> None:
         for _ in range(count):
             floor.cpu_work({"loops": loops})
         serial = time.perf_counter() - t
-        pools, mps = [], []
+        rounds: dict[str, list[dict[str, Any]]] = {"pool": [], "mp": []}
         for _ in range(repeat):
-            pools.append(_child(FLOOR_POOL_CODE, _fresh(tmp, "pool"), str(count),
-                                str(loops))["seconds"])
-            mps.append(_child(DAGRUN_NOOP, _fresh(tmp, "mp"), str(count), "multiprocessing",
-                              str(loops))["seconds"])
-        for name, wall in ((f"multiprocessing.Pool({WORKERS})", statistics.median(pools)),
-                           (f"dagrun multiprocessing -j {WORKERS}", statistics.median(mps))):
+            rounds["pool"].append(_child(FLOOR_POOL_CODE, _fresh(tmp, "pool"), str(count),
+                                         str(loops)))
+            rounds["mp"].append(_child(DAGRUN_NOOP, _fresh(tmp, "mp"), str(count),
+                                       "multiprocessing", str(loops)))
+        for name, key in ((f"multiprocessing.Pool({WORKERS})", "pool"),
+                          (f"dagrun multiprocessing -j {WORKERS}", "mp")):
+            wall = statistics.median(r["seconds"] for r in rounds[key])
+            outside = statistics.median((r["seconds"] - r["work"] / WORKERS) / count * 1000
+                                        for r in rounds[key])
             _row(rows, f"{count} x {seconds:g} s", name, f"{wall:.2f}",
                  f"{serial / (WORKERS * wall):.3f}",
-                 f"{(wall - serial / WORKERS) / count * 1000:.1f}")
+                 f"{(wall - serial / WORKERS) / count * 1000:.1f}", f"{outside:.2f}")
     _print(f"Parallel efficiency on CPU-bound runs (serial work measured first; wall s the "
            f"median of {repeat} alternating rounds)",
-           ["runs", "what", "wall s", "efficiency", "ms/run over ideal"], rows)
+           ["runs", "what", "wall s", "efficiency", "ms/run over ideal",
+            "ms/run outside the work"], rows)
 
 
 def rerun_and_status(tmp: Path, sizes: list[int]) -> None:
@@ -348,8 +359,8 @@ import floor
 if __name__ == "__main__":
     out, n, loops = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     t = time.perf_counter()
-    floor.pool_sweep(out, n, loops, @WORKERS@)
-    print(json.dumps({"seconds": time.perf_counter() - t}))
+    work = floor.pool_sweep(out, n, loops, @WORKERS@)
+    print(json.dumps({"seconds": time.perf_counter() - t, "work": work}))
 """.replace("@WORKERS@", str(WORKERS))
 
 

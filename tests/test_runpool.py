@@ -19,7 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from dagrun.backends.process.runpool import DEEP, RunPool, RunTimedOut, WorkerDied
+from dagrun.backends.process.runpool import (
+    DEEP,
+    QUEUED,
+    RunPool,
+    RunTimedOut,
+    WorkerDied,
+    take_permit,
+)
 from dagrun.backends.process.spawning import WORKER_CONTEXT
 from dagrun.run.stages import RunOutcome, RunTask
 from tests.helpers import read_jsonl, run_dagrun
@@ -165,21 +172,128 @@ def test_the_pool_queues_quick_runs_deep_and_a_death_is_its_runs_alone(
     assert pool.take_ended(), "the worker that died (and the ones joined) are reported"
 
 
-def test_slow_runs_are_given_one_at_a_time_so_no_worker_idles_beside_a_queue(
-        tmp_path: Path) -> None:
-    """After a slow run, a worker holds only the run it executes: a worker that frees
-    up takes the next run instead of waiting behind a long one elsewhere."""
+def test_slow_runs_are_queued_one_ahead(tmp_path: Path) -> None:
+    """After a slow run, a worker holds the run it executes and the next one (it goes on
+    without waiting for the driver), no more."""
     pool = RunPool(2, _nothing, (), WORKER_CONTEXT, None, _fake_run)
     pool._mean = 0.5  # measured: runs of half a second
     try:
         for exp in range(6):
             pool.submit(RunTask(exp, 0, str(tmp_path / "fine"), 1))
-        assert max(len(w.queue) for w in pool._workers) == 1
+        assert [len(w.queue) for w in pool._workers] == [QUEUED, QUEUED]
         assert pool.pending() == 6
         pool.close()
     finally:
         pool.join(30.0)
     assert pool.pending() == 0
+
+
+def _timed_run(task: RunTask) -> RunOutcome:
+    """Sleeps as long as its folder's name says for its experiment (``"5-0.05"``: run 0
+    5 s, the others 0.05 s); notes its pid, start and end."""
+    folder, name = os.path.split(os.path.dirname(task.path))
+    first, rest = os.path.basename(task.path).split("-")
+    started = time.time()
+    time.sleep(float(first) if task.exp_id == 0 else float(rest))
+    with open(os.path.join(folder, name, f"ran-{task.exp_id}"), "a") as f:
+        f.write(f"{os.getpid()} {started} {time.time()}\n")
+    return RunOutcome(task)
+
+
+def _ran(folder: Path, exp: int) -> list[tuple[int, float, float]]:
+    lines = (folder / f"ran-{exp}").read_text().splitlines()
+    return [(int(p), float(a), float(b)) for p, a, b in (line.split() for line in lines)]
+
+
+def test_a_run_queued_behind_a_long_one_is_taken_back_for_an_idle_worker(
+        tmp_path: Path) -> None:
+    """Two workers, each given two runs ahead; run 0 takes 5 s, the others 0.05 s. The
+    run queued behind run 0 is taken back once the other worker is idle and runs there,
+    long before run 0 ends: no worker idles beside a queue, and no run runs twice."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    pool = RunPool(2, _nothing, (), WORKER_CONTEXT, None, _timed_run)
+    pool._mean = 0.5  # not quick: one run queued behind the one a worker executes
+    try:
+        outcomes = _given(pool, folder / "5-0.05", range(4))
+        pool.close()
+    finally:
+        pool.join(30.0)
+    assert len(outcomes) == 4 and all(isinstance(o, RunOutcome) and o.ok for o in outcomes)
+    runs = {exp: _ran(folder, exp) for exp in range(4)}
+    assert all(len(r) == 1 for r in runs.values()), runs
+    (long_pid, _, long_end), = runs[0]
+    behind = [exp for exp in (1, 2, 3) if runs[exp][0][0] != long_pid]
+    assert len(behind) == 3, f"a run waited behind run 0 in its worker: {runs}"
+    assert all(runs[exp][0][2] < long_end for exp in behind), runs
+    assert pool.taken_back >= 1
+
+
+def test_taking_back_never_runs_a_run_twice_or_loses_one(tmp_path: Path) -> None:
+    """Quick runs of uneven length on 3 workers, queued deep: at the end the runs not
+    started are taken back again and again while workers race to start them; every run
+    runs exactly once, in one worker."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    pool = RunPool(3, _nothing, (), WORKER_CONTEXT, None, _timed_run)
+    try:
+        for burst in range(3):  # bursts: the pool runs dry, workers idle, take back
+            outcomes = _given(pool, folder / "0.2-0.003", range(burst * 60, burst * 60 + 60))
+            assert len(outcomes) == 60, outcomes
+        pool.close()
+    finally:
+        pool.join(30.0)
+    for exp in range(180):
+        assert len(_ran(folder, exp)) == 1, exp
+    assert pool.taken_back >= 1
+
+
+def _read_permits(fd: int, done: Path, out: int) -> None:
+    """A forked reader of the permit pipe ``fd``: reads until ``done`` exists and the pipe
+    is empty, then writes what it got to ``out`` and ends."""
+    mine = []
+    while True:
+        seq = take_permit(fd)
+        if seq is not None:
+            mine.append(seq)
+        elif done.exists():
+            seq = take_permit(fd)  # written before ``done``: nothing more comes
+            if seq is None:
+                break
+            mine.append(seq)
+    os.write(out, json.dumps(mine).encode())
+    os._exit(0)
+
+
+def test_a_permit_is_read_by_one_reader_only(tmp_path: Path) -> None:
+    """What taking back rests on: two processes reading 8-byte permits from one pipe
+    while they are written each get whole permits, and no permit twice."""
+    permits, grants = os.pipe()
+    os.set_blocking(permits, False)
+    done = tmp_path / "done"
+    readers = []
+    for _ in range(2):
+        got, out = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(got)
+            _read_permits(permits, done, out)
+        os.close(out)
+        readers.append((pid, got))
+    count = 50000  # more than the pipe holds: written while both read
+    for seq in range(count):
+        os.write(grants, seq.to_bytes(8, "little"))
+    done.touch()
+    seen: list[list[int]] = []
+    for pid, got in readers:
+        with os.fdopen(got, "rb") as f:
+            seen.append(json.loads(f.read()))
+        os.waitpid(pid, 0)
+    os.close(permits)
+    os.close(grants)
+    assert sorted(seen[0] + seen[1]) == list(range(count))
+    assert all(mine == sorted(mine) for mine in seen)
+    assert all(seen), "both readers got permits: they raced"
 
 
 def _given(pool: RunPool, folder: Path, exps: Iterable[int], attempt: int = 1

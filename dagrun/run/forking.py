@@ -44,7 +44,7 @@ import signal
 import stat
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 START_ENV = "DAGRUN_WORKER_START"
@@ -164,14 +164,15 @@ def _libraries_block() -> str | None:
     return None
 
 
-def start(target: Callable[..., None], args: tuple[Any, ...], keep: int, name: str) -> Any:
+def start(target: Callable[..., None], args: tuple[Any, ...], keep: Collection[int],
+          name: str) -> Any:
     """A ``multiprocessing`` process forked from this one, running ``target(*args)`` after
-    ``_become_worker``; ``keep`` is the descriptor of its pipe. Check ``blocked`` first."""
+    ``_become_worker``; ``keep``: the descriptors of its pipes. Check ``blocked`` first."""
     import multiprocessing  # here: every sweep imports this module, a pool's start this
 
     before = _open_fds()
     process = multiprocessing.get_context("fork").Process(
-        target=_child, args=(before - {0, 1, 2, keep}, target, args), daemon=False, name=name)
+        target=_child, args=(before - {0, 1, 2, *keep}, target, args), daemon=False, name=name)
     process.start()
     return process
 

@@ -17,10 +17,18 @@ runs the driver gave it, in order:
   the run's process tree, ``dagrun.run.proctree``), then SIGKILL; the runs queued behind it
   go back to the pool's queue only once the worker is gone, so no run ever has two
   processes at once. A replacement worker is started while runs are left.
-* how deep a worker's queue is adapts to how long runs take: one run at a time (plus the
-  one it executes) once runs last longer than ``QUICK`` s, so no idle worker waits while
-  another holds queued runs; deeper while runs are quick, so workers never wait for the
-  driver.
+* a worker starts a run only with its *permit*: every run given to a worker gets a
+  sequence number, written (8 bytes) into that worker's permit pipe before the run is
+  sent, and the worker reads one permit before it starts a run. The driver takes runs back
+  from a worker by reading that pipe itself: the kernel hands each permit to one reader
+  only, so a run whose permit the driver read was not started and never will be (the
+  worker drops it, finding a later permit or none), and one whose permit the worker read
+  is that worker's. No lock, no shared memory, no thread in the worker, and no round trip:
+  the worker may be deep in another run meanwhile.
+* so a worker holds the run it executes and the next (``QUEUED``; more while runs are
+  quick, ``DEEP``) and goes from one to the next without waiting for the driver; when a
+  worker is idle and nothing waits, the runs queued in the others that have not started
+  are taken back and given out again, so no worker idles beside a queue at a sweep's end.
 
 The timeout clock of a queued run starts when the outcome of the run before it arrives (a
 few hundred microseconds after the run really started), and that of a worker's first run
@@ -51,6 +59,7 @@ import contextlib
 import gc
 import multiprocessing.connection
 import operator
+import os
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -65,7 +74,9 @@ from dagrun.run.proctree import KILL_GRACE
 from dagrun.run.stages import RunOutcome, RunTask
 
 QUICK = 0.02  # seconds: runs shorter than this get a deeper per-worker queue
+QUEUED = 2  # runs a worker holds (the one it executes included) once runs are not quick
 DEEP = 8  # runs a worker may hold (the one it executes included) while runs are quick
+_PERMIT = 8  # bytes of one permit: a run's sequence number in its worker
 EXIT_WAIT = 2.0  # seconds idle workers get to end by themselves when a closed pool stops
 STOP_WAIT = KILL_GRACE + 2.0  # seconds between SIGTERM and SIGKILL of a worker
 STARTUP_DEATHS = 3  # workers in a row dying before they are ready fail a run each
@@ -88,41 +99,44 @@ Event = tuple[RunTask, "RunOutcome | BaseException"]
 READY = "ready"  # a worker's first message: initialized, about to take runs
 
 
-def serve(conn: Connection, initializer: Callable[..., None],
+def serve(conn: Connection, permits: Connection, initializer: Callable[..., None],
           run: Callable[[RunTask], RunOutcome]) -> None:
     """A spawned worker's life: ``initializer(*initargs)`` with the arguments the driver
-    sends first, then run what it sends next, in order, sending each outcome as soon as the
-    run ends; ``None`` or the end of the pipe ends it."""
+    sends first, then run what it sends next, in order, each with its permit (read from
+    ``permits``), sending each outcome as soon as the run ends; ``None`` or the end of the
+    pipe ends it."""
     try:
         initargs = conn.recv()
     except (EOFError, OSError):  # the driver is gone
         return
     initializer(*initargs)
-    _serve_initialized(conn, run)
+    _serve_initialized(conn, permits, run)
 
 
-def serve_forked(conn: Connection, initializer: Callable[..., None],
+def serve_forked(conn: Connection, permits: Connection, initializer: Callable[..., None],
                  initargs: tuple[Any, ...], run: Callable[[RunTask], RunOutcome]) -> None:
     """A forked worker's life (``dagrun.run.forking``): as ``serve``, its initializer's
     arguments already in its memory."""
     initializer(*initargs)
-    _serve_initialized(conn, run)
+    _serve_initialized(conn, permits, run)
 
 
-def _serve_initialized(conn: Connection, run: Callable[[RunTask], RunOutcome]) -> None:
+def _serve_initialized(conn: Connection, permits: Connection,
+                       run: Callable[[RunTask], RunOutcome]) -> None:
     gc.freeze()  # kept for life (modules, the workflow): no collection walks it again
     try:
         conn.send(READY)
     except (OSError, ValueError):  # the driver is gone
         return
     try:
-        _serve_runs(conn, run)
+        _serve_runs(conn, permits.fileno(), run)
     finally:
         leave()
 
 
-# A run as the pipe carries it: its fields as a tuple, in their order (a fifth of the
-# pickle's size and time of the record, twice per run: to the worker and back).
+# A run as the pipe carries it: its sequence number in its worker, then its fields as a
+# tuple, in their order (a fifth of the pickle's size and time of the record, twice per
+# run: to the worker and back).
 _to_wire = operator.attrgetter(*(f.name for f in fields(RunTask)))
 # An outcome's fields after its task (the driver knows which run the worker executes).
 _OUTCOME_REST = operator.attrgetter(*(f.name for f in fields(RunOutcome)[1:]))
@@ -134,8 +148,26 @@ def _outcome_to_wire(outcome: RunOutcome) -> tuple[Any, ...]:
     return (outcome.task.label, *_OUTCOME_REST(outcome))
 
 
-def _serve_runs(conn: Connection, run: Callable[[RunTask], RunOutcome]) -> None:
-    queue: collections.deque[RunTask] = collections.deque()
+def take_permit(fd: int) -> int | None:
+    """The next permit in the (non-blocking) permit pipe ``fd``, or ``None`` when there is
+    none. Whoever reads a permit owns it: the worker to start that run, the driver to take
+    that run back (writes and reads of 8 bytes on a pipe are whole: never split or shared)."""
+    try:
+        data = os.read(fd, _PERMIT)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:  # closed: the other side is gone
+        return None
+    if len(data) != _PERMIT:  # end of the pipe (b""); a partial read does not happen
+        return None
+    return int.from_bytes(data, "little")
+
+
+def _serve_runs(conn: Connection, permits: int,
+                run: Callable[[RunTask], RunOutcome]) -> None:
+    os.set_blocking(permits, False)
+    queue: collections.deque[tuple[int, RunTask]] = collections.deque()
+    held: int | None = None  # a permit read whose run has not arrived yet
     while True:
         if not queue or conn.poll():  # keep the queue as the driver sees it
             try:
@@ -144,9 +176,23 @@ def _serve_runs(conn: Connection, run: Callable[[RunTask], RunOutcome]) -> None:
                 return
             if batch is None:
                 return
-            queue.extend(RunTask(*fields) for fields in batch)
+            queue.extend((seq, RunTask(*rest)) for seq, *rest in batch)
             continue
-        task = queue.popleft()
+        if held is None:
+            held = take_permit(permits)
+            if held is None:  # the driver took back every run queued here
+                queue.clear()
+                continue
+        while queue and queue[0][0] < held:  # taken back by the driver: not ours to run
+            queue.popleft()
+        if not queue:
+            continue  # the permit's run is on its way (permits are written first)
+        seq, task = queue.popleft()
+        if seq != held:  # never happens: permits and runs come in the same order
+            queue.appendleft((seq, task))
+            held = None
+            continue
+        held = None
         try:
             outcome = run(task)
         except Exception as exc:  # the worker boundary: the run fails, the worker goes on
@@ -180,12 +226,17 @@ class Forked:
 class _Worker:
     process: Any  # a multiprocessing process of the pool's context
     conn: Connection
+    permits: Connection  # the permit pipe's reading end (the driver reads to take back)
+    grants: Connection  # its writing end
     queue: collections.deque[RunTask] = field(default_factory=collections.deque)
+    seqs: collections.deque[int] = field(default_factory=collections.deque)  # queue's permits
+    next_seq: int = 0
     since: float = 0.0  # monotonic time the first run of ``queue`` started (as seen here)
     stopping_at: float | None = None  # SIGTERM sent then: SIGKILL after ``STOP_WAIT``
     ready: bool = False  # it said it is initialized (its first run's clock starts then)
     handed: bool = False  # it was sent its initializer's arguments
     outbox: list[RunTask] = field(default_factory=list)  # given, not sent yet
+    outbox_seqs: list[int] = field(default_factory=list)  # their permits
 
 
 class RunPool:
@@ -216,6 +267,7 @@ class RunPool:
         self._stopped = False  # ``stop``: nothing is given to any worker any more
         self._mean: float | None = None  # seconds a run takes, smoothed (None: not seen)
         self._startup_deaths = 0  # workers in a row that died before they were ready
+        self.taken_back = 0  # runs taken back from a worker that had not started them
         for _ in range(workers):
             self._start_worker(hand=False)
         self._hand_over()  # all started first: their interpreters start side by side
@@ -253,36 +305,77 @@ class RunPool:
     # -- dispatch --------------------------------------------------------------------------
 
     def _depth(self) -> int:
-        return DEEP if self._mean is not None and self._mean < QUICK else 1
+        return DEEP if self._mean is not None and self._mean < QUICK else QUEUED
 
     def _dispatch(self) -> None:
-        """Give waiting runs to the workers with the shortest queues, up to ``_depth``."""
-        if not self._waiting or self._stopped:
+        """Give waiting runs to the workers with the shortest queues, up to ``_depth``;
+        with a worker idle and nothing waiting, first take back the runs other workers
+        have not started (``_take_back``)."""
+        if self._stopped:
             return
-        depth = self._depth()
         live = [w for w in self._workers if w.stopping_at is None]
+        idle = any(w.ready and not w.queue for w in live)
+        if not self._waiting and not (idle and self._take_back(live)):
+            return
         while len(live) < self._size and not self._closed:
             # workers that died while nothing waited were not replaced (a run's retry,
             # given later, is the first to need one)
             self._start_worker()
             live = [w for w in self._workers if w.stopping_at is None]
+        depth = self._depth()
         while self._waiting and live:
-            worker = min(live, key=lambda w: len(w.queue))
+            worker = min(live, key=lambda w: (len(w.queue), not w.ready))
             if len(worker.queue) >= depth:
                 return
             task = self._waiting.popleft()
             if not worker.queue and worker.ready:
                 worker.since = time.monotonic()
+            seq = worker.next_seq
+            worker.next_seq += 1
+            # the permit before the run (see the module docstring); a worker that died
+            with contextlib.suppress(OSError):  # is buried next, the run given again
+                os.write(worker.grants.fileno(), seq.to_bytes(_PERMIT, "little"))
             worker.queue.append(task)
+            worker.seqs.append(seq)
             worker.outbox.append(task)
+            worker.outbox_seqs.append(seq)
+
+    def _take_back(self, live: list[_Worker]) -> bool:
+        """Take back every run queued in ``live`` workers that has not started (its permit
+        is still in the pipe), to be given out again; returns whether any was."""
+        taken: list[RunTask] = []
+        for worker in live:
+            # a ready worker executes its first run (unless it is about to): the others
+            # may be taken; a worker still starting up started none of its runs
+            if len(worker.queue) < (2 if worker.ready else 1):
+                continue
+            back: set[int] = set()
+            while (seq := take_permit(worker.permits.fileno())) is not None:
+                back.add(seq)
+            if not back:
+                continue
+            kept = [(s, t) for s, t in zip(worker.seqs, worker.queue, strict=True)
+                    if s not in back]
+            taken += [t for s, t in zip(worker.seqs, worker.queue, strict=True) if s in back]
+            worker.seqs = collections.deque(s for s, _ in kept)
+            worker.queue = collections.deque(t for _, t in kept)
+            unsent = [(s, t) for s, t in zip(worker.outbox_seqs, worker.outbox, strict=True)
+                      if s not in back]
+            worker.outbox_seqs = [s for s, _ in unsent]
+            worker.outbox = [t for _, t in unsent]
+        self._waiting.extendleft(reversed(taken))
+        self.taken_back += len(taken)
+        return bool(taken)
 
     def _flush(self) -> None:
         """Send each worker the runs given to it since the last send (one message each)."""
         for worker in self._workers:
             if worker.outbox:
                 batch, worker.outbox = worker.outbox, []
+                seqs, worker.outbox_seqs = worker.outbox_seqs, []
                 with contextlib.suppress(OSError, ValueError):  # it died: its sentinel
-                    worker.conn.send([_to_wire(t) for t in batch])  # says so next
+                    worker.conn.send([(seq, *_to_wire(t))  # says so next
+                                      for seq, t in zip(seqs, batch, strict=True)])
 
     def _wait(self, timeout: float) -> None:
         now = time.monotonic()
@@ -340,6 +433,7 @@ class RunPool:
         if worker.stopping_at is not None:
             return  # its timeout was already reported; the run is that record's
         worker.queue.popleft()
+        worker.seqs.popleft()
         now = time.monotonic()
         took = now - worker.since
         self._mean = took if self._mean is None else 0.8 * self._mean + 0.2 * took
@@ -355,8 +449,7 @@ class RunPool:
             self._ended.add(pid)
         worker.process.join(0)
         code = worker.process.exitcode if worker.process.exitcode is not None else 0
-        with contextlib.suppress(OSError):
-            worker.conn.close()
+        _close(worker)
         queue = worker.queue
         if not worker.ready and worker.stopping_at is None:
             # it died starting up: none of its runs began; they go to the others, unless
@@ -394,20 +487,24 @@ class RunPool:
         if len([w for w in self._workers if w.stopping_at is None]) >= self._size:
             return
         ours, theirs = self._context.Pipe(duplex=True)
-        process = self._fork(theirs)
+        permits, grants = self._context.Pipe(duplex=False)
+        os.set_blocking(permits.fileno(), False)  # shared with the worker: both read it
+        process = self._fork(theirs, permits)
         forked = process is not None
         if process is None:
             # not daemonic: a run may start processes of its own (a stage's own Pool)
-            process = self._context.Process(target=serve, args=(theirs, *self._start_args),
-                                            daemon=False, name="dagrun-worker")
+            process = self._context.Process(
+                target=serve, args=(theirs, permits, *self._start_args), daemon=False,
+                name="dagrun-worker")
             process.start()
         self.started["forked" if forked else "spawned"] += 1
         theirs.close()
-        self._workers.append(_Worker(process, ours, handed=forked))  # forked: has its args
+        self._workers.append(_Worker(process, ours, permits, grants,
+                                     handed=forked))  # forked: has its args
         if hand:
             self._hand_over()
 
-    def _fork(self, theirs: Connection) -> Any:
+    def _fork(self, theirs: Connection, permits: Connection) -> Any:
         """A worker forked from this process, or ``None`` where that is not safe now
         (``spawn_reason`` says why)."""
         if self._forked is None:
@@ -416,9 +513,9 @@ class RunPool:
         if reason is None:
             run = self._start_args[1]
             try:
-                return forking.start(serve_forked, (theirs, self._forked.initializer,
+                return forking.start(serve_forked, (theirs, permits, self._forked.initializer,
                                                     self._forked.initargs, run),
-                                     theirs.fileno(), "dagrun-worker")
+                                     (theirs.fileno(), permits.fileno()), "dagrun-worker")
             except OSError as exc:  # no memory for the copy, too many processes
                 reason = f"fork failed: {exc}"
         self.spawn_reason = reason
@@ -478,9 +575,14 @@ class RunPool:
         for worker in self._workers:
             if worker.process.pid is not None:
                 self._ended.add(worker.process.pid)
-            with contextlib.suppress(OSError):
-                worker.conn.close()
+            _close(worker)
         self._workers.clear()
+
+
+def _close(worker: _Worker) -> None:
+    for conn in (worker.conn, worker.permits, worker.grants):
+        with contextlib.suppress(OSError):
+            conn.close()
 
 
 __all__ = ["Forked", "RunPool", "RunTimedOut", "WorkerDied"]
