@@ -126,11 +126,21 @@ def read_json_or_none(path: str) -> Any:
         return None
 
 
+_KEPT = frozenset({str, int, bool, type(None)})  # returned as they are, without a call
+
+
 def strict_json(obj: Any) -> Any:
     """A copy of a JSON-able value with non-finite floats replaced by ``None``.
 
     ``results.jsonl`` is read by strict parsers (jq, browsers), which reject ``NaN``.
     """
+    kind = type(obj)
+    if kind is float:
+        return obj if math.isfinite(obj) else None
+    if kind is dict:  # (one line per experiment: its leaves are not walked into)
+        return {k: v if type(v) in _KEPT else strict_json(v) for k, v in obj.items()}
+    if kind is list:
+        return [v if type(v) in _KEPT else strict_json(v) for v in obj]
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):

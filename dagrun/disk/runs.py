@@ -154,15 +154,26 @@ def scan(sweep: SweepDir, experiments: Iterable[Experiment], trusted: Set[int] =
     Runs of ``trusted`` experiments (listed in results.jsonl for their current config and
     repetitions, the file written at ``newer_than``) are taken as complete and ``verified``
     after two ``stat`` calls when post's marker exists and post.json is unchanged since.
-    Everything else is read with one ``listdir``.
+    Everything else is read with one ``listdir``, but for experiments whose folder OUT
+    does not hold (one listing of OUT says so: a new sweep's runs cost no call each).
     """
     out: list[RunStatus] = []
     append = out.append  # the loop runs once per run: keep its Python work small
     stat = os.stat
+    try:  # an experiment OUT does not hold has no run on disk: no listdir of each
+        held: Set[str] | None = set(os.listdir(sweep.path))
+    except FileNotFoundError:
+        held = frozenset()
+    except OSError:  # not listable (permissions): every run is looked at
+        held = None
     for exp in experiments:
         exp_id = exp.exp_id
         quick = exp_id in trusted
+        absent = held is not None and str(exp_id) not in held
         for rep, path in enumerate(sweep.run_paths(exp_id, exp.repetitions)):
+            if absent:
+                append(RunStatus(exp_id, rep, RunDir(path), _EMPTY, _EMPTY))
+                continue
             if quick:  # post's marker exists and post.json is unchanged since it was listed
                 try:
                     stat(path + _POST_MARKER)

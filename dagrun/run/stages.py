@@ -411,14 +411,16 @@ def _plain(cfg: dict[str, Any]) -> bool:
 
 
 def _copy_plain(value: Any) -> Any:
-    """A deep copy of a value ``_plain`` accepted."""
+    """A deep copy of a value ``_plain`` accepted (leaves kept, not walked into: three
+    copies a run)."""
     kind = type(value)
+    leaves = _PLAIN_LEAVES
     if kind is dict:
-        return {k: _copy_plain(v) for k, v in value.items()}
+        return {k: v if type(v) in leaves else _copy_plain(v) for k, v in value.items()}
     if kind is list:
-        return [_copy_plain(v) for v in value]
+        return [v if type(v) in leaves else _copy_plain(v) for v in value]
     if kind is tuple:
-        return tuple(_copy_plain(v) for v in value)
+        return tuple(v if type(v) in leaves else _copy_plain(v) for v in value)
     return value
 
 
@@ -468,12 +470,13 @@ class StageRunner:
             resume = find_resume_point(run, via, task.new_folder)
             warnings.extend(resume.warnings)
             if resume.start is not None:
+                cfg = self.workflow.run_cfg(task.exp_id, task.rep, run.path)
                 if CONFIG not in resume.names:
-                    self._write_config(task, run, via)
+                    via.write_json(run.config, json_view(cfg))  # the cfg the stages get
                 with pruning.scope(self.workflow, task.exp_id, run, via,
                                    self._repetitions):  # what dagrun.report needs
-                    scores = self._run_from(task, run, via, resume.start, resume, warnings,
-                                            ran)
+                    scores = self._run_from(task, cfg, run, via, resume.start, resume,
+                                            warnings, ran)
         except pruning.Pruned as exc:  # the search's pruner stopped it: done (dagrun.search)
             superseded = not pruning.record_pruned(run, via, exc)
             return RunOutcome(task, None, tuple(ran), tuple(warnings), superseded=superseded)
@@ -502,17 +505,12 @@ class StageRunner:
             pass
         return RunOutcome(task, failure, tuple(ran), tuple(warnings))
 
-    def _write_config(self, task: RunTask, run: RunDir, via: Attempt) -> None:
-        """Write ``config.json``: the JSON view of the cfg the stages receive."""
-        cfg = self.workflow.run_cfg(task.exp_id, task.rep, run.path)
-        via.write_json(run.config, json_view(cfg))
-
-    def _run_from(self, task: RunTask, run: RunDir, via: Attempt, start: Stage,
-                  resume: _Resume, warnings: list[RunWarning],
+    def _run_from(self, task: RunTask, run_cfg: dict[str, Any], run: RunDir, via: Attempt,
+                  start: Stage, resume: _Resume, warnings: list[RunWarning],
                   ran: list[str]) -> dict[str, Any] | None:
-        """Run ``start`` and the stages after it; returns the scores post wrote."""
-        cfgs = RunCfg(self.workflow.run_cfg(task.exp_id, task.rep, run.path),
-                      self.copy_memory, warnings)
+        """Run ``start`` and the stages after it (each given a copy of ``run_cfg``);
+        returns the scores post wrote."""
+        cfgs = RunCfg(run_cfg, self.copy_memory, warnings)
         workflow = self.workflow
         stored = getattr(workflow, "stored_values", False)  # False: an older workflow
         value, fit_time = resume.value, resume.fit_time
@@ -520,7 +518,9 @@ class StageRunner:
         # what each marker of this run says besides its stage and times
         about = (workflow.config_digest(task.exp_id), via.token,
                  getattr(workflow, "code_id", None))
-        standing = False  # the attempt folder stood a moment ago (a commit out of it)
+        # the attempt folder stood a moment ago (a commit out of it, or ``run``'s look with
+        # nothing loaded since, as for a run from its start): the next stage needs no look
+        standing = start is Stage.PRE
         state: ProcessState | None = None  # as restored after each call (see there)
         for stage in start.and_after():
             if not standing:  # a holder that lost the run starts no further stage
