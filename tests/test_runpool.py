@@ -248,6 +248,27 @@ def test_taking_back_never_runs_a_run_twice_or_loses_one(tmp_path: Path) -> None
     assert pool.taken_back >= 1
 
 
+def test_runs_queued_behind_a_run_that_times_out_go_to_another_worker_at_once(
+        tmp_path: Path) -> None:
+    """One worker, two runs given to it (the one it executes and the next); the first
+    overstays its timeout: the next is taken back at that moment (not when the worker is
+    gone) and runs in a replacement, once."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    pool = RunPool(1, _nothing, (), WORKER_CONTEXT, 1.0, _timed_run)
+    pool._mean = 0.5  # not quick: one run queued behind the one executed
+    try:
+        outcomes = _given(pool, folder / "60-0.05", range(3))
+        pool.close()
+    finally:
+        pool.join(30.0)
+    assert sum(isinstance(o, RunTimedOut) for o in outcomes) == 1, outcomes
+    assert sum(isinstance(o, RunOutcome) and o.ok for o in outcomes) == 2, outcomes
+    assert pool.taken_back >= 1
+    assert [len(_ran(folder, exp)) for exp in (1, 2)] == [1, 1]
+    assert not (folder / "ran-0").exists()
+
+
 def _read_permits(fd: int, done: Path, out: int) -> None:
     """A forked reader of the permit pipe ``fd``: reads until ``done`` exists and the pipe
     is empty, then writes what it got to ``out`` and ends."""

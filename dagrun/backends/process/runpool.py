@@ -347,25 +347,30 @@ class RunPool:
         for worker in live:
             # a ready worker executes its first run (unless it is about to): the others
             # may be taken; a worker still starting up started none of its runs
-            if len(worker.queue) < (2 if worker.ready else 1):
-                continue
-            back: set[int] = set()
-            while (seq := take_permit(worker.permits.fileno())) is not None:
-                back.add(seq)
-            if not back:
-                continue
-            kept = [(s, t) for s, t in zip(worker.seqs, worker.queue, strict=True)
-                    if s not in back]
-            taken += [t for s, t in zip(worker.seqs, worker.queue, strict=True) if s in back]
-            worker.seqs = collections.deque(s for s, _ in kept)
-            worker.queue = collections.deque(t for _, t in kept)
-            unsent = [(s, t) for s, t in zip(worker.outbox_seqs, worker.outbox, strict=True)
-                      if s not in back]
-            worker.outbox_seqs = [s for s, _ in unsent]
-            worker.outbox = [t for _, t in unsent]
+            if len(worker.queue) >= (2 if worker.ready else 1):
+                taken += self._taken_from(worker)
         self._waiting.extendleft(reversed(taken))
-        self.taken_back += len(taken)
         return bool(taken)
+
+    def _taken_from(self, worker: _Worker) -> list[RunTask]:
+        """The runs of ``worker`` whose permits this driver could read (so it will never
+        start them), removed from its queue and from what is to be sent to it."""
+        back: set[int] = set()
+        while (seq := take_permit(worker.permits.fileno())) is not None:
+            back.add(seq)
+        if not back:
+            return []
+        taken = [t for s, t in zip(worker.seqs, worker.queue, strict=True) if s in back]
+        kept = [(s, t) for s, t in zip(worker.seqs, worker.queue, strict=True)
+                if s not in back]
+        worker.seqs = collections.deque(s for s, _ in kept)
+        worker.queue = collections.deque(t for _, t in kept)
+        unsent = [(s, t) for s, t in zip(worker.outbox_seqs, worker.outbox, strict=True)
+                  if s not in back]
+        worker.outbox_seqs = [s for s, _ in unsent]
+        worker.outbox = [t for _, t in unsent]
+        self.taken_back += len(taken)
+        return taken
 
     def _flush(self) -> None:
         """Send each worker the runs given to it since the last send (one message each)."""
@@ -478,8 +483,10 @@ class RunPool:
                 self._events.append((worker.queue[0], RunTimedOut()))
                 with contextlib.suppress(OSError, AttributeError):
                     worker.process.terminate()  # its handler stops the run's tree first
-                if len(worker.queue) > 1:  # (runs waiting start one: ``_dispatch``)
-                    self._start_worker()  # the runs behind it need not wait for its end
+                # the runs queued behind it go to the others now, not at its end
+                self._waiting.extendleft(reversed(self._taken_from(worker)))
+                if len(worker.queue) > 1 or self._waiting:  # (their start: ``_dispatch``)
+                    self._start_worker()  # a replacement: its runs need not wait for its end
 
     def _start_worker(self, hand: bool = True) -> None:
         """Start a worker (unless the pool is full) and, with ``hand``, send it its
