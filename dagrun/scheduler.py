@@ -242,15 +242,17 @@ def execute(basecfg: Mapping[str, Any], cfgs: Sequence[Any],
         return _execute_locked(prep, options, blob)
 
 
-def submit_window(capacity: int, quick: bool = False) -> int:
+def submit_window(capacity: int, quick: bool = False, ahead: int | None = None) -> int:
     """Runs handed to the backend at once: its capacity plus a small prefetch that keeps its
-    processes busy between two looks of the driver. The driver leases each of them once a
-    worker shares OUT, so a deep queue would hold runs that idle workers could take for as
-    long as runs last; only while runs are ``quick`` (``QUICK_RUN``: they leave the queue
-    within a second) is it deeper, which keeps a pool busy with runs of milliseconds."""
+    processes busy between two looks of the driver (``ahead``: the runs the backend holds
+    next to its running ones by design, e.g. each multiprocessing worker's next run;
+    default ``PREFETCH`` at most). The driver leases each of them once a worker shares OUT,
+    so a deep queue would hold runs that idle workers could take for as long as runs last;
+    only while runs are ``quick`` (``QUICK_RUN``: they leave the queue within a second) is it
+    deeper, which keeps a pool busy with runs of milliseconds."""
     if quick:
         return capacity * 2 + 16
-    return capacity + min(capacity, PREFETCH) + 2
+    return capacity + (min(capacity, PREFETCH) if ahead is None else ahead) + 2
 
 
 def quick_runs(capacity: int, finished: int, seconds: float) -> bool:
@@ -634,7 +636,7 @@ class _Execution:
                     if not (todo or outstanding or gate.waiting or self.delayed):
                         break
                     quick = quick_runs(backend.capacity, finished, time.monotonic() - began)
-                    window = submit_window(backend.capacity, quick)
+                    window = submit_window(backend.capacity, quick, backend.ahead)
                     while todo and outstanding < window:
                         admitted = self._admit(gate, todo.popleft(), backend)
                         if admitted is not None:

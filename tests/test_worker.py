@@ -645,6 +645,8 @@ def test_the_backend_queue_is_deep_only_while_runs_are_quick() -> None:
 
     assert submit_window(2) == 6 and submit_window(64) == 74
     assert submit_window(2, quick=True) == 20  # runs of milliseconds keep a pool busy
+    # a pool of 16 whose workers each hold their next run gets them all, not 8 of them
+    assert submit_window(16, ahead=16) == 34 and submit_window(16) == 26
     assert not quick_runs(2, finished=1, seconds=0.01)  # not every slot finished one yet
     assert quick_runs(2, finished=10, seconds=1.0)  # 0.2 s per run and slot
     assert not quick_runs(2, finished=4, seconds=10.0)  # 5 s per run and slot

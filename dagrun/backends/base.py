@@ -53,6 +53,12 @@ class Backend(abc.ABC):
         """How many runs the backend can execute at once (the scheduler keeps it fed)."""
         return 1
 
+    @property
+    def ahead(self) -> int | None:
+        """Runs the backend holds beside those it executes, by design (``None``: the
+        scheduler's default prefetch; see ``scheduler.submit_window``)."""
+        return None
+
     def start(self) -> None:  # noqa: B027 - a hook that does nothing by default
         """Acquire resources (processes, cluster connection). Does nothing by default."""
 

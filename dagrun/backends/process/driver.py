@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from dagrun.backends.process.slots import SlotPool
 
 from dagrun.backends.base import Backend
-from dagrun.backends.process.runpool import Forked, RunPool, RunTimedOut, WorkerDied
+from dagrun.backends.process.runpool import QUEUED, Forked, RunPool, RunTimedOut, WorkerDied
 from dagrun.backends.process.spawning import WORKER_CONTEXT
 from dagrun.backends.process.worker import init_forked, init_worker, pool_args, run_task
 from dagrun.config import Settings
@@ -92,6 +92,14 @@ class ProcessBackend(Backend):
     @property
     def capacity(self) -> int:
         return self.workers
+
+    @property
+    def ahead(self) -> int | None:
+        """Each worker's next run (``runpool.QUEUED``), so none waits for the driver between
+        two runs; GPU slots (pebble) take one run at a time."""
+        if self.gpu_slots is not None:
+            return None
+        return self.workers * (QUEUED - 1)
 
     def before_threads(self) -> None:
         """Start the workers now, while this process may still fork them."""
