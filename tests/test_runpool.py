@@ -190,10 +190,12 @@ def test_slow_runs_are_queued_one_ahead(tmp_path: Path) -> None:
 
 def _timed_run(task: RunTask) -> RunOutcome:
     """Sleeps as long as its folder's name says for its experiment (``"5-0.05"``: run 0
-    5 s, the others 0.05 s); notes its pid, start and end."""
+    5 s, the others 0.05 s); notes its pid when it starts, and its pid, start and end."""
     folder, name = os.path.split(os.path.dirname(task.path))
     first, rest = os.path.basename(task.path).split("-")
     started = time.time()
+    with open(os.path.join(folder, name, f"started-{task.exp_id}"), "w") as f:
+        f.write(str(os.getpid()))
     time.sleep(float(first) if task.exp_id == 0 else float(rest))
     with open(os.path.join(folder, name, f"ran-{task.exp_id}"), "a") as f:
         f.write(f"{os.getpid()} {started} {time.time()}\n")
@@ -246,6 +248,51 @@ def test_taking_back_never_runs_a_run_twice_or_loses_one(tmp_path: Path) -> None
     for exp in range(180):
         assert len(_ran(folder, exp)) == 1, exp
     assert pool.taken_back >= 1
+
+
+def test_a_frozen_worker_that_wakes_late_does_not_run_what_was_taken_back(
+        tmp_path: Path) -> None:
+    """A worker is stopped (SIGSTOP: a suspended job, a debugger) inside run 0 (6 s) with
+    run 2 queued behind it. While it is frozen, the other worker finishes runs 1 and 3
+    (1.5 s each), is idle, gets run 2 taken back and runs it; when the frozen worker wakes
+    up (SIGCONT) it ends run 0 and finds no permit for run 2: it drops it. Every run ran
+    once."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    pool = RunPool(2, _nothing, (), WORKER_CONTEXT, None, _timed_run)
+    pool._mean = 0.5  # not quick: one run queued behind the one executed
+    frozen = None
+    started = folder / "started-0"
+    try:
+        for exp in range(4):
+            pool.submit(RunTask(exp, 0, str(folder / "6-1.5"), 1))
+        holder = next(w for w in pool._workers if w.queue and w.queue[0].exp_id == 0)
+        assert [t.exp_id for t in holder.queue] == [0, 2]
+        outcomes: list[object] = []
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            outcomes += [o for _, o in pool.poll(0.05)]
+        frozen = int(started.read_text())
+        os.kill(frozen, signal.SIGSTOP)
+        assert frozen == holder.process.pid and not outcomes, "run 0 started where given"
+        taken = pool.taken_back
+        while len(outcomes) < 3 and time.monotonic() < deadline:  # runs 1, 3 and 2
+            outcomes += [o for _, o in pool.poll(0.5)]
+        assert pool.taken_back > taken, "run 2 was taken back while its worker was frozen"
+        assert not (folder / "ran-0").exists(), "run 0 is frozen"
+        assert _ran(folder, 2)[0][0] != frozen, "run 2 ran in the other worker"
+        os.kill(frozen, signal.SIGCONT)
+        frozen = None
+        while len(outcomes) < 4 and time.monotonic() < deadline:
+            outcomes += [o for _, o in pool.poll(0.5)]
+        pool.close()
+    finally:
+        if frozen is not None:
+            os.kill(frozen, signal.SIGCONT)
+        pool.join(30.0)
+    assert len(outcomes) == 4 and all(isinstance(o, RunOutcome) and o.ok for o in outcomes)
+    assert [len(_ran(folder, exp)) for exp in range(4)] == [1, 1, 1, 1]
+    assert _ran(folder, 0)[0][0] == holder.process.pid
 
 
 def test_runs_queued_behind_a_run_that_times_out_go_to_another_worker_at_once(
