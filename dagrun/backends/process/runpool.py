@@ -15,8 +15,8 @@ runs the driver gave it, in order:
   SIGKILL, exit code 0 included) fails exactly that run as ``crashed``; a run that
   overstays its timeout is that run's, and its worker is sent SIGTERM (its handler stops
   the run's process tree, ``dagrun.run.proctree``), then SIGKILL; the runs queued behind it
-  go back to the pool's queue only once the worker is gone, so no run ever has two
-  processes at once. A replacement worker is started while runs are left.
+  are taken back at once (see permits below: none of them started, none will), so no run
+  ever has two processes at once. A replacement worker is started while runs are left.
 * a worker starts a run only with its *permit*: every run given to a worker gets a
   sequence number, written (8 bytes) into that worker's permit pipe before the run is
   sent, and the worker reads one permit before it starts a run. The driver takes runs back
