@@ -134,19 +134,12 @@ def strict_json(obj: Any) -> Any:
 
     ``results.jsonl`` is read by strict parsers (jq, browsers), which reject ``NaN``.
     """
-    kind = type(obj)
-    if kind is float:
-        return obj if math.isfinite(obj) else None
-    if kind is dict:  # (one line per experiment: its leaves are not walked into)
-        return {k: v if type(v) in _KEPT else strict_json(v) for k, v in obj.items()}
-    if kind is list:
-        return [v if type(v) in _KEPT else strict_json(v) for v in obj]
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, dict):  # (one line per experiment: its leaves are not walked into)
+        return {k: v if type(v) in _KEPT else strict_json(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [strict_json(v) for v in obj]
+        return [v if type(v) in _KEPT else strict_json(v) for v in obj]
     return obj
 
 

@@ -235,8 +235,7 @@ class _Worker:
     stopping_at: float | None = None  # SIGTERM sent then: SIGKILL after ``STOP_WAIT``
     ready: bool = False  # it said it is initialized (its first run's clock starts then)
     handed: bool = False  # it was sent its initializer's arguments
-    outbox: list[RunTask] = field(default_factory=list)  # given, not sent yet
-    outbox_seqs: list[int] = field(default_factory=list)  # their permits
+    outbox: list[tuple[int, RunTask]] = field(default_factory=list)  # given, not sent yet
 
 
 class RunPool:
@@ -314,9 +313,9 @@ class RunPool:
         if self._stopped:
             return
         live = [w for w in self._workers if w.stopping_at is None]
-        idle = any(w.ready and not w.queue for w in live)
-        if not self._waiting and not (idle and self._take_back(live)):
-            return
+        if not self._waiting and not (any(w.ready and not w.queue for w in live)
+                                      and self._take_back(live)):
+            return  # (a worker idle beside runs others have not started: taken back)
         while len(live) < self._size and not self._closed:
             # workers that died while nothing waited were not replaced (a run's retry,
             # given later, is the first to need one)
@@ -337,8 +336,7 @@ class RunPool:
                 os.write(worker.grants.fileno(), seq.to_bytes(_PERMIT, "little"))
             worker.queue.append(task)
             worker.seqs.append(seq)
-            worker.outbox.append(task)
-            worker.outbox_seqs.append(seq)
+            worker.outbox.append((seq, task))
 
     def _take_back(self, live: list[_Worker]) -> bool:
         """Take back every run queued in ``live`` workers that has not started (its permit
@@ -365,10 +363,7 @@ class RunPool:
                 if s not in back]
         worker.seqs = collections.deque(s for s, _ in kept)
         worker.queue = collections.deque(t for _, t in kept)
-        unsent = [(s, t) for s, t in zip(worker.outbox_seqs, worker.outbox, strict=True)
-                  if s not in back]
-        worker.outbox_seqs = [s for s, _ in unsent]
-        worker.outbox = [t for _, t in unsent]
+        worker.outbox = [(s, t) for s, t in worker.outbox if s not in back]
         self.taken_back += len(taken)
         return taken
 
@@ -377,10 +372,9 @@ class RunPool:
         for worker in self._workers:
             if worker.outbox:
                 batch, worker.outbox = worker.outbox, []
-                seqs, worker.outbox_seqs = worker.outbox_seqs, []
-                with contextlib.suppress(OSError, ValueError):  # it died: its sentinel
-                    worker.conn.send([(seq, *_to_wire(t))  # says so next
-                                      for seq, t in zip(seqs, batch, strict=True)])
+                # a worker that died: its sentinel says so next
+                with contextlib.suppress(OSError, ValueError):
+                    worker.conn.send([(seq, *_to_wire(t)) for seq, t in batch])
 
     def _wait(self, timeout: float) -> None:
         now = time.monotonic()
