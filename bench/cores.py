@@ -3,10 +3,10 @@
 writing the same files (``floor.pool_sweep``), at 1, 2, 4, 8 and 16 workers (those above
 ``os.cpu_count()`` are skipped, and the table says so), then a GPU check.
 
-1. Parallel efficiency on CPU-bound runs of 0.05 s and 0.25 s (pure-Python work calibrated
-   on this machine): serial work / (workers x wall), each the median of 5 alternating runs
-   (Pool, dagrun, Pool, ...); the number of runs grows with the workers so that each sweep
-   holds the same work per worker.
+1. Parallel efficiency on CPU-bound runs of 0.05 s and 0.25 s (CPU work in C,
+   ``floor.cpu_work``, calibrated on this machine): serial work / (workers x wall), each
+   the median of 5 alternating runs (Pool, dagrun, Pool, ...); the number of runs grows
+   with the workers so that each sweep holds the same work per worker.
 2. No-op dispatch: runs per second of dagrun and of the Pool, same runs, median of
    alternating runs, and how many times dearer a dagrun run is.
 3. GPU slots: when ``torch`` is importable and ``torch.cuda.is_available()``, a small sweep

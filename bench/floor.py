@@ -8,6 +8,7 @@ temporary name and renamed. Benchmarks compare dagrun against loops of it (seria
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -42,22 +43,33 @@ def noop_post(cfg: dict[str, Any], x: Any) -> dict[str, Any]:
 
 
 def cpu_work(cfg: dict[str, Any], x: Any = None) -> int:
-    """About ``cfg['work']`` seconds of pure-Python CPU work (calibrated by the caller)."""
-    total = 0
-    for i in range(cfg["loops"]):
-        total += i * i % 7
-    return total
+    """About ``cfg['loops']`` rounds of SHA-256 over 256 KB: CPU work (calibrated by the
+    caller) whose speed does not depend on the process that runs it.
+
+    Why not a pure-Python loop (as before): the same loop runs 4-6 % slower or faster
+    depending on the heap of the process it runs in. A ``multiprocessing.Pool`` whose
+    workers merely keep 777 strings from their initializer runs it 4-6 % slower than a bare
+    one (``bench/layout.py``), so the efficiency tables measured where each runner's
+    allocations happened to put the loop's objects, not the runner. Work done in C on a
+    buffer of its own (256 KB, in a core's L2) runs at one speed in every process; it is
+    also closer to a fit, whose time is spent in compiled kernels. The block is built per
+    call (~10 us) so that a function pickled by value does not carry it."""
+    block = bytes(range(256)) * 1024
+    digest = 0
+    for _ in range(cfg["loops"]):
+        digest ^= hashlib.sha256(block).digest()[0]
+    return digest
 
 
 def calibrate_loops(seconds: float) -> int:
     """How many ``cpu_work`` loops take about ``seconds`` on this machine."""
-    loops = 200_000
+    loops = 16
     while True:
         t = time.perf_counter()
         cpu_work({"loops": loops})
         took = time.perf_counter() - t
         if took > 0.05:
-            return int(loops * seconds / took)
+            return max(1, round(loops * seconds / took))
         loops *= 2
 
 

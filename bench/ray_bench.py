@@ -2,7 +2,7 @@
 """dagrun on Ray vs plain Ray tasks doing the same work, on one local 2-CPU cluster.
 
 Both sides run ``n_runs`` runs of ``seconds`` of work (``time.sleep`` by default, or
-calibrated pure-Python CPU work) and write the same files per run (``floor.write_run``:
+calibrated CPU work, ``floor.cpu_work``) and write the same files per run (``floor.write_run``:
 config.json, pre/fit pickles with markers, post.json with its marker, then results.jsonl).
 Each side is a fresh driver process connecting to the same ``ray start --head`` cluster
 (``tests/services/ray_cluster.RayCluster``, no auth); its time includes ``ray.init`` and

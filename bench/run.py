@@ -6,8 +6,8 @@ Tables:
    floor that makes the same calls and writes the same files without dagrun (a plain loop,
    and a ``multiprocessing.Pool`` with the same number of workers), the median of 3 (5
    without ``--quick``) rounds that each measure the four side by side;
-2. parallel efficiency on runs of ~0.25 s and ~0.05 s pure-Python CPU work with 2 workers,
-   dagrun and the Pool in alternating rounds (medians);
+2. parallel efficiency on runs of ~0.25 s and ~0.05 s CPU work in C (``floor.cpu_work``)
+   with 2 workers, dagrun and the Pool in alternating rounds (medians);
 3. no-op re-execute (everything done) and ``dagrun status`` at 10,000 and 100,000 runs, and
    the driver's peak RSS;
 4. peers (Hydra multirun, Snakemake) on the same no-op sweep, from their own venv;
