@@ -46,14 +46,14 @@ def cpu_work(cfg: dict[str, Any], x: Any = None) -> int:
     """About ``cfg['loops']`` rounds of SHA-256 over 256 KB: CPU work (calibrated by the
     caller) whose speed does not depend on the process that runs it.
 
-    Why not a pure-Python loop (as before): the same loop runs 4-6 % slower or faster
-    depending on the heap of the process it runs in. A ``multiprocessing.Pool`` whose
-    workers merely keep 777 strings from their initializer runs it 4-6 % slower than a bare
-    one (``bench/layout.py``), so the efficiency tables measured where each runner's
-    allocations happened to put the loop's objects, not the runner. Work done in C on a
-    buffer of its own (256 KB, in a core's L2) runs at one speed in every process; it is
-    also closer to a fit, whose time is spent in compiled kernels. The block is built per
-    call (~10 us) so that a function pickled by value does not carry it."""
+    Why not a pure-Python loop (as before): its speed depends on the heap of the process
+    it runs in. Side by side, the same loop took 3-9 % more CPU time in a dagrun worker than
+    in a bare Pool worker, and the same as in a Pool worker that had imported numpy first
+    (``bench/layout.py``): the efficiency tables measured where each worker's earlier
+    allocations put the loop's objects, not the runner. Work done in C on a buffer of its
+    own (256 KB, in a core's L2) runs at one speed in every process (dagrun / Pool 0.99-1.00
+    there); it is also closer to a fit, whose time is spent in compiled kernels. The block
+    is built per call (~10 us) so that a function pickled by value does not carry it."""
     block = bytes(range(256)) * 1024
     digest = 0
     for _ in range(cfg["loops"]):
