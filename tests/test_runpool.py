@@ -266,8 +266,8 @@ def test_a_frozen_worker_that_wakes_late_does_not_run_what_was_taken_back(
     try:
         for exp in range(4):
             pool.submit(RunTask(exp, 0, str(folder / "6-1.5"), 1))
-        holder = next(w for w in pool._workers if w.queue and w.queue[0].exp_id == 0)
-        assert [t.exp_id for t in holder.queue] == [0, 2]
+        holder = next(w for w in pool._workers if w.queue and w.queue[0][1].exp_id == 0)
+        assert [t.exp_id for _, t in holder.queue] == [0, 2]
         outcomes: list[object] = []
         deadline = time.monotonic() + 60
         while not started.exists() and time.monotonic() < deadline:

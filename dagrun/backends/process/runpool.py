@@ -228,8 +228,8 @@ class _Worker:
     conn: Connection
     permits: Connection  # the permit pipe's reading end (the driver reads to take back)
     grants: Connection  # its writing end
-    queue: collections.deque[RunTask] = field(default_factory=collections.deque)
-    seqs: collections.deque[int] = field(default_factory=collections.deque)  # queue's permits
+    # its runs with their permits, in order: the first is the one it executes (once ready)
+    queue: collections.deque[tuple[int, RunTask]] = field(default_factory=collections.deque)
     next_seq: int = 0
     since: float = 0.0  # monotonic time the first run of ``queue`` started (as seen here)
     stopping_at: float | None = None  # SIGTERM sent then: SIGKILL after ``STOP_WAIT``
@@ -334,8 +334,7 @@ class RunPool:
             # the permit before the run (see the module docstring); a worker that died
             with contextlib.suppress(OSError):  # is buried next, the run given again
                 os.write(worker.grants.fileno(), seq.to_bytes(_PERMIT, "little"))
-            worker.queue.append(task)
-            worker.seqs.append(seq)
+            worker.queue.append((seq, task))
             worker.outbox.append((seq, task))
 
     def _take_back(self, live: list[_Worker]) -> bool:
@@ -358,11 +357,8 @@ class RunPool:
             back.add(seq)
         if not back:
             return []
-        taken = [t for s, t in zip(worker.seqs, worker.queue, strict=True) if s in back]
-        kept = [(s, t) for s, t in zip(worker.seqs, worker.queue, strict=True)
-                if s not in back]
-        worker.seqs = collections.deque(s for s, _ in kept)
-        worker.queue = collections.deque(t for _, t in kept)
+        taken = [t for s, t in worker.queue if s in back]
+        worker.queue = collections.deque((s, t) for s, t in worker.queue if s not in back)
         worker.outbox = [(s, t) for s, t in worker.outbox if s not in back]
         self.taken_back += len(taken)
         return taken
@@ -426,13 +422,12 @@ class RunPool:
 
     def _finished(self, worker: _Worker, message: tuple[Any, ...]) -> None:
         label, *rest = message
-        if not worker.queue or worker.queue[0].label != label:
+        if not worker.queue or worker.queue[0][1].label != label:
             return  # not a run this pool gave it (never happens): ignored
-        outcome = RunOutcome(worker.queue[0], *rest)
+        outcome = RunOutcome(worker.queue[0][1], *rest)
         if worker.stopping_at is not None:
             return  # its timeout was already reported; the run is that record's
         worker.queue.popleft()
-        worker.seqs.popleft()
         now = time.monotonic()
         took = now - worker.since
         self._mean = took if self._mean is None else 0.8 * self._mean + 0.2 * took
@@ -449,7 +444,7 @@ class RunPool:
         worker.process.join(0)
         code = worker.process.exitcode if worker.process.exitcode is not None else 0
         _close(worker)
-        queue = worker.queue
+        queue = collections.deque(task for _, task in worker.queue)
         if not worker.ready and worker.stopping_at is None:
             # it died starting up: none of its runs began; they go to the others, unless
             # workers keep dying that way (then the first run fails, or nothing would end)
@@ -474,7 +469,7 @@ class RunPool:
             if worker.queue and worker.ready and self._timeout is not None \
                     and now - worker.since > self._timeout:
                 worker.stopping_at = now
-                self._events.append((worker.queue[0], RunTimedOut()))
+                self._events.append((worker.queue[0][1], RunTimedOut()))
                 with contextlib.suppress(OSError, AttributeError):
                     worker.process.terminate()  # its handler stops the run's tree first
                 # the runs queued behind it go to the others now, not at its end
