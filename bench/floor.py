@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -61,12 +62,16 @@ def cpu_work(cfg: dict[str, Any], x: Any = None) -> int:
     return digest
 
 
-def calibrate_loops(seconds: float) -> int:
-    """How many ``cpu_work`` loops take about ``seconds`` on this machine."""
+def calibrate_loops(seconds: float, work: Callable[[int], Any] | None = None) -> int:
+    """How many loops of ``work`` (``work(loops)``; default ``cpu_work``) take about
+    ``seconds`` on this machine."""
     loops = 16
     while True:
         t = time.perf_counter()
-        cpu_work({"loops": loops})
+        if work is None:
+            cpu_work({"loops": loops})
+        else:
+            work(loops)
         took = time.perf_counter() - t
         if took > 0.05:
             return max(1, round(loops * seconds / took))

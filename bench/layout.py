@@ -15,6 +15,7 @@ its earlier allocations put the loop's objects. Asserts nothing; prints.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
@@ -38,14 +39,18 @@ def python_loop(loops: int) -> int:
     return total
 
 
+def _run(work: str, loops: int) -> None:
+    if work == "python":
+        python_loop(loops)
+    else:
+        floor.cpu_work({"loops": loops})
+
+
 def timed(cfg: dict[str, Any], x: Any = None) -> None:
     """The work of one run; appends its CPU seconds to ``cfg['log']`` (a fit for dagrun, a
     job for the Pool)."""
     t = time.thread_time()
-    if cfg["work"] == "python":
-        python_loop(cfg["loops"])
-    else:
-        floor.cpu_work(cfg)
+    _run(cfg["work"], cfg["loops"])
     took = time.thread_time() - t
     with open(cfg["log"], "a") as f:
         f.write(f"{took}\n")
@@ -74,20 +79,6 @@ run_experiments({"out_path": sys.argv[2], "pre": floor.noop_pre, "fit": layout.t
                  "post": floor.noop_post, "backend": "multiprocessing", "num_cpus": 1,
                  "verbose": False, "report": False}, json.loads(sys.argv[1]))
 """
-
-
-def _calibrate(work: str, seconds: float) -> int:
-    loops = 16
-    while True:
-        t = time.perf_counter()
-        if work == "python":
-            python_loop(loops)
-        else:
-            floor.cpu_work({"loops": loops})
-        took = time.perf_counter() - t
-        if took > 0.05:
-            return max(1, round(loops * seconds / took))
-        loops *= 2
 
 
 def _side_by_side(tmp: str, work: str, loops: int, runs: int, pool_import: str) -> float:
@@ -125,7 +116,8 @@ def main() -> None:
     ratios: dict[tuple[str, str], list[float]] = {shape: [] for shape in shapes}
     with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None
                                      ) as tmp:
-        loops = {work: _calibrate(work, 0.05) for work in ("python", "c")}
+        loops = {work: floor.calibrate_loops(0.05, functools.partial(_run, work))
+                 for work in ("python", "c")}
         for _ in range(args.rounds):
             for work, module in shapes:
                 ratios[(work, module)].append(
