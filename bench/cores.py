@@ -91,7 +91,7 @@ def _alternating(tmp: Path, n: int, loops: int, workers: int, repeat: int
         for what in times:
             wall, work = _sweep(tmp, what, n, loops, workers)
             times[what].append(wall)
-            outside[what].append((wall - work / workers) / n * 1000)
+            outside[what].append(floor.outside_ms(wall, work, workers, n))
     return ({what: statistics.median(t) for what, t in times.items()},
             {what: statistics.median(o) for what, o in outside.items()})
 

@@ -153,6 +153,13 @@ def fit_seconds(out: str) -> float:
     return total
 
 
+def outside_ms(wall: float, work: float, workers: int, runs: int) -> float:
+    """Milliseconds a run spent outside the work: the sweep's wall time less its fit calls'
+    own durations (``work``, summed) shared over the workers, per run. What the runner
+    adds, whatever the speed the CPU ran the work at."""
+    return (wall - work / workers) / runs * 1000
+
+
 def serial_sweep(out: str, n: int) -> None:
     """The plain-loop floor."""
     write_results(out, [write_run(out, i) for i in range(n)])

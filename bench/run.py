@@ -195,7 +195,7 @@ def efficiency(tmp: Path, runs: int, repeat: int) -> None:
         for name, key in ((f"multiprocessing.Pool({WORKERS})", "pool"),
                           (f"dagrun multiprocessing -j {WORKERS}", "mp")):
             wall = statistics.median(r["seconds"] for r in rounds[key])
-            outside = statistics.median((r["seconds"] - r["work"] / WORKERS) / count * 1000
+            outside = statistics.median(floor.outside_ms(r["seconds"], r["work"], WORKERS, count)
                                         for r in rounds[key])
             _row(rows, f"{count} x {seconds:g} s", name, f"{wall:.2f}",
                  f"{serial / (WORKERS * wall):.3f}",
