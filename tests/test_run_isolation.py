@@ -92,6 +92,72 @@ def test_process_changes_of_a_stage_reach_no_later_stage_or_run(tmp_path: Path,
     assert "LOGGED hello from 1" in fit_log  # each stage's own configuration works
 
 
+# The same, where nothing imported ``logging`` before the first stage did: the process's
+# state before that call is how ``logging`` starts, and is put back to that.
+LAZY_LOGGING_WORKFLOW = """
+import os
+import sys
+
+
+def seen():
+    import logging
+    root = logging.getLogger()
+    lib = logging.getLogger("wf.lib")
+    return {"root_handlers": len(root.handlers), "root_level": root.level,
+            "lib_handlers": len(lib.handlers), "disable": logging.root.manager.disable}
+
+
+def pre(cfg):
+    imported = "logging" in sys.modules
+    before = seen()
+    import logging
+    logging.basicConfig(level=logging.INFO, format="LOGGED %(message)s")
+    logging.getLogger("wf.lib").addHandler(
+        logging.FileHandler(os.path.join(cfg["out_path"], "lib.log")))
+    logging.disable(logging.WARNING)
+    logging.getLogger().propagate = False
+    return [imported, before]
+
+
+def fit(cfg, pre_seen):
+    return [*pre_seen, seen()]
+
+
+def post(cfg, fit_seen):
+    return {"imported": fit_seen[0], "pre": fit_seen[1], "fit": fit_seen[2]}
+
+
+basecfg = {"out_path": "out"}
+cfgs = [{"x": i} for i in range(2)]
+"""
+
+
+def test_logging_first_imported_by_a_stage_is_put_back_to_its_start(tmp_path: Path) -> None:
+    """``run_experiments`` on ``single`` in a script that never imports ``logging`` (dagrun
+    does not either): the first stage imports and configures it; every later call finds
+    it as it starts."""
+    write_workflow(tmp_path, LAZY_LOGGING_WORKFLOW, name="wf.py")
+    script = write_workflow(tmp_path, """
+        from dagrun import run_experiments
+        import wf
+
+        if __name__ == "__main__":
+            run_experiments({**wf.basecfg, "pre": wf.pre, "fit": wf.fit, "post": wf.post,
+                             "verbose": False}, wf.cfgs)
+        """, name="script.py")
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=child_env(),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = sorted(read_jsonl(tmp_path / "out" / "results.jsonl"),
+                   key=lambda line: line["experiment_id"])
+    start = {"root_handlers": 0, "root_level": 30, "lib_handlers": 0, "disable": 0}
+    # the first run's pre found logging not imported (so the state put back is its start)
+    assert lines[0]["scores"]["imported"] == [False]
+    for line in lines:
+        assert line["scores"]["pre"] == [start] and line["scores"]["fit"] == [start]
+    assert "LOGGED" not in proc.stderr  # the handler basicConfig added is gone after pre
+
+
 def test_callers_relative_paths_work_after_a_stage_changed_folder(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

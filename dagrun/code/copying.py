@@ -28,7 +28,6 @@ import fnmatch
 import hashlib
 import importlib.machinery
 import os
-import shutil
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -195,7 +194,7 @@ def write(collected: Collected, code_dir: str, folder: str) -> None:
         _store_blob(blobs, src)
     if not os.path.isdir(folder):
         tmp = f"{folder}.{os.getpid()}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
+        _rmtree(tmp)
         for rel, src in collected.files.items():
             target = os.path.join(tmp, rel)
             os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -204,10 +203,19 @@ def write(collected: Collected, code_dir: str, folder: str) -> None:
         try:
             os.rename(tmp, folder)
         except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _rmtree(tmp)
             if not os.path.isdir(folder):
                 raise
     _prune(code_dir, os.path.basename(folder), {s.sha for s in collected.files.values()})
+
+
+def _rmtree(path: str) -> None:
+    """``shutil.rmtree(path, ignore_errors=True)``, importing ``shutil`` (~2 ms: it imports
+    the compression modules) only when there is something to remove."""
+    if os.path.lexists(path):
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _store_blob(blobs: str, src: Source) -> None:
@@ -231,6 +239,8 @@ def _place(blob: str, target: str) -> None:
     try:
         os.link(blob, target)
     except OSError:  # no hard links here (some network or FUSE file systems)
+        import shutil
+
         shutil.copy2(blob, target)
 
 
@@ -241,7 +251,7 @@ def _prune(code_dir: str, keep: str, blobs: set[str]) -> None:
         if name not in (keep, BLOBS, INDEX):
             path = os.path.join(code_dir, name)
             if os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
+                _rmtree(path)
     folder = os.path.join(code_dir, BLOBS)
     for name in os.listdir(folder):
         if name not in blobs and not name.endswith(".tmp"):

@@ -31,7 +31,6 @@ import importlib.util
 import os
 import re
 import sys
-import traceback
 from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import Any
@@ -450,5 +449,7 @@ def _exec(spec: importlib.machinery.ModuleSpec, name: str, shown: str, driver: b
 
 
 def _user_frame(exc: BaseException, path: str) -> str:
+    import traceback  # (a workflow that fails to load: not every sweep's import)
+
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path]
     return f" (line {frames[-1].lineno})" if frames else ""

@@ -26,8 +26,6 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.util
-import inspect
-import linecache
 import os
 import sys
 import sysconfig
@@ -40,8 +38,9 @@ from dagrun.record import record
 @functools.lru_cache(maxsize=1)
 def library_roots() -> tuple[str, ...]:
     """Folders whose code is not the user's: Python's own, installed packages, dagrun."""
+    paths = sysconfig.get_paths()
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix,
-             *(sysconfig.get_paths().get(k, "") for k in ("stdlib", "purelib", "platlib"))}
+             *(paths.get(k, "") for k in ("stdlib", "purelib", "platlib"))}
     roots.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return tuple(os.path.join(os.path.realpath(r), "") for r in roots if r)
 
@@ -100,9 +99,12 @@ def _arg_names(args: ast.arguments) -> list[str]:
     return names
 
 
+CO_VARARGS, CO_VARKEYWORDS = 0x04, 0x08  # ``inspect``'s (not imported for two numbers)
+
+
 def _code_args(code: types.CodeType) -> list[str]:
     count = code.co_argcount + code.co_kwonlyargcount
-    count += bool(code.co_flags & inspect.CO_VARARGS) + bool(code.co_flags & inspect.CO_VARKEYWORDS)
+    count += bool(code.co_flags & CO_VARARGS) + bool(code.co_flags & CO_VARKEYWORDS)
     return list(code.co_varnames[:count])
 
 
@@ -414,6 +416,8 @@ def source_for(filename: str) -> Source | None:
         return None
     if not (filename.startswith("<") and filename.endswith(">")) and os.path.isfile(filename):
         return source_of_file(filename)
+    import linecache  # (notebook cells only: it imports ``tokenize``)
+
     lines = linecache.getlines(filename)
     if not lines:
         return None

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import inspect
 import os
 import sys
 import time
@@ -82,12 +81,25 @@ def _loaded_functions(module: types.ModuleType, file: str
             yield from _own(value, name, file)
 
 
+def unwrap(fn: Any) -> Any:
+    """``inspect.unwrap(fn)``: the function under a decorator's ``__wrapped__`` chain
+    (``ValueError`` on a loop), without importing ``inspect`` (~7 ms a sweep)."""
+    seen = {id(fn)}
+    limit = sys.getrecursionlimit()
+    while hasattr(fn, "__wrapped__"):
+        fn = fn.__wrapped__
+        if id(fn) in seen or len(seen) >= limit:
+            raise ValueError(f"wrapper loop when unwrapping {fn!r}")
+        seen.add(id(fn))
+    return fn
+
+
 def _own(value: Any, module: str, file: str) -> Iterator[tuple[str, types.CodeType]]:
     """``value``'s code when it is a function written in ``file`` (a decorator's wrapper
     is looked through; code generated at run time, e.g. a dataclass's ``__init__``, is
     not in any file and is left out)."""
     try:
-        fn = inspect.unwrap(value) if callable(value) else value
+        fn = unwrap(value) if callable(value) else value
     except ValueError:  # a cycle of __wrapped__
         return
     code = getattr(fn, "__code__", None)

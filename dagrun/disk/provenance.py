@@ -18,9 +18,7 @@ without taking git's index lock; a missing git, a folder outside any repository 
 
 from __future__ import annotations
 
-import getpass
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -41,12 +39,15 @@ KEY_PACKAGES = ("numpy", "pandas", "scipy", "sklearn", "torch", "jax", "tensorfl
 def platform_terse() -> str:
     """``platform.platform(terse=True)`` ("Linux-6.1.0-18-amd64-x86_64-with-glibc2.36"), on
     Linux without the ``uname -p`` process it starts for a processor name that it leaves
-    out when it is the machine's or "unknown" (~5 ms at every sweep's end); elsewhere as
-    ``platform`` makes it."""
+    out when it is the machine's or "unknown" (~5 ms at every sweep's end), and without
+    importing ``platform`` where the C library says its name and version itself (glibc:
+    what ``platform.libc_ver`` asks first); elsewhere as ``platform`` makes it."""
     if sys.platform != "linux":
+        import platform
+
         return platform.platform(terse=True)
     uname = os.uname()
-    libc, version = platform.libc_ver()
+    libc, version = _libc_ver()
     text = "-".join(part.strip() for part in (uname.sysname, uname.release, uname.machine,
                                               "with", libc + version) if part)
     for char in ' /\\:;"()':
@@ -55,6 +56,42 @@ def platform_terse() -> str:
     while "--" in text:
         text = text.replace("--", "-")
     return text.rstrip("-")
+
+
+def _libc_ver() -> tuple[str, str]:
+    """``platform.libc_ver()``: from ``confstr`` where the C library answers (glibc), else
+    as ``platform`` finds it (it reads the Python executable)."""
+    try:
+        parts = (os.confstr("CS_GNU_LIBC_VERSION") or "").split(maxsplit=1)
+    except (AttributeError, ValueError, OSError):
+        parts = []
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    import platform
+
+    return platform.libc_ver()
+
+
+def python_version() -> str:
+    """``platform.python_version()`` ("3.11.7"; "3.13.0rc1"): the first word of
+    ``sys.version``, as ``platform`` reads it."""
+    return sys.version.split()[0]
+
+
+def user_name() -> str:
+    """``getpass.getuser()`` (the login name from ``LOGNAME``, ``USER``, ``LNAME`` or
+    ``USERNAME``, else the password database), without importing ``getpass`` (it imports
+    ``termios`` for its prompts); the user id where neither says."""
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        user = os.environ.get(name)
+        if user:
+            return user
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid())[0]
+    except (ImportError, KeyError, OSError):
+        return str(os.getuid()) if hasattr(os, "getuid") else ""
 
 
 def _git_env() -> dict[str, str]:
@@ -212,15 +249,11 @@ def collect(source: str | None, backend: str, files: Sequence[str] = (),
         query = _git_query(source, cwd, files)
         git = query.result() if query is not None else None
     source = os.path.join(cwd, source) if source else None
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):
-        user = str(os.getuid()) if hasattr(os, "getuid") else ""
     return {
         "time": iso(time.time()),
         "host": hostname(),
-        "user": user,
-        "python": platform.python_version(),
+        "user": user_name(),
+        "python": python_version(),
         "executable": sys.executable,
         "platform": platform_terse(),
         "packages": packages(),

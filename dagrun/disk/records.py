@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import time
-import traceback
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
@@ -145,6 +144,8 @@ class Failure:
     @classmethod
     def from_exception(cls, stage: Stage, exc: BaseException, attempt: int,
                        kind: FailureKind = FailureKind.EXCEPTION) -> Failure:
+        import traceback  # (a failure's: ~3 ms of import a sweep without one does not pay)
+
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return cls.make(stage, kind, message, attempt, tb)

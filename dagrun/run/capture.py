@@ -26,8 +26,11 @@ run print each line once more per run; their level and switches are left as set.
 the logger of a library first imported inside a stage: the handler its import added, often
 a ``NullHandler``, is gone for later runs; import such libraries at the top of the workflow
 file to keep it.) Recording is a few copies of small lists and dicts; restoring happens
-only for what changed. Not isolated: the global random state, warning filters, and the state
-of imported modules (a process runs many runs; seed per run from ``cfg["run_id"]``).
+only for what changed; ``logging`` itself is not imported for it (a process that never
+imported it has no configuration to put back, and one a stage imported it in is put back to
+how ``logging`` starts: no handlers, the root at ``WARNING``). Not isolated: the global
+random state, warning filters, and the state of imported modules (a process runs many runs;
+seed per run from ``cfg["run_id"]``).
 """
 
 from __future__ import annotations
@@ -36,19 +39,20 @@ import contextlib
 import enum
 import faulthandler
 import functools
-import logging
 import operator
 import os
 import select
-import selectors
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from dagrun.disk import atomic
 from dagrun.record import record
+
+if TYPE_CHECKING:
+    import logging
 
 
 class CaptureMode(str, enum.Enum):
@@ -273,14 +277,16 @@ class _FdTee:
         return not self._busy and not any(self._pending)
 
     def _pump(self) -> None:
-        selector = selectors.DefaultSelector()
-        for index, (read, _write) in enumerate(self._pipes):
-            selector.register(read, selectors.EVENT_READ, index)
+        poller = select.poll()
+        index = {}
+        for i, (read, _write) in enumerate(self._pipes):
+            poller.register(read, select.POLLIN)
+            index[read] = i
         while True:
-            ready = selector.select()
+            ready = poller.poll()
             self._busy = True
-            for key, _events in ready:
-                self._forward(key.data, os.read(key.fd, 1 << 16))
+            for fd, _events in ready:
+                self._forward(index[fd], os.read(fd, 1 << 16))
             self._busy = False
 
     def _forward(self, index: int, data: bytes) -> None:
@@ -383,16 +389,23 @@ def _environ() -> dict[Any, Any]:
     return dict(data) if isinstance(data, dict) else os.environ.copy()
 
 
+def _logging() -> Any:
+    """The ``logging`` module, or ``None`` while this process has not imported it."""
+    return sys.modules.get("logging")
+
+
 def _registered() -> list[Any]:
     """What ``logging.getLogger`` has handed out so far: loggers and placeholders (a
     placeholder stands for a parent name not asked for yet), in their order of creation."""
-    return list(logging.Logger.manager.loggerDict.values())
+    log = _logging()
+    return [] if log is None else list(log.Logger.manager.loggerDict.values())
 
 
 def _loggers(registered: list[Any]) -> list[logging.Logger]:
     """The root logger and the loggers among ``registered`` (placeholders left out)."""
-    loggers: list[logging.Logger] = [logging.getLogger()]
-    loggers += filter(logging.Logger.__instancecheck__, registered)
+    log = _logging()
+    loggers: list[logging.Logger] = [log.getLogger()]
+    loggers += filter(log.Logger.__instancecheck__, registered)
     return loggers
 
 
@@ -412,7 +425,7 @@ class ProcessState:
     path_object: list[str]  # ``sys.path`` itself, in case a stage rebinds it
     path: list[str]
     streams: tuple[Any, Any]  # ``sys.stdout`` and ``sys.stderr``
-    loggers: list[logging.Logger]
+    loggers: list[logging.Logger] | None  # ``None``: ``logging`` was not imported
     handlers: list[tuple[logging.Handler, ...]]  # per logger
     settings: list[tuple[int, bool, bool]]  # per logger: level, propagate, disabled
     disable: int  # ``logging.disable``'s level
@@ -424,11 +437,15 @@ class ProcessState:
 
     @classmethod
     def now(cls) -> ProcessState:
+        log = _logging()
+        if log is None:
+            return cls(_getcwd(), _environ(), sys.path, list(sys.path),
+                       (sys.stdout, sys.stderr), None, [], [], 0, [])
         registered = _registered()
         loggers = _loggers(registered)
         return cls(_getcwd(), _environ(), sys.path, list(sys.path), (sys.stdout, sys.stderr),
                    loggers, list(map(tuple, map(_HANDLERS, loggers))),
-                   list(map(_SETTINGS, loggers)), logging.Logger.manager.disable,
+                   list(map(_SETTINGS, loggers)), log.Logger.manager.disable,
                    registered)
 
     def current(self) -> bool:
@@ -461,21 +478,34 @@ class ProcessState:
             sys.path[:] = self.path
         if sys.stdout is not self.streams[0] or sys.stderr is not self.streams[1]:
             sys.stdout, sys.stderr = self.streams
+        log = _logging()
+        if log is None:
+            return
         loggers = self.loggers
+        if loggers is None:  # imported during the call: back to how logging starts
+            self.reusable = False
+            root = log.getLogger()
+            root.handlers, dropped = [], root.handlers
+            root.setLevel(log.WARNING)
+            root.propagate, root.disabled = True, False
+            if log.Logger.manager.disable:
+                log.disable(log.NOTSET)
+            self._drop_new_handlers(dropped)
+            return
         if (list(map(tuple, map(_HANDLERS, loggers))) != self.handlers
                 or list(map(_SETTINGS, loggers)) != self.settings):
             self._restore_loggers()
-        if logging.Logger.manager.disable != self.disable:
-            logging.disable(self.disable)
+        if log.Logger.manager.disable != self.disable:
+            log.disable(self.disable)
         if _registered() != self.registered:  # a logger was created (rarely: after run 0)
             self.reusable = False
             self._drop_new_handlers()
 
-    def _drop_new_handlers(self) -> None:
+    def _drop_new_handlers(self, dropped: list[logging.Handler] | None = None) -> None:
         """Remove the handlers of the loggers created during the call (a placeholder that
-        became a logger included); close those no other logger uses."""
-        known = set(map(id, self.loggers))
-        dropped: list[logging.Handler] = []
+        became a logger included); close those (and ``dropped``) no other logger uses."""
+        known = set(map(id, self.loggers or ()))
+        dropped = [] if dropped is None else dropped
         for logger in _loggers(_registered()):
             if logger.handlers and id(logger) not in known:
                 dropped += logger.handlers
@@ -486,7 +516,7 @@ class ProcessState:
     def _restore_loggers(self) -> None:
         dropped: list[logging.Handler] = []
         for logger, handlers, (level, propagate, disabled) in zip(
-                self.loggers, self.handlers, self.settings, strict=True):
+                self.loggers or (), self.handlers, self.settings, strict=True):
             if tuple(logger.handlers) != handlers:
                 dropped += [h for h in logger.handlers if h not in handlers]
                 logger.handlers[:] = handlers
@@ -514,8 +544,9 @@ def _restore_environ(saved: dict[Any, Any]) -> None:
 def _close_unused(handlers: list[logging.Handler]) -> None:
     """Close handlers a stage added (a ``FileHandler`` holds a file open) unless a logger
     created meanwhile still uses them."""
-    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-    used = {id(h) for lg in loggers if isinstance(lg, logging.Logger) for h in lg.handlers}
+    log = _logging()
+    loggers = [log.getLogger(), *log.Logger.manager.loggerDict.values()]
+    used = {id(h) for lg in loggers if isinstance(lg, log.Logger) for h in lg.handlers}
     for handler in handlers:
         if id(handler) not in used:
             with contextlib.suppress(Exception):  # the user's handler: its close may fail
