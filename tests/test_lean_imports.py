@@ -27,7 +27,10 @@ from dagrun.disk import leases, provenance
 from tests.helpers import child_env, write_workflow
 
 NOT_IMPORTED = ("cloudpickle", "logging", "inspect", "dataclasses", "platform", "uuid",
-                "getpass", "shutil", "traceback", "tokenize", "linecache", "tqdm")
+                "getpass", "shutil", "traceback", "tokenize", "linecache", "tqdm",
+                "concurrent.futures", "pebble")
+# what ``multiprocessing.connection`` (the run pool's pipes) imports itself, via tempfile
+MULTIPROCESSING_NEEDS = ("shutil",)
 
 SCRIPT = """
 import sys
@@ -50,17 +53,22 @@ MODULES = @MODULES@
 
 if __name__ == "__main__":
     run_experiments({"pre": pre, "fit": fit, "post": post, "out_path": "out",
-                     "verbose": False}, [{"x": i} for i in range(3)])
+                     "verbose": False, "backend": sys.argv[1], "num_cpus": 2},
+                    [{"x": i} for i in range(3)])
     print(" ".join(sorted(m for m in MODULES if m in sys.modules)))
 """
 
 
-def test_a_plain_sweep_imports_none_of_the_heavy_modules(tmp_path: Path) -> None:
-    """The script imports none of them itself; a sweep of three runs on ``single`` (stage
-    outputs pickled, provenance recorded, results reduced) leaves them all unimported."""
-    script = write_workflow(tmp_path, SCRIPT.replace("@MODULES@", repr(NOT_IMPORTED)),
+@pytest.mark.parametrize("backend", ["single", "multiprocessing"])
+def test_a_plain_sweep_imports_none_of_the_heavy_modules(tmp_path: Path, backend: str) -> None:
+    """The script imports none of them itself; a sweep of three runs (stage outputs
+    pickled, provenance recorded, results reduced) leaves them all unimported in the
+    driver (``multiprocessing``'s pipes import ``shutil`` themselves)."""
+    modules = NOT_IMPORTED if backend == "single" else tuple(
+        m for m in NOT_IMPORTED if m not in MULTIPROCESSING_NEEDS)
+    script = write_workflow(tmp_path, SCRIPT.replace("@MODULES@", repr(modules)),
                             name="script.py")
-    proc = subprocess.run([sys.executable, str(script)],
+    proc = subprocess.run([sys.executable, str(script), backend],
                           cwd=tmp_path, env=child_env(), capture_output=True, text=True,
                           timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -151,3 +159,17 @@ def test_lease_names_are_random_hex_of_the_length_asked() -> None:
     assert all(len(n) == 12 and int(n, 16) >= 0 for n in names)
     assert len(leases._random_hex(8)) == 8 and len(leases._random_hex(7)) == 7
     assert os.getpid() == int(leases._tag().split("-")[0])
+
+
+def test_a_futures_timeout_is_a_timeout_without_importing_futures_first() -> None:
+    """``concurrent.futures.TimeoutError`` (a class of its own before Python 3.11) still
+    makes the run a timeout; the module is only looked up, never imported for it."""
+    import concurrent.futures as cf
+
+    from dagrun.backends.process.driver import lost_run_failure
+    from dagrun.run.stages import RunTask
+
+    task = RunTask(exp_id=0, rep=0, path="/nonexistent/0", attempt=1)
+    for exc in (cf.TimeoutError(), TimeoutError()):
+        assert lost_run_failure(task, exc, 5.0).kind == "timeout"
+    assert lost_run_failure(task, OSError("gone"), 5.0).kind == "engine"

@@ -21,12 +21,12 @@ kills every process of the sweep when the driver ends, ``kill -9`` included.
 
 The driver's own cost per run is kept independent of how many runs are in flight: the run
 pool reads whatever outcomes arrived in one wait; with GPU slots a finished future puts
-itself into one queue (``add_done_callback``) that ``poll`` waits on.
+itself into one queue (``add_done_callback``) that ``poll`` waits on. ``concurrent.futures``
+(which imports ``logging``: ~5 ms of every sweep's start) is imported with GPU slots only.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import functools
 import os
 import queue
@@ -34,6 +34,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import concurrent.futures as cf
+
     from dagrun.backends.process.slots import SlotPool
 
 from dagrun.backends.base import Backend
@@ -56,7 +58,7 @@ JOIN_TIMEOUT = 30.0
 
 def lost_run_failure(task: RunTask, exc: BaseException, timeout: float) -> Failure:
     """The failure record of a run whose worker process was killed or died."""
-    if isinstance(exc, (cf.TimeoutError, RunTimedOut)):
+    if isinstance(exc, (TimeoutError, RunTimedOut)) or _futures_timeout(exc):
         return timeout_failure(task, timeout)
     if isinstance(exc, WorkerDied):
         return crashed_failure(task, exc.exitcode)
@@ -64,6 +66,13 @@ def lost_run_failure(task: RunTask, exc: BaseException, timeout: float) -> Failu
     if pebble is not None and isinstance(exc, pebble.ProcessExpired):
         return crashed_failure(task, exc.exitcode or 0)
     return lost_run(task, FailureKind.ENGINE, f"{type(exc).__name__}: {exc}")
+
+
+def _futures_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` is ``concurrent.futures.TimeoutError`` (``TimeoutError`` itself
+    from Python 3.11 on); one exists only where something imported that module."""
+    futures = sys.modules.get("concurrent.futures")
+    return futures is not None and isinstance(exc, futures.TimeoutError)
 
 
 class ProcessBackend(Backend):
@@ -191,6 +200,8 @@ class ProcessBackend(Backend):
         return [self._outcome(f, self._futures.pop(f)) for f in finished]
 
     def _outcome(self, future: cf.Future[Any], task: RunTask) -> RunOutcome:
+        import concurrent.futures as cf  # (loaded already: a SlotPool's futures are its)
+
         try:
             outcome: RunOutcome = future.result()
             return outcome
