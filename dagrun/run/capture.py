@@ -482,16 +482,10 @@ class ProcessState:
         if log is None:
             return
         loggers = self.loggers
-        if loggers is None:  # imported during the call: back to how logging starts
-            self.reusable = False
-            root = log.getLogger()
-            root.handlers, dropped = [], root.handlers
-            root.setLevel(log.WARNING)
-            root.propagate, root.disabled = True, False
-            if log.Logger.manager.disable:
-                log.disable(log.NOTSET)
-            self._drop_new_handlers(dropped)
-            return
+        if loggers is None:  # imported during the call: the state before is how it starts
+            loggers = self.loggers = [log.getLogger()]
+            self.handlers, self.settings = [()], [(log.WARNING, True, False)]
+            self.disable = log.NOTSET
         if (list(map(tuple, map(_HANDLERS, loggers))) != self.handlers
                 or list(map(_SETTINGS, loggers)) != self.settings):
             self._restore_loggers()
@@ -501,11 +495,11 @@ class ProcessState:
             self.reusable = False
             self._drop_new_handlers()
 
-    def _drop_new_handlers(self, dropped: list[logging.Handler] | None = None) -> None:
+    def _drop_new_handlers(self) -> None:
         """Remove the handlers of the loggers created during the call (a placeholder that
-        became a logger included); close those (and ``dropped``) no other logger uses."""
+        became a logger included); close those no other logger uses."""
         known = set(map(id, self.loggers or ()))
-        dropped = [] if dropped is None else dropped
+        dropped: list[logging.Handler] = []
         for logger in _loggers(_registered()):
             if logger.handlers and id(logger) not in known:
                 dropped += logger.handlers
