@@ -74,6 +74,18 @@ def _reference(obj: Any) -> tuple[Any, ...] | None:
     return (load_attr, (_alias, qualname)) if found is obj else None
 
 
+def _own_reduction(obj: Any) -> Any:
+    """What both picklers write for ``obj`` before their own rules: a class or function
+    of the workflow script as a reference (``_reference``), an attribute dict whole
+    (``dagrun.code.pickling``); ``None`` for anything else."""
+    if isinstance(obj, (type, types.FunctionType)):
+        return _reference(obj)
+    if isinstance(obj, dict):
+        reduced = pickling.reduce_shared_dict(obj)
+        return None if reduced is NotImplemented else reduced
+    return None
+
+
 def _cloud_pickler() -> type[pickle.Pickler]:
     """``Pickler``, made (and cloudpickle imported) on first use."""
     global _Cloud
@@ -85,15 +97,8 @@ def _cloud_pickler() -> type[pickle.Pickler]:
             and attribute dicts kept whole (``dagrun.code.pickling``)."""
 
             def reducer_override(self, obj: Any) -> Any:
-                if isinstance(obj, (type, types.FunctionType)):
-                    ref = _reference(obj)
-                    if ref is not None:
-                        return ref
-                elif isinstance(obj, dict):
-                    reduced = pickling.reduce_shared_dict(obj)
-                    if reduced is not NotImplemented:
-                        return reduced
-                return super().reducer_override(obj)
+                own = _own_reduction(obj)
+                return own if own is not None else super().reducer_override(obj)
 
         Pickler.__module__ = __name__
         _Cloud = Pickler
@@ -154,17 +159,13 @@ class _Plain(pickle.Pickler):
     (see the module's docstring); it raises ``_NotPlain`` on any other."""
 
     def reducer_override(self, obj: Any) -> Any:
+        own = _own_reduction(obj)
+        if own is not None:
+            return own
         if isinstance(obj, (type, types.FunctionType)):
-            ref = _reference(obj)
-            if ref is not None:
-                return ref
             if obj not in _SINGLETON_TYPES and not _by_reference(obj):
                 raise _NotPlain
             return NotImplemented
-        if isinstance(obj, dict):
-            reduced = pickling.reduce_shared_dict(obj)
-            if reduced is not NotImplemented:
-                return reduced
         cls = type(obj)
         if cls in _CLOUD_TYPES or cls.__module__ in _CLOUD_MODULES:
             raise _NotPlain
