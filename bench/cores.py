@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="RAM-backed folder for the sweeps ('' for the temp folder): a "
                              "disk's own variance would swamp the runners' cost")
     args = parser.parse_args(argv)
-    ram = args.ram if args.ram and os.access(args.ram, os.W_OK) else None
+    ram = floor.ram_folder(args.ram)
     cores = os.cpu_count() or 1
     wanted = WORKERS[:2] if args.quick else WORKERS
     workers = [w for w in wanted if w <= cores]

@@ -36,6 +36,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
+import floor  # noqa: E402
 from planning import checkout  # noqa: E402
 
 SWEEP = """
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--large", type=int, default=2000)
     parser.add_argument("--ram", default="/dev/shm", help="folder for OUT ('' for temp)")
     args = parser.parse_args(argv)
-    ram = args.ram if args.ram and os.access(args.ram, os.W_OK) else None
+    ram = floor.ram_folder(args.ram)
     with contextlib.ExitStack() as stack:
         roots: dict[str, Path] = {"this tree": REPO}
         if args.baseline:

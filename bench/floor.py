@@ -160,6 +160,12 @@ def outside_ms(wall: float, work: float, workers: int, runs: int) -> float:
     return (wall - work / workers) / runs * 1000
 
 
+def ram_folder(asked: str) -> str | None:
+    """The RAM-backed folder a benchmark's ``--ram`` names, when it is there to write in;
+    ``None`` (the temp folder) for ``''`` or one this machine lacks."""
+    return asked if asked and os.access(asked, os.W_OK) else None
+
+
 def serial_sweep(out: str, n: int) -> None:
     """The plain-loop floor."""
     write_results(out, [write_run(out, i) for i in range(n)])

@@ -382,7 +382,7 @@ def main() -> None:
                              "results", "search", "fixed"])
     print(f"dagrun benchmarks on {os.cpu_count()} cores, Python {sys.version.split()[0]}"
           f"{' (quick)' if args.quick else ''}")
-    ram = args.ram if args.ram and os.access(args.ram, os.W_OK) else None
+    ram = floor.ram_folder(args.ram)
     with tempfile.TemporaryDirectory(prefix="dagrun-bench-", dir=ram) as d:
         tmp = Path(d)
         if "overhead" in only:
