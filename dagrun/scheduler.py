@@ -795,9 +795,11 @@ class _Execution:
         return due
 
     def _append_result(self, exp: Experiment, known: dict[int, dict[str, Any]]) -> None:
-        line = reduce.experiment_line(self.prep.sweep, exp, known)
-        if line is not None:
-            self.fresh.texts[exp.exp_id] = self.appender.append(line)
+        entry = reduce.experiment_entry(self.prep.sweep, exp, known)
+        if entry is not None:
+            line, text = entry
+            self.appender.append(text)
+            self.fresh.texts[exp.exp_id] = text
             self.fresh[exp.exp_id] = line
 
 

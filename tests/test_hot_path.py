@@ -20,8 +20,12 @@ from typing import Any
 import pytest
 
 from dagrun.disk import jsontext
-from dagrun.disk.layout import STAGES, RunDir, Stage
+from dagrun.disk.layout import STAGES, RunDir, Stage, SweepDir
 from dagrun.disk.records import Marker
+from dagrun.disk.runs import Experiment
+from dagrun.record import replace
+from dagrun.results import reduce
+from dagrun.results.columns import stats
 from dagrun.run import failures, pending, proctree
 from dagrun.run.stages import RunTask
 
@@ -99,6 +103,33 @@ def test_marker_bytes_are_those_of_the_marker_object(tmp_path: Any) -> None:
         expected = (tmp_path / "fit.done").read_bytes()
         assert Marker.content_now(Stage.FIT, started, finished, 2, code, config, token,
                                   origin) == expected
+
+
+def test_marker_text_is_json_dumps_of_its_fields() -> None:
+    """The marker's format string against ``json.dumps`` of the marker's dict, over
+    random fields: text that JSON escapes (quotes, control and non-ASCII characters),
+    ``None``s, big tokens, stamps across seconds and zones' edges, and fields of other
+    types (a ``str`` or ``int`` subclass: the general encoder writes those)."""
+    rng = random.Random(11)
+    alphabet = ["a", "0", '"', "\\", "\n", "\t", "\x00", "\u00e9", "\u2028", "\U0001f600", "/"]
+
+    def text() -> str | None:
+        if rng.random() < 0.2:
+            return None
+        return "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12)))
+
+    for _ in range(2000):
+        started = rng.choice([0.0, 0.9999999, 1.0, 1e9, 1_700_000_000.0]) + rng.random() * 5
+        finished = started + rng.choice([0.0, 1e-7, 0.0005, 0.9995, 3.25, 86400.5])
+        stage = rng.choice(list(Stage))
+        attempt = rng.choice([1, 2, 99, _Int(3)])
+        token = rng.choice([None, 0, 7, 2**70, _Int(4)])
+        code, config = text(), rng.choice([text(), _Str("d1g")])
+        origin = text()
+        expected = (json.dumps(dict(vars(Marker.now(stage, started, finished, attempt, code,
+                                                     config, token, origin)))) + "\n")
+        assert Marker.content_now(stage, started, finished, attempt, code, config, token,
+                                  origin) == expected.encode()
 
 
 def _announcer(sent: list[bytes]) -> pending._ToWatchdog:
@@ -208,3 +239,64 @@ def test_the_watchdog_process_imports_only_what_its_own_path_needs() -> None:
                 if line.startswith("import time:")}
     assert "select" in imported  # (the listing is read right)
     assert imported.isdisjoint({"json", "subprocess", "threading", "typing", "contextlib"})
+
+
+def _reference_aggregate(per_rep: list[dict[str, Any]]) -> dict[str, Any]:
+    """``aggregate`` as written before its one-repetition path: the general definition."""
+    names: dict[str, None] = {}
+    for scores in per_rep:
+        names.update(dict.fromkeys(scores))
+    out: dict[str, Any] = {name: [scores.get(name) for scores in per_rep] for name in names}
+    for name in names:
+        found = stats(out[name])
+        if found is not None:
+            for key, value in zip((f"mean_{name}", f"std_{name}", f"n_{name}"), found,
+                                  strict=True):
+                if key not in names:
+                    out[key] = value
+    return out
+
+
+def test_aggregate_is_the_general_definition_for_any_repetitions() -> None:
+    """The one-repetition path (and the unrolled statistics) against the general loop,
+    over random metrics: finite and non-finite floats, ints past a float's range, bools,
+    None, text, lists, names that collide with a statistic's key, one to four
+    repetitions with metrics missing from some."""
+    rng = random.Random(5)
+    values = [0.5, -0.0, 1e300, 3, -7, 10**400, True, None, math.nan, math.inf, -math.inf,
+              "text", [1, 2], 2.5]
+    names = ["acc", "loss", "mean_acc", "n_loss", "std_x", "x"]
+    for _ in range(3000):
+        per_rep = [{name: rng.choice(values) for name in rng.sample(names, rng.randrange(
+            0, 5))} for _ in range(rng.randrange(1, 5))]
+        got, expected = reduce.aggregate(per_rep), _reference_aggregate(per_rep)
+        assert list(got) == list(expected)
+        assert json.dumps(got) == json.dumps(expected)
+
+
+def test_a_results_entry_is_the_line_and_its_text(tmp_path: Any) -> None:
+    """``experiment_entry`` (the line of runs that just reported their scores, encoded
+    once) against ``experiment_line`` and the text written of it, non-finite values
+    included (the encoder refuses them: the entry is then made strict first)."""
+    sweep = SweepDir(str(tmp_path))
+    all_scores: list[dict[str, Any]] = [{"a": 0.5}, {"a": math.nan, "b": [1.0, math.inf]},
+                                        {"t": [1, -math.inf]}, {}, {"s": "x", "n": None}]
+    configs: list[dict[str, object]] = [{"lr": 0.1}, {"lr": math.nan, "layers": [1, math.inf]}]
+    for scores in all_scores:
+        for config in configs:
+            exp = Experiment(3, 2, config, "d" * 64)
+            known = {0: scores, 1: dict(scores)}
+            entry = reduce.experiment_entry(sweep, exp, known)
+            assert entry is not None
+            line, text = entry
+            expected = reduce.experiment_line(sweep, exp, known)
+            assert json.dumps(line) == json.dumps(expected)
+            assert text == json.dumps(expected, allow_nan=False) + "\n"
+
+
+def test_a_claimed_task_is_the_task_replaced() -> None:
+    task = RunTask(4, 1, "/out/4/1", 3)
+    assert task.claimed(".attempt-2-h", True) == replace(task, folder=".attempt-2-h",
+                                                         new_folder=True)
+    claimed = task.claimed(".attempt-2-h", True)
+    assert (claimed.folder, claimed.new_folder, claimed.adds) == (".attempt-2-h", True, None)

@@ -169,6 +169,7 @@ def find(sweep: SweepDir, digest: str) -> ValueRef | None:
 
 INLINE_MAX_KB = 8  # basecfg["inline_max_kb"]: values of this size and more are stored
 _SCALARS = (str, int, float, bool, type(None))
+_SCALAR_TYPES = frozenset(_SCALARS)
 _DEPTH = 8  # containers nested deeper than this are left as they are
 
 
@@ -217,6 +218,8 @@ class Externalizer:
 
     def cfg(self, cfg: dict[str, Any]) -> dict[str, Any]:
         """``cfg`` with its big values replaced (``cfg`` itself when it holds none)."""
+        if _SCALAR_TYPES.issuperset(map(type, cfg.values())):  # flat: nothing to store
+            return cfg
         out = self._walk(cfg, 0)
         return out if isinstance(out, dict) else cfg
 

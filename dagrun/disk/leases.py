@@ -833,7 +833,7 @@ class Gate:
                 # claimed the run maybe before our folder was there (so without fencing it)
                 if not os.path.lexists(run.lease):
                     self._unleased[run.path] = name
-                    return replace(task, folder=name, new_folder=made)
+                    return task.claimed(name, made)
                 fence.destroy(run.entry(name))
         if not self._leasing:
             self._start_leasing()

@@ -143,6 +143,8 @@ def make_plan(sweep: SweepDir, experiments: Sequence[Experiment],
 
 def _planned(status: RunStatus, exp: Experiment, code: CodeChanges | None) -> PlannedRun:
     """The one reason of one run."""
+    if not status.done and not status.failed and not status.pruned:  # nothing on disk
+        return PlannedRun(status, Reason.MISSING)  # (nor any code of it to have changed)
     if status.verified or status.pruned:  # a pruned trial is done (dagrun.search)
         return PlannedRun(status, Reason.DONE)
     last = status.last_done

@@ -18,7 +18,7 @@ from collections.abc import Collection, Sequence
 from typing import Any, NamedTuple
 
 from dagrun.config import canonical
-from dagrun.disk import atomic, formatversion
+from dagrun.disk import atomic, formatversion, jsontext
 from dagrun.disk.layout import SweepDir
 from dagrun.disk.runs import Experiment
 from dagrun.errors import UsageError
@@ -132,7 +132,7 @@ def write_plan(sweep: SweepDir, experiments: Sequence[Experiment], settings: dic
     head = json.dumps({"version": PLAN_VERSION, "digests": DIGEST_VERSION,
                        "settings": settings}, allow_nan=True)
     head = head[:-1] + ', "experiments": ['
-    entries = [json.dumps(_entry_of(e, position[e.exp_id]), allow_nan=True) for e in ordered]
+    entries = [jsontext.compact(_entry_of(e, position[e.exp_id])) for e in ordered]
     offsets, pos = [], len(head)
     for entry in entries:
         offsets.append(pos)

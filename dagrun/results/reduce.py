@@ -28,6 +28,7 @@ import os
 import time
 import warnings
 from collections.abc import Collection, Iterable, Mapping
+from math import isfinite
 from typing import Any
 
 from dagrun.disk import atomic, jsontext, trust
@@ -45,19 +46,31 @@ def aggregate(per_rep: list[dict[str, Any]]) -> dict[str, Any]:
     metric, ``mean_M``/``std_M`` (numpy, ddof=0) over the values that are finite numbers and
     ``n_M``, how many those are (``dagrun.results.columns.stats``). A value that is not a
     finite number (NaN, inf, null) stays in the list (as null) and does not enter."""
-    names: dict[str, None] = {}
-    for scores in per_rep:
-        names.update(dict.fromkeys(scores))
-    out: dict[str, Any] = {}
+    names: Mapping[str, Any]
+    if len(per_rep) == 1:  # (one repetition, the usual sweep's: each name's list of one)
+        names = per_rep[0]
+        out: dict[str, Any] = {name: [value] for name, value in names.items()}
+    else:
+        names = {}
+        for scores in per_rep:
+            names.update(dict.fromkeys(scores))
+        out = {name: [scores.get(name) for scores in per_rep] for name in names}
     for name in names:
-        out[name] = [scores.get(name) for scores in per_rep]
-    for name in names:
-        found = stats(out[name])
-        if found is not None:
-            for key, value in zip((f"mean_{name}", f"std_{name}", f"n_{name}"), found,
-                                  strict=True):
-                if key not in names:  # (post refuses such names; an older run may have one)
-                    out[key] = value
+        values = out[name]
+        value = values[0]
+        found = (value, 0.0, 1) if len(values) == 1 and type(value) is float \
+            and isfinite(value) else stats(values)  # (what stats says of one float)
+        if found is None:
+            continue
+        mean, std, count = f"mean_{name}", f"std_{name}", f"n_{name}"
+        # (a name taken by a metric is not written over: post refuses such names; an
+        # older run may have one)
+        if mean not in names:
+            out[mean] = found[0]
+        if std not in names:
+            out[std] = found[1]
+        if count not in names:
+            out[count] = found[2]
     return out
 
 
@@ -71,6 +84,34 @@ def experiment_line(sweep: SweepDir, exp: Experiment,
     (the planner has just verified them), a run read from disk counts only when its post
     marker was written for this experiment's config.
     """
+    line = _line(sweep, exp, known, checked)
+    return None if line is None else dict(atomic.strict_json(line))
+
+
+def experiment_entry(sweep: SweepDir, exp: Experiment,
+                     known: dict[int, dict[str, Any]]) -> tuple[dict[str, Any], str] | None:
+    """``experiment_line`` (``checked``) and its text in results.jsonl, or ``None``. A
+    line that encodes as strict JSON has no non-finite float (the encoder refuses every
+    one, in tuples too), so it is already what ``strict_json`` would make of it: only a
+    line the encoder refuses is copied by ``strict_json`` first."""
+    line = _line(sweep, exp, known, True)
+    if line is None:
+        return None
+    try:
+        return line, _dumps(line)
+    except ValueError:
+        line = dict(atomic.strict_json(line))
+        return line, _dumps(line)
+
+
+def _line(sweep: SweepDir, exp: Experiment, known: dict[int, dict[str, Any]] | None,
+          checked: bool) -> dict[str, Any] | None:
+    """``experiment_line`` before ``strict_json``."""
+    if known and len(known) == exp.repetitions and all(
+            rep in known for rep in range(exp.repetitions)):  # every run just reported
+        return {**exp.config, "experiment_id": exp.exp_id,
+                "out_path": sweep.experiment_path(exp.exp_id),
+                "scores": aggregate([known[rep] for rep in range(exp.repetitions)])}
     per_rep = []
     for rep, run in run_dirs(sweep, exp):
         if known and rep in known:
@@ -90,9 +131,8 @@ def experiment_line(sweep: SweepDir, exp: Experiment,
                           UserWarning, stacklevel=2)
             return None
         per_rep.append(scores)
-    line = {**exp.config, "experiment_id": exp.exp_id,
+    return {**exp.config, "experiment_id": exp.exp_id,
             "out_path": sweep.experiment_path(exp.exp_id), "scores": aggregate(per_rep)}
-    return dict(atomic.strict_json(line))
 
 
 def _dumps(line: dict[str, Any]) -> str:
@@ -126,13 +166,12 @@ class Appender:
         self._size = 0
         self._written_at = 0.0
 
-    def append(self, line: dict[str, Any]) -> str:
-        """Queue one line; written at once unless a write happened less than ``EVERY`` s
-        ago (then by the next ``append``, ``flush_due`` or ``close``). Returns its text
-        (the final rewrite reuses it)."""
-        text = _dumps(line)
+    def append(self, text: str) -> None:
+        """Queue one line (its text, as ``_dumps`` writes it); written at once unless a
+        write happened less than ``EVERY`` s ago (then by the next ``append``,
+        ``flush_due`` or ``close``)."""
         if self._failed:
-            return text
+            return
         data = text.encode()
         self._pending.append(data)
         self._size += len(data)
@@ -140,7 +179,6 @@ class Appender:
             self.flush()
         else:
             self.flush_due()
-        return text
 
     def flush_due(self) -> None:
         """Write the gathered lines when ``EVERY`` s have passed since the last write."""

@@ -38,14 +38,13 @@ from __future__ import annotations
 import contextlib
 import enum
 import faulthandler
-import functools
 import operator
 import os
 import select
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from dagrun.disk import atomic
@@ -65,21 +64,21 @@ class CaptureMode(str, enum.Enum):
 DRAIN_TIMEOUT = 30.0  # seconds to wait for the tee thread to copy what a stage wrote
 
 
-def _separator(attempt: int, host: str) -> str:
+def _separator(attempt: int, host: str) -> bytes:
+    """The line before a later attempt's output in a log, made when needed."""
     when = time.strftime("%Y-%m-%d %H:%M:%S")
-    return f"----- dagrun: attempt {attempt} on {host} at {when} -----\n"
-
-
-Separator = Callable[[], str]  # the line before a later attempt's output, made when needed
+    return f"----- dagrun: attempt {attempt} on {host} at {when} -----\n".encode()
 
 
 class _LazyLog:
     """Opens the log file on the first write, so silent stages leave no file; writes after
     ``close`` are dropped (a stream a stage kept must not raise later)."""
 
-    def __init__(self, path: str, separator: Separator) -> None:
+    __slots__ = ("_closed", "_file", "attempt", "host", "path")
+
+    def __init__(self, path: str, attempt: int, host: str) -> None:
         self.path = path
-        self.separator = separator
+        self.attempt, self.host = attempt, host  # what the separator says
         self._file: IO[bytes] | None = None
         self._closed = False
 
@@ -89,7 +88,7 @@ class _LazyLog:
         if self._file is None:
             self._file = open(self.path, "ab")  # noqa: SIM115
             if self._file.tell() > 0:
-                self._file.write(self.separator().encode())
+                self._file.write(_separator(self.attempt, self.host))
         self._file.write(data)
 
     def flush(self) -> None:
@@ -124,8 +123,8 @@ class _Tee:
 
 
 @contextlib.contextmanager
-def _tee(path: str, separator: Separator) -> Iterator[None]:
-    log = _LazyLog(path, separator)
+def _tee(path: str, attempt: int, host: str) -> Iterator[None]:
+    log = _LazyLog(path, attempt, host)
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
     try:
@@ -178,7 +177,8 @@ class _FdTee:
         self._token = b"\0dagrun-drained-" + os.urandom(8).hex().encode() + b"\0"
         self._pending = [b"", b""]
         self._log: _LazyLog | None = None
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # taken directly where nothing waits (per call)
+        self._cond = threading.Condition(self._lock)
         self._seen = [0, 0]  # drain tokens the thread has passed, per pipe
         self._sent = 0
         self._busy = False  # the thread holds data it read and has not copied yet
@@ -202,8 +202,8 @@ class _FdTee:
                 cls._instance = cls()
         return cls._instance
 
-    def capture(self, path: str, separator: Separator) -> _TeeCall:
-        return _TeeCall(self, _LazyLog(path, separator))
+    def capture(self, path: str, attempt: int, host: str) -> _TeeCall:
+        return _TeeCall(self, path, attempt, host)
 
     def hold(self) -> None:
         """Keep 1 and 2 on the pipes between calls too, until as many ``release`` calls."""
@@ -249,7 +249,7 @@ class _FdTee:
         if not self._held:
             self._to_terminal()
         self._drain()
-        with self._cond:
+        with self._lock:  # the thread writes to the log it reads under the lock
             self._log = None
         log.close()
 
@@ -315,37 +315,40 @@ class _FdTee:
             atomic.write_all(self._terminal[index], data)
 
 
-class _TeeCall:
-    """One stage call's output through the process's ``_FdTee`` (a class, not a generator:
-    this runs three times per run)."""
+class _TeeCall(_LazyLog):
+    """One stage call's output through the process's ``_FdTee``: the call's log, and the
+    context that sends output to it (one object, not a generator: three a run)."""
 
-    __slots__ = ("_log", "_tee")
+    __slots__ = ("_tee",)
 
-    def __init__(self, tee: _FdTee, log: _LazyLog) -> None:
-        self._tee, self._log = tee, log
+    def __init__(self, tee: _FdTee, path: str, attempt: int, host: str) -> None:
+        self._tee = tee
+        self.path, self.attempt, self.host = path, attempt, host
+        self._file = None
+        self._closed = False
 
     def __enter__(self) -> None:
-        self._tee.begin(self._log)
+        self._tee.begin(self)
 
     def __exit__(self, *exc: object) -> None:
-        self._tee.end(self._log)
+        self._tee.end(self)
 
 
 class _FdCall:
     """One stage call's output straight into its log: file descriptors 1 and 2 point at it
     (``faulthandler`` writes a crash's traceback to 2: the log, too)."""
 
-    __slots__ = ("_fd", "_path", "_saved", "_separator", "_start")
+    __slots__ = ("_attempt", "_fd", "_host", "_path", "_saved", "_start")
 
-    def __init__(self, path: str, separator: Separator) -> None:
-        self._path, self._separator = path, separator
+    def __init__(self, path: str, attempt: int, host: str) -> None:
+        self._path, self._attempt, self._host = path, attempt, host
 
     def __enter__(self) -> None:
         _flush_std()
         self._fd = fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         size = os.fstat(fd).st_size
         if size:
-            os.write(fd, self._separator().encode())
+            os.write(fd, _separator(self._attempt, self._host))
             size = os.lseek(fd, 0, os.SEEK_END)
         self._start = size
         # where 1 and 2 point now (per call: a process that hosts runs may move them
@@ -572,11 +575,10 @@ def held_output() -> Iterator[None]:
 def capture(mode: CaptureMode, path: str, attempt: int,
             host: str) -> contextlib.AbstractContextManager[None]:
     """Context manager that sends what the code inside prints to ``path``."""
-    separator = functools.partial(_separator, attempt, host)
     if mode is CaptureMode.FD:
-        return _FdCall(path, separator)
+        return _FdCall(path, attempt, host)
     tee = _FdTee.get()
-    return tee.capture(path, separator) if tee is not None else _tee(path, separator)
+    return tee.capture(path, attempt, host) if tee is not None else _tee(path, attempt, host)
 
 
 LOG_CAP = 10 * 1024 * 1024  # bytes a stage log keeps: its head and its tail, cut between

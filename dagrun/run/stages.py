@@ -71,6 +71,12 @@ class RunTask:
     # identity; an attempt after this one (a retry) never has it
     new_folder: bool = field(default=False, compare=False, repr=False)
 
+    def claimed(self, folder: str, new_folder: bool) -> RunTask:
+        """This task, to write through the attempt folder ``folder`` (``replace``'s result,
+        made directly: once per run)."""
+        return RunTask(self.exp_id, self.rep, self.path, self.attempt, folder, self.adds,
+                       new_folder)
+
     def retry(self) -> RunTask:
         """The next attempt of this run, by the same holder (same attempt folder)."""
         return replace(self, attempt=self.attempt + 1, new_folder=False)
@@ -315,12 +321,17 @@ class RunCfg:
         self._blob: _Blob | None = None
         self._deep: list[str] = []
         self._shared: list[str] = []
-        self._plain = _plain(cfg)
+        # flat (text keys, plain leaves only, the usual sweep's cfg): a copy of the dict
+        self._flat = _STR.issuperset(map(type, cfg)) \
+            and _PLAIN_LEAVES.issuperset(map(type, cfg.values()))
+        self._plain = self._flat or _plain(cfg)
         self._first: dict[str, Any] | None = None if self._plain else self._plan(memory,
                                                                                   warnings)
 
     def fresh(self) -> dict[str, Any]:
         """A copy of the cfg that no other stage call receives."""
+        if self._flat:
+            return self._cfg.copy()
         if self._plain:
             copied: dict[str, Any] = _copy_plain(self._cfg)
             return copied
@@ -377,6 +388,7 @@ class RunCfg:
 
 
 _PLAIN_LEAVES = frozenset({str, int, float, bool, type(None)})
+_STR = frozenset({str})
 _PLAIN_MAX = 256  # values a plain cfg may hold: beyond, one pickle copies faster
 
 
@@ -465,8 +477,10 @@ class StageRunner:
         try:
             if task.folder is None:
                 atomic.makedirs(run.path)
-            else:
-                via.check()  # claimed by another before this attempt began
+            elif not task.new_folder:  # claimed by another before this attempt began?
+                via.check()
+            # (a new folder holds nothing to read: its first write, config.json, commits
+            # through the attempt folder and fails as ``Superseded`` when it was fenced)
             resume = find_resume_point(run, via, task.new_folder)
             warnings.extend(resume.warnings)
             if resume.start is not None:
