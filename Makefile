@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo screenshot test test-fast bytecode lint bench bench-quick bench-cores bench-behaviour system-deps clean
+.PHONY: venv demo screenshot test test-fast bytecode records lint bench bench-quick bench-cores bench-behaviour system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,11 @@ bytecode: $(STAMP)
 ## for iteration (under 5 minutes); `make test` runs everything
 test-fast: $(STAMP) bytecode
 	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "not service and not chaos"
+
+## records: rewrite dagrun/record_inits.py (each record's __init__, compiled with the
+## package) after adding or changing a record class; a test fails while it is stale
+records: $(STAMP)
+	$(PY) scripts/record_inits.py
 
 ## lint: ruff and mypy (strict) over the package and its tests; part of `make test`
 lint: $(STAMP)

@@ -27,7 +27,8 @@ from dagrun.code.workflow import MOVED_MODULES
 
 ROOT = Path(__file__).resolve().parent.parent / "dagrun"
 
-BASE = ("dagrun.errors", "dagrun.config", "dagrun.progress", "dagrun.version", "dagrun.record")
+BASE = ("dagrun.errors", "dagrun.config", "dagrun.progress", "dagrun.version", "dagrun.record",
+        "dagrun.record_inits")
 LAYERS = [BASE, ("dagrun.disk",), ("dagrun.code",), ("dagrun.search",), ("dagrun.run",),
           ("dagrun.results",), ("dagrun.backends",), ("dagrun.worker",)]
 TOP = ("dagrun", "dagrun.__main__", "dagrun.api", "dagrun.cli", "dagrun.scheduler",

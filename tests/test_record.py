@@ -10,6 +10,7 @@ import pickle
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -179,7 +180,8 @@ def test_init_is_compiled_on_first_use_and_records_pickle() -> None:
                            check=True)
     assert fresh.stdout.split() == [b"True"]  # imported, not compiled: the stand-in
     task = RunTask(exp_id=1, rep=0, path="/o/1", attempt=1)
-    assert RunTask.__init__.__code__.co_filename == "<string>"  # compiled now
+    # made now, by the maker dagrun.record_inits holds for its exact source
+    assert RunTask.__init__.__code__.co_filename.endswith("record_inits.py")
     again = pickle.loads(pickle.dumps(task))
     assert again == task and again is not task
     assert rec.replace(again, attempt=2).attempt == 2
@@ -193,6 +195,39 @@ def test_init_is_compiled_on_first_use_and_records_pickle() -> None:
                           capture_output=True, timeout=60, check=True)
     assert proc.stdout.decode().split() == ["True", "RunTask(", "3"]
     assert rec.field_names(RunOutcome)[0] == "task"
+
+
+def test_a_record_of_no_precompiled_source_is_compiled_and_makers_are_exact() -> None:
+    """A record ``dagrun.record_inits`` holds no maker for (a user's, or one of dagrun's
+    changed since the file was written) is compiled from its source; a maker taken from
+    the file makes the record the compiled source makes."""
+    @rec.record(frozen=True)
+    class Local:
+        a: int
+        b: list[int] = rec.field(default_factory=list)
+
+    local = Local(1)
+    assert Local.__init__.__code__.co_filename == "<string>" and local.b == []
+    from dagrun.record_inits import MAKERS
+    from dagrun.run.stages import RunTask
+
+    source, names = rec.init_text(RunTask)
+    scope: dict[str, Any] = {}
+    exec(source, {}, scope)
+    maker: Callable[..., Any] = MAKERS[source]
+    compiled, taken = scope["__make__"](*names.values()), maker(*names.values())
+    assert compiled.__code__.co_code == taken.__code__.co_code
+    assert compiled.__code__.co_varnames == taken.__code__.co_varnames
+    assert compiled.__defaults__ == taken.__defaults__
+
+
+def test_the_precompiled_makers_are_those_of_dagruns_records() -> None:
+    """``dagrun/record_inits.py`` is what ``scripts/record_inits.py`` writes for the
+    records as they are now (else ``make records``; a stale file is only slower)."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "record_inits.py"
+    proc = subprocess.run([sys.executable, str(script), "--check"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_no_dagrun_module_imports_dataclasses() -> None:

@@ -111,9 +111,11 @@ def fence_others(run: RunDir, keep: str | None) -> int:
 def destroy(path: str) -> bool:
     """Empty and remove a folder that a late writer may still be writing into; returns
     whether it is gone (it is tried again by the next claim otherwise)."""
-    with contextlib.suppress(OSError):  # the usual case: empty (one call, no listing)
+    try:  # the usual case: empty (one call, no listing)
         os.rmdir(path)
         return True
+    except OSError:
+        pass
     for attempt in range(_EMPTY_TRIES):
         try:
             names = os.listdir(path)
@@ -139,10 +141,11 @@ class Attempt:
     attempt folder (``folder`` ``None``: straight into the run, unfenced: for code that
     holds no claim, such as ``clean`` and tests)."""
 
-    __slots__ = ("_inside", "folder", "run", "token")
+    __slots__ = ("_inside", "folder", "name", "run", "token")
 
     def __init__(self, run: RunDir, name: str | None) -> None:
         self.run = run
+        self.name = name  # the attempt folder's name in the run (``None``: unfenced)
         self.folder = None if name is None else run.entry(name)
         # the lease token this attempt writes under (``None``: unfenced)
         self.token = None if name is None else token_of(name)

@@ -827,8 +827,10 @@ class Gate:
                     pass
                 except FileNotFoundError:  # OUT/<id> of a run of several repetitions
                     os.makedirs(run.path, mode=0o755, exist_ok=True)
-                with contextlib.suppress(FileExistsError):
+                try:  # noqa: SIM105 - cheaper than suppress (once per run)
                     fence.create(run, name)
+                except FileExistsError:
+                    pass
                 # a lease here: a worker shares OUT without an announcement (deleted), and
                 # claimed the run maybe before our folder was there (so without fencing it)
                 if not os.path.lexists(run.lease):

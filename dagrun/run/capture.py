@@ -197,10 +197,13 @@ class _FdTee:
                 return None
         except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation included
             return None
-        with cls._setup_lock:
-            if cls._instance is None:
-                cls._instance = cls()
-        return cls._instance
+        instance = cls._instance  # set once, never unset: no lock needed to read it
+        if instance is None:
+            with cls._setup_lock:
+                if cls._instance is None:
+                    cls._instance = cls()
+                instance = cls._instance
+        return instance
 
     def capture(self, path: str, attempt: int, host: str) -> _TeeCall:
         return _TeeCall(self, path, attempt, host)

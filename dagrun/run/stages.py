@@ -147,7 +147,7 @@ def find_resume_point(run: RunDir, via: Attempt | None = None,
     """
     if new_folder:  # made for this attempt a moment ago: nothing of the run in it
         return _Resume(Stage.PRE, names=frozenset(
-            () if via is None or via.folder is None else (os.path.basename(via.folder),)))
+            () if via is None or via.name is None else (via.name,)))
     try:
         names = set(os.listdir(run.path))
     except FileNotFoundError:
