@@ -650,7 +650,7 @@ class _Execution:
                             self._taken_over(outcome.task)
                             gate.park(outcome.task)
                             continue
-                        gate.release(outcome.task)
+                        gate.release(outcome.task, outcome.ok)
                         finished += 1
                         self._record(outcome, backend.running())
                         if outcome.ok:

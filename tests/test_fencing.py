@@ -198,3 +198,70 @@ def test_only_a_folder_the_driver_just_made_is_admitted_as_new(tmp_path: Path) -
         assert not fresh.retry().new_folder
         gate.release(fresh)
         gate.release(there)
+
+
+def test_the_attempt_folder_of_a_run_that_ended_well_moves_to_the_next(tmp_path: Path) -> None:
+    """Unleased, a run that ended well leaves its (empty) attempt folder for the next run
+    admitted, which gets it by one rename, not a new folder; a spare fenced meanwhile (a
+    claim of its run removed it) is passed over, a run that failed has its folder removed,
+    the switch to leasing and the gate's end remove the spares: no run keeps one."""
+    from dagrun.run.stages import RunTask
+
+    out = tmp_path / "out"
+    sweep = SweepDir(str(out))
+    (out / ".dagrun").mkdir(parents=True)
+    made: list[str] = []
+    real_create = fence.create
+
+    def counting_create(run: RunDir, name: str) -> str:
+        made.append(run.path)
+        return real_create(run, name)
+
+    def task(i: int) -> RunTask:
+        return RunTask(i, 0, str(out / str(i)))
+
+    fence.create = counting_create
+    try:
+        with leases.Gate(sweep, 60.0) as gate:
+            first = gate.admit(task(0))
+            assert first is not None and first.folder is not None
+            gate.release(first, ended_well=True)
+            assert (out / "0" / first.folder).is_dir()  # kept as a spare, in its run
+            second = gate.admit(task(1))
+            assert second is not None and second.folder == first.folder
+            assert (out / "1" / first.folder).is_dir()
+            assert not (out / "0" / first.folder).exists()  # moved, not copied
+            assert made == [first.path]  # one folder made for the two runs
+            Attempt(RunDir(second.path), second.folder).write_bytes(
+                RunDir(second.path).marker(Stage.PRE), b"{}")  # commits through it
+            gate.release(second, ended_well=True)
+            fence.fence_others(RunDir(second.path), keep=None)  # a claim fences the spare
+            third = gate.admit(task(2))
+            assert third is not None and made == [first.path, third.path]
+            gate.release(third, ended_well=False)  # failed: its folder is removed
+            assert not (out / "2" / third.folder).exists()
+            fourth = gate.admit(task(3))
+            assert fourth is not None and made[-1] == fourth.path
+            gate.release(fourth, ended_well=True)
+        assert not (out / "3" / fourth.folder).exists()  # the gate's end removed it
+    finally:
+        fence.create = real_create
+    leftovers = [p for p in out.glob("*/.*") if p.name.startswith((fence.PREFIX, ".fenced-"))]
+    assert leftovers == []
+
+
+def test_the_switch_to_leasing_removes_the_spare_attempt_folders(tmp_path: Path) -> None:
+    from dagrun.run.stages import RunTask
+
+    out = tmp_path / "out"
+    (out / ".dagrun").mkdir(parents=True)
+    with leases.Gate(SweepDir(str(out)), 60.0) as gate:
+        done = gate.admit(RunTask(0, 0, str(out / "0")))
+        assert done is not None and done.folder is not None
+        gate.release(done, ended_well=True)
+        assert (out / "0" / done.folder).is_dir()
+        gate._start_leasing()  # a worker was seen: leases' folders are named by token
+        assert gate.leasing and not (out / "0" / done.folder).exists()
+        leased = gate.admit(RunTask(1, 0, str(out / "1")))
+        assert leased is not None and leased.folder != done.folder
+        gate.release(leased, ended_well=True)
