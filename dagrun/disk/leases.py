@@ -885,9 +885,11 @@ class Gate:
         attempt folder ``name``: one ``rename``, where a new folder costs a ``mkdir`` and
         the spare's removal an ``rmdir``; on ext4 those two take ~0.3-0.4 ms of CPU a run
         (a directory block allocated and freed), the rename ~12 us. The folder appears in
-        the run at once, as a ``mkdir`` makes it, so the fencing is the same; a spare gone
-        meanwhile (fenced by a claim of its run) fails the rename: ``False``, and the
-        caller makes a new one."""
+        the run at once, as a ``mkdir`` makes it, so the fencing is the same. A spare gone
+        meanwhile (fenced by a claim of its run) fails its rename and the next is tried;
+        ``False`` (the caller makes a new folder) when none is left or ``run`` cannot take
+        one. A driver killed meanwhile leaves its spares (empty, hidden) in finished runs,
+        as it leaves the folders of the runs it had in flight."""
         while self._spare:
             spare = self._spare.pop()
             try:

@@ -325,7 +325,7 @@ class _TeeCall(_LazyLog):
     __slots__ = ("_tee",)
 
     def __init__(self, tee: _FdTee, path: str, attempt: int, host: str) -> None:
-        self._tee = tee
+        self._tee = tee  # (then ``_LazyLog.__init__``'s fields, set here: a call less)
         self.path, self.attempt, self.host = path, attempt, host
         self._file = None
         self._closed = False
