@@ -144,25 +144,31 @@ def overhead(tmp: Path, sizes: list[int], repeat: int) -> None:
     rows: list[list[str]] = []
     for n in sizes:
         rounds: dict[str, list[float]] = {"serial": [], "pool": [], "single": [], "mp": []}
-        for _ in range(repeat):
+        for _ in range(repeat):  # each side right after its floor
             rounds["serial"].append(
                 _child(FLOOR_SERIAL, _fresh(tmp, "floor"), str(n))["seconds"])
-            rounds["pool"].append(
-                _child(FLOOR_POOL_CODE, _fresh(tmp, "pool"), str(n), "0")["seconds"])
             rounds["single"].append(_child(DAGRUN_NOOP, _fresh(tmp, "single"), str(n),
                                            "single", "0")["seconds"])
+            rounds["pool"].append(
+                _child(FLOOR_POOL_CODE, _fresh(tmp, "pool"), str(n), "0")["seconds"])
             rounds["mp"].append(_child(DAGRUN_NOOP, _fresh(tmp, "mp"), str(n),
                                        "multiprocessing", "0")["seconds"])
         serial, pool, single, mp = (statistics.median(rounds[k])
                                     for k in ("serial", "pool", "single", "mp"))
+        # each ratio is the median of the rounds' own ratios: a round measures dagrun
+        # seconds after its floor, so a machine whose speed drifts between rounds (a shared
+        # one does, by 10-40 %) moves both sides of a round's ratio alike
+        single_x = statistics.median(d / f for d, f in zip(rounds["single"], rounds["serial"],
+                                                           strict=True))
+        mp_x = statistics.median(d / f for d, f in zip(rounds["mp"], rounds["pool"],
+                                                       strict=True))
         ms = 1000 / n
         _row(rows, n, "plain loop (floor)", f"{serial * ms:.3f}", "1.00")
-        _row(rows, n, "dagrun single", f"{single * ms:.3f}", f"{single / serial:.2f}")
+        _row(rows, n, "dagrun single", f"{single * ms:.3f}", f"{single_x:.2f}")
         _row(rows, n, f"multiprocessing.Pool({WORKERS}) (floor)", f"{pool * ms:.3f}", "1.00")
-        _row(rows, n, f"dagrun multiprocessing -j {WORKERS}", f"{mp * ms:.3f}",
-             f"{mp / pool:.2f}")
+        _row(rows, n, f"dagrun multiprocessing -j {WORKERS}", f"{mp * ms:.3f}", f"{mp_x:.2f}")
     _print(f"Per-run overhead, no-op runs (wall ms per run, median of {repeat} rounds; "
-           "ratio to its floor)",
+           "ratio to its floor: the median of the rounds' ratios)",
            ["runs", "what", "ms/run", "x floor"], rows)
 
 
