@@ -130,6 +130,9 @@ def test_marker_text_is_json_dumps_of_its_fields() -> None:
                                                      config, token, origin)))) + "\n")
         assert Marker.content_now(stage, started, finished, attempt, code, config, token,
                                   origin) == expected.encode()
+    whole = Marker.now(Stage.PRE, 1_700_000_000, 1_700_000_002, 1, None, None, 0, None)
+    assert Marker.content_now(Stage.PRE, 1_700_000_000, 1_700_000_002, 1, None, None, 0,
+                              None) == (json.dumps(dict(vars(whole))) + "\n").encode()
 
 
 def _announcer(sent: list[bytes]) -> pending._ToWatchdog:

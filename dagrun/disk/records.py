@@ -96,7 +96,8 @@ class Marker:
                     origin: str | None) -> bytes:
         """The bytes ``now(...).write`` commits, without the object (three markers a run:
         a frozen record's ``__init__`` and ``vars`` cost more than the JSON)."""
-        if type(attempt) is int and (token is None or type(token) is int) \
+        if type(started) is float and type(finished) is float and type(attempt) is int \
+                and (token is None or type(token) is int) \
                 and _text_or_none(code) and _text_or_none(config) and _text_or_none(origin):
             return _marker_text(stage, started, finished, attempt, code, config, token,
                                 origin)
