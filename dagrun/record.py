@@ -14,7 +14,8 @@ behaviour a dataclass has, differently made:
 * ``__init__`` is compiled from its source as ``dataclasses`` would write it (positional
   or keyword arguments, defaults, factories, ``__post_init__``), but on the class's first
   instantiation, in whichever process that happens, so a class a sweep never makes costs
-  nothing. Compiled, it is as fast as the dataclass's.
+  nothing. Compiled, it is as fast as the dataclass's. dagrun's own records find theirs
+  compiled already in ``dagrun.record_inits`` (generated: ``make records``).
 
 Rules kept from ``dataclasses`` (``tests/test_record.py`` holds each against a dataclass):
 fields in declaration order, a base record's first; ``ClassVar`` annotations are not
@@ -162,15 +163,13 @@ def _precompiled() -> dict[str, Callable[..., Any]]:
     when that module is missing)."""
     global _makers
     if _makers is None:
-        makers: dict[str, Callable[..., Any]] = {}
         try:
             from dagrun import record_inits
 
-            makers = record_inits.MAKERS
+            _makers = record_inits.MAKERS
         except ImportError:
-            pass
-        _makers = makers
-    return makers if _makers is None else _makers
+            _makers = {}
+    return _makers
 
 
 def init_text(cls: type) -> tuple[str, dict[str, Any]]:
