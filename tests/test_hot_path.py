@@ -275,6 +275,9 @@ def test_aggregate_is_the_general_definition_for_any_repetitions() -> None:
         got, expected = reduce.aggregate(per_rep), _reference_aggregate(per_rep)
         assert list(got) == list(expected)
         assert json.dumps(got) == json.dumps(expected)
+    for value in [*values, 1e-300, -0.0, 2.0**60, float(2**53 + 1)]:
+        # one value takes stats' shortcut; beside a null it takes the general way
+        assert json.dumps(stats([value])) == json.dumps(stats([value, None]))
 
 
 def test_a_results_entry_is_the_line_and_its_text(tmp_path: Any) -> None:

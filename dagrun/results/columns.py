@@ -139,6 +139,8 @@ def stats(values: Sequence[Any]) -> Stats | None:
 
     The one definition of a metric's statistics: results.jsonl's ``mean_M``/``std_M``/
     ``n_M`` are written with it and every reader recomputes with it."""
+    if len(values) == 1 and type(values[0]) is float and isfinite(values[0]):
+        return values[0], 0.0, 1  # (one repetition's finite float: the usual line's case)
     nums = [v for v in values if is_number(v)]
     if not nums and not any(type(v) in _NUMBER_TYPES for v in values) \
             and any(v is not None for v in values):

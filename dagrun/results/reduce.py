@@ -28,13 +28,12 @@ import os
 import time
 import warnings
 from collections.abc import Collection, Iterable, Mapping
-from math import isfinite
 from typing import Any
 
 from dagrun.disk import atomic, jsontext, trust
 from dagrun.disk.layout import Stage, SweepDir
 from dagrun.disk.records import Marker, read_scores
-from dagrun.disk.runs import Experiment, run_dirs
+from dagrun.disk.runs import Experiment
 from dagrun.errors import DagrunWarning
 from dagrun.results import columnscache
 from dagrun.results.columns import stats
@@ -56,10 +55,7 @@ def aggregate(per_rep: list[dict[str, Any]]) -> dict[str, Any]:
             names.update(dict.fromkeys(scores))
         out = {name: [scores.get(name) for scores in per_rep] for name in names}
     for name in names:
-        values = out[name]
-        value = values[0]
-        found = (value, 0.0, 1) if len(values) == 1 and type(value) is float \
-            and isfinite(value) else stats(values)  # (what stats says of one float)
+        found = stats(out[name])
         if found is None:
             continue
         mean, std, count = f"mean_{name}", f"std_{name}", f"n_{name}"
@@ -107,16 +103,12 @@ def experiment_entry(sweep: SweepDir, exp: Experiment,
 def _line(sweep: SweepDir, exp: Experiment, known: dict[int, dict[str, Any]] | None,
           checked: bool) -> dict[str, Any] | None:
     """``experiment_line`` before ``strict_json``."""
-    if known and len(known) == exp.repetitions and all(
-            rep in known for rep in range(exp.repetitions)):  # every run just reported
-        return {**exp.config, "experiment_id": exp.exp_id,
-                "out_path": sweep.experiment_path(exp.exp_id),
-                "scores": aggregate([known[rep] for rep in range(exp.repetitions)])}
     per_rep = []
-    for rep, run in run_dirs(sweep, exp):
-        if known and rep in known:
+    for rep in range(exp.repetitions):
+        if known and rep in known:  # (a run that just reported: its folder is not looked at)
             per_rep.append(known[rep])
             continue
+        run = sweep.run_dir(exp.exp_id, rep, exp.repetitions)
         if checked:
             if not os.path.exists(run.marker(Stage.POST)):
                 return None
@@ -128,7 +120,7 @@ def _line(sweep: SweepDir, exp: Experiment, known: dict[int, dict[str, Any]] | N
         if scores is None:
             warnings.warn(f"{run.artifact(Stage.POST)} cannot be read: experiment {exp.exp_id} "
                           "is left out of results.jsonl until an execute recomputes it",
-                          UserWarning, stacklevel=2)
+                          UserWarning, stacklevel=3)
             return None
         per_rep.append(scores)
     return {**exp.config, "experiment_id": exp.exp_id,

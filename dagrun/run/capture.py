@@ -325,10 +325,8 @@ class _TeeCall(_LazyLog):
     __slots__ = ("_tee",)
 
     def __init__(self, tee: _FdTee, path: str, attempt: int, host: str) -> None:
-        self._tee = tee  # (then ``_LazyLog.__init__``'s fields, set here: a call less)
-        self.path, self.attempt, self.host = path, attempt, host
-        self._file = None
-        self._closed = False
+        super().__init__(path, attempt, host)
+        self._tee = tee
 
     def __enter__(self) -> None:
         self._tee.begin(self)
