@@ -250,6 +250,24 @@ def test_the_attempt_folder_of_a_run_that_ended_well_moves_to_the_next(tmp_path:
     assert leftovers == []
 
 
+def test_spare_attempt_folders_are_bounded(tmp_path: Path) -> None:
+    """Runs admitted ahead and ending together keep ``SPARES`` folders at most (what a
+    driver killed then would leave behind); the others are removed at once."""
+    from dagrun.run.stages import RunTask
+
+    out = tmp_path / "out"
+    (out / ".dagrun").mkdir(parents=True)
+    count = leases.Gate.SPARES + 5
+    with leases.Gate(SweepDir(str(out)), 60.0) as gate:
+        tasks = [gate.admit(RunTask(i, 0, str(out / str(i)))) for i in range(count)]
+        for task in tasks:
+            assert task is not None
+            gate.release(task, ended_well=True)
+        kept = [p for p in out.glob(f"*/{fence.PREFIX}*")]
+        assert len(kept) == leases.Gate.SPARES
+    assert list(out.glob(f"*/{fence.PREFIX}*")) == []
+
+
 def test_the_switch_to_leasing_removes_the_spare_attempt_folders(tmp_path: Path) -> None:
     from dagrun.run.stages import RunTask
 

@@ -878,7 +878,8 @@ class Gate:
             else:
                 fence.destroy(RunDir(task.path).entry(name))
 
-    SPARES = 64  # empty attempt folders kept at most (a pool's window needs a few)
+    SPARES = 8  # empty attempt folders kept at most: a run reuses one as soon as it is
+    # admitted, so a few do; what a driver killed meanwhile leaves in finished runs is bounded
 
     def _reuse(self, run: RunDir, name: str) -> bool:
         """Move a spare attempt folder (empty, in a finished run) into ``run`` as its
@@ -888,8 +889,8 @@ class Gate:
         the run at once, as a ``mkdir`` makes it, so the fencing is the same. A spare gone
         meanwhile (fenced by a claim of its run) fails its rename and the next is tried;
         ``False`` (the caller makes a new folder) when none is left or ``run`` cannot take
-        one. A driver killed meanwhile leaves its spares (empty, hidden) in finished runs,
-        as it leaves the folders of the runs it had in flight."""
+        one. A driver killed meanwhile leaves its spares (empty, hidden, ``SPARES`` at most)
+        in finished runs, as it leaves the folders of the runs it had in flight."""
         while self._spare:
             spare = self._spare.pop()
             try:
