@@ -214,6 +214,9 @@ def test_kill_9_mid_sweep_then_resume_gives_the_same_results(awkward_dir: Path,
     assert markers(sweep.out) == {(s, e, r) for s in STAGES for e in range(6) for r in (0, 1)}
     assert without_fit_time(sweep.results(), sweep.out) == \
         without_fit_time(reference.results(), reference.out)
+    # the killed driver's attempt folders (runs in flight, spares) went with the resume
+    left = [p for p in sweep.out.rglob(".*") if p.name.startswith((".attempt-", ".fenced-"))]
+    assert left == [] and not (sweep.out / ".dagrun" / "spares").exists()
 
 
 # --------------------------------------------------------------------------------------------

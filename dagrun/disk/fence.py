@@ -84,9 +84,10 @@ def create(run: RunDir, name: str) -> str:
     return path
 
 
-def fence_others(run: RunDir, keep: str | None) -> int:
-    """Fence every attempt folder of ``run`` but ``keep``; returns how many were. Called
-    by a new holder right after its claim, before it reads the run's state."""
+def fence_others(run: RunDir, keep: str | None, token: int | None = None) -> int:
+    """Fence every attempt folder of ``run`` but ``keep`` (with ``token``: every one of that
+    token), and remove what an earlier fence left; returns how many were fenced. Called by a
+    new holder right after its claim, before it reads the run's state."""
     try:
         names = os.listdir(run.path)
     except FileNotFoundError:
@@ -94,6 +95,8 @@ def fence_others(run: RunDir, keep: str | None) -> int:
     fenced = 0
     for name in names:
         if name == keep or not (name.startswith(PREFIX) or name.startswith(_FENCED)):
+            continue
+        if token is not None and name.startswith(PREFIX) and token_of(name) != token:
             continue
         path = run.entry(name)
         if name.startswith(PREFIX):

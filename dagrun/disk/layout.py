@@ -219,6 +219,13 @@ class SweepDir:
         LeaseIndex``): live holders are found without reading every run."""
         return os.path.join(self.state, "leases")
 
+    @property
+    def spares(self) -> str:
+        """Folder of the empty attempt folders a driver keeps between runs, each moved into
+        the next run it admits (``dagrun.disk.leases.Gate``); the next driver removes what
+        a driver killed left here."""
+        return os.path.join(self.state, "spares")
+
     def worker_file(self, worker: str) -> str:
         """The announcement of worker ``worker`` (its ``Holder.worker`` id)."""
         return os.path.join(self.workers, f"{worker}.json")

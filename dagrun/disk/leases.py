@@ -745,9 +745,10 @@ class Gate:
         self._leasing = False
         self._unleased: dict[str, str] = {}  # run path -> attempt folder, before leasing
         self._unleased_name = fence.folder_name(0, self.holder.worker)
-        # empty attempt folders of runs that ended well, each still in its run's folder,
+        # empty attempt folders of runs that ended well, kept in OUT/.dagrun/spares and
         # moved into the next run admitted instead of a new one (``_reuse``)
         self._spare: list[str] = []
+        self._spares_made = 0
         self.taken: list[str] = []  # runs claimed by others while this driver executed them
         self._closed = False
         self._stop = threading.Event()
@@ -755,6 +756,7 @@ class Gate:
                                          daemon=True)
 
     def __enter__(self) -> Gate:
+        self._remove_dead_spares()
         if workers_present(self.sweep):
             self._start_leasing()
         else:
@@ -832,6 +834,8 @@ class Gate:
                     pass
                 except FileNotFoundError:  # OUT/<id> of a run of several repetitions
                     os.makedirs(run.path, mode=0o755, exist_ok=True)
+                if not made:  # a run resumed: a killed driver's attempt folder is fenced
+                    fence.fence_others(run, name, token=0)
                 if not self._reuse(run, name):
                     try:  # noqa: SIM105 - cheaper than suppress (once per run)
                         fence.create(run, name)
@@ -873,24 +877,44 @@ class Gate:
             name = self._unleased.pop(task.path, None)
             if name is None:
                 self.heartbeat.release(RunDir(task.path))
-            elif ended_well and len(self._spare) < self.SPARES:
-                self._spare.append(RunDir(task.path).entry(name))
-            else:
-                fence.destroy(RunDir(task.path).entry(name))
+                return
+            folder = RunDir(task.path).entry(name)
+            if not (ended_well and len(self._spare) < self.SPARES and self._keep(folder)):
+                fence.destroy(folder)
 
     SPARES = 8  # empty attempt folders kept at most: a run reuses one as soon as it is
-    # admitted, so a few do; what a driver killed meanwhile leaves in finished runs is bounded
+    # admitted, so a few do; runs admitted ahead that end together (a sweep's tail) make more
+
+    def _keep(self, folder: str) -> bool:
+        """Move the empty attempt folder of a run that ended well out of the run, into
+        OUT/.dagrun/spares, for ``_reuse``: so no finished run holds it, and what a driver
+        killed meanwhile leaves is in one place, which the next driver empties (it holds
+        the driver lock: nobody else uses the folder). ``False``: it could not move (fenced
+        by a claim of its run, or the spares folder cannot be made)."""
+        spare = os.path.join(self.sweep.spares, f"{self.holder.worker}-{self._spares_made}")
+        try:
+            try:
+                os.rename(folder, spare)
+            except FileNotFoundError:
+                if not os.path.isdir(folder):
+                    return False  # fenced: its claimer removes it
+                os.mkdir(self.sweep.spares, 0o755)
+                os.rename(folder, spare)
+        except OSError:
+            return False
+        self._spares_made += 1
+        self._spare.append(spare)
+        return True
 
     def _reuse(self, run: RunDir, name: str) -> bool:
-        """Move a spare attempt folder (empty, in a finished run) into ``run`` as its
-        attempt folder ``name``: one ``rename``, where a new folder costs a ``mkdir`` and
-        the spare's removal an ``rmdir``; on ext4 those two take ~0.3-0.4 ms of CPU a run
-        (a directory block allocated and freed), the rename ~12 us. The folder appears in
-        the run at once, as a ``mkdir`` makes it, so the fencing is the same. A spare gone
-        meanwhile (fenced by a claim of its run) fails its rename and the next is tried;
-        ``False`` (the caller makes a new folder) when none is left or ``run`` cannot take
-        one. A driver killed meanwhile leaves its spares (empty, hidden, ``SPARES`` at most)
-        in finished runs, as it leaves the folders of the runs it had in flight."""
+        """Move a spare attempt folder (empty) into ``run`` as its attempt folder ``name``:
+        one ``rename`` (and one when the run before ended, ``_keep``), where a new folder
+        costs a ``mkdir`` and the old one's removal an ``rmdir``; on ext4 those two take
+        ~0.3-0.4 ms of CPU a run (a directory block allocated and freed), a rename ~12 us.
+        The folder appears in the run at once, as a ``mkdir`` makes it, so the fencing is
+        the same. ``False`` (the caller makes a new folder) when none is left or ``run``
+        cannot take one: its folder is gone, or it holds a folder of that name with files
+        in it (the caller uses that one, as it would without spares)."""
         while self._spare:
             spare = self._spare.pop()
             try:
@@ -900,9 +924,9 @@ class Gate:
                 if os.path.isdir(spare):  # it is ``run``'s folder that is gone
                     self._spare.append(spare)
                     return False
-                continue  # fenced and removed by a claimer of its run: take another
-            except OSError:  # ``run`` holds a folder of that name with files in it
-                fence.destroy(spare)
+                continue  # removed by someone (OUT/.dagrun cleaned by hand): take another
+            except OSError:
+                self._spare.append(spare)
                 return False
         return False
 
@@ -910,6 +934,19 @@ class Gate:
         for spare in self._spare:
             fence.destroy(spare)
         self._spare.clear()
+        with contextlib.suppress(OSError):
+            os.rmdir(self.sweep.spares)
+
+    def _remove_dead_spares(self) -> None:
+        """Remove the spares a driver killed left (this one holds the driver lock)."""
+        try:
+            names = os.listdir(self.sweep.spares)
+        except OSError:
+            return
+        for name in names:
+            fence.destroy(os.path.join(self.sweep.spares, name))
+        with contextlib.suppress(OSError):
+            os.rmdir(self.sweep.spares)
 
     def park(self, task: Any) -> None:
         """The run of ``task`` came back ``superseded``: another holder claimed it. Wait for
