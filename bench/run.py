@@ -4,8 +4,8 @@
 Tables:
 1. per-run engine overhead of ``single`` and ``multiprocessing`` on no-op runs, against a
    floor that makes the same calls and writes the same files without dagrun (a plain loop,
-   and a ``multiprocessing.Pool`` with the same number of workers), the median of 3 (5
-   without ``--quick``) rounds that each measure the four side by side;
+   and a ``multiprocessing.Pool`` with the same number of workers), the median of 5
+   rounds that each measure the four side by side;
 2. parallel efficiency on runs of ~0.25 s and ~0.05 s CPU work in C (``floor.cpu_work``)
    with 2 workers, dagrun and the Pool in alternating rounds (medians);
 3. no-op re-execute (everything done) and ``dagrun status`` at 10,000 and 100,000 runs, and
@@ -394,8 +394,7 @@ def main() -> None:
         if "overhead" in only:
             print(f"\n(per-run overhead measured in {'RAM, ' + ram if ram else 'the temp folder'}"
                   ": the disk's own variance would swamp the engine's cost)")
-            overhead(tmp, [500, 2000] if args.quick else [2000, 20000],
-                     3 if args.quick else 5)
+            overhead(tmp, [500, 2000] if args.quick else [2000, 20000], 5)  # goal: median of 5
     with tempfile.TemporaryDirectory(prefix="dagrun-bench-") as d:
         tmp = Path(d)
         if "efficiency" in only:

@@ -748,6 +748,8 @@ class Gate:
         # empty attempt folders of runs that ended well, kept in OUT/.dagrun/spares and
         # moved into the next run admitted instead of a new one (``_reuse``)
         self._spare: list[str] = []
+        self._spares = sweep.spares
+        self._spare_name = f"{self._spares}{os.sep}{self.holder.worker}-"  # + a number
         self._spares_made = 0
         self.taken: list[str] = []  # runs claimed by others while this driver executed them
         self._closed = False
@@ -891,14 +893,14 @@ class Gate:
         killed meanwhile leaves is in one place, which the next driver empties (it holds
         the driver lock: nobody else uses the folder). ``False``: it could not move (fenced
         by a claim of its run, or the spares folder cannot be made)."""
-        spare = os.path.join(self.sweep.spares, f"{self.holder.worker}-{self._spares_made}")
+        spare = f"{self._spare_name}{self._spares_made}"
         try:
             try:
                 os.rename(folder, spare)
             except FileNotFoundError:
                 if not os.path.isdir(folder):
                     return False  # fenced: its claimer removes it
-                os.mkdir(self.sweep.spares, 0o755)
+                os.mkdir(self._spares, 0o755)
                 os.rename(folder, spare)
         except OSError:
             return False
@@ -935,18 +937,18 @@ class Gate:
             fence.destroy(spare)
         self._spare.clear()
         with contextlib.suppress(OSError):
-            os.rmdir(self.sweep.spares)
+            os.rmdir(self._spares)
 
     def _remove_dead_spares(self) -> None:
         """Remove the spares a driver killed left (this one holds the driver lock)."""
         try:
-            names = os.listdir(self.sweep.spares)
+            names = os.listdir(self._spares)
         except OSError:
             return
         for name in names:
-            fence.destroy(os.path.join(self.sweep.spares, name))
+            fence.destroy(os.path.join(self._spares, name))
         with contextlib.suppress(OSError):
-            os.rmdir(self.sweep.spares)
+            os.rmdir(self._spares)
 
     def park(self, task: Any) -> None:
         """The run of ``task`` came back ``superseded``: another holder claimed it. Wait for
