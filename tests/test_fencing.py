@@ -17,7 +17,7 @@ import pytest
 
 from dagrun.disk import fence, leases
 from dagrun.disk.fence import Attempt, Superseded
-from dagrun.disk.layout import RunDir, Stage, SweepDir
+from dagrun.disk.layout import LOG_SPARE, RunDir, Stage, SweepDir
 from tests.freezing import WAIT, Random
 from tests.helpers import child_env, run_dagrun, wait_for
 
@@ -201,15 +201,17 @@ def test_only_a_folder_the_driver_just_made_is_admitted_as_new(tmp_path: Path) -
 
 
 def test_the_attempt_folder_of_a_run_that_ended_well_moves_to_the_next(tmp_path: Path) -> None:
-    """Unleased, a run that ended well leaves its (empty) attempt folder in OUT/.dagrun/spares
-    for the next run admitted, which gets it by one rename, not a new folder; a folder fenced
-    while its run ran (a claim removed it) is not kept, a run that failed has its folder
-    removed, the switch to leasing and the gate's end remove the spares: no run keeps one."""
+    """Unleased, a run that ended well leaves its (empty) attempt folder for the next run
+    admitted, which gets it by one rename, not a new folder; a spare fenced meanwhile (a
+    claim of its run removed it) is passed over, a run that failed has its folder removed,
+    the switch to leasing and the gate's end remove the spares: no run keeps one. While
+    spares are kept, a mark in OUT/.dagrun/spares says so (for a driver killed meanwhile)."""
     from dagrun.run.stages import RunTask
 
     out = tmp_path / "out"
     sweep = SweepDir(str(out))
     (out / ".dagrun").mkdir(parents=True)
+    mark = Path(sweep.spares, leases.SPARES_IN_RUNS)
     made: list[str] = []
     real_create = fence.create
 
@@ -225,29 +227,28 @@ def test_the_attempt_folder_of_a_run_that_ended_well_moves_to_the_next(tmp_path:
         with leases.Gate(sweep, 60.0) as gate:
             first = gate.admit(task(0))
             assert first is not None and first.folder is not None
+            assert not mark.exists()
             gate.release(first, ended_well=True)
-            assert not (out / "0" / first.folder).exists()  # no finished run holds it
-            assert len(os.listdir(sweep.spares)) == 1
+            assert (out / "0" / first.folder).is_dir()  # kept as a spare, in its run
+            assert mark.is_dir()
             second = gate.admit(task(1))
             assert second is not None and second.folder == first.folder
             assert (out / "1" / first.folder).is_dir()
-            assert os.listdir(sweep.spares) == []  # moved, not copied
+            assert not (out / "0" / first.folder).exists()  # moved, not copied
             assert made == [first.path]  # one folder made for the two runs
             Attempt(RunDir(second.path), second.folder).write_bytes(
                 RunDir(second.path).marker(Stage.PRE), b"{}")  # commits through it
-            fence.fence_others(RunDir(second.path), keep=None)  # a claim fences it
             gate.release(second, ended_well=True)
-            assert os.listdir(sweep.spares) == []  # not kept
+            fence.fence_others(RunDir(second.path), keep=None)  # a claim fences the spare
             third = gate.admit(task(2))
             assert third is not None and made == [first.path, third.path]
             gate.release(third, ended_well=False)  # failed: its folder is removed
             assert not (out / "2" / third.folder).exists()
-            assert os.listdir(sweep.spares) == []
             fourth = gate.admit(task(3))
             assert fourth is not None and made[-1] == fourth.path
             gate.release(fourth, ended_well=True)
-            assert len(os.listdir(sweep.spares)) == 1
-        assert not os.path.exists(sweep.spares)  # the gate's end removed it
+        assert not (out / "3" / fourth.folder).exists()  # the gate's end removed it
+        assert not os.path.exists(sweep.spares)  # and its mark
     finally:
         fence.create = real_create
     leftovers = [p for p in out.glob("*/.*") if p.name.startswith((fence.PREFIX, ".fenced-"))]
@@ -257,28 +258,42 @@ def test_the_attempt_folder_of_a_run_that_ended_well_moves_to_the_next(tmp_path:
 def test_a_killed_drivers_attempt_folders_are_removed_by_the_next(tmp_path: Path) -> None:
     """What a driver killed leaves (it holds no lease: its attempt folders have token 0)
     goes with the next driver, which holds the driver lock, so they are nobody's: its
-    spares at the gate's start, a run's folder when the run is admitted again (fenced: the
-    killed driver's pool processes may still be writing). A worker's folder (token >= 1)
-    and the new driver's own stay."""
+    spares in finished runs when its mark is there (OUT is looked through, repetitions'
+    folders included), a run's folder when the run is admitted again (fenced: the killed
+    driver's pool processes may still be writing), the log spares of its workers. A
+    worker's folder (token >= 1), the new driver's own and a user's files stay."""
     from dagrun.run.stages import RunTask
 
     out = tmp_path / "out"
     sweep = SweepDir(str(out))
-    (out / "0").mkdir(parents=True)
-    (out / ".dagrun" / "spares" / "dead-3").mkdir(parents=True)
-    (out / ".dagrun" / "spares" / "dead-4").mkdir()
-    dead = out / "0" / fence.folder_name(0, "dead")
-    dead.mkdir()
-    (dead / "fit.pkl.tmp").write_bytes(b"late")  # a write the killed driver had begun
-    worker = out / "0" / fence.folder_name(3, "worker")
+    dead = fence.folder_name(0, "dead")
+    for run in ("0", "1", "2/0", "2/1", "3"):
+        (out / run).mkdir(parents=True)
+    (out / "1" / "post.done").write_text("{}")
+    (out / "1" / dead).mkdir()  # a spare in a finished run
+    (out / "2" / "1" / dead).mkdir()  # one in a finished repetition
+    (out / "3" / "7").mkdir()  # the user's folder in a run
+    (out / "3" / "7" / "model.bin").write_bytes(b"weights")
+    in_flight = out / "0" / dead
+    in_flight.mkdir()
+    (in_flight / "fit.pkl.tmp").write_bytes(b"late")  # a write the killed driver had begun
+    worker = out / "2" / "0" / fence.folder_name(3, "worker")
     worker.mkdir()
+    Path(sweep.spares, leases.SPARES_IN_RUNS).mkdir(parents=True)  # its mark
+    Path(sweep.spares, f"{LOG_SPARE}123-ab").write_bytes(b"")  # a killed worker's
     with leases.Gate(sweep, 60.0) as gate:
         assert not os.path.exists(sweep.spares)
+        assert os.listdir(out / "1") == ["post.done"]
+        assert os.listdir(out / "2" / "1") == []
+        assert os.listdir(out / "2" / "0") == [worker.name]
+        assert os.listdir(out / "3" / "7") == ["model.bin"]
+        assert not in_flight.exists()  # the look through OUT fenced it too
+        in_flight.mkdir()  # (had there been no mark: fenced when admitted again)
         again = gate.admit(RunTask(0, 0, str(out / "0")))
         assert again is not None and again.folder is not None
-        assert sorted(os.listdir(out / "0")) == sorted([again.folder, worker.name])
+        assert os.listdir(out / "0") == [again.folder]
         gate.release(again, ended_well=False)
-    assert os.listdir(out / "0") == [worker.name]
+    assert os.listdir(out / "0") == []
 
 
 def test_spare_attempt_folders_are_bounded(tmp_path: Path) -> None:
@@ -294,9 +309,9 @@ def test_spare_attempt_folders_are_bounded(tmp_path: Path) -> None:
         for task in tasks:
             assert task is not None
             gate.release(task, ended_well=True)
-        assert list(out.glob(f"*/{fence.PREFIX}*")) == []
-        assert len(os.listdir(out / ".dagrun" / "spares")) == leases.Gate.SPARES
-    assert not (out / ".dagrun" / "spares").exists()
+        kept = [p for p in out.glob(f"*/{fence.PREFIX}*")]
+        assert len(kept) == leases.Gate.SPARES
+    assert list(out.glob(f"*/{fence.PREFIX}*")) == []
 
 
 def test_the_switch_to_leasing_removes_the_spare_attempt_folders(tmp_path: Path) -> None:
@@ -308,10 +323,10 @@ def test_the_switch_to_leasing_removes_the_spare_attempt_folders(tmp_path: Path)
         done = gate.admit(RunTask(0, 0, str(out / "0")))
         assert done is not None and done.folder is not None
         gate.release(done, ended_well=True)
-        spares = out / ".dagrun" / "spares"
-        assert len(os.listdir(spares)) == 1
+        assert (out / "0" / done.folder).is_dir()
         gate._start_leasing()  # a worker was seen: leases' folders are named by token
-        assert gate.leasing and not spares.exists()
+        assert gate.leasing and not (out / "0" / done.folder).exists()
+        assert not (out / ".dagrun" / "spares").exists()  # nor the mark
         leased = gate.admit(RunTask(1, 0, str(out / "1")))
         assert leased is not None and leased.folder != done.folder
         gate.release(leased, ended_well=True)

@@ -47,7 +47,9 @@ def pre(cfg):
             "mark": globals().get("MARK"),
             "usr1_default": signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL,
             "own_session": os.getsid(0) == os.getpid(),
-            "state_fds": [t for t in fds if ".dagrun" in t]}}
+            # (its own log spare, .dagrun/spares/log-<its pid>-..., is the worker's)
+            "state_fds": [t for t in fds if ".dagrun" in t
+                          and f"log-{{os.getpid()}}-" not in t]}}
 
 
 def fit(cfg, seen):

@@ -43,6 +43,7 @@ CODE_DIR = "code"  # OUT/.dagrun/code/<digest>/: the copy of the workflow's code
 LEASE = "lease.json"
 PRUNED = "pruned.json"  # a search trial its pruner stopped (dagrun.search.pruning)
 REPORTS = "reports.json"  # the intermediate values a search trial reported
+LOG_SPARE = "log-"  # OUT/.dagrun/spares/log-*: a process's spare log file (dagrun.run.capture)
 
 
 class RunDir(NamedTuple):
@@ -221,9 +222,11 @@ class SweepDir:
 
     @property
     def spares(self) -> str:
-        """Folder of the empty attempt folders a driver keeps between runs, each moved into
-        the next run it admits (``dagrun.disk.leases.Gate``); the next driver removes what
-        a driver killed left here."""
+        """Folder of one empty file per process that runs stages in a worker
+        (``LOG_SPARE``...), linked in as each stage's log (``dagrun.run.capture``), and of
+        a driver's mark while it keeps empty attempt folders in finished runs for its next
+        runs (``dagrun.disk.leases.Gate``). A driver empties it when it starts and ends:
+        what a killed process left (a killed driver's mark: its folders are sought)."""
         return os.path.join(self.state, "spares")
 
     def worker_file(self, worker: str) -> str:

@@ -47,7 +47,7 @@ import time
 from typing import Any
 
 from dagrun.disk import fence, keeper
-from dagrun.disk.layout import RunDir, SweepDir
+from dagrun.disk.layout import LOG_SPARE, RunDir, SweepDir
 from dagrun.disk.records import hostname, iso
 from dagrun.record import record, replace
 
@@ -708,6 +708,32 @@ class Heartbeat:
                 self._presence.withdraw()
 
 
+SPARES_IN_RUNS = "attempts-in-runs"  # OUT/.dagrun/spares/<this>: see ``Gate._keep``
+
+
+def _fence_unleased(sweep: SweepDir, keep: str) -> int:
+    """Fence every attempt folder of token 0 in OUT's run folders but ``keep``: those of
+    drivers that are gone (only a driver writes through token 0, and the caller holds the
+    driver lock). One listing of each experiment's and run's folder: called only after a
+    driver was killed. Returns how many were fenced."""
+    fenced = 0
+    pending = [(sweep.path, 0)]
+    while pending:
+        path, depth = pending.pop()
+        try:
+            with os.scandir(path) as entries:
+                names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+        except OSError:
+            continue
+        if depth:
+            fenced += fence.fence_others(RunDir(path), keep, token=0) if any(
+                fence.token_of(n) == 0 for n, _ in names) else 0
+        if depth < 2:  # OUT/<id>, then OUT/<id>/<rep>
+            pending += [(os.path.join(path, n), depth + 1) for n, is_dir in names
+                        if is_dir and n.isdigit()]
+    return fenced
+
+
 class Gate:
     """The driver's leases: ``execute`` claims each run it executes and parks runs that a
     live worker holds until that lease ends (released, or stale: then it is taken over).
@@ -745,12 +771,12 @@ class Gate:
         self._leasing = False
         self._unleased: dict[str, str] = {}  # run path -> attempt folder, before leasing
         self._unleased_name = fence.folder_name(0, self.holder.worker)
-        # empty attempt folders of runs that ended well, kept in OUT/.dagrun/spares and
+        # empty attempt folders of runs that ended well, each still in its run's folder,
         # moved into the next run admitted instead of a new one (``_reuse``)
         self._spare: list[str] = []
         self._spares = sweep.spares
-        self._spare_name = f"{self._spares}{os.sep}{self.holder.worker}-"  # + a number
-        self._spares_made = 0
+        self._mark = os.path.join(self._spares, SPARES_IN_RUNS)  # see ``_keep``
+        self._marked = False
         self.taken: list[str] = []  # runs claimed by others while this driver executed them
         self._closed = False
         self._stop = threading.Event()
@@ -775,6 +801,7 @@ class Gate:
                 fence.destroy(RunDir(path).entry(name))
             self._unleased.clear()
             self._drop_spares()
+            self._remove_dead_spares()
         self.heartbeat.stop()
 
     @property
@@ -888,35 +915,31 @@ class Gate:
     # admitted, so a few do; runs admitted ahead that end together (a sweep's tail) make more
 
     def _keep(self, folder: str) -> bool:
-        """Move the empty attempt folder of a run that ended well out of the run, into
-        OUT/.dagrun/spares, for ``_reuse``: so no finished run holds it, and what a driver
-        killed meanwhile leaves is in one place, which the next driver empties (it holds
-        the driver lock: nobody else uses the folder). ``False``: it could not move (fenced
-        by a claim of its run, or the spares folder cannot be made)."""
-        spare = f"{self._spare_name}{self._spares_made}"
-        try:
+        """Keep the empty attempt folder of a run that ended well where it is, in its
+        finished run, for ``_reuse``. A driver killed meanwhile would leave it there, where
+        nothing lists it again (a finished run is read by two ``stat`` calls), so the first
+        spare kept puts up a mark in OUT/.dagrun/spares, taken down when the spares are
+        dropped; the next driver that finds the mark looks through OUT for them
+        (``_remove_dead_spares``). ``False``: no mark could be made (the folder is removed)."""
+        if not self._marked:
             try:
-                os.rename(folder, spare)
-            except FileNotFoundError:
-                if not os.path.isdir(folder):
-                    return False  # fenced: its claimer removes it
-                os.mkdir(self._spares, 0o755)
-                os.rename(folder, spare)
-        except OSError:
-            return False
-        self._spares_made += 1
-        self._spare.append(spare)
+                os.makedirs(self._mark, 0o755, exist_ok=True)
+            except OSError:
+                return False
+            self._marked = True
+        self._spare.append(folder)
         return True
 
     def _reuse(self, run: RunDir, name: str) -> bool:
-        """Move a spare attempt folder (empty) into ``run`` as its attempt folder ``name``:
-        one ``rename`` (and one when the run before ended, ``_keep``), where a new folder
-        costs a ``mkdir`` and the old one's removal an ``rmdir``; on ext4 those two take
-        ~0.3-0.4 ms of CPU a run (a directory block allocated and freed), a rename ~12 us.
-        The folder appears in the run at once, as a ``mkdir`` makes it, so the fencing is
-        the same. ``False`` (the caller makes a new folder) when none is left or ``run``
-        cannot take one: its folder is gone, or it holds a folder of that name with files
-        in it (the caller uses that one, as it would without spares)."""
+        """Move a spare attempt folder (empty, in a finished run) into ``run`` as its
+        attempt folder ``name``: one ``rename``, where a new folder costs a ``mkdir`` and
+        the spare's removal an ``rmdir``; on ext4 those two take ~0.3-0.4 ms of CPU a run
+        (a directory block allocated and freed), the rename ~12 us. The folder appears in
+        the run at once, as a ``mkdir`` makes it, so the fencing is the same. A spare gone
+        meanwhile (fenced by a claim of its run) fails its rename and the next is tried;
+        ``False`` (the caller makes a new folder) when none is left or ``run`` cannot take
+        one: its folder is gone, or it holds a folder of that name with files in it (the
+        caller uses that one, as it would without spares)."""
         while self._spare:
             spare = self._spare.pop()
             try:
@@ -926,7 +949,7 @@ class Gate:
                 if os.path.isdir(spare):  # it is ``run``'s folder that is gone
                     self._spare.append(spare)
                     return False
-                continue  # removed by someone (OUT/.dagrun cleaned by hand): take another
+                continue  # fenced and removed by a claimer of its run: take another
             except OSError:
                 self._spare.append(spare)
                 return False
@@ -936,17 +959,34 @@ class Gate:
         for spare in self._spare:
             fence.destroy(spare)
         self._spare.clear()
+        if self._marked:
+            with contextlib.suppress(OSError):
+                os.rmdir(self._mark)
+            self._marked = False
         with contextlib.suppress(OSError):
             os.rmdir(self._spares)
 
     def _remove_dead_spares(self) -> None:
-        """Remove the spares a driver killed left (this one holds the driver lock)."""
+        """Empty the spares folder: at the start what a killed driver or worker left (a
+        killed driver's mark: its spare attempt folders, sought in OUT), at the end the log
+        spares of this driver's workers, which ended first. This driver holds the driver
+        lock; a ``dagrun worker`` alive elsewhere whose log spare goes makes another."""
         try:
             names = os.listdir(self._spares)
         except OSError:
             return
         for name in names:
-            fence.destroy(os.path.join(self._spares, name))
+            path = os.path.join(self._spares, name)
+            if name.startswith(LOG_SPARE):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            elif path == self._mark:
+                if not self._marked:  # a killed driver's
+                    _fence_unleased(self.sweep, keep=self._unleased_name)
+                    with contextlib.suppress(OSError):
+                        os.rmdir(path)
+            else:
+                fence.destroy(path)
         with contextlib.suppress(OSError):
             os.rmdir(self._spares)
 

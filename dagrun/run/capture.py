@@ -12,6 +12,8 @@ Output, two ways, chosen by where the stage runs:
   runner's capture), the Python streams are teed instead (``_Tee``).
 * ``fd`` (in a worker process): file descriptors 1 and 2 point at the log, so output of C
   extensions and subprocesses, and a segfault's traceback (``faulthandler``), land there too.
+  The log is the worker's spare file under the log's name (``_LogSpare``): a silent call
+  then makes and frees no inode.
 
 A log that stays empty is removed; a log appended to by a later attempt gets a separator line.
 
@@ -37,10 +39,13 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import faulthandler
+import fcntl
 import operator
 import os
 import select
+import signal
 import sys
 import threading
 import time
@@ -48,6 +53,7 @@ from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from dagrun.disk import atomic
+from dagrun.disk.layout import LOG_SPARE
 from dagrun.record import record
 
 if TYPE_CHECKING:
@@ -335,22 +341,160 @@ class _TeeCall(_LazyLog):
         self._tee.end(self)
 
 
+class _LogSpare:
+    """An empty file of this process, linked in as each stage call's log (``_FdCall``).
+
+    A log made at each call and removed when the call printed nothing makes and frees an
+    inode per call, three a run. On ext4 after many files were deleted (by the sweep's own
+    silent calls, or an ``rm -r`` of an earlier sweep) making an inode took 100-500 us of
+    CPU where linking an existing one took 15; a worker of 0.05 s runs lost ~4 % of its
+    time to it. So the log is the spare's file under the log's name while the call runs
+    (output, a crash's traceback included, lands in the run's log as before), and a silent
+    call leaves only its name removed: the file stays, empty, for the next call.
+
+    A file reused must hold nothing of an earlier call, and must receive nothing of it
+    later: a process the stage started may outlive the call holding the log open as its
+    output (a server, a data loader's pool) and write into it whenever. So the call writes
+    through its own open file, and after the call the spare is kept only when no such open
+    file is left anywhere on this host: Linux grants a read lease (``F_SETLEASE``) only on
+    a file nobody has open for writing. Where it does not (a holder is left), the spare's
+    name is removed too and the holder writes into a file of no name, as it did when each
+    call had its own log. Where leases cannot be taken at all (not Linux, NFS, leases
+    disabled), or links cannot be made (a file system without hard links, the spares
+    folder on another device), every call makes its own log as before.
+
+    One per process and folder; a forked child makes its own (``_forget_spares``).
+    """
+
+    __slots__ = ("fd", "ino", "path")
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.path, self.fd = path, fd  # ``fd``: read-only, it counts as no writer
+        self.ino = os.fstat(fd).st_ino
+        # the lease is held for one system call; should a writer open the file meanwhile,
+        # the kernel tells the holder by a signal, SIGIO by default, which would end this
+        # process: SIGURG instead, which is ignored unless a handler asks for it
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+
+    def unheld(self) -> bool:
+        """Whether no process has the file open for writing (a read lease is granted).
+        ``False`` when the lease could not be given back either (closing the descriptor,
+        which ``_retire`` does, ends it)."""
+        try:
+            fcntl.fcntl(self.fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        except OSError:
+            return False
+        try:
+            fcntl.fcntl(self.fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        except OSError:
+            return False
+        return True
+
+    def link(self, path: str) -> int:
+        """The spare's file as the log ``path``: a descriptor open for appending to it, or
+        ``-1`` when the call makes its own log (one is there: an earlier attempt's)."""
+        try:
+            os.link(self.path, path)
+        except FileExistsError:
+            return -1
+        except OSError as exc:  # ENOENT: the spare's name, or the run's folder, is gone
+            if exc.errno != errno.ENOENT or not os.fstat(self.fd).st_nlink:
+                _retire(self, keep_folder=exc.errno == errno.ENOENT)
+            return -1
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except OSError:
+            return -1
+        info = os.fstat(fd)
+        if info.st_size or info.st_ino != self.ino:  # not the spare as it was left
+            os.close(fd)
+            _retire(self, keep_folder=True)
+            return -1
+        return fd
+
+
+_SPARES: dict[str, _LogSpare | None] = {}  # folder -> this process's spare; None: none there
+_FEATURES = hasattr(os, "link") and hasattr(fcntl, "F_SETLEASE")
+
+
+def _spare_in(folder: str) -> _LogSpare | None:
+    """This process's spare in ``folder`` (made at its first use), or ``None`` where none
+    can serve: the folder is not there (no sweep's state folder: a run outside a sweep) or
+    a new file there cannot be leased."""
+    if folder in _SPARES:
+        return _SPARES[folder]
+    spare = None
+    if _FEATURES:
+        path = f"{folder}{os.sep}{LOG_SPARE}{os.getpid()}-{os.urandom(6).hex()}"
+        try:
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            except FileNotFoundError:  # made once, inside OUT/.dagrun only
+                with contextlib.suppress(FileExistsError):  # another worker made it
+                    os.mkdir(folder, 0o755)
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            spare = _LogSpare(path, os.open(path, os.O_RDONLY))
+        except OSError:
+            pass
+        if spare is not None and not spare.unheld():  # leases do not work here
+            _retire(spare, keep_folder=False)
+            spare = None
+    _SPARES[folder] = spare
+    return spare
+
+
+def _retire(spare: _LogSpare, keep_folder: bool) -> None:
+    """Stop using ``spare``: its name removed, its descriptor closed; ``keep_folder``: the
+    next call in its folder makes a new one (else none is made there again)."""
+    with contextlib.suppress(OSError):
+        os.unlink(spare.path)
+    with contextlib.suppress(OSError):
+        os.close(spare.fd)
+    for folder, kept in list(_SPARES.items()):
+        if kept is spare:
+            if keep_folder:
+                del _SPARES[folder]
+            else:
+                _SPARES[folder] = None
+
+
+def _forget_spares() -> None:
+    """In a forked child: the parent's spares are the parent's (two processes writing
+    through one spare would mix their logs)."""
+    for spare in _SPARES.values():
+        if spare is not None:
+            with contextlib.suppress(OSError):
+                os.close(spare.fd)
+    _SPARES.clear()
+
+
+os.register_at_fork(after_in_child=_forget_spares)
+
+
 class _FdCall:
     """One stage call's output straight into its log: file descriptors 1 and 2 point at it
-    (``faulthandler`` writes a crash's traceback to 2: the log, too)."""
+    (``faulthandler`` writes a crash's traceback to 2: the log, too). ``spares``: the folder
+    of this process's ``_LogSpare`` (``None``: the log is made for the call)."""
 
-    __slots__ = ("_attempt", "_fd", "_host", "_path", "_saved", "_start")
+    __slots__ = ("_attempt", "_fd", "_host", "_path", "_saved", "_spare", "_spares", "_start")
 
-    def __init__(self, path: str, attempt: int, host: str) -> None:
-        self._path, self._attempt, self._host = path, attempt, host
+    def __init__(self, path: str, attempt: int, host: str, spares: str | None = None) -> None:
+        self._path, self._attempt, self._host, self._spares = path, attempt, host, spares
 
     def __enter__(self) -> None:
         _flush_std()
-        self._fd = fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        size = os.fstat(fd).st_size
-        if size:
-            os.write(fd, _separator(self._attempt, self._host))
-            size = os.lseek(fd, 0, os.SEEK_END)
+        spare = _spare_in(self._spares) if self._spares is not None else None
+        fd = -1 if spare is None else spare.link(self._path)
+        if fd >= 0:
+            self._spare, self._fd, size = spare, fd, 0
+        else:
+            self._spare = None
+            self._fd = fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            size = os.fstat(fd).st_size
+            if size:
+                os.write(fd, _separator(self._attempt, self._host))
+                size = os.lseek(fd, 0, os.SEEK_END)
         self._start = size
         # where 1 and 2 point now (per call: a process that hosts runs may move them
         # between two, a Ray worker or a test runner's capture)
@@ -368,11 +512,17 @@ class _FdCall:
         os.close(saved[1])
         end = os.fstat(fd).st_size
         os.close(fd)
+        spare = self._spare
         if end == 0:  # nothing written, now or by an earlier attempt
             with contextlib.suppress(OSError):
                 os.unlink(self._path)
-        elif end > self._start:
-            _cap_quietly(self._path)
+            if spare is not None and not spare.unheld():  # a process the call started
+                _retire(spare, keep_folder=True)  # has it open: it is not reused
+        else:
+            if spare is not None:  # the spare's file is the log now
+                _retire(spare, keep_folder=True)
+            if end > self._start:
+                _cap_quietly(self._path)
 
 
 _HANDLERS = operator.attrgetter("handlers")
@@ -573,11 +723,12 @@ def held_output() -> Iterator[None]:
         tee.release()
 
 
-def capture(mode: CaptureMode, path: str, attempt: int,
-            host: str) -> contextlib.AbstractContextManager[None]:
-    """Context manager that sends what the code inside prints to ``path``."""
+def capture(mode: CaptureMode, path: str, attempt: int, host: str,
+            spares: str | None = None) -> contextlib.AbstractContextManager[None]:
+    """Context manager that sends what the code inside prints to ``path``; ``spares``:
+    the sweep's spares folder, where a worker keeps the file it reuses as its logs."""
     if mode is CaptureMode.FD:
-        return _FdCall(path, attempt, host)
+        return _FdCall(path, attempt, host, spares)
     tee = _FdTee.get()
     return tee.capture(path, attempt, host) if tee is not None else _tee(path, attempt, host)
 

@@ -464,6 +464,7 @@ class StageRunner:
         self.fingerprints = fingerprints or {}
         self.copy_memory = CopyMemory()  # per process: runs share what it learnt
         self.values = values.Loader()  # per process: each stored array's header read once
+        self._spares: str | None = None  # OUT/.dagrun/spares, found at the first FD run
 
     def run(self, task: RunTask) -> RunOutcome:
         """Execute ``task`` from its first stage not done; never raises for user errors."""
@@ -565,11 +566,9 @@ class StageRunner:
         """``cfg`` with the values kept in OUT's values store loaded (``dagrun.code.values``);
         OUT is where this process sees the run's folder. A value missing from the store
         fails the run with a line that says how to write it again."""
-        experiment = os.path.dirname(run.path) if self._repetitions(task.exp_id) > 1 \
-            else run.path
         try:
-            resolved: dict[str, Any] = values.resolve(
-                cfg, SweepDir(os.path.dirname(experiment)), loader=self.values)
+            resolved: dict[str, Any] = values.resolve(cfg, self._sweep(task, run),
+                                                      loader=self.values)
         except UsageError as exc:
             raise _InputRefused(stage, str(exc)) from exc
         return resolved
@@ -582,8 +581,11 @@ class StageRunner:
         restore could not make it the process's state once more)."""
         fn = self.workflow.function(stage)
         args = (cfg,) if stage is Stage.PRE else (cfg, value)
+        spares = self._spares
+        if spares is None and self.mode is CaptureMode.FD:
+            spares = self._spares = self._sweep(task, run).spares
         try:
-            with state, capture(self.mode, run.log(stage), task.attempt, hostname()):
+            with state, capture(self.mode, run.log(stage), task.attempt, hostname(), spares):
                 return fn(*args)
         except pruning.Pruned:
             raise
@@ -600,6 +602,12 @@ class StageRunner:
         failure = Failure.from_exception(stage, exc, attempt)
         snapshot = getattr(self.workflow, "snapshot", None)  # None: pickled by older dagrun
         return _StageFailed(failure.noted(snapshot.explain(exc) if snapshot else None))
+
+    def _sweep(self, task: RunTask, run: RunDir) -> SweepDir:
+        """The sweep ``run`` belongs to, as this process sees its folder."""
+        experiment = os.path.dirname(run.path) if self._repetitions(task.exp_id) > 1 \
+            else run.path
+        return SweepDir(os.path.dirname(experiment))
 
     def _repetitions(self, exp_id: int) -> int:
         """The experiment's repetitions, as the scheduler planned them."""
