@@ -100,7 +100,7 @@ def test_output_of_a_process_that_outlives_its_call_reaches_no_later_log(
     first = os.path.join(sweep.path, "0", "pre.log")
     later = os.path.join(sweep.path, "0", "fit.log")
     with capture.capture(CaptureMode.FD, first, 1, "host", sweep.spares):
-        child = subprocess.Popen(["sh", "-c", "sleep 0.5; echo late line"])
+        child = subprocess.Popen(["sh", "-c", "sleep 1; echo late line"])
     try:
         assert not os.path.exists(first)  # silent while it ran
         assert _spares(sweep) == []  # held by the child: not kept
