@@ -980,13 +980,12 @@ class Gate:
             if name.startswith(LOG_SPARE):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
-            elif path == self._mark:
-                if not self._marked:  # a killed driver's
-                    _fence_unleased(self.sweep, keep=self._unleased_name)
-                    with contextlib.suppress(OSError):
-                        os.rmdir(path)
-            else:
-                fence.destroy(path)
+            elif path == self._mark and not self._marked:  # a killed driver's
+                _fence_unleased(self.sweep, keep=self._unleased_name)
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)
+            # (anything else is not dagrun's: an NFS client's ``.nfs*`` file of a spare
+            # removed while open, say; it is left, and so is the folder then)
         with contextlib.suppress(OSError):
             os.rmdir(self._spares)
 

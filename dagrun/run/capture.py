@@ -427,14 +427,15 @@ def _spare_in(folder: str) -> _LogSpare | None:
     spare = None
     if _FEATURES:
         path = f"{folder}{os.sep}{LOG_SPARE}{os.getpid()}-{os.urandom(6).hex()}"
+        flags = os.O_RDONLY | os.O_CREAT | os.O_EXCL  # read-only: it counts as no writer
         try:
             try:
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+                fd = os.open(path, flags, 0o644)
             except FileNotFoundError:  # made once, inside OUT/.dagrun only
                 with contextlib.suppress(FileExistsError):  # another worker made it
                     os.mkdir(folder, 0o755)
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-            spare = _LogSpare(path, os.open(path, os.O_RDONLY))
+                fd = os.open(path, flags, 0o644)
+            spare = _LogSpare(path, fd)
         except OSError:
             pass
         if spare is not None and not spare.unheld():  # leases do not work here
@@ -445,18 +446,17 @@ def _spare_in(folder: str) -> _LogSpare | None:
 
 
 def _retire(spare: _LogSpare, keep_folder: bool) -> None:
-    """Stop using ``spare``: its name removed, its descriptor closed; ``keep_folder``: the
+    """Stop using ``spare``: its descriptor closed, its name removed; ``keep_folder``: the
     next call in its folder makes a new one (else none is made there again)."""
     with contextlib.suppress(OSError):
-        os.unlink(spare.path)
-    with contextlib.suppress(OSError):
         os.close(spare.fd)
-    for folder, kept in list(_SPARES.items()):
-        if kept is spare:
-            if keep_folder:
-                del _SPARES[folder]
-            else:
-                _SPARES[folder] = None
+    with contextlib.suppress(OSError):
+        os.unlink(spare.path)
+    folder = spare.path.rpartition(os.sep)[0]  # as ``_spare_in`` named it
+    if not keep_folder:
+        _SPARES[folder] = None
+    elif _SPARES.get(folder) is spare:
+        del _SPARES[folder]
 
 
 def _forget_spares() -> None:
